@@ -1,0 +1,93 @@
+//! frazil's one error type. Every variant carries the context a person needs to act on it:
+//! which key, which topic/partition, which table, which URL.
+
+use std::fmt;
+
+/// Everything that can go wrong in the agent.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Error {
+    /// The configuration is wrong: `key` names the setting, `problem` what is wrong, `fix` what to do.
+    Config { key: String, problem: String, fix: String },
+    /// The Kafka broker refused or could not be reached.
+    Kafka { context: String, source: rskafka::client::error::Error },
+    /// Records could not be turned into Arrow/Parquet.
+    Decode { context: String, reason: String },
+    /// The local spool failed.
+    Spool(frazil_spool::SpoolError),
+    /// The object store failed.
+    Storage { context: String, source: object_store::Error },
+    /// The REST catalog answered with an error status, or could not be reached (`status` is `None`).
+    Catalog { context: String, status: Option<u16>, body: String },
+    /// iceberg refused something (schema conversion, metadata, a transaction).
+    Iceberg { context: String, source: iceberg::Error },
+    /// A local I/O operation failed.
+    Io { context: String, source: std::io::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn config(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::Config { key: key.into(), problem: problem.into(), fix: fix.into() }
+    }
+    pub fn decode(context: impl Into<String>, reason: impl ToString) -> Self {
+        Error::Decode { context: context.into(), reason: reason.to_string() }
+    }
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+    pub fn iceberg(context: impl Into<String>, source: iceberg::Error) -> Self {
+        Error::Iceberg { context: context.into(), source }
+    }
+    pub fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
+        Error::Storage { context: context.into(), source }
+    }
+    pub fn kafka(context: impl Into<String>, source: rskafka::client::error::Error) -> Self {
+        Error::Kafka { context: context.into(), source }
+    }
+    /// True when the failure is about reaching a remote service, so retrying later may succeed
+    /// and spooled data stays safe meanwhile.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Kafka { .. } | Error::Storage { .. } => true,
+            Error::Catalog { status, .. } => status.is_none_or(|s| s >= 500 || s == 408 || s == 429),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config { key, problem, fix } => write!(f, "config key `{key}`: {problem}; {fix}"),
+            Error::Kafka { context, source } => write!(f, "kafka: {context}: {source}"),
+            Error::Decode { context, reason } => write!(f, "decode: {context}: {reason}"),
+            Error::Spool(e) => write!(f, "spool: {e}"),
+            Error::Storage { context, source } => write!(f, "object store: {context}: {source}"),
+            Error::Catalog { context, status: Some(s), body } => write!(f, "catalog: {context}: HTTP {s}: {body}"),
+            Error::Catalog { context, status: None, body } => write!(f, "catalog: {context}: {body}"),
+            Error::Iceberg { context, source } => write!(f, "iceberg: {context}: {source}"),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Kafka { source, .. } => Some(source),
+            Error::Spool(e) => Some(e),
+            Error::Storage { source, .. } => Some(source),
+            Error::Iceberg { source, .. } => Some(source),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<frazil_spool::SpoolError> for Error {
+    fn from(e: frazil_spool::SpoolError) -> Self {
+        Error::Spool(e)
+    }
+}
