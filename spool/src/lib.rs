@@ -1,7 +1,315 @@
-//! placeholder until the spool lands
-use std::fmt;
-#[non_exhaustive]
-#[derive(Debug)]
-pub enum SpoolError { Io { context: String, source: std::io::Error } }
-impl fmt::Display for SpoolError { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { match self { SpoolError::Io{context, source} => write!(f, "{context}: {source}") } } }
-impl std::error::Error for SpoolError {}
+//! frazil's crash-safe local spool.
+//!
+//! Files (Parquet, but the spool never looks inside) are written by the caller into a temporary
+//! path, handed over with [`Spool::register`], and then tracked through upload and catalog
+//! commit in a redb index until they are deleted. Every state change is one durable redb
+//! transaction; files are only trusted if the index lists them. DESIGN.md describes the on-disk
+//! layout and why each step's ordering survives a crash at any instant.
+//!
+//! All methods block (fsync, redb commits): call them from a blocking thread.
+
+mod commit;
+mod error;
+mod fsutil;
+mod index;
+mod record;
+mod recovery;
+mod state;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::ReadableTable;
+
+pub use error::{Result, SpoolError};
+pub use record::{FileMeta, FileState, PendingCommit, Recovery, SpoolFile, Status};
+
+use error::{idx, io};
+use index::{COUNTERS, FILES, Index, META, NEXT_ID, OFFSETS};
+use record::StoredFile;
+
+/// Options for [`Spool::open`].
+#[derive(Clone, Debug)]
+pub struct SpoolOptions {
+    /// redb page cache size. The index holds only small records, so a few MiB is plenty; redb's
+    /// own default (1 GiB) is far too much for a gateway.
+    pub cache_bytes: usize,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        SpoolOptions {
+            cache_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The spool. `Send + Sync`: share it as `Arc<Spool>`.
+pub struct Spool {
+    dir: PathBuf,
+    data: PathBuf,
+    tmp: PathBuf,
+    quarantine: PathBuf,
+    index: Index,
+    /// Held by every method that changes state. redb already serializes transactions, but
+    /// several operations pair a filesystem step (rename, unlink) with a transaction and must
+    /// not interleave with another state change in between (e.g. a file being committed while
+    /// it is moved to quarantine). Reads never take it.
+    writer: Mutex<()>,
+    /// Unique per open, so temp paths of an earlier open in the same process never collide.
+    tmp_prefix: String,
+    tmp_seq: AtomicU64,
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir` and repairs what a crash left behind; see
+    /// [`Recovery`]. Fails with [`SpoolError::Locked`] if the spool is already open.
+    pub fn open(dir: &Path, opts: SpoolOptions) -> Result<(Spool, Recovery)> {
+        let (data, tmp, quarantine) = (dir.join("data"), dir.join("tmp"), dir.join("quarantine"));
+        for d in [dir, &data, &tmp, &quarantine] {
+            fsutil::create_private_dir(d)?;
+        }
+        // Opening the index takes the lock. Nothing destructive (emptying tmp/, removing
+        // orphans) may happen before it, or a refused second open would wreck the first's files.
+        let index = Index::open(&dir.join("index.redb"), opts.cache_bytes)?;
+        // Make the names of index.redb and the subdirectories durable, and dir's own name.
+        fsutil::fsync_dir(dir)?;
+        // Best effort: the parent may not be ours to open.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Err(e) = fsutil::fsync_dir(parent)
+        {
+            log::warn!("spool: {e}");
+        }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let spool = Spool {
+            dir: dir.to_path_buf(),
+            data,
+            tmp,
+            quarantine,
+            index,
+            writer: Mutex::new(()),
+            tmp_prefix: format!("{:x}-{nanos:x}", std::process::id()),
+            tmp_seq: AtomicU64::new(0),
+        };
+        let recovery = recovery::recover(&spool)?;
+        Ok((spool, recovery))
+    }
+
+    /// A fresh path in `tmp/` for a new file. Write it there and pass it to `register`; it is
+    /// on the spool's filesystem, so the rename into `data/` is atomic.
+    pub fn temp_path(&self) -> PathBuf {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{}-{n}.tmp", self.tmp_prefix))
+    }
+
+    /// Takes ownership of the finished file at `tmp`: fsync, checksum, rename into `data/`,
+    /// fsync `data/`, then one transaction that lists it (state `Written`) and raises the
+    /// stored offset of its partition to `meta.next_offset`.
+    pub fn register(&self, tmp: &Path, meta: FileMeta) -> Result<SpoolFile> {
+        // The slow part (fsync and reading the whole file) happens before taking any lock.
+        let (bytes, crc32c) = fsutil::fsync_and_checksum(tmp)?;
+        let _w = self.lock();
+        self.index.write("register", |txn| {
+            let mut counters = txn.open_table(COUNTERS).map_err(idx("open counters"))?;
+            let mut files = txn.open_table(FILES).map_err(idx("open files"))?;
+            let mut offsets = txn.open_table(OFFSETS).map_err(idx("open offsets"))?;
+            let counter = counters
+                .get(NEXT_ID)
+                .map_err(idx("read next id"))?
+                .map_or(1, |g| g.value());
+            // Defensive: never hand out an id at or below a listed one, whatever the counter says.
+            let last = files
+                .last()
+                .map_err(idx("read last id"))?
+                .map_or(0, |(k, _)| k.value());
+            let id = counter.max(last + 1);
+            let stored = StoredFile {
+                meta,
+                bytes,
+                crc32c,
+                state: FileState::Written,
+            };
+            let dest = self.data_path(id);
+            // If anything below fails the transaction aborts; the renamed file is then an
+            // unlisted orphan: removed at next open, or replaced by the next register (same id).
+            fs::rename(tmp, &dest).map_err(io(format!(
+                "rename {} to {}",
+                tmp.display(),
+                dest.display()
+            )))?;
+            // The name must be durable before the index lists it, or a crash could leave a
+            // record pointing at nothing while the offsets already moved past its events.
+            fsutil::fsync_dir(&self.data)?;
+            index::put_file(&mut files, id, &stored)?;
+            counters
+                .insert(NEXT_ID, id + 1)
+                .map_err(idx("bump next id"))?;
+            let m = &stored.meta;
+            let key = (m.topic.as_str(), m.partition);
+            let old = offsets
+                .get(key)
+                .map_err(idx("read offset"))?
+                .map(|g| g.value());
+            if old.is_none_or(|o| o < m.next_offset) {
+                offsets
+                    .insert(key, m.next_offset)
+                    .map_err(idx("raise offset"))?;
+            }
+            Ok(self.to_file(id, stored))
+        })
+    }
+
+    /// Every record, ordered by id.
+    pub fn files(&self) -> Result<Vec<SpoolFile>> {
+        let all = self.index.read("files", |txn| {
+            index::all_files(&txn.open_table(FILES).map_err(idx("open files"))?)
+        })?;
+        Ok(all.into_iter().map(|(id, f)| self.to_file(id, f)).collect())
+    }
+
+    /// Reads a file and checks its size and CRC32C against the record. A mismatch or a missing
+    /// file moves it to `quarantine/` (unless it is already committed: its rows are in the
+    /// table and the file only awaits deletion) and returns [`SpoolError::Corrupt`].
+    pub fn read_verified(&self, id: u64) -> Result<Vec<u8>> {
+        let rec = self.get(id)?.ok_or(SpoolError::NotFound { id })?;
+        if let FileState::Quarantined { reason } = &rec.state {
+            return Err(SpoolError::Corrupt {
+                id,
+                reason: format!("quarantined earlier: {reason}"),
+            });
+        }
+        let path = self.data_path(id);
+        let reason = match fs::read(&path) {
+            Ok(b) if b.len() as u64 != rec.bytes => {
+                format!(
+                    "size is {} bytes, the index recorded {}",
+                    b.len(),
+                    rec.bytes
+                )
+            }
+            Ok(b) => match crc32c::crc32c(&b) {
+                crc if crc == rec.crc32c => return Ok(b),
+                crc => format!("CRC32C is {crc:08x}, the index recorded {:08x}", rec.crc32c),
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => "file missing".to_string(),
+            Err(e) => return Err(io(format!("read {}", path.display()))(e)),
+        };
+        if rec.state != FileState::Committed {
+            let _w = self.lock();
+            self.quarantine_locked(id, &reason)?;
+        }
+        Err(SpoolError::Corrupt { id, reason })
+    }
+
+    /// `Written` -> `Uploaded { location }`; a repeat with the same location is a no-op.
+    pub fn mark_uploaded(&self, id: u64, location: &str) -> Result<()> {
+        let _w = self.lock();
+        match self.get(id)?.ok_or(SpoolError::NotFound { id })?.state {
+            FileState::Written => {}
+            FileState::Uploaded { location: l } if l == location => return Ok(()),
+            state => {
+                return Err(SpoolError::WrongState {
+                    id,
+                    state,
+                    operation: "mark uploaded",
+                });
+            }
+        }
+        let uploaded = FileState::Uploaded {
+            location: location.to_string(),
+        };
+        self.set_states("mark uploaded", &[id], |_| Some(uploaded.clone()))
+    }
+
+    /// Deletes the files of `Committed` records, then (one transaction) the records. Returns
+    /// how many records were removed.
+    pub fn remove_committed(&self) -> Result<usize> {
+        let _w = self.lock();
+        let ids: Vec<u64> = self
+            .files()?
+            .into_iter()
+            .filter(|f| f.state == FileState::Committed)
+            .map(|f| f.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Unlinking first is safe: the transaction that made them Committed already
+        // unreferenced the data. A crash before the transaction below leaves records whose
+        // file is gone, which open() drops silently.
+        for &id in &ids {
+            fsutil::remove_if_present(&self.data_path(id))?;
+        }
+        fsutil::fsync_dir(&self.data)?;
+        self.index.write("remove committed", |txn| {
+            let mut files = txn.open_table(FILES).map_err(idx("open files"))?;
+            for &id in &ids {
+                files.remove(id).map_err(idx(format!("remove file {id}")))?;
+            }
+            Ok(ids.len())
+        })
+    }
+
+    /// Moves a file to `quarantine/{id:020}.parquet` with its reason in a `.reason` file beside
+    /// it, and marks it `Quarantined`. Committed files cannot be quarantined; quarantining twice
+    /// keeps the first reason.
+    pub fn quarantine(&self, id: u64, reason: &str) -> Result<()> {
+        let _w = self.lock();
+        self.quarantine_locked(id, reason)
+    }
+
+    /// Next offset to fetch per (topic, partition), as raised by `register`.
+    pub fn offsets(&self) -> Result<BTreeMap<(String, i32), i64>> {
+        self.index.read("offsets", |txn| {
+            index::all_offsets(&txn.open_table(OFFSETS).map_err(idx("open offsets"))?)
+        })
+    }
+
+    /// Stores a small value durably (one transaction).
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.index.write("put meta", |txn| {
+            let mut t = txn.open_table(META).map_err(idx("open meta"))?;
+            t.insert(key, value)
+                .map_err(idx(format!("put meta {key:?}")))?;
+            Ok(())
+        })
+    }
+
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.index.read("get meta", |txn| {
+            let t = txn.open_table(META).map_err(idx("open meta"))?;
+            let v = t.get(key).map_err(idx(format!("get meta {key:?}")))?;
+            Ok(v.map(|g| g.value().to_vec()))
+        })
+    }
+
+    pub fn status(&self) -> Result<Status> {
+        let mut s = Status::default();
+        for f in self.files()? {
+            match f.state {
+                FileState::Written => s.written += 1,
+                FileState::Uploaded { .. } => s.uploaded += 1,
+                FileState::Committed => s.committed += 1,
+                FileState::Quarantined { .. } => {
+                    s.quarantined += 1;
+                    // May differ from the record (truncated) or be gone (missing).
+                    s.bytes += fsutil::file_len(&f.path)?.unwrap_or(0);
+                    continue;
+                }
+            }
+            s.bytes += f.bytes;
+        }
+        Ok(s)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
