@@ -11,6 +11,8 @@ pub enum Error {
     Config { key: String, problem: String, fix: String },
     /// The Kafka broker refused or could not be reached.
     Kafka { context: String, source: rskafka::client::error::Error },
+    /// The broker answered, but not with what the agent needs (a configured topic is missing, ...).
+    Source { context: String, reason: String },
     /// Records could not be turned into Arrow/Parquet.
     Decode { context: String, reason: String },
     /// The local spool failed.
@@ -20,7 +22,7 @@ pub enum Error {
     /// The REST catalog answered with an error status, or could not be reached (`status` is `None`).
     Catalog { context: String, status: Option<u16>, body: String },
     /// iceberg refused something (schema conversion, metadata, a transaction).
-    Iceberg { context: String, source: iceberg::Error },
+    Iceberg { context: String, source: Box<iceberg::Error> },
     /// A local I/O operation failed.
     Io { context: String, source: std::io::Error },
 }
@@ -38,7 +40,7 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
     pub fn iceberg(context: impl Into<String>, source: iceberg::Error) -> Self {
-        Error::Iceberg { context: context.into(), source }
+        Error::Iceberg { context: context.into(), source: Box::new(source) }
     }
     pub fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
         Error::Storage { context: context.into(), source }
@@ -46,11 +48,27 @@ impl Error {
     pub fn kafka(context: impl Into<String>, source: rskafka::client::error::Error) -> Self {
         Error::Kafka { context: context.into(), source }
     }
+    /// Prefixes the context of a catalog error (keeps other errors as they are).
+    pub(crate) fn with_context(self, what: &str) -> Error {
+        match self {
+            Error::Catalog { context, status, body } => Error::Catalog { context: format!("{what}: {context}"), status, body },
+            other => other,
+        }
+    }
     /// True when the failure is about reaching a remote service, so retrying later may succeed
     /// and spooled data stays safe meanwhile.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Kafka { .. } | Error::Storage { .. } => true,
+            Error::Kafka { .. } | Error::Source { .. } => true,
+            // A missing object or refused credentials will not fix themselves.
+            Error::Storage { source, .. } => !matches!(
+                source,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::NotSupported { .. }
+            ),
             Error::Catalog { status, .. } => status.is_none_or(|s| s >= 500 || s == 408 || s == 429),
             _ => false,
         }
@@ -62,6 +80,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config { key, problem, fix } => write!(f, "config key `{key}`: {problem}; {fix}"),
             Error::Kafka { context, source } => write!(f, "kafka: {context}: {source}"),
+            Error::Source { context, reason } => write!(f, "kafka: {context}: {reason}"),
             Error::Decode { context, reason } => write!(f, "decode: {context}: {reason}"),
             Error::Spool(e) => write!(f, "spool: {e}"),
             Error::Storage { context, source } => write!(f, "object store: {context}: {source}"),

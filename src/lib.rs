@@ -6,9 +6,11 @@
 //! `agent` wires the stages together on a single-threaded smol executor; `config` reads the TOML file.
 
 pub mod agent;
+mod backoff;
 pub mod commit;
 pub mod config;
 pub mod decode;
+pub mod logging;
 mod error;
 pub mod source;
 pub mod spool;

@@ -1,1 +1,356 @@
-//! placeholder
+//! The TOML configuration: parsed strictly (unknown keys are errors), then validated into
+//! [`Config`], whose every field has a working default except the endpoints.
+//! Every error names the key, the bad value and the fix.
+
+mod units;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use units::{parse_duration, parse_size};
+
+use crate::upload::S3Settings;
+use crate::{Error, Result};
+
+/// Where to start a partition that neither the spool index nor the table has seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    Earliest,
+    Latest,
+}
+
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    pub brokers: Vec<String>,
+    pub topics: Vec<String>,
+    pub start: StartAt,
+    pub client_id: String,
+    /// Upper bound of one fetch response, shared by the partitions fetched together.
+    pub fetch_max_bytes: u64,
+    /// How long the broker may hold a fetch open when it has nothing new.
+    pub fetch_max_wait: Duration,
+    /// Our own bound on any single broker request (rskafka has none).
+    pub request_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// Roll the hot buffer of a partition into a spool file when its input reaches this many bytes...
+    pub file_max_bytes: u64,
+    /// ...or this many rows...
+    pub file_max_rows: usize,
+    /// ...or when its oldest row has waited this long.
+    pub file_max_age: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct CatalogConfig {
+    pub uri: String,
+    /// Sent as `warehouse` to the catalog; `None` sends nothing.
+    pub warehouse: Option<String>,
+    pub namespace: Vec<String>,
+    /// Table name template; `{topic}` is replaced by the topic name made safe for Iceberg.
+    pub table: String,
+    pub commit_interval: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This agent's name, recorded in every snapshot it commits. Offsets are kept per agent, so
+    /// two gateways with their own brokers can feed one table. Defaults to the host name.
+    pub agent_id: String,
+    pub kafka: KafkaConfig,
+    pub spool: SpoolConfig,
+    pub catalog: CatalogConfig,
+    pub s3: S3Settings,
+}
+
+// ---- the file as written: strict, every key optional where a default exists ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    agent: RawAgent,
+    kafka: RawKafka,
+    #[serde(default)]
+    spool: RawSpool,
+    catalog: RawCatalog,
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    brokers: Vec<String>,
+    topics: Vec<String>,
+    start: Option<String>,
+    client_id: Option<String>,
+    fetch_max_bytes: Option<String>,
+    fetch_max_wait: Option<String>,
+    request_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    dir: Option<PathBuf>,
+    file_max_bytes: Option<String>,
+    file_max_rows: Option<usize>,
+    file_max_age: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    uri: String,
+    warehouse: Option<String>,
+    namespace: Option<String>,
+    table: Option<String>,
+    commit_interval: Option<String>,
+    request_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    #[serde(default)]
+    s3: RawS3,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+    path_style: Option<bool>,
+    allow_http: Option<bool>,
+}
+
+pub const DEFAULT_PATH: &str = "/etc/frazil/frazil.toml";
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config("--config", format!("cannot read {}: {e}", path.display()), "pass --config with the path of a readable frazil.toml")
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            Error::Config { key, problem, fix } => Error::Config { key, problem: format!("{problem} (in {})", path.display()), fix },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+            Error::config(
+                guess_key(e.message()).unwrap_or_else(|| "(file)".into()),
+                format!("{at}{}", e.message().trim()),
+                "correct the key or value; see the configuration reference in README.md",
+            )
+        })?;
+        validate(raw)
+    }
+}
+
+/// toml names the offending field in backquotes ("unknown field `brokrs`"): lift it out for the key.
+fn guess_key(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
+    let v = value.unwrap_or_else(|| default.to_string());
+    parse_duration(&v).map_err(|p| Error::config(key, p, format!("write a duration such as \"{default}\"")))
+}
+
+fn size(key: &str, value: Option<String>, default: &str) -> Result<u64> {
+    let v = value.unwrap_or_else(|| default.to_string());
+    parse_size(&v).map_err(|p| Error::config(key, p, format!("write a size such as \"{default}\"")))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "frazil".into())
+}
+
+fn validate(raw: RawConfig) -> Result<Config> {
+    let agent_id = raw.agent.id.unwrap_or_else(hostname);
+    if agent_id.is_empty() || !agent_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(Error::config("agent.id", format!("`{agent_id}` is not a usable agent id"), "use letters, digits, '-', '_' or '.', e.g. \"gateway-7\""));
+    }
+    let k = raw.kafka;
+    if k.brokers.is_empty() {
+        return Err(Error::config("kafka.brokers", "is empty", "list at least one broker, e.g. brokers = [\"127.0.0.1:9092\"]"));
+    }
+    if let Some(b) = k.brokers.iter().find(|b| !b.contains(':')) {
+        return Err(Error::config("kafka.brokers", format!("`{b}` has no port"), "write host:port, e.g. \"127.0.0.1:9092\""));
+    }
+    if k.topics.is_empty() {
+        return Err(Error::config("kafka.topics", "is empty", "list the topics to read, e.g. topics = [\"events\"]"));
+    }
+    let start = match k.start.as_deref().unwrap_or("earliest") {
+        "earliest" => StartAt::Earliest,
+        "latest" => StartAt::Latest,
+        other => return Err(Error::config("kafka.start", format!("`{other}` is not a start position"), "use \"earliest\" or \"latest\"")),
+    };
+    let fetch_max_bytes = size("kafka.fetch_max_bytes", k.fetch_max_bytes, "4MiB")?;
+    if !(1024..=i32::MAX as u64).contains(&fetch_max_bytes) {
+        return Err(Error::config("kafka.fetch_max_bytes", format!("{fetch_max_bytes} bytes is out of range"), "use between 1KiB and 2GiB, e.g. \"4MiB\""));
+    }
+    let kafka = KafkaConfig {
+        brokers: k.brokers,
+        topics: k.topics,
+        start,
+        client_id: k.client_id.unwrap_or_else(|| "frazil".into()),
+        fetch_max_bytes,
+        fetch_max_wait: duration("kafka.fetch_max_wait", k.fetch_max_wait, "10ms")?,
+        request_timeout: duration("kafka.request_timeout", k.request_timeout, "30s")?,
+    };
+
+    let s = raw.spool;
+    let spool = SpoolConfig {
+        dir: s.dir.unwrap_or_else(|| PathBuf::from("/var/lib/frazil")),
+        file_max_bytes: size("spool.file_max_bytes", s.file_max_bytes, "16MiB")?,
+        file_max_rows: s.file_max_rows.unwrap_or(100_000),
+        file_max_age: duration("spool.file_max_age", s.file_max_age, "10s")?,
+    };
+    if spool.file_max_rows == 0 {
+        return Err(Error::config("spool.file_max_rows", "is 0", "use a positive number such as 100000"));
+    }
+
+    let c = raw.catalog;
+    if !(c.uri.starts_with("http://") || c.uri.starts_with("https://")) {
+        return Err(Error::config("catalog.uri", format!("`{}` is not an http(s) URL", c.uri), "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\""));
+    }
+    let namespace: Vec<String> = c.namespace.as_deref().unwrap_or("frazil").split('.').map(str::to_string).collect();
+    if namespace.iter().any(|p| p.is_empty()) {
+        return Err(Error::config("catalog.namespace", "has an empty level", "write e.g. \"edge\" or \"edge.site1\""));
+    }
+    let table = c.table.unwrap_or_else(|| "{topic}".into());
+    if table.is_empty() || table.contains('.') {
+        return Err(Error::config("catalog.table", format!("`{table}` is not a table name template"), "write e.g. \"{topic}\" or \"events_{topic}\" (no dots)"));
+    }
+    let catalog = CatalogConfig {
+        uri: c.uri.trim_end_matches('/').to_string(),
+        warehouse: c.warehouse.filter(|w| !w.is_empty()),
+        namespace,
+        table,
+        commit_interval: duration("catalog.commit_interval", c.commit_interval, "60s")?,
+        request_timeout: duration("catalog.request_timeout", c.request_timeout, "30s")?,
+    };
+
+    let s3 = raw.storage.s3;
+    let s3 = S3Settings {
+        allow_http: s3.allow_http.unwrap_or_else(|| s3.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))),
+        endpoint: s3.endpoint,
+        region: s3.region,
+        access_key_id: s3.access_key_id,
+        secret_access_key: s3.secret_access_key,
+        session_token: s3.session_token,
+        path_style: s3.path_style.unwrap_or(false),
+    };
+    Ok(Config { agent_id, kafka, spool, catalog, s3 })
+}
+
+/// The table name for a topic: the template with `{topic}` replaced, keeping only characters every
+/// Iceberg catalog and engine accepts unquoted (letters, digits, `_`); anything else becomes `_`.
+pub fn table_name(template: &str, topic: &str) -> String {
+    template
+        .replace("{topic}", topic)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[kafka]
+brokers = ["127.0.0.1:9092"]
+topics = ["events"]
+[catalog]
+uri = "http://127.0.0.1:8181"
+"#;
+
+    fn err(text: &str) -> (String, String, String) {
+        match Config::parse(text).unwrap_err() {
+            Error::Config { key, problem, fix } => (key, problem, fix),
+            other => panic!("not a config error: {other}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.kafka.start, StartAt::Earliest);
+        assert_eq!(c.kafka.fetch_max_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.spool.dir, PathBuf::from("/var/lib/frazil"));
+        assert_eq!(c.catalog.namespace, vec!["frazil".to_string()]);
+        assert_eq!(c.catalog.commit_interval, Duration::from_secs(60));
+        assert_eq!(c.catalog.warehouse, None);
+        assert!(!c.agent_id.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let (key, problem, _) = err(&MINIMAL.replace("topics", "topics = [\"a\"]\nbrokrs = 1\n#"));
+        assert_eq!(key, "brokrs");
+        assert!(problem.contains("line 5"), "{problem}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_fix() {
+        let (key, problem, fix) = err(&format!("{MINIMAL}\n[spool]\nfile_max_age = \"10\"\n"));
+        assert_eq!(key, "spool.file_max_age");
+        assert!(problem.contains("no unit"));
+        assert!(fix.contains("10s"));
+        let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nstart = \"middle\""));
+        assert_eq!(key, "kafka.start");
+        let (key, ..) = err(&MINIMAL.replace("http://127.0.0.1:8181", "127.0.0.1:8181"));
+        assert_eq!(key, "catalog.uri");
+        let (key, ..) = err(&MINIMAL.replace("[\"127.0.0.1:9092\"]", "[\"localhost\"]"));
+        assert_eq!(key, "kafka.brokers");
+        let (key, ..) = err(&format!("[agent]\nid = \"a b\"\n{MINIMAL}"));
+        assert_eq!(key, "agent.id");
+        let (key, ..) = err(&MINIMAL.replace("[\"events\"]", "[]"));
+        assert_eq!(key, "kafka.topics");
+    }
+
+    #[test]
+    fn s3_http_endpoint_allows_http() {
+        let c = Config::parse(&format!("{MINIMAL}\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\n")).unwrap();
+        assert!(c.s3.allow_http);
+        assert!(c.s3.path_style);
+    }
+
+    #[test]
+    fn table_names_are_safe() {
+        assert_eq!(table_name("{topic}", "Sensor.Readings-v2"), "sensor_readings_v2");
+        assert_eq!(table_name("raw_{topic}", "a"), "raw_a");
+    }
+}
