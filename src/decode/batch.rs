@@ -1,0 +1,362 @@
+//! [`BatchDecoder`]: buffers parsed messages and turns them into one Arrow `RecordBatch`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, LargeBinaryArray, RecordBatch,
+    TimestampMicrosecondArray,
+};
+use arrow_json::ReaderBuilder;
+use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::{META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fit, names};
+use crate::{Error, Result};
+
+/// Why a message was not accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub reason: String,
+}
+
+impl Rejected {
+    fn new(reason: impl Into<String>) -> Self {
+        Rejected {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// What [`BatchDecoder::flush`] produced.
+#[derive(Debug)]
+pub struct Flushed {
+    /// The rows that fit the schema, or `None` when no row survived.
+    pub batch: Option<RecordBatch>,
+    /// `(partition, offset, reason)` of rows that are JSON objects but do not fit the schema,
+    /// sorted by partition and offset.
+    pub rejected: Vec<(i32, i64, String)>,
+    /// Top-level keys (as spelled in the JSON) that the schema has no column for; their values
+    /// were dropped.
+    pub unknown_fields: BTreeSet<String>,
+}
+
+/// Where each column of the output comes from.
+#[derive(Debug)]
+enum Slot {
+    User(usize),
+    Partition,
+    Offset,
+    Timestamp(Option<Arc<str>>),
+    Key { large: bool },
+}
+
+/// An accepted message: top-level keys already renamed to column names, unknown keys removed.
+#[derive(Debug)]
+struct Row {
+    partition: i32,
+    offset: i64,
+    timestamp_ms: i64,
+    key: Option<Box<[u8]>>,
+    value: Map<String, Value>,
+}
+
+// arrow_json takes rows as `&[impl Serialize]`: this lets it read a slice of rows in place.
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+/// Turns Kafka messages with JSON object values into Arrow record batches of a fixed schema.
+#[derive(Debug)]
+pub struct BatchDecoder {
+    schema: SchemaRef,
+    /// The user columns alone, in schema order: what arrow_json decodes.
+    user: SchemaRef,
+    slots: Vec<Slot>,
+    columns: HashSet<String>,
+    rows: Vec<Row>,
+    bytes: usize,
+    unknown: BTreeSet<String>,
+}
+
+impl BatchDecoder {
+    /// A decoder for `schema`, which must hold the four meta columns with their types
+    /// (they may sit anywhere, so columns added by later schema evolution can follow them).
+    pub fn new(schema: &iceberg::spec::Schema) -> Result<Self> {
+        let arrow = iceberg::arrow::schema_to_arrow_schema(schema)
+            .map_err(|e| Error::iceberg("converting the table schema to Arrow", e))?;
+        let mut user = Vec::new();
+        let mut slots = Vec::new();
+        for f in arrow.fields() {
+            let slot = match (f.name().as_str(), f.data_type()) {
+                (META_PARTITION, DataType::Int32) => Slot::Partition,
+                (META_OFFSET, DataType::Int64) => Slot::Offset,
+                (META_TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, tz))
+                    if f.is_nullable() =>
+                {
+                    Slot::Timestamp(tz.clone())
+                }
+                (META_KEY, DataType::LargeBinary) if f.is_nullable() => Slot::Key { large: true },
+                (META_KEY, DataType::Binary) if f.is_nullable() => Slot::Key { large: false },
+                (name, dt) if names::is_reserved(name) => {
+                    return Err(Error::decode(
+                        "checking the table schema",
+                        format!(
+                            "column `{name}` ({dt}, nullable: {}) is not a frazil meta column of the expected type",
+                            f.is_nullable()
+                        ),
+                    ));
+                }
+                _ => {
+                    user.push(f.clone());
+                    Slot::User(user.len() - 1)
+                }
+            };
+            slots.push(slot);
+        }
+        for meta in [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY] {
+            if arrow.field_with_name(meta).is_err() {
+                return Err(Error::decode(
+                    "checking the table schema",
+                    format!("meta column `{meta}` is missing"),
+                ));
+            }
+        }
+        let user = Arc::new(ArrowSchema::new(user));
+        // Fail now, not on the first flush, if arrow_json cannot decode some column type.
+        json_decoder(&user).map_err(|e| Error::decode("checking the table schema", e))?;
+        Ok(BatchDecoder {
+            columns: user.fields().iter().map(|f| f.name().clone()).collect(),
+            schema: Arc::new(arrow),
+            user,
+            slots,
+            rows: Vec::new(),
+            bytes: 0,
+            unknown: BTreeSet::new(),
+        })
+    }
+
+    /// The schema of every batch this decoder produces, with `PARQUET:field_id` metadata.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Parses `msg` now. A missing value, invalid JSON or anything but a JSON object is
+    /// rejected; whether the object fits the schema is found out by [`flush`](Self::flush).
+    pub fn push(&mut self, msg: &Message<'_>) -> Result<(), Rejected> {
+        let bytes = msg
+            .value
+            .ok_or_else(|| Rejected::new("message has no value (tombstone)"))?;
+        let value = serde_json::from_slice::<Value>(bytes)
+            .map_err(|e| Rejected::new(format!("invalid JSON: {e}")))?;
+        let Value::Object(map) = value else {
+            let kind = match value {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                _ => "an array",
+            };
+            return Err(Rejected::new(format!("value is {kind}, not a JSON object")));
+        };
+        let value = self.columns_of(map);
+        self.bytes += bytes.len() + msg.key.map_or(0, <[u8]>::len);
+        self.rows.push(Row {
+            partition: msg.partition,
+            offset: msg.offset,
+            timestamp_ms: msg.timestamp_ms,
+            key: msg.key.map(Box::from),
+            value,
+        });
+        Ok(())
+    }
+
+    /// Renames top-level keys to column names and drops (and records) keys without a column.
+    fn columns_of(&mut self, map: Map<String, Value>) -> Map<String, Value> {
+        // Most rows need neither: skip rebuilding the map for them.
+        if map
+            .keys()
+            .all(|k| names::escape(k) == k.as_str() && self.columns.contains(k.as_str()))
+        {
+            return map;
+        }
+        let mut out = Map::new();
+        for (key, value) in map {
+            let column = names::escape(&key);
+            if self.columns.contains(&*column) {
+                out.insert(column.into_owned(), value);
+            } else {
+                self.unknown.insert(key);
+            }
+        }
+        out
+    }
+
+    /// Buffered accepted rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Bytes of message values and keys buffered, for rolling by size (the parsed form in
+    /// memory is a few times larger).
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Turns everything buffered into one batch and empties the buffer. Rows that do not fit
+    /// the schema are reported in [`Flushed::rejected`] and the rest are kept. An `Err` means
+    /// the batch as a whole could not be built (in practice: over 2 GiB of text in one column,
+    /// which rolling by [`buffered_bytes`](Self::buffered_bytes) prevents); the buffer is
+    /// emptied then too.
+    pub fn flush(&mut self) -> Result<Flushed> {
+        let unknown_fields = std::mem::take(&mut self.unknown);
+        let mut rows = std::mem::take(&mut self.rows);
+        self.bytes = 0;
+        let mut rejected = Vec::new();
+        rows.retain_mut(
+            |row| match fit::fit_row(&mut row.value, self.user.fields()) {
+                Ok(()) => true,
+                Err(reason) => {
+                    rejected.push((row.partition, row.offset, reason));
+                    false
+                }
+            },
+        );
+
+        let user_columns = match self.decode(&rows) {
+            Ok(columns) => columns,
+            Err(_) => {
+                // Some rows do not fit: find them, set them aside, decode the others.
+                let mut bad = Vec::new();
+                self.find_bad(&rows, 0, true, &mut bad);
+                let mut bad = bad.into_iter().peekable();
+                let mut i = 0;
+                rows.retain(|row| {
+                    let is_bad = bad.next_if(|(b, _)| *b == i).map(|(_, reason)| {
+                        rejected.push((row.partition, row.offset, reason));
+                    });
+                    i += 1;
+                    is_bad.is_none()
+                });
+                self.decode(&rows)
+                    .map_err(|e| Error::decode(format!("decoding {} rows", rows.len()), e))?
+            }
+        };
+        rejected.sort_by_key(|r| (r.0, r.1));
+        let batch = if rows.is_empty() {
+            None
+        } else {
+            Some(self.assemble(&rows, user_columns)?)
+        };
+        Ok(Flushed {
+            batch,
+            rejected,
+            unknown_fields,
+        })
+    }
+
+    /// The user columns of `rows`, decoded by arrow_json.
+    fn decode(&self, rows: &[Row]) -> Result<Vec<ArrayRef>, ArrowError> {
+        if rows.is_empty() || self.user.fields().is_empty() {
+            return Ok(Vec::new());
+        }
+        // A fresh decoder each time: after an error arrow_json's decoder keeps the failed rows.
+        let mut decoder = json_decoder(&self.user)?;
+        decoder.serialize(rows)?;
+        Ok(decoder
+            .flush()?
+            .map(|b| b.columns().to_vec())
+            .unwrap_or_default())
+    }
+
+    /// Bisects `rows` (which start at index `base`) for rows arrow_json refuses, pushing their
+    /// indexes, in increasing order, with a reason. Costs O(bad · log n) decodes.
+    fn find_bad(&self, rows: &[Row], base: usize, known_bad: bool, out: &mut Vec<(usize, String)>) {
+        if rows.is_empty() || (!known_bad && self.decode(rows).is_ok()) {
+            return;
+        }
+        if let [row] = rows {
+            out.push((base, self.diagnose(row)));
+            return;
+        }
+        let mid = rows.len() / 2;
+        self.find_bad(&rows[..mid], base, false, out);
+        self.find_bad(&rows[mid..], base + mid, false, out);
+    }
+
+    /// Names the first column of `row` arrow_json refuses, with its error.
+    fn diagnose(&self, row: &Row) -> String {
+        for field in self.user.fields() {
+            let one = Arc::new(ArrowSchema::new(vec![field.clone()]));
+            let result = json_decoder(&one).and_then(|mut d| {
+                d.serialize(std::slice::from_ref(row))?;
+                d.flush()
+            });
+            if let Err(e) = result {
+                return format!("column `{}`: {e}", field.name());
+            }
+        }
+        match self.decode(std::slice::from_ref(row)) {
+            Err(e) => e.to_string(),
+            Ok(_) => "row does not fit the schema".to_string(),
+        }
+    }
+
+    /// Puts the user columns and the meta columns together in schema order.
+    fn assemble(&self, rows: &[Row], user: Vec<ArrayRef>) -> Result<RecordBatch> {
+        let columns = self.slots.iter().map(|slot| -> ArrayRef {
+            match slot {
+                Slot::User(i) => user[*i].clone(),
+                Slot::Partition => Arc::new(Int32Array::from_iter_values(
+                    rows.iter().map(|r| r.partition),
+                )),
+                Slot::Offset => {
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.offset)))
+                }
+                Slot::Timestamp(tz) => Arc::new(
+                    TimestampMicrosecondArray::from_iter(
+                        rows.iter().map(|r| timestamp_us(r.timestamp_ms)),
+                    )
+                    .with_timezone_opt(tz.clone()),
+                ),
+                Slot::Key { large: true } => Arc::new(LargeBinaryArray::from_iter(
+                    rows.iter().map(|r| r.key.as_deref()),
+                )),
+                Slot::Key { large: false } => Arc::new(BinaryArray::from_iter(
+                    rows.iter().map(|r| r.key.as_deref()),
+                )),
+            }
+        });
+        RecordBatch::try_new(self.schema.clone(), columns.collect())
+            .map_err(|e| Error::decode(format!("assembling a batch of {} rows", rows.len()), e))
+    }
+}
+
+fn json_decoder(schema: &SchemaRef) -> Result<arrow_json::reader::Decoder, ArrowError> {
+    // coerce_primitive: numbers and booleans in string columns (fields whose samples
+    // conflicted) are kept as their text instead of rejecting the row.
+    ReaderBuilder::new(schema.clone())
+        .with_coerce_primitive(true)
+        .build_decoder()
+}
+
+/// Kafka's timestamp in ms as µs; Kafka uses -1 for "no timestamp", so negatives are null.
+fn timestamp_us(ms: i64) -> Option<i64> {
+    if ms < 0 { None } else { ms.checked_mul(1000) }
+}

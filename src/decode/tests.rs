@@ -1,0 +1,338 @@
+//! BatchDecoder tests: a mixed round trip checked cell by cell, and bad rows.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use serde_json::{Value, json};
+
+use super::*;
+
+pub(super) fn msg<'a>(
+    partition: i32,
+    offset: i64,
+    timestamp_ms: i64,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+) -> Message<'a> {
+    Message {
+        partition,
+        offset,
+        timestamp_ms,
+        key,
+        value: Some(value),
+    }
+}
+
+pub(super) fn leak(v: &Value) -> &'static [u8] {
+    Box::leak(v.to_string().into_bytes().into_boxed_slice())
+}
+
+/// Record `i` of the round trip: nested structs, lists of structs, nulls, missing fields, conflicts.
+pub(super) fn record(i: usize) -> Value {
+    let mut r = json!({ "id": i, "ok": i.is_multiple_of(3), "order": { "items": [] } });
+    if !i.is_multiple_of(7) {
+        r["name"] = if i.is_multiple_of(5) {
+            Value::Null
+        } else {
+            json!(format!("n{i}"))
+        };
+    }
+    r["score"] = if i.is_multiple_of(2) {
+        json!(i as f64 + 0.5)
+    } else {
+        json!(i)
+    };
+    if !i.is_multiple_of(4) {
+        r["tags"] = json!((0..i % 3).map(|j| format!("t{i}_{j}")).collect::<Vec<_>>());
+    }
+    r["geo"] = if i.is_multiple_of(6) {
+        Value::Null
+    } else {
+        let zip = if i.is_multiple_of(10) {
+            Value::Null
+        } else {
+            json!(i)
+        };
+        json!({ "lat": i as f64 / 10.0, "addr": { "city": format!("c{i}"), "zip": zip } })
+    };
+    let mut items: Vec<Value> = (0..i % 3)
+        .map(|j| json!({ "sku": format!("s{i}_{j}"), "dims": { "w": j } }))
+        .collect();
+    if i.is_multiple_of(9) {
+        items.push(Value::Null);
+    }
+    r["order"]["items"] = json!(items);
+    r["mixed"] = match i {
+        _ if i.is_multiple_of(2) => json!(format!("s{i}")),
+        _ if i % 10 == 3 => json!({ "k": i }),
+        _ => json!(i),
+    };
+    if i.is_multiple_of(10) {
+        r["_kafka_offset"] = json!(format!("user{i}"));
+    }
+    r
+}
+
+fn key_of(i: usize) -> Option<&'static [u8]> {
+    (!i.is_multiple_of(3)).then(|| &*Box::leak(format!("k{i}").into_bytes().into_boxed_slice()))
+}
+
+fn timestamp_of(i: usize) -> i64 {
+    if i == 50 {
+        -1
+    } else {
+        1_700_000_000_000 + i as i64
+    }
+}
+
+fn col<'b>(batch: &'b RecordBatch, name: &str) -> &'b Arc<dyn Array> {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+}
+
+#[test]
+fn round_trip_cell_by_cell() {
+    let values: Vec<&'static [u8]> = (0..100).map(|i| leak(&record(i))).collect();
+    let schema = infer_schema(values.iter().copied()).unwrap();
+    let mut decoder = BatchDecoder::new(&schema).unwrap();
+    for (i, v) in values.iter().enumerate() {
+        decoder
+            .push(&msg(
+                i as i32 % 3,
+                1000 + i as i64,
+                timestamp_of(i),
+                key_of(i),
+                v,
+            ))
+            .unwrap();
+    }
+    assert_eq!(decoder.len(), 100);
+    let input_bytes: usize = values.iter().map(|v| v.len()).sum::<usize>()
+        + (0..100).filter_map(key_of).map(<[u8]>::len).sum::<usize>();
+    assert_eq!(decoder.buffered_bytes(), input_bytes);
+
+    let flushed = decoder.flush().unwrap();
+    assert!(decoder.is_empty() && decoder.buffered_bytes() == 0);
+    assert_eq!(flushed.rejected, vec![]);
+    assert!(flushed.unknown_fields.is_empty());
+    let b = flushed.batch.unwrap();
+    assert_eq!(b.schema(), decoder.arrow_schema());
+    assert_eq!(b.num_rows(), 100);
+    // User columns first, meta columns last.
+    let names: Vec<_> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        &names[names.len() - 4..],
+        [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY]
+    );
+
+    let id = col(&b, "id").as_primitive::<Int64Type>();
+    let ok = col(&b, "ok").as_boolean();
+    let name = col(&b, "name").as_string::<i32>();
+    let score = col(&b, "score").as_primitive::<Float64Type>();
+    let tags = col(&b, "tags").as_list::<i32>();
+    let geo = col(&b, "geo").as_struct();
+    let lat = geo
+        .column_by_name("lat")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let addr = geo.column_by_name("addr").unwrap().as_struct();
+    let city = addr.column_by_name("city").unwrap().as_string::<i32>();
+    let zip = addr
+        .column_by_name("zip")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let items = col(&b, "order")
+        .as_struct()
+        .column_by_name("items")
+        .unwrap()
+        .as_list::<i32>();
+    let mixed = col(&b, "mixed").as_string::<i32>();
+    let user_offset = col(&b, "__kafka_offset").as_string::<i32>();
+    let partition = col(&b, META_PARTITION).as_primitive::<Int32Type>();
+    let offset = col(&b, META_OFFSET).as_primitive::<Int64Type>();
+    let ts = col(&b, META_TIMESTAMP).as_primitive::<TimestampMicrosecondType>();
+    let key = col(&b, META_KEY).as_binary::<i64>();
+    assert_eq!(ts.timezone(), Some("+00:00"));
+
+    for i in 0..100usize {
+        assert_eq!(id.value(i), i as i64);
+        assert_eq!(ok.value(i), i.is_multiple_of(3));
+        if i.is_multiple_of(7) || i.is_multiple_of(5) {
+            assert!(name.is_null(i), "row {i}");
+        } else {
+            assert_eq!(name.value(i), format!("n{i}"));
+        }
+        assert_eq!(
+            score.value(i),
+            if i.is_multiple_of(2) {
+                i as f64 + 0.5
+            } else {
+                i as f64
+            }
+        );
+        if i.is_multiple_of(4) {
+            assert!(tags.is_null(i));
+        } else {
+            let t = tags.value(i);
+            let got: Vec<_> = t
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect();
+            assert_eq!(
+                got,
+                (0..i % 3).map(|j| format!("t{i}_{j}")).collect::<Vec<_>>()
+            );
+        }
+        if i.is_multiple_of(6) {
+            assert!(geo.is_null(i));
+        } else {
+            assert_eq!(lat.value(i), i as f64 / 10.0);
+            assert_eq!(city.value(i), format!("c{i}"));
+            assert_eq!(zip.is_null(i), i.is_multiple_of(10));
+            if !i.is_multiple_of(10) {
+                assert_eq!(zip.value(i), i as i64);
+            }
+        }
+        let list = items.value(i);
+        let elems = list.as_struct();
+        let n = i % 3 + usize::from(i.is_multiple_of(9));
+        assert_eq!(elems.len(), n, "row {i}");
+        let sku = elems.column_by_name("sku").unwrap().as_string::<i32>();
+        let w = elems
+            .column_by_name("dims")
+            .unwrap()
+            .as_struct()
+            .column_by_name("w")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        for j in 0..i % 3 {
+            assert_eq!(sku.value(j), format!("s{i}_{j}"));
+            assert_eq!(w.value(j), j as i64);
+        }
+        if i.is_multiple_of(9) {
+            assert!(elems.is_null(n - 1));
+        }
+        let want_mixed = match i {
+            _ if i.is_multiple_of(2) => format!("s{i}"),
+            _ if i % 10 == 3 => format!("{{\"k\":{i}}}"),
+            _ => i.to_string(),
+        };
+        assert_eq!(mixed.value(i), want_mixed);
+        assert_eq!(user_offset.is_null(i), !i.is_multiple_of(10));
+        if i.is_multiple_of(10) {
+            assert_eq!(user_offset.value(i), format!("user{i}"));
+        }
+        assert_eq!(partition.value(i), i as i32 % 3);
+        assert_eq!(offset.value(i), 1000 + i as i64);
+        if i == 50 {
+            assert!(ts.is_null(i));
+        } else {
+            assert_eq!(ts.value(i), (1_700_000_000_000 + i as i64) * 1000);
+        }
+        match key_of(i) {
+            None => assert!(key.is_null(i)),
+            Some(k) => assert_eq!(key.value(i), k),
+        }
+    }
+}
+
+#[test]
+fn bad_rows_are_rejected_others_kept() {
+    let schema = infer_schema([br#"{"n": 1, "s": "x", "o": {"v": [1]}}"#.as_slice()]).unwrap();
+    let mut d = BatchDecoder::new(&schema).unwrap();
+    let deep: &'static [u8] = Box::leak(
+        format!("{{\"o\": {}1{}}}", "[".repeat(300), "]".repeat(300))
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let cases: [(&[u8], bool); 15] = [
+        (br#"{"n": 1, "s": "a"}"#, true),
+        (br#"{"n": "abc", "s": "b"}"#, true),
+        (b"[1, 2]", false),
+        (b"", false), // replaced by a tombstone below
+        (b"null", false),
+        (b"{bad", false),
+        (br#"{"n": 2, "extra": true, "_kafka_offset": 5}"#, true),
+        (br#"{"o": {"v": ["x"]}}"#, true),
+        (br#"{"n": 1.5}"#, true),
+        (br#"{"n": 99999999999999999999}"#, true),
+        (br#"{"n": "42"}"#, true),
+        (br#"{"n": 3.0, "s": 7}"#, true),
+        (br#"{"o": 5}"#, true),
+        (deep, false),
+        (b"{}", true),
+    ];
+    for (offset, (value, accept)) in cases.iter().enumerate() {
+        let mut m = msg(0, offset as i64, 0, None, value);
+        if offset == 3 {
+            m.value = None;
+        }
+        let got = d.push(&m);
+        assert_eq!(got.is_ok(), *accept, "offset {offset}: {got:?}");
+        if let Err(r) = got {
+            assert!(!r.reason.is_empty());
+        }
+    }
+    assert_eq!(d.len(), 10);
+    let f = d.flush().unwrap();
+    let rejected: Vec<_> = f.rejected.iter().map(|(p, o, _)| (*p, *o)).collect();
+    assert_eq!(rejected, [(0, 1), (0, 7), (0, 8), (0, 9), (0, 12)]);
+    let reason = |o: i64| f.rejected.iter().find(|r| r.1 == o).unwrap().2.clone();
+    assert!(
+        reason(1).contains("column `n`") && reason(1).contains("abc"),
+        "{}",
+        reason(1)
+    );
+    assert!(reason(7).contains("column `o`"), "{}", reason(7));
+    assert!(
+        reason(8).contains("field `n`: 1.5 is not a whole number"),
+        "{}",
+        reason(8)
+    );
+    assert!(reason(9).contains("field `n`"), "{}", reason(9));
+    assert!(reason(12).contains("column `o`"), "{}", reason(12));
+    assert_eq!(
+        f.unknown_fields.iter().collect::<Vec<_>>(),
+        ["_kafka_offset", "extra"]
+    );
+
+    let b = f.batch.unwrap();
+    let offsets: Vec<_> = b
+        .column_by_name(META_OFFSET)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
+    assert_eq!(offsets, [0, 6, 10, 11, 14]);
+    let n = b.column_by_name("n").unwrap().as_primitive::<Int64Type>();
+    assert_eq!(
+        n.iter().collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(42), Some(3), None]
+    );
+    let s = b.column_by_name("s").unwrap().as_string::<i32>();
+    assert_eq!(
+        s.iter().collect::<Vec<_>>(),
+        [Some("a"), None, None, Some("7"), None]
+    );
+
+    // A batch in which nothing survives, then an empty one.
+    d.push(&msg(2, 5, 0, None, br#"{"n": "x"}"#)).unwrap();
+    d.push(&msg(1, 9, 0, None, br#"{"n": 0.5}"#)).unwrap();
+    let f = d.flush().unwrap();
+    assert!(f.batch.is_none());
+    assert_eq!(
+        f.rejected.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        [(1, 9), (2, 5)]
+    );
+    let f = d.flush().unwrap();
+    assert!(f.batch.is_none() && f.rejected.is_empty() && f.unknown_fields.is_empty());
+}
