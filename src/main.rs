@@ -1,1 +1,119 @@
-fn main() {}
+//! The `frazil` command: a thin shell over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use frazil::agent::Agent;
+use frazil::config::{Config, DEFAULT_PATH};
+
+/// Exit codes, for cron and systemd wrappers.
+mod exit {
+    /// Everything taken from Kafka is committed.
+    pub const OK: u8 = 0;
+    /// Something failed that retrying will not fix.
+    pub const FAILURE: u8 = 1;
+    /// A link was down: data taken from Kafka is safe in the spool; try again later (EX_TEMPFAIL).
+    pub const TRY_LATER: u8 = 75;
+    /// The configuration is wrong (EX_CONFIG).
+    pub const CONFIG: u8 = 78;
+}
+
+/// frazil moves Kafka events into Apache Iceberg tables, exactly once, through a local spool.
+#[derive(FromArgs)]
+struct Cli {
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Run(Run),
+    Flush(Flush),
+}
+
+/// Run continuously: fetch, spool, and commit on an interval until SIGTERM or SIGINT.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "run")]
+struct Run {
+    /// the configuration file (default /etc/frazil/frazil.toml)
+    #[argh(option, default = "PathBuf::from(DEFAULT_PATH)")]
+    config: PathBuf,
+}
+
+/// Drain every partition to its current end, commit everything, exit (for cron and timers).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "flush")]
+struct Flush {
+    /// the configuration file (default /etc/frazil/frazil.toml)
+    #[argh(option, default = "PathBuf::from(DEFAULT_PATH)")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    if cli.version {
+        println!("frazil {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    frazil::logging::init();
+    let code = match cli.command {
+        None => {
+            eprintln!("frazil: say what to do: `frazil run`, `frazil flush` (see `frazil --help`)");
+            exit::CONFIG
+        }
+        Some(Command::Run(r)) => execute(&r.config, |agent| agent.run_until(shutdown_signal())),
+        Some(Command::Flush(f)) => execute(&f.config, Agent::flush),
+    };
+    ExitCode::from(code)
+}
+
+fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<frazil::agent::Report>) -> u8 {
+    let result = Config::load(path).and_then(Agent::open).and_then(|agent| go(&agent));
+    match result {
+        Ok(r) => {
+            log::info!(
+                "done: {} events taken ({} skipped), {} files spooled, {} committed in {} commits, {} waiting in the spool",
+                r.events,
+                r.rejected,
+                r.files_spooled,
+                r.files_committed,
+                r.commits,
+                r.pending_files
+            );
+            if r.pending_files > 0 { exit::TRY_LATER } else { exit::OK }
+        }
+        Err(e @ frazil::Error::Config { .. }) => {
+            log::error!("{e}");
+            exit::CONFIG
+        }
+        Err(e) if e.is_transient() => {
+            log::error!("{e}; data taken from Kafka stays in the spool, run again later");
+            exit::TRY_LATER
+        }
+        Err(e) => {
+            log::error!("{e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use async_signal::{Signal, Signals};
+    use futures::StreamExt;
+    match Signals::new([Signal::Term, Signal::Int]) {
+        Ok(mut s) => {
+            let sig = s.next().await;
+            log::info!("received {sig:?}");
+        }
+        Err(e) => {
+            log::error!("cannot listen for signals ({e}); stop frazil with SIGKILL only after `frazil flush`");
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,1 +1,183 @@
-//! placeholder
+//! The agent: the stages wired together on one single-threaded smol executor.
+//!
+//! Two loops share the thread: `fetch` (source → decode → spool) and `publish` (spool → upload →
+//! commit). Blocking work (Parquet encoding, fsync, redb commits, HTTP through ureq) runs on
+//! smol's blocking pool, so neither loop stalls the other for long.
+
+mod buffer;
+mod fetch;
+mod publish;
+mod tables;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use frazil_spool::{Spool, SpoolOptions};
+use iceberg::spec::Schema;
+use iceberg::table::Table;
+
+use crate::commit::Committer;
+use crate::config::Config;
+use crate::source::TopicPartition;
+use crate::upload::Stores;
+use crate::{Error, Result};
+use buffer::PartitionBuffer;
+
+/// What a run or flush did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Records taken from Kafka.
+    pub events: u64,
+    /// Records that could not be decoded (logged with topic/partition/offset).
+    pub rejected: u64,
+    pub files_spooled: u64,
+    pub files_committed: u64,
+    pub commits: u64,
+    /// Spool files not yet committed when the agent stopped (they are safe and go out next time).
+    pub pending_files: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Keep going until asked to stop.
+    Run,
+    /// Drain every partition up to the high watermark seen at start, commit, stop.
+    Flush,
+}
+
+pub struct Agent {
+    cfg: Config,
+    spool: Arc<Spool>,
+    stores: Arc<Stores>,
+    committer: RefCell<Option<Rc<Committer>>>,
+    schemas: RefCell<HashMap<String, Arc<Schema>>>,
+    tables: RefCell<HashMap<String, Table>>,
+    buffers: RefCell<BTreeMap<TopicPartition, PartitionBuffer>>,
+    report: RefCell<Report>,
+}
+
+impl Agent {
+    /// Opens the spool (recovering it after a crash) and prepares the stages. Nothing remote is
+    /// contacted yet, so an agent starts even when every link is down.
+    pub fn open(cfg: Config) -> Result<Agent> {
+        let (spool, recovery) = Spool::open(&cfg.spool.dir, SpoolOptions::default())?;
+        for path in &recovery.orphans_removed {
+            log::info!("spool: removed {} (never reached the index; its events will be fetched again)", path.display());
+        }
+        for f in &recovery.missing {
+            log::error!(
+                "spool: file {} of {}/{} offsets {}..={} is missing; those events are not in the spool any more",
+                f.path.display(),
+                f.meta.topic,
+                f.meta.partition,
+                f.meta.first_offset,
+                f.meta.last_offset
+            );
+        }
+        Ok(Agent {
+            stores: Arc::new(Stores::new(cfg.s3.clone())),
+            cfg,
+            spool: Arc::new(spool),
+            committer: RefCell::new(None),
+            schemas: RefCell::new(HashMap::new()),
+            tables: RefCell::new(HashMap::new()),
+            buffers: RefCell::new(BTreeMap::new()),
+            report: RefCell::new(Report::default()),
+        })
+    }
+
+    /// Drains every partition to the high watermark seen at start, uploads and commits all of it.
+    /// `Ok` with `pending_files > 0` means the link failed and the data stays safely spooled.
+    pub fn flush(&self) -> Result<Report> {
+        smol::block_on(self.drive(Mode::Flush, std::future::pending()))
+    }
+
+    /// Runs until `stop` completes (e.g. on SIGTERM), then spools what it holds, commits, returns.
+    pub fn run_until(&self, stop: impl Future<Output = ()>) -> Result<Report> {
+        smol::block_on(self.drive(Mode::Run, stop))
+    }
+
+    async fn drive(&self, mode: Mode, stop: impl Future<Output = ()>) -> Result<Report> {
+        let stopping = Cell::new(false);
+        let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
+        let fetch = async {
+            let r = self.fetch_loop(mode, &stopping).await;
+            let _ = done_tx.try_send(());
+            r
+        };
+        let publish = async {
+            loop {
+                let tick = async {
+                    smol::Timer::after(self.cfg.catalog.commit_interval).await;
+                    false
+                };
+                let done = async {
+                    let _ = done_rx.recv().await;
+                    true
+                };
+                if smol::future::or(tick, done).await {
+                    break;
+                }
+                if let Err(e) = self.publish().await {
+                    log::warn!("publish: {e}; the files stay spooled and are retried in {:?}", self.cfg.catalog.commit_interval);
+                }
+            }
+            self.final_publish(mode).await
+        };
+        let watch = async {
+            stop.await;
+            log::info!("stopping: spooling what is buffered, then committing");
+            stopping.set(true);
+            std::future::pending::<()>().await;
+        };
+        let (fetched, published) = smol::future::or(smol::future::zip(fetch, publish), async {
+            watch.await;
+            unreachable!("the watch never completes")
+        })
+        .await;
+        fetched?;
+        published?;
+        let mut report = self.report.borrow().clone();
+        let status = self.spool.status()?;
+        report.pending_files = status.written + status.uploaded;
+        Ok(report)
+    }
+
+    /// The last publish before returning: in flush mode it insists (with backoff) for a while,
+    /// since committing is the point; in run mode one attempt, so a shutdown stays quick.
+    async fn final_publish(&self, mode: Mode) -> Result<()> {
+        let attempts = if mode == Mode::Flush { 5 } else { 1 };
+        let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+        for attempt in 1..=attempts {
+            match self.publish().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() || matches!(e, Error::Spool(_)) => {
+                    log::warn!("publish (attempt {attempt} of {attempts}): {e}");
+                }
+                Err(e) => return Err(e),
+            }
+            if attempt < attempts {
+                smol::Timer::after(backoff.next_delay()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The catalog client, connected on first use (and again after a failure).
+    async fn committer(&self) -> Result<Rc<Committer>> {
+        if let Some(c) = self.committer.borrow().as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Rc::new(Committer::connect(&self.cfg.catalog, self.stores.file_io(), &self.cfg.agent_id).await?);
+        *self.committer.borrow_mut() = Some(c.clone());
+        Ok(c)
+    }
+
+    fn table_name(&self, topic: &str) -> String {
+        crate::config::table_name(&self.cfg.catalog.table, topic)
+    }
+}

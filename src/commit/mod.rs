@@ -1,1 +1,154 @@
-//! placeholder
+//! The commit stage: tables in an Iceberg REST catalog, and exactly-once appends to them.
+//!
+//! A commit adds uploaded data files in one fast-append snapshot whose summary carries a
+//! deterministic commit id and the agent's next offsets (see `DESIGN.md` beside this file).
+//! Conflicts (HTTP 409) are rebased and retried; an unanswered commit is looked up in the table's
+//! history before anything is retried, so a commit is never applied twice.
+
+mod catalog;
+pub mod protocol;
+pub mod rest;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_compat::Compat;
+use iceberg::io::FileIO;
+use iceberg::spec::{DataFile, FormatVersion, Schema, StructType, deserialize_data_file_from_json, serialize_data_file_to_json};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{NamespaceIdent, TableIdent};
+
+use crate::backoff::Backoff;
+use crate::config::CatalogConfig;
+use crate::source::TopicPartition;
+use crate::{Error, Result};
+use catalog::{Adapter, Failure};
+pub use protocol::{commit_id, commit_landed, committed_offsets};
+
+/// How many times one commit is retried (conflicts, unknown outcomes) before the cycle gives up
+/// and leaves the files for the next one.
+const MAX_ATTEMPTS: u32 = 8;
+
+pub struct Committer {
+    adapter: Arc<Adapter>,
+    namespace: NamespaceIdent,
+    agent_id: String,
+}
+
+impl Committer {
+    /// Reads the catalog's configuration. Fails when the catalog cannot be reached.
+    pub async fn connect(cfg: &CatalogConfig, file_io: FileIO, agent_id: &str) -> Result<Committer> {
+        let c = cfg.clone();
+        let rest = blocking::unblock(move || rest::RestCatalog::connect(&c)).await?;
+        let namespace = NamespaceIdent::from_vec(cfg.namespace.clone())
+            .map_err(|e| Error::config("catalog.namespace", e.to_string(), "write e.g. \"edge\""))?;
+        Ok(Committer {
+            adapter: Arc::new(Adapter { rest: Arc::new(rest), file_io, last_failure: Mutex::new(None) }),
+            namespace,
+            agent_id: agent_id.to_string(),
+        })
+    }
+
+    /// Properties the catalog advertised in `/v1/config` (e.g. S3 settings for its warehouse).
+    pub fn catalog_properties(&self) -> &HashMap<String, String> {
+        &self.adapter.rest.properties
+    }
+
+    pub fn ident(&self, table: &str) -> TableIdent {
+        TableIdent::new(self.namespace.clone(), table.to_string())
+    }
+
+    /// Loads a table; `None` when it does not exist yet.
+    pub async fn load(&self, table: &str) -> Result<Option<Table>> {
+        let ident = self.ident(table);
+        let rest = self.adapter.rest.clone();
+        let id = ident.clone();
+        let Some(loaded) = blocking::unblock(move || rest.load_table(&id)).await? else { return Ok(None) };
+        Compat::new(async { self.adapter.table(ident.clone(), loaded) })
+            .await
+            .map(Some)
+            .map_err(|e| Error::iceberg(format!("open table {ident}"), e))
+    }
+
+    /// Creates the namespace if needed and the table (format v2) with `schema`; if another writer
+    /// created it meanwhile, returns theirs.
+    pub async fn create(&self, table: &str, schema: &Schema) -> Result<Table> {
+        let ident = self.ident(table);
+        let rest = self.adapter.rest.clone();
+        let (id, s) = (ident.clone(), schema.clone());
+        let loaded = blocking::unblock(move || {
+            rest.ensure_namespace(id.namespace())?;
+            rest.create_table(&id, &s)
+        })
+        .await?;
+        log::info!("table {ident}: created at {}", loaded.metadata.location());
+        Compat::new(async { self.adapter.table(ident.clone(), loaded) })
+            .await
+            .map_err(|e| Error::iceberg(format!("open table {ident}"), e))
+    }
+
+    /// Appends `files` in one snapshot carrying `commit_id` and `offsets`. Returns the table as
+    /// committed. On `Err` the commit may still be pending (e.g. the catalog went away): the caller
+    /// keeps it pending and checks for it with [`commit_landed`] before committing the files again.
+    pub async fn append(&self, mut table: Table, files: Vec<DataFile>, commit_id: &str, offsets: &BTreeMap<TopicPartition, i64>) -> Result<Table> {
+        let props = protocol::summary_properties(&self.agent_id, commit_id, offsets);
+        let ident = table.identifier().clone();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            let tx = Transaction::new(&table);
+            let action = tx.fast_append().with_check_duplicate(false).set_snapshot_properties(props.clone()).add_data_files(files.clone());
+            let tx = action.apply(tx).map_err(|e| Error::iceberg(format!("prepare commit {commit_id} to {ident}"), e))?;
+            let result = Compat::new(tx.commit(self.adapter.as_ref())).await;
+            let failure = self.adapter.last_failure.lock().expect("not poisoned").take();
+            match (result, failure) {
+                (Ok(t), _) => return Ok(t),
+                (Err(_), Some(Failure::Conflict(body))) => {
+                    log::info!("table {ident}: commit {commit_id} conflicted with another writer, rebasing ({})", body.trim());
+                }
+                (Err(_), Some(Failure::Unknown(e))) => {
+                    log::warn!("table {ident}: commit {commit_id} outcome unknown ({e}); checking the table's history");
+                    let Some(t) = self.load(ident.name()).await? else {
+                        return Err(Error::Catalog { context: format!("commit {commit_id}"), status: Some(404), body: format!("table {ident} disappeared") });
+                    };
+                    if commit_landed(t.metadata(), commit_id) {
+                        log::info!("table {ident}: commit {commit_id} had landed");
+                        return Ok(t);
+                    }
+                    table = t;
+                }
+                (Err(_), Some(Failure::Failed(e))) => return Err(e),
+                (Err(e), None) => return Err(Error::iceberg(format!("commit {commit_id} to {ident}"), e)),
+            }
+            if backoff.attempts() >= MAX_ATTEMPTS {
+                return Err(Error::Catalog {
+                    context: format!("commit {commit_id} to {ident}"),
+                    status: None,
+                    body: format!("gave up after {MAX_ATTEMPTS} attempts; the files stay spooled and are retried later"),
+                });
+            }
+            smol::Timer::after(backoff.next_delay()).await;
+        }
+    }
+}
+
+/// A DataFile as JSON, to keep beside a spool file until it is committed (unpartitioned, v2).
+pub fn data_file_to_json(file: DataFile) -> Result<Vec<u8>> {
+    serialize_data_file_to_json(file, &StructType::new(vec![]), FormatVersion::V2)
+        .map(String::into_bytes)
+        .map_err(|e| Error::iceberg("encode data file", e))
+}
+
+/// The DataFile kept beside a spool file, now pointing at its uploaded object.
+pub fn data_file_from_json(json: &[u8], object_url: &str, table: &Table) -> Result<DataFile> {
+    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| Error::decode("spooled data file", e))?;
+    match value.get_mut("file_path") {
+        Some(path) => *path = serde_json::Value::String(object_url.to_string()),
+        None => return Err(Error::decode("spooled data file", "no file_path field")),
+    }
+    let m = table.metadata();
+    let spec = m.default_partition_spec();
+    deserialize_data_file_from_json(&value.to_string(), spec.spec_id(), m.default_partition_type(), m.current_schema())
+        .map_err(|e| Error::iceberg(format!("decode data file for {object_url}"), e))
+}

@@ -1,1 +1,47 @@
-//! placeholder
+//! The spool stage: Arrow batches become a Parquet file in the local spool, registered in its
+//! index (crate `frazil-spool`) only once the file is durable.
+//!
+//! The file is written by iceberg's own Parquet writer, so it carries field ids and the column
+//! metrics that the Iceberg DataFile needs; that DataFile is kept (as JSON) in the index beside
+//! the file, and the file is later uploaded byte for byte.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use async_compat::Compat;
+use frazil_spool::{FileMeta, Spool, SpoolFile};
+use iceberg::io::FileIO;
+use iceberg::spec::{DataFile, Schema};
+use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::{Error, Result};
+
+/// Writes `batches` into a new spool file and registers it with `meta`. Runs on a blocking
+/// thread: Parquet encoding and fsync must not stall the executor that fetches from Kafka.
+pub async fn spill(spool: Arc<Spool>, schema: Arc<Schema>, batches: Vec<RecordBatch>, mut meta: FileMeta) -> Result<SpoolFile> {
+    blocking::unblock(move || {
+        let tmp = spool.temp_path();
+        let path = tmp.to_str().ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?.to_string();
+        let data_file = smol::block_on(Compat::new(write_parquet(&path, schema, &batches)))?;
+        meta.extra = crate::commit::data_file_to_json(data_file)?;
+        Ok(spool.register(&tmp, meta)?)
+    })
+    .await
+}
+
+async fn write_parquet(path: &str, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<DataFile> {
+    let ctx = |e| Error::iceberg(format!("write spool file {path}"), e);
+    let out = FileIO::new_with_fs().new_output(path).map_err(ctx)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
+        .build();
+    let mut writer = ParquetWriterBuilder::new(props, schema).build(out).await.map_err(ctx)?;
+    for b in batches {
+        writer.write(b).await.map_err(ctx)?;
+    }
+    let mut builders = writer.close().await.map_err(ctx)?;
+    let builder = builders.pop().ok_or_else(|| Error::decode(path.to_string(), "the Parquet writer produced no file"))?;
+    builder.build().map_err(|e| Error::decode(format!("data file for {path}"), e))
+}

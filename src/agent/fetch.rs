@@ -1,0 +1,252 @@
+//! The fetch loop: Kafka → hot buffers → spool files.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use frazil_spool::FileMeta;
+use futures::future::join_all;
+use rskafka::record::RecordAndOffset;
+
+use super::buffer::PartitionBuffer;
+use super::{Agent, Mode, tables};
+use crate::backoff::Backoff;
+use crate::config::StartAt;
+use crate::decode::{BatchDecoder, Message};
+use crate::source::{Source, TopicPartition, is_offset_out_of_range};
+use crate::{Result, commit};
+
+/// In flush mode, how many times in a row the broker may fail before the flush gives up.
+const FLUSH_BROKER_ATTEMPTS: u32 = 8;
+
+impl Agent {
+    pub(super) async fn fetch_loop(&self, mode: Mode, stopping: &Cell<bool>) -> Result<()> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let retry = async |e: crate::Error, backoff: &mut Backoff| -> Result<()> {
+            if mode == Mode::Flush && backoff.attempts() >= FLUSH_BROKER_ATTEMPTS {
+                return Err(e);
+            }
+            let delay = backoff.next_delay();
+            log::warn!("{e}; retrying in {delay:.1?}");
+            smol::Timer::after(delay).await;
+            Ok(())
+        };
+        let (source, partitions) = loop {
+            if stopping.get() {
+                return Ok(());
+            }
+            let attempt = async {
+                let mut s = Source::connect(&self.cfg.kafka).await?;
+                let tps = s.discover().await?;
+                Ok::<_, crate::Error>((s, tps))
+            };
+            match attempt.await {
+                Ok(v) => break v,
+                Err(e) => retry(e, &mut backoff).await?,
+            }
+        };
+        backoff.reset();
+        let mut next = loop {
+            match self.start_offsets(&source, &partitions).await {
+                Ok(v) => break v,
+                Err(e) => retry(e, &mut backoff).await?,
+            }
+        };
+        // Flush drains to the high watermark seen now; records produced later wait for the next run.
+        let targets: Option<BTreeMap<TopicPartition, i64>> = match mode {
+            Mode::Run => None,
+            Mode::Flush => {
+                let mut t = BTreeMap::new();
+                for tp in &partitions {
+                    t.insert(tp.clone(), source.watermarks(tp).await?.1);
+                }
+                Some(t)
+            }
+        };
+        let max_bytes = self.cfg.kafka.fetch_max_bytes as i32;
+        loop {
+            if stopping.get() {
+                break;
+            }
+            let active: Vec<&TopicPartition> =
+                partitions.iter().filter(|tp| targets.as_ref().is_none_or(|t| next[*tp] < t[*tp])).collect();
+            if active.is_empty() {
+                break;
+            }
+            let fetches = active.iter().map(|tp| source.fetch(tp, next[*tp], max_bytes, self.cfg.kafka.fetch_max_wait));
+            let mut failure = None;
+            for (tp, result) in active.iter().zip(join_all(fetches).await) {
+                match result {
+                    Ok(f) => {
+                        if let Some(last) = f.records.last() {
+                            let n = last.offset + 1;
+                            self.take(tp, &f.records).await?;
+                            next.insert((*tp).clone(), n);
+                        }
+                    }
+                    Err(e) if is_offset_out_of_range(&e) => {
+                        let (low, _) = source.watermarks(tp).await?;
+                        log::error!(
+                            "{}/{}: offset {} is no longer in Kafka (retention removed it); continuing at {low}",
+                            tp.0,
+                            tp.1,
+                            next[*tp]
+                        );
+                        next.insert((*tp).clone(), low);
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            self.roll(false).await?;
+            match failure {
+                Some(e) => retry(e, &mut backoff).await?,
+                None => backoff.reset(),
+            }
+        }
+        self.roll(true).await
+    }
+
+    /// Where each partition starts: after the last offset the spool index or the table has seen
+    /// (whichever is later), else at the configured start position.
+    async fn start_offsets(&self, source: &Source, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>> {
+        let spooled = {
+            let spool = self.spool.clone();
+            blocking::unblock(move || spool.offsets()).await?
+        };
+        let committed = self.committed_offsets(partitions).await;
+        let mut next = BTreeMap::new();
+        for tp in partitions {
+            let known = [spooled.get(tp), committed.get(tp)].into_iter().flatten().max().copied();
+            let (low, high) = source.watermarks(tp).await?;
+            let start = match known {
+                Some(o) if o < low => {
+                    log::error!("{}/{}: resuming at {o} but Kafka now starts at {low}: offsets {o}..{low} were removed by retention", tp.0, tp.1);
+                    low
+                }
+                Some(o) => o,
+                None if self.cfg.kafka.start == StartAt::Latest => high,
+                None => low,
+            };
+            log::info!("{}/{}: starting at offset {start} (log holds {low}..{high})", tp.0, tp.1);
+            next.insert(tp.clone(), start);
+        }
+        Ok(next)
+    }
+
+    /// Offsets this agent committed to the tables of these partitions, when the catalog answers.
+    /// Without it the spool index alone decides (it has recorded every offset ever spooled).
+    async fn committed_offsets(&self, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
+        let mut out = BTreeMap::new();
+        let committer = match self.committer().await {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("catalog not reachable at start ({e}); resuming from the spool index alone");
+                return out;
+            }
+        };
+        let mut names: Vec<String> = partitions.iter().map(|(t, _)| self.table_name(t)).collect();
+        names.dedup();
+        for name in names {
+            match committer.load(&name).await {
+                Ok(Some(t)) => {
+                    out.extend(commit::committed_offsets(t.metadata(), &self.cfg.agent_id));
+                    self.tables.borrow_mut().insert(name, t);
+                }
+                Ok(None) => {}
+                Err(e) => log::warn!("table {name}: could not read committed offsets ({e})"),
+            }
+        }
+        out
+    }
+
+    /// Takes fetched records of one partition into its hot buffer.
+    async fn take(&self, tp: &TopicPartition, records: &[RecordAndOffset]) -> Result<()> {
+        if !self.buffers.borrow().contains_key(tp) {
+            let table = self.table_name(&tp.0);
+            let schema = self.schema_for(&table, records).await?;
+            self.buffers.borrow_mut().insert(tp.clone(), PartitionBuffer::new(BatchDecoder::new(&schema)?));
+        }
+        let mut buffers = self.buffers.borrow_mut();
+        let buf = buffers.get_mut(tp).expect("inserted above");
+        let mut report = self.report.borrow_mut();
+        for r in records {
+            report.events += 1;
+            let msg = Message {
+                partition: tp.1,
+                offset: r.offset,
+                timestamp_ms: r.record.timestamp.timestamp_millis(),
+                key: r.record.key.as_deref(),
+                value: r.record.value.as_deref(),
+            };
+            if let Err(rej) = buf.push(&msg) {
+                report.rejected += 1;
+                log::warn!("{}/{} offset {}: record skipped: {}", tp.0, tp.1, r.offset, rej.reason);
+            }
+        }
+        for (p, offset, reason) in buf.settle(false)? {
+            report.rejected += 1;
+            log::warn!("{}/{p} offset {offset}: record skipped: {reason}", tp.0);
+        }
+        Ok(())
+    }
+
+    /// The schema a table's spool files are written with (see `tables`).
+    async fn schema_for(&self, table: &str, samples: &[RecordAndOffset]) -> Result<Arc<iceberg::spec::Schema>> {
+        if let Some(s) = self.schemas.borrow().get(table) {
+            return Ok(s.clone());
+        }
+        let schema = match tables::recorded(&self.spool, table)? {
+            Some(s) => Arc::new(s),
+            None => {
+                let existing = self.tables.borrow().get(table).map(|t| t.metadata().current_schema().clone());
+                let s = match existing {
+                    Some(s) => s,
+                    None => tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()))?,
+                };
+                tables::check_writable(table, &s)?;
+                tables::record(&self.spool, table, &s)?;
+                log::info!("table {table}: spooling with schema {}", serde_json::to_string(s.as_ref()).unwrap_or_default());
+                s
+            }
+        };
+        self.schemas.borrow_mut().insert(table.to_string(), schema.clone());
+        Ok(schema)
+    }
+
+    /// Turns due hot buffers (all of them when `all`) into spool files.
+    async fn roll(&self, all: bool) -> Result<()> {
+        let s = &self.cfg.spool;
+        let due: Vec<TopicPartition> = self
+            .buffers
+            .borrow()
+            .iter()
+            .filter(|(_, b)| if all { !b.is_empty() } else { b.due(s.file_max_bytes, s.file_max_rows, s.file_max_age) })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due {
+            let (rolled, rejected) = self.buffers.borrow_mut().get_mut(&tp).expect("listed above").roll()?;
+            for (p, offset, reason) in rejected {
+                self.report.borrow_mut().rejected += 1;
+                log::warn!("{}/{p} offset {offset}: record skipped: {reason}", tp.0);
+            }
+            let Some(r) = rolled.filter(|r| r.rows > 0) else { continue };
+            let table = self.table_name(&tp.0);
+            let schema = self.schemas.borrow()[&table].clone();
+            let meta = FileMeta {
+                table,
+                topic: tp.0.clone(),
+                partition: tp.1,
+                first_offset: r.first_offset,
+                last_offset: r.last_offset,
+                next_offset: r.last_offset + 1,
+                rows: r.rows,
+                extra: Vec::new(),
+            };
+            let file = crate::spool::spill(self.spool.clone(), schema, r.batches, meta).await?;
+            log::debug!("{}/{}: spooled offsets {}..={} ({} rows, {} bytes)", tp.0, tp.1, r.first_offset, r.last_offset, r.rows, file.bytes);
+            self.report.borrow_mut().files_spooled += 1;
+        }
+        Ok(())
+    }
+}

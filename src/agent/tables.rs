@@ -1,0 +1,58 @@
+//! Which schema a table's spool files are written with, and the table handles used to commit.
+//!
+//! The schema of a table is decided once and kept in the spool index, so every spool file of a
+//! table, across restarts and outages, has the same field ids: the table's own schema when the
+//! catalog already has it, else one inferred from the first records and put in the same canonical
+//! id order the catalog assigns when it creates the table.
+
+use std::sync::Arc;
+
+use frazil_spool::Spool;
+use iceberg::TableCreation;
+use iceberg::spec::{Schema, TableMetadataBuilder};
+
+use crate::decode::{self, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP};
+use crate::{Error, Result};
+
+fn meta_key(table: &str) -> String {
+    format!("schema/{table}")
+}
+
+/// The schema recorded in the spool index for `table`.
+pub fn recorded(spool: &Spool, table: &str) -> Result<Option<Schema>> {
+    let Some(bytes) = spool.get_meta(&meta_key(table))? else { return Ok(None) };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("schema of {table} in the spool index"), e))
+}
+
+pub fn record(spool: &Spool, table: &str, schema: &Schema) -> Result<()> {
+    let bytes = serde_json::to_vec(schema).map_err(|e| Error::decode(format!("schema of {table}"), e))?;
+    Ok(spool.put_meta(&meta_key(table), &bytes)?)
+}
+
+/// Refuses a table frazil cannot write to: one without the Kafka metadata columns.
+pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
+    for col in [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY] {
+        if schema.field_by_name(col).is_none() {
+            return Err(Error::decode(
+                format!("table {table}"),
+                format!("has no `{col}` column, so it was not created by frazil; point catalog.table at a new table name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Infers a schema from sample values and numbers its fields the way a catalog does on create.
+pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>) -> Result<Arc<Schema>> {
+    let inferred = decode::infer_schema(samples)?;
+    let creation = TableCreation::builder().name(table.to_string()).location("file:///frazil-canonical-ids".to_string()).schema(inferred).build();
+    let metadata = TableMetadataBuilder::from_table_creation(creation)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::iceberg(format!("number the fields of {table}"), e))?;
+    Ok(metadata.metadata.current_schema().clone())
+}
+
+/// True when two schemas have the same fields with the same ids, names and types.
+pub fn same_fields(a: &Schema, b: &Schema) -> bool {
+    a.as_struct() == b.as_struct()
+}
