@@ -1,0 +1,281 @@
+//! The integration-test harness: real servers (tansu, rustberg on s3s-fs) started by the project's
+//! own script for each test, events produced through rskafka, tables read back by independent
+//! readers (pyiceberg and DuckDB) through `tests/check/read_table.py`.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::record::Record;
+use serde_json::{Value, json};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("FRAZIL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/frazil/venv"));
+    venv.join("bin/python")
+}
+
+/// One set of servers in a temporary directory, stopped (only these processes) on drop.
+pub struct Servers {
+    pub dir: tempfile::TempDir,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Servers {
+    pub fn start() -> Servers {
+        let dir = tempfile::Builder::new().prefix("frazil-test-").tempdir().expect("temp dir");
+        let out = Command::new("bash")
+            .arg(repo().join("tests/servers/start.sh"))
+            .arg(dir.path().join("servers"))
+            .output()
+            .expect("run tests/servers/start.sh");
+        assert!(
+            out.status.success(),
+            "tests/servers/start.sh failed (run tests/servers/install.sh first?):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(dir.path().join("servers/env")).expect("start.sh wrote env");
+        let env = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').trim_matches('\'').to_string()))
+            .collect();
+        Servers { dir, env }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.env.get(key).map(String::as_str).unwrap_or_else(|| panic!("{key} missing from the servers' env"))
+    }
+
+    /// A frazil config for these servers; `extra` is appended to the `[catalog]` section.
+    pub fn config(&self, topics: &[&str], catalog_extra: &str) -> PathBuf {
+        let warehouse = self.env.get("FRAZIL_WAREHOUSE").filter(|w| !w.is_empty()).map(|w| format!("warehouse = \"{w}\"\n")).unwrap_or_default();
+        let text = format!(
+            r#"[agent]
+id = "test-gateway"
+
+[kafka]
+brokers = ["{kafka}"]
+topics = {topics:?}
+
+[spool]
+dir = "{spool}"
+file_max_bytes = "2MiB"
+file_max_age = "1s"
+
+[catalog]
+uri = "{catalog}"
+{warehouse}namespace = "edge"
+{catalog_extra}
+
+[storage.s3]
+endpoint = "{s3}"
+region = "{region}"
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+path_style = true
+"#,
+            kafka = self.get("FRAZIL_KAFKA"),
+            spool = self.dir.path().join("spool").display(),
+            catalog = self.get("FRAZIL_CATALOG"),
+            s3 = self.get("FRAZIL_S3_ENDPOINT"),
+            region = self.get("FRAZIL_S3_REGION"),
+            ak = self.get("FRAZIL_S3_ACCESS_KEY"),
+            sk = self.get("FRAZIL_S3_SECRET_KEY"),
+        );
+        let path = self.dir.path().join("frazil.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Reads a table with one independent reader; returns the rows and the summary line.
+    pub fn read_table(&self, table: &str, reader: &str) -> (Vec<Value>, Value) {
+        let out_file = self.dir.path().join(format!("{table}-{reader}.jsonl"));
+        let mut cmd = Command::new(venv_python());
+        cmd.arg(repo().join("tests/check/read_table.py"))
+            .args(["--catalog", self.get("FRAZIL_CATALOG")])
+            .args(["--namespace", "edge", "--table", table, "--reader", reader])
+            .args(["--s3-endpoint", self.get("FRAZIL_S3_ENDPOINT")])
+            .args(["--s3-access-key", self.get("FRAZIL_S3_ACCESS_KEY")])
+            .args(["--s3-secret-key", self.get("FRAZIL_S3_SECRET_KEY")])
+            .args(["--s3-region", self.get("FRAZIL_S3_REGION")])
+            .arg("--out")
+            .arg(&out_file);
+        if let Some(w) = self.env.get("FRAZIL_WAREHOUSE").filter(|w| !w.is_empty()) {
+            cmd.args(["--warehouse", w]);
+        }
+        let out = cmd.output().expect("run read_table.py");
+        assert!(
+            out.status.success(),
+            "read_table.py --reader {reader} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().expect("a summary line"))
+            .expect("summary is JSON");
+        let rows = std::fs::read_to_string(&out_file)
+            .expect("rows file")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("row is JSON"))
+            .collect();
+        (rows, summary)
+    }
+
+    /// Runs `frazil <args>` against these servers and returns its exit code and stderr.
+    pub fn frazil(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_frazil")).args(args).env("FRAZIL_LOG", "info").output().expect("run frazil");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code().unwrap_or(-1), stderr)
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(repo().join("tests/servers/stop.sh")).arg(self.dir.path().join("servers")).status();
+    }
+}
+
+/// An event with nested objects, nulls and arrays, deterministic in `i`.
+pub fn event(i: u64) -> Value {
+    json!({
+        "id": i,
+        "device": format!("dev-{}", i % 50),
+        "site": if i.is_multiple_of(7) { Value::Null } else { json!(format!("site-{}", i % 3)) },
+        "temp": (i % 1000) as f64 / 10.0 + 0.25,
+        "ok": i.is_multiple_of(2),
+        "readings": [i as f64 * 0.5, 1.5, -2.0],
+        "tags": if i.is_multiple_of(5) { json!([]) } else { json!(["a", format!("t{}", i % 4)]) },
+        "status": { "code": (i % 4) as i64, "msg": if i.is_multiple_of(3) { Value::Null } else { json!("fine") }, "link": { "rssi": -40 - (i % 30) as i64 } },
+    })
+}
+
+/// A produced record, by where it landed.
+#[derive(Clone, Debug)]
+pub struct Produced {
+    pub value: Value,
+    pub key: String,
+    pub timestamp_ms: i64,
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(kafka: &str, topic: &str, partitions: i32) {
+    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
+    client.controller_client().expect("controller").create_topic(topic, partitions, 1, 5_000).await.expect("create topic");
+}
+
+/// Produces events `ids` round-robin over the partitions, in batches; returns them by (partition, offset).
+pub async fn produce(kafka: &str, topic: &str, partitions: i32, ids: std::ops::Range<u64>) -> BTreeMap<(i32, i64), Produced> {
+    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
+    let mut out = BTreeMap::new();
+    for p in 0..partitions {
+        let pc = client.partition_client(topic, p, UnknownTopicHandling::Retry).await.expect("partition client");
+        let mine: Vec<u64> = ids.clone().filter(|i| (i % partitions as u64) as i32 == p).collect();
+        for chunk in mine.chunks(2000) {
+            let produced: Vec<Produced> = chunk
+                .iter()
+                .map(|&i| Produced {
+                    value: event(i),
+                    key: format!("key-{i}"),
+                    timestamp_ms: 1_700_000_000_000 + i as i64,
+                })
+                .collect();
+            let records = produced
+                .iter()
+                .map(|e| Record {
+                    key: Some(e.key.clone().into_bytes()),
+                    value: Some(serde_json::to_vec(&e.value).expect("json")),
+                    headers: Default::default(),
+                    timestamp: rskafka::chrono::DateTime::from_timestamp_millis(e.timestamp_ms).expect("timestamp"),
+                })
+                .collect();
+            let offsets = pc.produce(records, Compression::NoCompression).await.expect("produce");
+            for (o, e) in offsets.into_iter().zip(produced) {
+                out.insert((p, o), e);
+            }
+        }
+    }
+    out
+}
+
+/// Produces raw values (for bad-input tests) to one partition; returns their offsets.
+pub async fn produce_raw(kafka: &str, topic: &str, partition: i32, values: Vec<Vec<u8>>) -> Vec<i64> {
+    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
+    let pc = client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client");
+    let records = values
+        .into_iter()
+        .map(|v| Record { key: None, value: Some(v), headers: Default::default(), timestamp: rskafka::chrono::Utc::now() })
+        .collect();
+    pc.produce(records, Compression::NoCompression).await.expect("produce")
+}
+
+/// Runs a tokio-needing future (rskafka) the way frazil does: smol + async-compat.
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    smol::block_on(async_compat::Compat::new(f))
+}
+
+/// JSON equality where a missing key equals null (a reader shows absent struct fields as null).
+pub fn same_json(produced: &Value, read: &Value) -> bool {
+    match (produced, read) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().all(|k| same_json(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null)))
+        }
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_json(x, y)),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (a, b) => a == b,
+    }
+}
+
+/// Checks that `rows` (from one reader) hold exactly the `expected` events: the same (partition,
+/// offset) set, no duplicates, and the same values and Kafka metadata.
+pub fn assert_exactly(reader: &str, rows: &[Value], expected: &BTreeMap<(i32, i64), Produced>) {
+    use base64::Engine;
+    let key_decode = |v: &Value| {
+        let b = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_else(|| panic!("{reader}: key is not base64 text: {v}")));
+        String::from_utf8(b.expect("key is base64")).expect("key is UTF-8")
+    };
+    let mut seen = BTreeMap::new();
+    for row in rows {
+        let p = row["_kafka_partition"].as_i64().unwrap_or_else(|| panic!("{reader}: no partition in {row}")) as i32;
+        let o = row["_kafka_offset"].as_i64().unwrap_or_else(|| panic!("{reader}: no offset in {row}"));
+        assert!(seen.insert((p, o), row).is_none(), "{reader}: ({p}, {o}) appears twice");
+    }
+    assert_eq!(seen.len(), expected.len(), "{reader}: row count");
+    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(k)).take(5).collect();
+    assert!(missing.is_empty(), "{reader}: events missing, e.g. {missing:?}");
+    for (k, e) in expected {
+        let row = seen[k];
+        let mut user = row.as_object().expect("row is an object").clone();
+        user.retain(|name, _| !name.starts_with("_kafka_"));
+        assert!(same_json(&e.value, &Value::Object(user.clone())), "{reader}: values differ at {k:?}:\n produced {}\n read     {}", e.value, Value::Object(user));
+        assert_eq!(key_decode(&row["_kafka_key"]), e.key, "{reader}: key at {k:?}");
+        let ts = chrono::DateTime::from_timestamp_millis(e.timestamp_ms).expect("timestamp").format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string();
+        assert_eq!(row["_kafka_timestamp"], Value::String(ts), "{reader}: timestamp at {k:?}");
+    }
+}
+
+pub fn wait_until(limit: Duration, mut what: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if what() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}

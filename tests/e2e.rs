@@ -1,0 +1,142 @@
+//! End to end against real servers: JSON events from tansu into an Iceberg table in rustberg on
+//! s3s-fs, read back by pyiceberg and by DuckDB, each on its own.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn snapshots(summary: &serde_json::Value) -> u64 {
+    summary["snapshots"].as_u64().expect("snapshot count")
+}
+
+#[test]
+fn flush_lands_every_event_exactly_once_and_only_new_events_after() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&["telemetry"], "");
+    block_on(create_topic(&kafka, "telemetry", 4));
+    let mut expected = block_on(produce(&kafka, "telemetry", 4, 0..100_000));
+    assert_eq!(expected.len(), 100_000);
+
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "flush failed:\n{log}");
+
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, summary) = servers.read_table("telemetry", reader);
+        assert_exactly(reader, &rows, &expected);
+        assert_eq!(summary["format_version"], 2, "{reader}: {summary}");
+    }
+    let (_, first) = servers.read_table("telemetry", "pyiceberg");
+    let props = &first["current_snapshot_summary"];
+    assert_eq!(props["frazil.agent"], "test-gateway", "{first}");
+    assert!(props["frazil.commit-id"].as_str().is_some_and(|s| s.len() == 36), "{first}");
+    let offsets: serde_json::Value = serde_json::from_str(props["frazil.offsets.telemetry"].as_str().expect("offsets key")).unwrap();
+    assert_eq!(offsets, serde_json::json!({"0": 25_000, "1": 25_000, "2": 25_000, "3": 25_000}));
+
+    // Nothing new: no new snapshot.
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "second flush failed:\n{log}");
+    let (_, again) = servers.read_table("telemetry", "pyiceberg");
+    assert_eq!(snapshots(&again), snapshots(&first), "an empty flush added a snapshot");
+
+    // 10,000 more: exactly those are added, in one more snapshot.
+    expected.extend(block_on(produce(&kafka, "telemetry", 4, 100_000..110_000)));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "third flush failed:\n{log}");
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, summary) = servers.read_table("telemetry", reader);
+        assert_exactly(reader, &rows, &expected);
+        assert_eq!(snapshots(&summary), snapshots(&first) + 1, "{reader}: {summary}");
+    }
+}
+
+#[test]
+fn records_that_are_not_json_objects_are_counted_and_logged_not_lost_silently() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&["mixed"], "");
+    block_on(create_topic(&kafka, "mixed", 1));
+    let mut expected = block_on(produce(&kafka, "mixed", 1, 0..10));
+    let bad = block_on(produce_raw(&kafka, "mixed", 0, vec![b"not json".to_vec(), b"[1,2,3]".to_vec(), b"42".to_vec()]));
+    expected.extend(block_on(produce(&kafka, "mixed", 1, 10..20)));
+
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "flush failed:\n{log}");
+    for offset in &bad {
+        assert!(log.contains(&format!("mixed/0 offset {offset}: record skipped")), "offset {offset} not reported:\n{log}");
+    }
+    assert!(log.contains("(3 skipped)"), "{log}");
+    let (rows, _) = servers.read_table("mixed", "pyiceberg");
+    assert_exactly("pyiceberg", &rows, &expected);
+}
+
+/// Rows in a table right now, as pyiceberg sees them (0 while the table does not exist yet).
+fn rows_now(s: &Servers, table: &str) -> usize {
+    let out = Command::new(venv_python())
+        .arg(repo().join("tests/check/read_table.py"))
+        .args(["--catalog", s.get("FRAZIL_CATALOG"), "--namespace", "edge", "--table", table, "--reader", "pyiceberg"])
+        .args(["--s3-endpoint", s.get("FRAZIL_S3_ENDPOINT"), "--s3-access-key", s.get("FRAZIL_S3_ACCESS_KEY")])
+        .args(["--s3-secret-key", s.get("FRAZIL_S3_SECRET_KEY"), "--s3-region", s.get("FRAZIL_S3_REGION")])
+        .arg("--out")
+        .arg(s.dir.path().join(format!("{table}-poll.jsonl")))
+        .output()
+        .expect("run read_table.py");
+    let summary: Option<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().last().and_then(|l| serde_json::from_str(l).ok());
+    summary.and_then(|v| v["rows"].as_u64()).unwrap_or(0) as usize
+}
+
+fn start_run(config: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_frazil"))
+        .args(["run", "--config", path_str(config)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start frazil run")
+}
+
+fn sigterm_and_wait(child: std::process::Child) -> String {
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().expect("frazil exits");
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "frazil run did not exit cleanly on SIGTERM ({:?}):\n{log}", out.status);
+    log
+}
+
+#[test]
+fn run_commits_events_within_its_interval() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&["live"], "commit_interval = \"2s\"");
+    block_on(create_topic(&kafka, "live", 2));
+    let child = start_run(&config);
+    let mut expected = block_on(produce(&kafka, "live", 2, 0..1_000));
+    // file_max_age 1s + commit_interval 2s: well within 30 s even on a loaded machine.
+    let landed = wait_until(Duration::from_secs(30), || rows_now(&servers, "live") == 1_000);
+    expected.extend(block_on(produce(&kafka, "live", 2, 1_000..1_200)));
+    let landed_again = landed && wait_until(Duration::from_secs(30), || rows_now(&servers, "live") == 1_200);
+    let log = sigterm_and_wait(child);
+    assert!(landed && landed_again, "events did not land while running:\n{log}");
+    let (rows, _) = servers.read_table("live", "pyiceberg");
+    assert_exactly("pyiceberg", &rows, &expected);
+}
+
+#[test]
+fn sigterm_commits_what_run_has_taken() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    // No interval commit can happen during the test: only the shutdown commits.
+    let config = servers.config(&["calm"], "commit_interval = \"1h\"");
+    block_on(create_topic(&kafka, "calm", 2));
+    let child = start_run(&config);
+    let expected = block_on(produce(&kafka, "calm", 2, 0..1_500));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rows_now(&servers, "calm"), 0, "nothing should be committed before the shutdown");
+    let log = sigterm_and_wait(child);
+    assert!(log.contains("stopping"), "{log}");
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table("calm", reader);
+        assert_exactly(reader, &rows, &expected);
+    }
+}
