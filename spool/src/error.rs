@@ -15,6 +15,14 @@ pub enum SpoolError {
         context: String,
         source: std::io::Error,
     },
+    /// The spool's filesystem is full (`ENOSPC`) or a disk quota was hit (`EDQUOT`): nothing
+    /// was registered or changed by the failed call. Stop fetching (backpressure), let uploads
+    /// and `remove_committed` free space, and retry; the spool keeps working once space is
+    /// free. Match it with [`SpoolError::is_full`], which also recognizes such an `Io` error.
+    Full {
+        context: String,
+        source: std::io::Error,
+    },
     /// The redb index returned an error during an operation (not at open).
     Index { context: String, detail: String },
     /// `index.redb` could not be opened because its contents are damaged.
@@ -48,6 +56,11 @@ impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SpoolError::Io { context, source } => write!(f, "spool I/O error: {context}: {source}"),
+            SpoolError::Full { context, source } => write!(
+                f,
+                "spool disk full: {context}: {source} (nothing was spooled by this call; \
+                 fetching must pause until uploads and removals free space)"
+            ),
             SpoolError::Index { context, detail } => {
                 write!(f, "spool index error: {context}: {detail}")
             }
@@ -90,24 +103,58 @@ impl fmt::Display for SpoolError {
 impl std::error::Error for SpoolError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SpoolError::Io { source, .. } => Some(source),
+            SpoolError::Io { source, .. } | SpoolError::Full { source, .. } => Some(source),
             _ => None,
         }
     }
 }
 
-/// `map_err` adapter for I/O errors: `.map_err(io(format!("rename {a} to {b}")))`.
-pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SpoolError {
-    move |source| SpoolError::Io {
-        context: context.into(),
-        source,
+impl SpoolError {
+    /// True when the error means "no space left": [`SpoolError::Full`], or an I/O error whose
+    /// kind is `StorageFull` / `QuotaExceeded` (ENOSPC / EDQUOT). The caller should pause
+    /// fetching rather than treat it as fatal.
+    pub fn is_full(&self) -> bool {
+        match self {
+            SpoolError::Full { .. } => true,
+            SpoolError::Io { source, .. } => is_full_io(source),
+            _ => false,
+        }
     }
 }
 
-/// `map_err` adapter for redb errors, which have no common type worth matching on here.
-pub(crate) fn idx<E: fmt::Display>(context: impl Into<String>) -> impl FnOnce(E) -> SpoolError {
-    move |e| SpoolError::Index {
-        context: context.into(),
-        detail: e.to_string(),
+/// ENOSPC or EDQUOT.
+pub(crate) fn is_full_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+}
+
+/// `map_err` adapter for I/O errors: `.map_err(io(format!("rename {a} to {b}")))`. A full disk
+/// becomes [`SpoolError::Full`].
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SpoolError {
+    move |source| {
+        let context = context.into();
+        if is_full_io(&source) {
+            SpoolError::Full { context, source }
+        } else {
+            SpoolError::Io { context, source }
+        }
+    }
+}
+
+/// `map_err` adapter for redb errors. They have no common type worth matching on, except a
+/// full disk under redb (its file grows sparsely, so a commit can hit ENOSPC when it writes new
+/// pages), which becomes [`SpoolError::Full`].
+pub(crate) fn idx<E: Into<redb::Error>>(
+    context: impl Into<String>,
+) -> impl FnOnce(E) -> SpoolError {
+    move |e| match e.into() {
+        redb::Error::Io(source) if is_full_io(&source) => SpoolError::Full {
+            context: format!("index: {}", context.into()),
+            source,
+        },
+        other => SpoolError::Index {
+            context: context.into(),
+            detail: other.to_string(),
+        },
     }
 }

@@ -111,3 +111,36 @@ pub(crate) fn empty_dir(dir: &Path) -> Result<usize> {
     }
     Ok(entries.len())
 }
+
+/// Bytes available to unprivileged users on the filesystem holding `dir` (statvfs `f_bavail`
+/// × `f_frsize`), the figure `df` shows as "Avail". `None` where unknown (non-Unix).
+#[cfg(unix)]
+pub(crate) fn free_bytes(dir: &Path) -> Result<Option<u64>> {
+    use std::os::unix::ffi::OsStrExt;
+    let ctx = || format!("statvfs {}", dir.display());
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| io(ctx())(std::io::Error::new(ErrorKind::InvalidInput, e)))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` points to writable memory of the right
+    // type; statvfs fills it completely when it returns 0.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io(ctx())(std::io::Error::last_os_error()));
+    }
+    // SAFETY: initialized by the successful call above.
+    let st = unsafe { st.assume_init() };
+    // f_frsize is the unit of the block counts; some old filesystems leave it 0.
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    let unit = match u64::from(st.f_frsize) {
+        0 => u64::from(st.f_bsize),
+        n => n,
+    };
+    #[allow(clippy::useless_conversion)]
+    let avail = u64::from(st.f_bavail);
+    Ok(Some(avail.saturating_mul(unit)))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn free_bytes(_dir: &Path) -> Result<Option<u64>> {
+    Ok(None)
+}

@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, StorageError, Table,
-    TableDefinition, WriteTransaction,
+    TableDefinition, TransactionError, WriteTransaction,
 };
 
 use crate::PendingCommit;
-use crate::error::{Result, SpoolError, idx};
+use crate::error::{Result, SpoolError, idx, io};
 use crate::record::{StoredFile, StoredPending};
 
 /// file id -> encoded `StoredFile` (layout in DESIGN.md).
@@ -32,36 +33,37 @@ pub(crate) const NEXT_ID: &str = "next_file_id";
 pub(crate) type FilesTable<'t> = Table<'t, u64, &'static [u8]>;
 
 pub(crate) struct Index {
-    db: Database,
+    path: PathBuf,
+    cache_bytes: usize,
+    /// `None` only after an I/O error poisoned the database and reopening it failed too; every
+    /// call then tries to reopen it again first. Readers and writers hold the read lock for the
+    /// whole of their transaction, so a reopen (write lock) never races a live transaction,
+    /// and the file lock is released before the new open takes it.
+    db: RwLock<Slot>,
+    /// Test hook: the next commit fails with this error kind instead of committing.
+    #[cfg(feature = "fault-injection")]
+    injected: std::sync::Mutex<Option<std::io::ErrorKind>>,
+}
+
+struct Slot {
+    db: Option<Database>,
+    /// Bumped on every reopen, so that two threads that saw the same failure reopen once.
+    generation: u64,
 }
 
 impl Index {
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Index> {
-        let mut builder = Database::builder();
-        builder.set_cache_size(cache_bytes);
-        // redb documents that a plain open of a file altered behind its back may panic, while
-        // an integrity check turns that into `StorageError::Corrupted`. The index is small, so
-        // checking every page at each start is cheap insurance against a damaged SD card.
-        builder.set_check_integrity_on_open(true);
-        // Belt and braces for unwinding builds: a damaged index must be an error the operator
-        // can act on, never a crash loop.
-        let opened = catch_unwind(AssertUnwindSafe(|| builder.create(path)));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(e)) => return Err(open_error(path, e)),
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                return Err(SpoolError::CorruptIndex {
-                    path: path.to_path_buf(),
-                    detail: format!("redb panicked while opening it: {msg}"),
-                });
-            }
+        let db = open_db(path, cache_bytes)?;
+        let index = Index {
+            path: path.to_path_buf(),
+            cache_bytes,
+            db: RwLock::new(Slot {
+                db: Some(db),
+                generation: 0,
+            }),
+            #[cfg(feature = "fault-injection")]
+            injected: std::sync::Mutex::new(None),
         };
-        let index = Index { db };
         // Create every table up front so read transactions never meet a missing table.
         index.write("create tables", |txn| {
             txn.open_table(FILES).map_err(idx("open files table"))?;
@@ -82,27 +84,148 @@ impl Index {
         context: &str,
         f: impl FnOnce(&ReadTransaction) -> Result<T>,
     ) -> Result<T> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(idx(format!("{context}: begin read")))?;
-        f(&txn)
+        let slot = self.live(context)?;
+        let db = slot.db.as_ref().expect("live() returns an open database");
+        match db.begin_read() {
+            Ok(txn) => f(&txn),
+            Err(e) => {
+                let err = idx(format!("{context}: begin read"))(e);
+                let generation = slot.generation;
+                drop(slot);
+                self.reopen_if_poisoned(generation);
+                Err(err)
+            }
+        }
     }
 
     /// Runs `f` in a write transaction and commits it durably. If `f` fails the transaction is
     /// dropped, which aborts it: nothing of it reaches the file.
+    ///
+    /// redb latches an I/O error during a write (a full disk, typically): every later call
+    /// returns `PreviousIo` until the database is closed and reopened. So after a failure this
+    /// checks for that state and reopens the database, which then shows exactly what is
+    /// durable; a full disk is thus survived without restarting the process.
     pub fn write<T>(
         &self,
         context: &str,
         f: impl FnOnce(&WriteTransaction) -> Result<T>,
     ) -> Result<T> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(idx(format!("{context}: begin write")))?;
-        let out = f(&txn)?;
-        txn.commit().map_err(idx(format!("{context}: commit")))?;
-        Ok(out)
+        let slot = self.live(context)?;
+        let db = slot.db.as_ref().expect("live() returns an open database");
+        let result = (|| {
+            let txn = db
+                .begin_write()
+                .map_err(idx(format!("{context}: begin write")))?;
+            let out = f(&txn)?;
+            #[cfg(feature = "fault-injection")]
+            if let Some(kind) = self
+                .injected
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                drop(txn); // aborts, as a failed commit would
+                let e = std::io::Error::new(kind, "injected by the fault-injection feature");
+                return Err(idx(format!("{context}: commit (injected failure)"))(e));
+            }
+            txn.commit().map_err(idx(format!("{context}: commit")))?;
+            Ok(out)
+        })();
+        // Only errors from storage can have poisoned redb; refusals (conflicts, wrong state)
+        // skip the check.
+        if let Err(SpoolError::Index { .. } | SpoolError::Full { .. } | SpoolError::Io { .. }) =
+            &result
+        {
+            let generation = slot.generation;
+            drop(slot);
+            self.reopen_if_poisoned(generation);
+        }
+        result
+    }
+
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_commit_failure(&self, kind: std::io::ErrorKind) {
+        *self.injected.lock().unwrap_or_else(PoisonError::into_inner) = Some(kind);
+    }
+
+    /// The read guard of an open database, reopening it first if an earlier reopen failed.
+    fn live(&self, context: &str) -> Result<RwLockReadGuard<'_, Slot>> {
+        {
+            let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            if slot.db.is_some() {
+                return Ok(slot);
+            }
+        }
+        {
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.db.is_none() {
+                // The error names the index; a disk that is still full stays `Full`.
+                slot.db = Some(open_db(&self.path, self.cache_bytes).inspect_err(|e| {
+                    log::warn!("spool: {context}: reopening the index failed: {e}");
+                })?);
+                slot.generation += 1;
+                log::info!("spool: index {} reopened", self.path.display());
+            }
+        }
+        Ok(self.db.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// After a failed transaction: if redb has latched an I/O error, close the database and open
+    /// it again. A failed reopen leaves `None`, retried by the next call.
+    fn reopen_if_poisoned(&self, seen_generation: u64) {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if slot.generation != seen_generation {
+            return; // another thread already reopened it
+        }
+        let Some(db) = slot.db.as_ref() else { return };
+        // `begin_write` checks redb's latched I/O failure first; on a healthy database it
+        // returns a transaction that is dropped (aborted) at once. No other transaction is live:
+        // we hold the write lock.
+        match db.begin_write() {
+            Err(TransactionError::Storage(StorageError::PreviousIo | StorageError::Io(_))) => {}
+            _ => return,
+        }
+        log::warn!(
+            "spool: index {} hit an I/O error; closing and reopening it",
+            self.path.display()
+        );
+        // Dropping closes the file and releases its lock before the new open takes it.
+        slot.db = None;
+        slot.generation += 1;
+        match open_db(&self.path, self.cache_bytes) {
+            Ok(db) => slot.db = Some(db),
+            Err(e) => log::error!(
+                "spool: reopening index {} failed ({e}); retrying at the next call",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+fn open_db(path: &Path, cache_bytes: usize) -> Result<Database> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(cache_bytes);
+    // redb documents that a plain open of a file altered behind its back may panic, while
+    // an integrity check turns that into `StorageError::Corrupted`. The index is small, so
+    // checking every page at each start is cheap insurance against a damaged SD card.
+    builder.set_check_integrity_on_open(true);
+    // Belt and braces for unwinding builds: a damaged index must be an error the operator
+    // can act on, never a crash loop.
+    let opened = catch_unwind(AssertUnwindSafe(|| builder.create(path)));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(open_error(path, e)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(SpoolError::CorruptIndex {
+                path: path.to_path_buf(),
+                detail: format!("redb panicked while opening it: {msg}"),
+            })
+        }
     }
 }
 
@@ -121,10 +244,7 @@ fn open_error(path: &Path, e: DatabaseError) -> SpoolError {
                 ErrorKind::InvalidData | ErrorKind::UnexpectedEof
             ) =>
         {
-            SpoolError::Io {
-                context: format!("open index {}", path.display()),
-                source,
-            }
+            io(format!("open index {}", path.display()))(source)
         }
         other => SpoolError::CorruptIndex {
             path,

@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::ReadableTable;
 
 pub use error::{Result, SpoolError};
-pub use record::{FileMeta, FileState, PendingCommit, Recovery, SpoolFile, Status};
+pub use record::{FileMeta, FileState, PendingCommit, Recovery, SpoolFile, Status, Usage};
 
 use error::{idx, io};
 use index::{COUNTERS, FILES, Index, META, NEXT_ID, OFFSETS};
@@ -39,12 +39,21 @@ pub struct SpoolOptions {
     /// redb page cache size. The index holds only small records, so a few MiB is plenty; redb's
     /// own default (1 GiB) is far too much for a gateway.
     pub cache_bytes: usize,
+    /// Quota on the bytes of the files in `data/` (registered and not yet removed; quarantined
+    /// files are not counted). Enforced only through [`Spool::has_room`]: the spool never drops
+    /// or refuses data on its own, the caller stops fetching. `None`: no quota.
+    pub max_bytes: Option<u64>,
+    /// Free-space floor on the spool's filesystem (statvfs, space available to unprivileged
+    /// users), checked by [`Spool::has_room`]. `None`: no floor.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Default for SpoolOptions {
     fn default() -> Self {
         SpoolOptions {
             cache_bytes: 4 << 20,
+            max_bytes: None,
+            min_free_bytes: None,
         }
     }
 }
@@ -64,6 +73,12 @@ pub struct Spool {
     /// Unique per open, so temp paths of an earlier open in the same process never collide.
     tmp_prefix: String,
     tmp_seq: AtomicU64,
+    /// Sum of `bytes` of the records whose file is in `data/` (every state but Quarantined):
+    /// computed from the index at open, then kept up to date by the methods that change it
+    /// (all under `writer`), so `has_room` needs neither a directory scan nor an index scan.
+    data_bytes: AtomicU64,
+    max_bytes: Option<u64>,
+    min_free_bytes: Option<u64>,
 }
 
 impl Spool {
@@ -74,9 +89,26 @@ impl Spool {
         for d in [dir, &data, &tmp, &quarantine] {
             fsutil::create_private_dir(d)?;
         }
+        // redb turns an empty file into a new database, after which recovery would delete every
+        // file in data/ as an orphan. An empty index is legitimate only if a crash hit its very
+        // first creation, when data/ is empty too; next to spool files it is damage. (A
+        // missing index is the operator's decision, as CorruptIndex's message explains.)
+        let index_path = dir.join("index.redb");
+        if fsutil::file_len(&index_path)? == Some(0) {
+            let n = fsutil::list_dir(&data)?.len();
+            if n > 0 {
+                return Err(SpoolError::CorruptIndex {
+                    path: index_path,
+                    detail: format!(
+                        "the file is empty while {} holds {n} file(s)",
+                        data.display()
+                    ),
+                });
+            }
+        }
         // Opening the index takes the lock. Nothing destructive (emptying tmp/, removing
         // orphans) may happen before it, or a refused second open would wreck the first's files.
-        let index = Index::open(&dir.join("index.redb"), opts.cache_bytes)?;
+        let index = Index::open(&index_path, opts.cache_bytes)?;
         // Make the names of index.redb and the subdirectories durable, and dir's own name.
         fsutil::fsync_dir(dir)?;
         // Best effort: the parent may not be ours to open.
@@ -97,8 +129,18 @@ impl Spool {
             writer: Mutex::new(()),
             tmp_prefix: format!("{:x}-{nanos:x}", std::process::id()),
             tmp_seq: AtomicU64::new(0),
+            data_bytes: AtomicU64::new(0),
+            max_bytes: opts.max_bytes,
+            min_free_bytes: opts.min_free_bytes,
         };
         let recovery = recovery::recover(&spool)?;
+        let in_data: u64 = spool
+            .files()?
+            .iter()
+            .filter(|f| !matches!(f.state, FileState::Quarantined { .. }))
+            .map(|f| f.bytes)
+            .sum();
+        spool.data_bytes.store(in_data, Ordering::Relaxed);
         Ok((spool, recovery))
     }
 
@@ -112,11 +154,16 @@ impl Spool {
     /// Takes ownership of the finished file at `tmp`: fsync, checksum, rename into `data/`,
     /// fsync `data/`, then one transaction that lists it (state `Written`) and raises the
     /// stored offset of its partition to `meta.next_offset`.
+    ///
+    /// On error nothing is registered and the file is back at `tmp` (the caller may retry or
+    /// delete it). A full disk gives [`SpoolError::Full`] (see [`SpoolError::is_full`]); the
+    /// spool keeps working once space is freed.
     pub fn register(&self, tmp: &Path, meta: FileMeta) -> Result<SpoolFile> {
         // The slow part (fsync and reading the whole file) happens before taking any lock.
         let (bytes, crc32c) = fsutil::fsync_and_checksum(tmp)?;
         let _w = self.lock();
-        self.index.write("register", |txn| {
+        let mut renamed = None;
+        let result = self.index.write("register", |txn| {
             let mut counters = txn.open_table(COUNTERS).map_err(idx("open counters"))?;
             let mut files = txn.open_table(FILES).map_err(idx("open files"))?;
             let mut offsets = txn.open_table(OFFSETS).map_err(idx("open offsets"))?;
@@ -144,6 +191,7 @@ impl Spool {
                 tmp.display(),
                 dest.display()
             )))?;
+            renamed = Some(id);
             // The name must be durable before the index lists it, or a crash could leave a
             // record pointing at nothing while the offsets already moved past its events.
             fsutil::fsync_dir(&self.data)?;
@@ -163,7 +211,68 @@ impl Spool {
                     .map_err(idx("raise offset"))?;
             }
             Ok(self.to_file(id, stored))
-        })
+        });
+        match (result, renamed) {
+            (Ok(file), _) => {
+                self.data_bytes.fetch_add(bytes, Ordering::Relaxed);
+                Ok(file)
+            }
+            (Err(e), None) => Err(e),
+            (Err(e), Some(id)) => self.undo_register(tmp, id, bytes, crc32c, e),
+        }
+    }
+
+    /// `register`'s transaction failed after its rename (caller holds `writer`). A commit that
+    /// fails may still have reached the file (an fsync error after the write, say); the index,
+    /// reopened by `Index::write` after an I/O error, shows what is durable. Listed: it is
+    /// registered after all. Not listed: move the file back to `tmp`, so that a failed call
+    /// changed nothing and a full disk does not keep an unlisted file in `data/`. Unknown
+    /// (the index cannot be read): leave it; the next open keeps it if listed, else removes it.
+    fn undo_register(
+        &self,
+        tmp: &Path,
+        id: u64,
+        bytes: u64,
+        crc32c: u32,
+        err: SpoolError,
+    ) -> Result<SpoolFile> {
+        let dest = self.data_path(id);
+        match self.get(id) {
+            Ok(Some(rec)) if rec.bytes == bytes && rec.crc32c == crc32c => {
+                log::warn!(
+                    "spool: register of file {id:020} reported an error ({err}), but the index \
+                     lists it: it is registered"
+                );
+                self.data_bytes.fetch_add(bytes, Ordering::Relaxed);
+                return Ok(self.to_file(id, rec));
+            }
+            Ok(Some(_)) => log::error!(
+                "spool: file {id:020} was listed by someone else during a failed register; \
+                 leaving {} alone",
+                dest.display()
+            ),
+            Ok(None) => match fs::rename(&dest, tmp) {
+                Ok(()) => {
+                    if let Err(e) = fsutil::fsync_dir(&self.data) {
+                        // Not needed for safety: if the rename back is lost, the file is an
+                        // unlisted orphan that the next open removes.
+                        log::warn!("spool: {e}");
+                    }
+                }
+                Err(e) => log::warn!(
+                    "spool: could not move {} back to {} after a failed register ({e}); the \
+                     next open removes it",
+                    dest.display(),
+                    tmp.display()
+                ),
+            },
+            Err(e) => log::warn!(
+                "spool: cannot tell whether file {id:020} was registered ({e}); {} stays, and \
+                 the next open keeps it only if the index lists it",
+                dest.display()
+            ),
+        }
+        Err(err)
     }
 
     /// Every record, ordered by id.
@@ -210,34 +319,47 @@ impl Spool {
 
     /// `Written` -> `Uploaded { location }`; a repeat with the same location is a no-op.
     pub fn mark_uploaded(&self, id: u64, location: &str) -> Result<()> {
+        self.mark_uploaded_many(&[id], location)
+    }
+
+    /// Marks several files `Uploaded` at one location (they were merged into one object) in ONE
+    /// transaction: a crash never leaves part of a merged object's sources `Written`, which would
+    /// upload their rows a second time. Idempotent for files already uploaded at `location`.
+    pub fn mark_uploaded_many(&self, ids: &[u64], location: &str) -> Result<()> {
         let _w = self.lock();
-        match self.get(id)?.ok_or(SpoolError::NotFound { id })?.state {
-            FileState::Written => {}
-            FileState::Uploaded { location: l } if l == location => return Ok(()),
-            state => {
-                return Err(SpoolError::WrongState {
-                    id,
-                    state,
-                    operation: "mark uploaded",
-                });
+        let mut todo = Vec::with_capacity(ids.len());
+        for &id in ids {
+            match self.get(id)?.ok_or(SpoolError::NotFound { id })?.state {
+                FileState::Written => todo.push(id),
+                FileState::Uploaded { location: l } if l == location => {}
+                state => {
+                    return Err(SpoolError::WrongState {
+                        id,
+                        state,
+                        operation: "mark uploaded",
+                    });
+                }
             }
+        }
+        if todo.is_empty() {
+            return Ok(());
         }
         let uploaded = FileState::Uploaded {
             location: location.to_string(),
         };
-        self.set_states("mark uploaded", &[id], |_| Some(uploaded.clone()))
+        self.set_states("mark uploaded", &todo, |_| Some(uploaded.clone()))
     }
 
     /// Deletes the files of `Committed` records, then (one transaction) the records. Returns
     /// how many records were removed.
     pub fn remove_committed(&self) -> Result<usize> {
         let _w = self.lock();
-        let ids: Vec<u64> = self
+        let (ids, bytes): (Vec<u64>, Vec<u64>) = self
             .files()?
             .into_iter()
             .filter(|f| f.state == FileState::Committed)
-            .map(|f| f.id)
-            .collect();
+            .map(|f| (f.id, f.bytes))
+            .unzip();
         if ids.is_empty() {
             return Ok(0);
         }
@@ -248,13 +370,15 @@ impl Spool {
             fsutil::remove_if_present(&self.data_path(id))?;
         }
         fsutil::fsync_dir(&self.data)?;
-        self.index.write("remove committed", |txn| {
+        let removed = self.index.write("remove committed", |txn| {
             let mut files = txn.open_table(FILES).map_err(idx("open files"))?;
             for &id in &ids {
                 files.remove(id).map_err(idx(format!("remove file {id}")))?;
             }
             Ok(ids.len())
-        })
+        })?;
+        self.sub_data_bytes(bytes.iter().sum());
+        Ok(removed)
     }
 
     /// Moves a file to `quarantine/{id:020}.parquet` with its reason in a `.reason` file beside
@@ -278,6 +402,15 @@ impl Spool {
             let mut t = txn.open_table(META).map_err(idx("open meta"))?;
             t.insert(key, value)
                 .map_err(idx(format!("put meta {key:?}")))?;
+            Ok(())
+        })
+    }
+
+    /// Removes a meta key; a missing key is fine.
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.index.write("delete meta", |txn| {
+            let mut t = txn.open_table(META).map_err(idx("open meta"))?;
+            t.remove(key).map_err(idx(format!("delete meta {key:?}")))?;
             Ok(())
         })
     }
@@ -311,5 +444,56 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// How full the spool is: bytes in `data/` (a running total, no scan), the quota, the free
+    /// space of the spool's filesystem (one `statvfs`) and the floor.
+    pub fn usage(&self) -> Result<Usage> {
+        Ok(Usage {
+            bytes: self.data_bytes.load(Ordering::Relaxed),
+            max_bytes: self.max_bytes,
+            free_disk: fsutil::free_bytes(&self.data)?,
+            min_free_bytes: self.min_free_bytes,
+        })
+    }
+
+    /// False when spooling `incoming` more bytes would exceed [`SpoolOptions::max_bytes`] or
+    /// leave less than [`SpoolOptions::min_free_bytes`] free on the spool's filesystem. This is
+    /// the backpressure signal: the spool never drops or refuses data itself, so the caller
+    /// checks this before fetching and pauses (while uploads, commits and `remove_committed`
+    /// free space) when it is false. Cheap: no directory scan, and a `statvfs` only when a
+    /// floor is set.
+    pub fn has_room(&self, incoming: u64) -> Result<bool> {
+        let bytes = self.data_bytes.load(Ordering::Relaxed);
+        if self
+            .max_bytes
+            .is_some_and(|max| bytes.saturating_add(incoming) > max)
+        {
+            return Ok(false);
+        }
+        if let Some(floor) = self.min_free_bytes
+            && let Some(free) = fsutil::free_bytes(&self.data)?
+            && free < floor.saturating_add(incoming)
+        {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Test hook (feature `fault-injection`, never in production builds): the next index
+    /// commit fails with an I/O error of this kind, as if the disk had refused it.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn inject_commit_failure(&self, kind: std::io::ErrorKind) {
+        self.index.inject_commit_failure(kind);
+    }
+
+    pub(crate) fn sub_data_bytes(&self, n: u64) {
+        // Under `writer`, so a plain load/store would do; saturating in case of a bug.
+        let _ = self
+            .data_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(n))
+            });
     }
 }

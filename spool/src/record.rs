@@ -84,6 +84,21 @@ pub struct Status {
     pub bytes: u64,
 }
 
+/// How full the spool is, from [`crate::Spool::usage`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of the files in `data/` (Written, Uploaded, and Committed until
+    /// `remove_committed`), as recorded at `register`. Quarantined files are not counted.
+    pub bytes: u64,
+    /// The quota, [`crate::SpoolOptions::max_bytes`].
+    pub max_bytes: Option<u64>,
+    /// Bytes available on the spool's filesystem (statvfs `f_bavail` × `f_frsize`); `None`
+    /// where unknown (non-Unix).
+    pub free_disk: Option<u64>,
+    /// The floor, [`crate::SpoolOptions::min_free_bytes`].
+    pub min_free_bytes: Option<u64>,
+}
+
 /// The value stored per file id in the `files` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StoredFile {

@@ -76,7 +76,8 @@ impl Spool {
     /// quarantine/ with its reason while the record still says Written/Uploaded; open() rolls
     /// that forward.
     pub(crate) fn quarantine_locked(&self, id: u64, reason: &str) -> Result<()> {
-        match self.get(id)?.ok_or(SpoolError::NotFound { id })?.state {
+        let rec = self.get(id)?.ok_or(SpoolError::NotFound { id })?;
+        match rec.state {
             FileState::Quarantined { .. } => return Ok(()),
             state @ FileState::Committed => {
                 return Err(SpoolError::WrongState {
@@ -102,6 +103,8 @@ impl Spool {
             reason: reason.to_string(),
         };
         self.set_states("quarantine", &[id], |_| Some(state.clone()))?;
+        // Out of data/ (moved, or already gone): no longer counted against the quota.
+        self.sub_data_bytes(rec.bytes);
         log::warn!(
             "spool: file {id:020} quarantined in {}: {reason}",
             self.quarantine.display()

@@ -165,6 +165,36 @@ fn truncated_file_is_quarantined() {
 }
 
 #[test]
+fn deleted_file_is_quarantined_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path());
+    let f = spool
+        .register(&write_tmp(&spool, b"0123456789"), meta("t", "e", 0, 0, 1))
+        .unwrap();
+    // Deleted behind the running spool's back (the closed case is
+    // missing_file_is_reported_and_quarantined_once).
+    fs::remove_file(&f.path).unwrap();
+    let Err(SpoolError::Corrupt { id, reason }) = spool.read_verified(f.id) else {
+        panic!("deleted file was not reported as corrupt");
+    };
+    assert_eq!((id, reason.as_str()), (f.id, "file missing"));
+    assert_eq!(
+        spool.files().unwrap()[0].state,
+        FileState::Quarantined {
+            reason: "file missing".into()
+        }
+    );
+    let r = fs::read_to_string(dir.path().join(format!("quarantine/{ID1}.reason"))).unwrap();
+    assert_eq!(r, "file missing\n");
+    assert_eq!(spool.usage().unwrap().bytes, 0);
+    drop(spool);
+    // Reported once: the next open neither reports it missing again nor fails.
+    let (spool, rec) = open(dir.path());
+    assert!(rec.missing.is_empty() && rec.orphans_removed.is_empty());
+    assert_eq!(spool.status().unwrap().quarantined, 1);
+}
+
+#[test]
 fn explicit_quarantine_and_interrupted_quarantine() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = open(dir.path());
@@ -279,6 +309,96 @@ fn truncated_index_is_corrupt_index_not_a_panic() {
             Ok(_) => panic!("truncated to {cut}: opened"),
         }
     }
+}
+
+#[test]
+fn empty_index_next_to_spool_files_is_corrupt_index_not_a_fresh_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = {
+        let (spool, _) = open(dir.path());
+        spool
+            .register(&write_tmp(&spool, b"keep me"), meta("t", "e", 0, 0, 1))
+            .unwrap()
+    };
+    let index = dir.path().join("index.redb");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // redb would open an empty file as a new database, and recovery would then delete every
+    // file in data/ as an orphan.
+    match Spool::open(dir.path(), SpoolOptions::default()) {
+        Err(SpoolError::CorruptIndex { path, detail }) => {
+            assert_eq!(path, index);
+            assert!(detail.contains("empty"), "{detail}");
+        }
+        Err(e) => panic!("unexpected error {e:?}"),
+        Ok(_) => panic!("empty index opened as a fresh spool"),
+    }
+    assert!(f.path.exists(), "a refused open deleted a spool file");
+    // The operator moves it aside, as the message says: a fresh start, by decision.
+    fs::rename(&index, dir.path().join("index.redb.corrupt")).unwrap();
+    let (spool, rec) = open(dir.path());
+    assert_eq!(rec.orphans_removed, vec![f.path.clone()]);
+    assert!(spool.files().unwrap().is_empty());
+}
+
+#[test]
+fn empty_index_of_an_interrupted_first_open_is_a_fresh_start() {
+    // A crash during the very first open can leave a 0-byte index.redb and nothing else.
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["data", "tmp", "quarantine"] {
+        fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    fs::write(dir.path().join("index.redb"), b"").unwrap();
+    let (spool, _) = open(dir.path());
+    let f = spool
+        .register(&write_tmp(&spool, b"x"), meta("t", "e", 0, 0, 1))
+        .unwrap();
+    assert_eq!(f.id, 1);
+}
+
+#[test]
+fn flipped_bytes_in_index_are_corrupt_index_or_harmless_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = {
+        let (spool, _) = open(dir.path());
+        for i in 0..50 {
+            spool
+                .register(&write_tmp(&spool, b"x"), meta("t", "e", 0, i, i + 1))
+                .unwrap();
+        }
+        spool.files().unwrap()
+    };
+    let path = dir.path().join("index.redb");
+    let orig = fs::read(&path).unwrap();
+    let (mut refused, mut harmless) = (0, 0);
+    // 64 positions spread over the file: header, b-tree pages, free space.
+    for k in 0..64 {
+        let at = k * orig.len() / 64 + k % 7;
+        let mut b = orig.clone();
+        b[at] ^= 0xff;
+        fs::write(&path, &b).unwrap();
+        let outcome = std::panic::catch_unwind(|| Spool::open(dir.path(), SpoolOptions::default()));
+        match outcome {
+            Err(_) => panic!("flipping byte {at} of the index made open panic"),
+            Ok(Err(SpoolError::CorruptIndex { .. })) => refused += 1,
+            Ok(Err(e)) => panic!("flipping byte {at}: unexpected error {e:?}"),
+            Ok(Ok((spool, rec))) => {
+                // redb checksums its pages: an open that succeeds saw no damage that matters.
+                assert!(
+                    rec.orphans_removed.is_empty() && rec.missing.is_empty(),
+                    "flipping byte {at}: open repaired something: {rec:?}"
+                );
+                assert_eq!(spool.files().unwrap(), want, "flipping byte {at}");
+                harmless += 1;
+            }
+        }
+        fs::write(&path, &orig).unwrap();
+    }
+    assert!(refused > 0, "no flip was detected ({harmless} harmless)");
 }
 
 #[test]
