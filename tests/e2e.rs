@@ -8,6 +8,20 @@ use std::time::Duration;
 
 use common::*;
 
+/// From frazil's log: data files and spool files added by its commits.
+fn added_files(log: &str) -> (u64, u64) {
+    let mut totals = (0, 0);
+    for line in log.lines().filter(|l| l.contains(" added ") && l.contains(" data files (")) {
+        let num_before = |marker: &str| -> u64 {
+            let head = &line[..line.find(marker).expect("marker")];
+            head.rsplit(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty()).expect("a number").parse().unwrap()
+        };
+        totals.0 += num_before(" data files (");
+        totals.1 += num_before(" spool files");
+    }
+    totals
+}
+
 fn snapshots(summary: &serde_json::Value) -> u64 {
     summary["snapshots"].as_u64().expect("snapshot count")
 }
@@ -23,6 +37,9 @@ fn flush_lands_every_event_exactly_once_and_only_new_events_after() {
 
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "flush failed:\n{log}");
+    // Small spool files (2 MiB of input each here) go out merged into fewer, larger data files.
+    let (data_files, spool_files) = added_files(&log);
+    assert!(spool_files > 4 && data_files < spool_files, "no merge happened: {data_files} data files from {spool_files} spool files\n{log}");
 
     for reader in ["pyiceberg", "duckdb"] {
         let (rows, summary) = servers.read_table("telemetry", reader);

@@ -139,6 +139,26 @@ fn put_get_round_trip_and_overwrite() {
 }
 
 #[test]
+fn upload_file_streams_small_and_multipart_files() {
+    let server = S3Server::start();
+    let stores = Stores::new(server.settings());
+    let dir = tempfile::tempdir().unwrap();
+    for (name, len) in [("small", 100_000usize), ("big", (19 << 20) + 12345)] {
+        let data = pattern(len, len as u64);
+        let path = dir.path().join(name);
+        std::fs::write(&path, &data).unwrap();
+        let url = format!("s3://{BUCKET}/data/{name}.parquet");
+        run(stores.upload_file(&path, &url)).expect("upload_file");
+        assert_eq!(run(stores.get(&url)).expect("get"), data, "{name}");
+        // Again, as a retry would: the same name is overwritten, not doubled.
+        run(stores.upload_file(&path, &url)).expect("upload_file again");
+        assert_eq!(run(stores.get(&url)).expect("get"), data, "{name} after retry");
+    }
+    let missing = run(stores.upload_file(&dir.path().join("nope"), &format!("s3://{BUCKET}/data/nope"))).unwrap_err();
+    assert!(matches!(missing, Error::Io { .. }), "{missing}");
+}
+
+#[test]
 fn file_io_write_read_exists_delete() {
     let server = S3Server::start();
     let stores = Stores::new(server.settings());

@@ -14,6 +14,7 @@ use iceberg::table::Table;
 
 use super::{Agent, tables};
 use crate::commit::{self, Committer};
+use crate::spool::merge;
 use crate::source::TopicPartition;
 use crate::{Error, Result};
 
@@ -36,9 +37,16 @@ impl Agent {
             self.settle(committer, &p).await?;
         }
 
-        let files = self.run_blocking(|s| s.files()).await?;
-        for f in files.iter().filter(|f| f.state == FileState::Written) {
-            self.upload(committer, f).await?;
+        let mut written: BTreeMap<String, Vec<SpoolFile>> = BTreeMap::new();
+        for f in self.run_blocking(|s| s.files()).await? {
+            if f.state == FileState::Written {
+                written.entry(f.meta.table.clone()).or_default().push(f);
+            }
+        }
+        for (table, files) in written {
+            for group in upload_groups(files, self.cfg.spool.upload_target_bytes) {
+                self.upload(committer, &table, group).await?;
+            }
         }
 
         let files = self.run_blocking(|s| s.files()).await?;
@@ -113,23 +121,69 @@ impl Agent {
         Ok(t)
     }
 
-    async fn upload(&self, committer: &Committer, f: &SpoolFile) -> Result<()> {
-        let table = self.table(committer, &f.meta.table).await?;
-        let url = object_url(table.metadata().location(), &self.cfg.agent_id, f);
-        let id = f.id;
-        let bytes = match self.run_blocking(move |s| s.read_verified(id)).await {
-            Ok(b) => b,
-            Err(Error::Spool(e)) if matches!(e, frazil_spool::SpoolError::Corrupt { .. }) => {
-                log::error!("spool: {e}; the file was quarantined and is skipped");
-                return Ok(());
+    /// Uploads one group of spool files of a table: one file as it is, several merged into one
+    /// (row groups copied, nothing decoded). The group's files are marked uploaded together, in one
+    /// index transaction, so a crash never leaves some of a merged object's parts `written`.
+    async fn upload(&self, committer: &Committer, name: &str, group: Vec<SpoolFile>) -> Result<()> {
+        let table = self.table(committer, name).await?;
+        let location = table.metadata().location().to_string();
+        // Check every part first; a damaged one is quarantined and left out of the upload.
+        let mut parts = Vec::with_capacity(group.len());
+        let mut single = None;
+        for f in group {
+            let id = f.id;
+            match self.run_blocking(move |s| s.read_verified(id)).await {
+                Ok(bytes) => {
+                    single = Some(bytes);
+                    parts.push(f);
+                }
+                Err(Error::Spool(e)) if matches!(e, frazil_spool::SpoolError::Corrupt { .. }) => {
+                    log::error!("spool: {e}; the file was quarantined and is skipped");
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+        }
+        let ids: Vec<u64> = parts.iter().map(|f| f.id).collect();
+        let url = match parts.as_slice() {
+            [] => return Ok(()),
+            [f] => {
+                let url = object_url(&location, &self.cfg.agent_id, f);
+                let bytes = single.take().expect("the one part was read");
+                Compat::new(self.stores.put(&url, Bytes::from(bytes))).await?;
+                url
+            }
+            _ => {
+                let url = merged_url(&location, &self.cfg.agent_id, name, &parts);
+                let spool = self.spool.clone();
+                let inputs: Vec<std::path::PathBuf> = parts.iter().map(|f| f.path.clone()).collect();
+                let tmp = spool.temp_path();
+                let t = tmp.clone();
+                let merged = blocking::unblock(move || -> Result<(u64, Vec<i64>)> {
+                    let size = merge::merge_files(&inputs, &t)?;
+                    Ok((size, merge::split_offsets(&t)?))
+                })
+                .await;
+                let (size, splits) = merged.inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })?;
+                let datafiles = parts
+                    .iter()
+                    .map(|f| commit::data_file_from_json(&f.meta.extra, &url, &table))
+                    .collect::<Result<Vec<_>>>()?;
+                let json = commit::data_file_to_json(merge::merge_data_files(&datafiles, &url, size, splits)?)?;
+                // The merged DataFile is kept until the commit; written before the object exists,
+                // so whatever points at the object can always be committed.
+                let key = merged_key(&url);
+                self.run_blocking(move |s| s.put_meta(&key, &json)).await?;
+                let sent = Compat::new(self.stores.upload_file(&tmp, &url)).await;
+                let _ = std::fs::remove_file(&tmp);
+                sent?;
+                log::debug!("merged {} spool files of {name} into {url} ({size} bytes)", parts.len());
+                url
+            }
         };
-        let n = bytes.len();
-        Compat::new(self.stores.put(&url, Bytes::from(bytes))).await?;
         let u = url.clone();
-        self.run_blocking(move |s| s.mark_uploaded(id, &u)).await?;
-        log::debug!("uploaded {url} ({n} bytes)");
+        self.run_blocking(move |s| s.mark_uploaded_many(&ids, &u)).await?;
         Ok(())
     }
 
@@ -139,12 +193,25 @@ impl Agent {
         let mut data_files = Vec::with_capacity(files.len());
         let mut urls = Vec::with_capacity(files.len());
         let mut offsets: BTreeMap<TopicPartition, i64> = commit::committed_offsets(table.metadata(), &self.cfg.agent_id);
+        let mut by_location: BTreeMap<&str, Vec<&SpoolFile>> = BTreeMap::new();
         for f in &files {
             let FileState::Uploaded { location } = &f.state else { continue };
-            data_files.push(commit::data_file_from_json(&f.meta.extra, location, &table)?);
-            urls.push(location.clone());
+            by_location.entry(location.as_str()).or_default().push(f);
             let e = offsets.entry((f.meta.topic.clone(), f.meta.partition)).or_insert(f.meta.next_offset);
             *e = (*e).max(f.meta.next_offset);
+        }
+        for (location, members) in &by_location {
+            let key = merged_key(location);
+            let merged = self.run_blocking(move |s| s.get_meta(&key)).await?;
+            let json = match (&merged, members.as_slice()) {
+                (Some(json), _) => json.as_slice(),
+                (None, [one]) => one.meta.extra.as_slice(),
+                (None, _) => {
+                    return Err(Error::decode(format!("upload {location}"), "several spool files share it but its merged data file is not recorded"));
+                }
+            };
+            data_files.push(commit::data_file_from_json(json, location, &table)?);
+            urls.push(location.to_string());
         }
         let ident = committer.ident(name).to_string();
         let id = commit::commit_id(&ident, &urls);
@@ -154,7 +221,11 @@ impl Agent {
         let committed = committer.append(table, data_files, &id, &offsets).await?;
         let i = id.clone();
         self.run_blocking(move |s| s.finish_commit(&i)).await?;
-        log::info!("table {ident}: commit {id} added {} files, {rows} rows", files.len());
+        for url in &urls {
+            let key = merged_key(url);
+            self.run_blocking(move |s| s.delete_meta(&key)).await?;
+        }
+        log::info!("table {ident}: commit {id} added {} data files ({} spool files, {rows} rows)", urls.len(), files.len());
         self.tables.borrow_mut().insert(name.to_string(), committed);
         let mut r = self.report.borrow_mut();
         r.commits += 1;
@@ -176,4 +247,81 @@ fn object_url(table_location: &str, agent: &str, f: &SpoolFile) -> String {
         f.meta.first_offset,
         f.meta.last_offset
     )
+}
+
+/// The object that several spool files of a table are merged into: named after the parts, so a
+/// retried merge of the same parts overwrites itself.
+fn merged_url(table_location: &str, agent: &str, table: &str, parts: &[SpoolFile]) -> String {
+    let mut key = String::new();
+    for f in parts {
+        key.push_str(&format!("{}/{}/{}/{}\n", f.meta.topic, f.meta.partition, f.meta.first_offset, f.meta.last_offset));
+    }
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes());
+    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect::<String>();
+    format!("{}/data/{}/{}-{id}.parquet", table_location.trim_end_matches('/'), safe(agent), safe(table))
+}
+
+/// Where the spool index keeps a merged object's DataFile until it is committed.
+fn merged_key(url: &str) -> String {
+    format!("upload/{url}")
+}
+
+/// Packs a table's written spool files (in spool order) into upload groups of about `target`
+/// bytes; a file at or over the target goes alone.
+fn upload_groups(files: Vec<SpoolFile>, target: u64) -> Vec<Vec<SpoolFile>> {
+    let mut groups: Vec<Vec<SpoolFile>> = Vec::new();
+    let mut size = 0u64;
+    for f in files {
+        match groups.last_mut() {
+            Some(g) if size + f.bytes <= target => {
+                size += f.bytes;
+                g.push(f);
+            }
+            _ => {
+                size = f.bytes;
+                groups.push(vec![f]);
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frazil_spool::FileMeta;
+
+    fn file(id: u64, bytes: u64) -> SpoolFile {
+        let meta = FileMeta {
+            table: "t".into(),
+            topic: "events".into(),
+            partition: 0,
+            first_offset: id as i64 * 10,
+            last_offset: id as i64 * 10 + 9,
+            next_offset: id as i64 * 10 + 10,
+            rows: 10,
+            extra: vec![],
+        };
+        SpoolFile { id, meta, bytes, crc32c: 0, state: FileState::Written, path: format!("/s/{id}").into() }
+    }
+
+    #[test]
+    fn groups_fill_up_to_the_target_in_order() {
+        let sizes = [40, 40, 40, 100, 10, 200, 5];
+        let groups = upload_groups(sizes.iter().enumerate().map(|(i, &b)| file(i as u64, b)).collect(), 100);
+        let ids: Vec<Vec<u64>> = groups.iter().map(|g| g.iter().map(|f| f.id).collect()).collect();
+        assert_eq!(ids, vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5], vec![6]]);
+        assert!(upload_groups(vec![], 100).is_empty());
+    }
+
+    #[test]
+    fn names_are_deterministic_and_distinct() {
+        let a = vec![file(1, 1), file(2, 1)];
+        let b = vec![file(1, 1), file(3, 1)];
+        let u = merged_url("s3://b/wh/t/", "gw", "t", &a);
+        assert_eq!(u, merged_url("s3://b/wh/t", "gw", "t", &a));
+        assert_ne!(u, merged_url("s3://b/wh/t", "gw", "t", &b));
+        assert!(u.starts_with("s3://b/wh/t/data/gw/t-") && u.ends_with(".parquet"), "{u}");
+        assert_eq!(object_url("s3://b/wh/t", "gw 1", &file(1, 1)), "s3://b/wh/t/data/gw_1/events-0-00000000000000000010-00000000000000000019.parquet");
+    }
 }

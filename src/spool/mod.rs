@@ -5,6 +5,8 @@
 //! metrics that the Iceberg DataFile needs; that DataFile is kept (as JSON) in the index beside
 //! the file, and the file is later uploaded byte for byte.
 
+pub mod merge;
+
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -24,11 +26,38 @@ pub async fn spill(spool: Arc<Spool>, schema: Arc<Schema>, batches: Vec<RecordBa
     blocking::unblock(move || {
         let tmp = spool.temp_path();
         let path = tmp.to_str().ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?.to_string();
-        let data_file = smol::block_on(Compat::new(write_parquet(&path, schema, &batches)))?;
-        meta.extra = crate::commit::data_file_to_json(data_file)?;
-        Ok(spool.register(&tmp, meta)?)
+        let result = smol::block_on(Compat::new(write_parquet(&path, schema, &batches)))
+            .and_then(crate::commit::data_file_to_json)
+            .and_then(|extra| {
+                meta.extra = extra;
+                Ok(spool.register(&tmp, meta)?)
+            });
+        if result.is_err() {
+            // A half-written temp file would only be removed at the next open; free its space now.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
     })
     .await
+}
+
+/// True when `e` comes from a full disk (or quota): the caller keeps the rows and pauses.
+pub fn is_disk_full(e: &Error) -> bool {
+    if let Error::Spool(s) = e {
+        return s.is_full();
+    }
+    // The Parquet writer's errors wrap the io::Error deep inside; walk the chain, then the text.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::StorageFull || matches!(io.raw_os_error(), Some(28 | 122)))
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    let text = e.to_string();
+    text.contains("No space left on device") || text.contains("Disk quota exceeded")
 }
 
 async fn write_parquet(path: &str, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<DataFile> {
@@ -44,4 +73,19 @@ async fn write_parquet(path: &str, schema: Arc<Schema>, batches: &[RecordBatch])
     let mut builders = writer.close().await.map_err(ctx)?;
     let builder = builders.pop().ok_or_else(|| Error::decode(path.to_string(), "the Parquet writer produced no file"))?;
     builder.build().map_err(|e| Error::decode(format!("data file for {path}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_recognised_through_the_writer_error_chain() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let wrapped = iceberg::Error::new(iceberg::ErrorKind::Unexpected, "Failed to write parquet").with_source(enospc);
+        assert!(is_disk_full(&Error::iceberg("write spool file /s/tmp/1", wrapped)));
+        assert!(is_disk_full(&Error::io("write", std::io::Error::from(std::io::ErrorKind::StorageFull))));
+        assert!(!is_disk_full(&Error::io("write", std::io::Error::from(std::io::ErrorKind::PermissionDenied))));
+        assert!(!is_disk_full(&Error::decode("x", "bad row")));
+    }
 }

@@ -249,6 +249,51 @@ impl Stores {
         Ok(())
     }
 
+    /// Uploads a local file, streamed in 8 MiB parts (one PUT when it is smaller), so memory stays
+    /// bounded whatever the file's size. A failed multipart upload is aborted. Poll inside Compat.
+    pub async fn upload_file(&self, file: &std::path::Path, url: &str) -> Result<()> {
+        use std::io::Read;
+        const PART: usize = 8 << 20;
+        let open = |e| Error::io(format!("read {}", file.display()), e);
+        let len = std::fs::metadata(file).map_err(open)?.len();
+        if len <= PART as u64 {
+            let f = file.to_path_buf();
+            let bytes = blocking::unblock(move || std::fs::read(f)).await.map_err(open)?;
+            return self.put(url, Bytes::from(bytes)).await;
+        }
+        let (store, path) = self.resolve(url)?;
+        let context = || format!("multipart upload {url}");
+        let upload = store.put_multipart(&path).await.map_err(|e| Error::storage(context(), e))?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut f = std::fs::File::open(file).map_err(open)?;
+        loop {
+            let (read, back) = blocking::unblock(move || {
+                let mut chunk = Vec::with_capacity(PART);
+                let r = (&mut f).take(PART as u64).read_to_end(&mut chunk).map(|_| chunk);
+                (r, f)
+            })
+            .await;
+            f = back;
+            let chunk = match read {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(open(e));
+                }
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                let _ = writer.abort().await;
+                return Err(Error::storage(context(), e));
+            }
+            writer.write(&chunk);
+        }
+        writer.finish().await.map_err(|e| Error::storage(context(), e))?;
+        Ok(())
+    }
+
     /// Reads the whole object. Poll inside Compat.
     pub async fn get(&self, url: &str) -> Result<Bytes> {
         let (store, path) = self.resolve(url)?;
