@@ -34,6 +34,19 @@ struct Cli {
 enum Command {
     Run(Run),
     Flush(Flush),
+    Status(StatusCmd),
+}
+
+/// Show what the spool holds: files by state, quarantined files and why, pending commits, offsets.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "status")]
+struct StatusCmd {
+    /// the configuration file (default /etc/frazil/frazil.toml)
+    #[argh(option, default = "PathBuf::from(DEFAULT_PATH)")]
+    config: PathBuf,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
 }
 
 /// Run continuously: fetch, spool, and commit on an interval until SIGTERM or SIGINT.
@@ -68,6 +81,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Run(r)) => execute(&r.config, |agent| agent.run_until(shutdown_signal())),
         Some(Command::Flush(f)) => execute(&f.config, Agent::flush),
+        Some(Command::Status(s)) => show_status(&s),
     };
     ExitCode::from(code)
 }
@@ -85,7 +99,7 @@ fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<fra
                 r.commits,
                 r.pending_files
             );
-            if r.pending_files > 0 { exit::TRY_LATER } else { exit::OK }
+            if r.pending_files > 0 || r.stopped_early { exit::TRY_LATER } else { exit::OK }
         }
         Err(e @ frazil::Error::Config { .. }) => {
             log::error!("{e}");
@@ -94,6 +108,27 @@ fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<fra
         Err(e) if e.is_transient() => {
             log::error!("{e}; data taken from Kafka stays in the spool, run again later");
             exit::TRY_LATER
+        }
+        Err(e) => {
+            log::error!("{e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn show_status(s: &StatusCmd) -> u8 {
+    match Config::load(&s.config).and_then(|c| frazil::agent::status(&c)) {
+        Ok(st) if s.json => {
+            println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
+            exit::OK
+        }
+        Ok(st) => {
+            print!("{st}");
+            exit::OK
+        }
+        Err(e @ frazil::Error::Config { .. }) => {
+            log::error!("{e}");
+            exit::CONFIG
         }
         Err(e) => {
             log::error!("{e}");

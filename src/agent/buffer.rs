@@ -80,6 +80,20 @@ impl PartitionBuffer {
         self.range.is_none()
     }
 
+    /// Puts back what [`roll`](Self::roll) took, when the spool could not take it (disk full):
+    /// the rows stay in memory and fetching pauses until there is room.
+    pub fn restore(&mut self, r: Rolled) {
+        self.range = Some(match self.range {
+            None => (r.first_offset, r.last_offset),
+            Some((_, last)) => (r.first_offset, last.max(r.last_offset)),
+        });
+        self.since.get_or_insert_with(Instant::now);
+        self.rows += r.rows as usize;
+        let mut batches = r.batches;
+        batches.append(&mut self.batches);
+        self.batches = batches;
+    }
+
     /// Empties the buffer. `None` when nothing was taken since the last roll.
     pub fn roll(&mut self) -> Result<(Option<Rolled>, Skipped)> {
         let rejected = self.settle(true)?;

@@ -21,7 +21,7 @@ use crate::{Result, commit};
 const FLUSH_BROKER_ATTEMPTS: u32 = 8;
 
 impl Agent {
-    pub(super) async fn fetch_loop(&self, mode: Mode, stopping: &Cell<bool>) -> Result<()> {
+    pub(super) async fn fetch_loop(&self, mode: Mode, stopping: &Cell<bool>, kick: &smol::channel::Sender<()>) -> Result<()> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let retry = async |e: crate::Error, backoff: &mut Backoff| -> Result<()> {
             if mode == Mode::Flush && backoff.attempts() >= FLUSH_BROKER_ATTEMPTS {
@@ -65,9 +65,40 @@ impl Agent {
             }
         };
         let max_bytes = self.cfg.kafka.fetch_max_bytes as i32;
+        let mut paused = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut was_paused = false;
         loop {
             if stopping.get() {
                 break;
+            }
+            if !self.room_to_fetch().await? {
+                if !was_paused {
+                    was_paused = true;
+                    log::warn!("spool full ({}): fetching paused until uploads free space; Kafka keeps the data", self.usage_text());
+                }
+                let seen = self.publishes.get();
+                let _ = kick.try_send(());
+                if mode == Mode::Flush {
+                    // Wait for that publish; if it could not free room, the link is down: stop here,
+                    // everything taken so far is safe in the spool.
+                    while self.publishes.get() == seen && !stopping.get() {
+                        smol::Timer::after(Duration::from_millis(100)).await;
+                    }
+                    if !self.room_to_fetch().await? {
+                        log::warn!("spool still full after publishing; flush stops early, run it again later");
+                        self.report.borrow_mut().stopped_early = true;
+                        break;
+                    }
+                } else {
+                    smol::Timer::after(paused.next_delay()).await;
+                    self.roll(false).await?;
+                    continue;
+                }
+            }
+            if was_paused {
+                log::info!("spool has room again ({}); fetching resumes", self.usage_text());
+                was_paused = false;
+                paused.reset();
             }
             let active: Vec<&TopicPartition> =
                 partitions.iter().filter(|tp| targets.as_ref().is_none_or(|t| next[*tp] < t[*tp])).collect();
@@ -105,6 +136,33 @@ impl Agent {
             }
         }
         self.roll(true).await
+    }
+
+    /// True while the spool is under its quota and disk floor (and the disk was not found full).
+    /// A fetch started under the quota may overshoot it by one fetch plus the hot buffers.
+    async fn room_to_fetch(&self) -> Result<bool> {
+        if self.disk_full.get() {
+            return Ok(false);
+        }
+        let spool = self.spool.clone();
+        Ok(blocking::unblock(move || spool.has_room(0)).await?)
+    }
+
+    fn usage_text(&self) -> String {
+        match self.spool.usage() {
+            Ok(u) => {
+                let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+                let mut t = format!("{} spooled", mib(u.bytes));
+                if let Some(m) = u.max_bytes {
+                    t.push_str(&format!(" of {} allowed", mib(m)));
+                }
+                if let Some(f) = u.free_disk {
+                    t.push_str(&format!(", {} free on disk", mib(f)));
+                }
+                t
+            }
+            Err(e) => format!("usage unknown: {e}"),
+        }
     }
 
     /// Where each partition starts: after the last offset the spool index or the table has seen
@@ -243,9 +301,21 @@ impl Agent {
                 rows: r.rows,
                 extra: Vec::new(),
             };
-            let file = crate::spool::spill(self.spool.clone(), schema, r.batches, meta).await?;
-            log::debug!("{}/{}: spooled offsets {}..={} ({} rows, {} bytes)", tp.0, tp.1, r.first_offset, r.last_offset, r.rows, file.bytes);
-            self.report.borrow_mut().files_spooled += 1;
+            let (first, last, rows) = (r.first_offset, r.last_offset, r.rows);
+            match crate::spool::spill(self.spool.clone(), schema, r.batches.clone(), meta).await {
+                Ok(file) => {
+                    log::debug!("{}/{}: spooled offsets {first}..={last} ({rows} rows, {} bytes)", tp.0, tp.1, file.bytes);
+                    self.report.borrow_mut().files_spooled += 1;
+                    self.disk_full.set(false);
+                }
+                Err(e) if crate::spool::is_disk_full(&e) => {
+                    // Keep the rows in memory; fetching pauses until the disk has room again.
+                    log::warn!("{}/{}: disk full while spooling offsets {first}..={last}; keeping them in memory ({e})", tp.0, tp.1);
+                    self.buffers.borrow_mut().get_mut(&tp).expect("listed above").restore(r);
+                    self.disk_full.set(true);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

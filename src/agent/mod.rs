@@ -7,6 +7,7 @@
 mod buffer;
 mod fetch;
 mod publish;
+mod status;
 mod tables;
 
 use std::cell::{Cell, RefCell};
@@ -26,6 +27,7 @@ use crate::source::TopicPartition;
 use crate::upload::Stores;
 use crate::{Error, Result};
 use buffer::PartitionBuffer;
+pub use status::{Status, status};
 
 /// What a run or flush did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub struct Report {
     pub commits: u64,
     /// Spool files not yet committed when the agent stopped (they are safe and go out next time).
     pub pending_files: u64,
+    /// A flush stopped before the high watermark because the spool was full and could not be
+    /// emptied (the rest is still in Kafka).
+    pub stopped_early: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,13 +63,20 @@ pub struct Agent {
     tables: RefCell<HashMap<String, Table>>,
     buffers: RefCell<BTreeMap<TopicPartition, PartitionBuffer>>,
     report: RefCell<Report>,
+    /// Publish cycles finished, and whether the last one succeeded: the fetch loop watches these
+    /// while it waits for room in a full spool.
+    publishes: Cell<u64>,
+    last_publish_ok: Cell<bool>,
+    /// Set when spooling hit a full disk, cleared by the next file spooled.
+    disk_full: Cell<bool>,
 }
 
 impl Agent {
     /// Opens the spool (recovering it after a crash) and prepares the stages. Nothing remote is
     /// contacted yet, so an agent starts even when every link is down.
     pub fn open(cfg: Config) -> Result<Agent> {
-        let (spool, recovery) = Spool::open(&cfg.spool.dir, SpoolOptions::default())?;
+        let opts = SpoolOptions { max_bytes: cfg.spool.max_bytes, min_free_bytes: cfg.spool.min_free, ..SpoolOptions::default() };
+        let (spool, recovery) = Spool::open(&cfg.spool.dir, opts)?;
         for path in &recovery.orphans_removed {
             log::info!("spool: removed {} (never reached the index; its events will be fetched again)", path.display());
         }
@@ -87,6 +99,9 @@ impl Agent {
             tables: RefCell::new(HashMap::new()),
             buffers: RefCell::new(BTreeMap::new()),
             report: RefCell::new(Report::default()),
+            publishes: Cell::new(0),
+            last_publish_ok: Cell::new(false),
+            disk_full: Cell::new(false),
         })
     }
 
@@ -104,15 +119,21 @@ impl Agent {
     async fn drive(&self, mode: Mode, stop: impl Future<Output = ()>) -> Result<Report> {
         let stopping = Cell::new(false);
         let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
+        // The fetch loop asks for an early publish when the spool is full.
+        let (kick_tx, kick_rx) = smol::channel::bounded::<()>(1);
         let fetch = async {
-            let r = self.fetch_loop(mode, &stopping).await;
+            let r = self.fetch_loop(mode, &stopping, &kick_tx).await;
             let _ = done_tx.try_send(());
             r
         };
         let publish = async {
             loop {
                 let tick = async {
-                    smol::Timer::after(self.cfg.catalog.commit_interval).await;
+                    smol::future::or(smol::Timer::after(self.cfg.catalog.commit_interval), async {
+                        let _ = kick_rx.recv().await;
+                        std::time::Instant::now()
+                    })
+                    .await;
                     false
                 };
                 let done = async {
@@ -122,7 +143,10 @@ impl Agent {
                 if smol::future::or(tick, done).await {
                     break;
                 }
-                if let Err(e) = self.publish().await {
+                let result = self.publish().await;
+                self.last_publish_ok.set(result.is_ok());
+                self.publishes.set(self.publishes.get() + 1);
+                if let Err(e) = result {
                     log::warn!("publish: {e}; the files stay spooled and are retried in {:?}", self.cfg.catalog.commit_interval);
                 }
             }

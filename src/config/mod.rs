@@ -44,6 +44,12 @@ pub struct SpoolConfig {
     pub file_max_rows: usize,
     /// ...or when its oldest row has waited this long.
     pub file_max_age: Duration,
+    /// Spool files of a table are merged into uploads of about this size.
+    pub upload_target_bytes: u64,
+    /// Fetching pauses while the spool holds this many bytes (Kafka keeps the rest meanwhile).
+    pub max_bytes: Option<u64>,
+    /// Fetching also pauses while the spool's filesystem has less than this free.
+    pub min_free: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +115,9 @@ struct RawSpool {
     file_max_bytes: Option<String>,
     file_max_rows: Option<usize>,
     file_max_age: Option<String>,
+    max_bytes: Option<String>,
+    min_free: Option<String>,
+    upload_target_size: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +205,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "frazil".into())
 }
 
+/// A limit that can be switched off with "none".
+fn optional_size(key: &str, value: Option<String>, default: &str) -> Result<Option<u64>> {
+    match value.as_deref() {
+        Some("none") => Ok(None),
+        _ => size(key, value, default).map(Some),
+    }
+}
+
 fn validate(raw: RawConfig) -> Result<Config> {
     let agent_id = raw.agent.id.unwrap_or_else(hostname);
     if agent_id.is_empty() || !agent_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -236,6 +253,9 @@ fn validate(raw: RawConfig) -> Result<Config> {
         file_max_bytes: size("spool.file_max_bytes", s.file_max_bytes, "16MiB")?,
         file_max_rows: s.file_max_rows.unwrap_or(100_000),
         file_max_age: duration("spool.file_max_age", s.file_max_age, "10s")?,
+        upload_target_bytes: size("spool.upload_target_size", s.upload_target_size, "128MiB")?,
+        max_bytes: optional_size("spool.max_bytes", s.max_bytes, "4GiB")?,
+        min_free: optional_size("spool.min_free", s.min_free, "256MiB")?,
     };
     if spool.file_max_rows == 0 {
         return Err(Error::config("spool.file_max_rows", "is 0", "use a positive number such as 100000"));
@@ -314,6 +334,10 @@ uri = "http://127.0.0.1:8181"
         assert_eq!(c.catalog.commit_interval, Duration::from_secs(60));
         assert_eq!(c.catalog.warehouse, None);
         assert!(!c.agent_id.is_empty());
+        assert_eq!(c.spool.max_bytes, Some(4 << 30));
+        assert_eq!(c.spool.min_free, Some(256 << 20));
+        let c = Config::parse(&format!("{MINIMAL}\n[spool]\nmax_bytes = \"none\"\nmin_free = \"1GB\"\n")).unwrap();
+        assert_eq!((c.spool.max_bytes, c.spool.min_free), (None, Some(1_000_000_000)));
     }
 
     #[test]
