@@ -237,7 +237,6 @@ impl Agent {
 /// The object a spool file is uploaded to. Deterministic, so a retried upload overwrites itself,
 /// and unique per agent, partition and offset range, so no two files ever share a name.
 fn object_url(table_location: &str, agent: &str, f: &SpoolFile) -> String {
-    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect::<String>();
     format!(
         "{}/data/{}/{}-{}-{:020}-{:020}.parquet",
         table_location.trim_end_matches('/'),
@@ -257,8 +256,12 @@ fn merged_url(table_location: &str, agent: &str, table: &str, parts: &[SpoolFile
         key.push_str(&format!("{}/{}/{}/{}\n", f.meta.topic, f.meta.partition, f.meta.first_offset, f.meta.last_offset));
     }
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes());
-    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect::<String>();
     format!("{}/data/{}/{}-{id}.parquet", table_location.trim_end_matches('/'), safe(agent), safe(table))
+}
+
+/// A name made safe for an object path: letters, digits, `-`, `_` and `.` stay, the rest become `_`.
+fn safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
 /// Where the spool index keeps a merged object's DataFile until it is committed.

@@ -13,22 +13,8 @@ if [ ! -f "$ENV_FILE" ]; then
   exit 0
 fi
 
-# alive PID: running and not a zombie.
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  if [ -r "/proc/$1/stat" ]; then
-    local stat; stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-    stat="${stat##*) }"
-    [ "${stat%% *}" != Z ] || return 1
-  fi
-}
-
-# ours PID NAME: the pid still runs the binary start.sh launched (guards against pid reuse).
-ours() {
-  [ -r "/proc/$1/cmdline" ] || return 0 # no procfs: trust the recorded pid
-  local argv0; argv0="$(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | head -n1)"
-  [ "$(basename -- "$argv0")" = "$2" ]
-}
+# shellcheck source=tests/servers/pids.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
 
 pids=""
 for entry in FRAZIL_KAFKA_PID:tansu FRAZIL_CATALOG_PID:rustberg FRAZIL_S3_PID:s3s-fs; do
