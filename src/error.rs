@@ -70,6 +70,8 @@ impl Error {
                     | object_store::Error::NotSupported { .. }
             ),
             Error::Catalog { status, .. } => status.is_none_or(|s| s >= 500 || s == 408 || s == 429),
+            // e.g. a manifest write to the object store failing inside a transaction.
+            Error::Iceberg { source, .. } => source.retryable(),
             _ => false,
         }
     }

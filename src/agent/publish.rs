@@ -87,7 +87,20 @@ impl Agent {
         let (id, n) = (p.commit_id.clone(), p.ids.len());
         if landed {
             log::info!("table {}: pending commit {id} had landed; {n} files marked committed", p.table);
+            // The merged uploads among them no longer need their DataFile kept.
+            let ids = p.ids.clone();
+            let locations: std::collections::BTreeSet<String> = self
+                .run_blocking(|s| s.files())
+                .await?
+                .into_iter()
+                .filter(|f| ids.contains(&f.id))
+                .filter_map(|f| match f.state {
+                    FileState::Uploaded { location } => Some(location),
+                    _ => None,
+                })
+                .collect();
             self.run_blocking(move |s| s.finish_commit(&id)).await?;
+            self.forget_merged(locations).await?;
             self.report.borrow_mut().files_committed += n as u64;
         } else {
             log::info!("table {}: pending commit {id} did not land; its {n} files will be committed again", p.table);
@@ -187,6 +200,15 @@ impl Agent {
         Ok(())
     }
 
+    /// Drops the kept DataFiles of merged uploads once they are committed (a no-op for others).
+    async fn forget_merged(&self, urls: impl IntoIterator<Item = String>) -> Result<()> {
+        for url in urls {
+            let key = merged_key(&url);
+            self.run_blocking(move |s| s.delete_meta(&key)).await?;
+        }
+        Ok(())
+    }
+
     /// Commits every uploaded file of one table in one snapshot.
     async fn commit(&self, committer: &Committer, name: &str, files: Vec<SpoolFile>) -> Result<()> {
         let table = self.table(committer, name).await?;
@@ -221,10 +243,7 @@ impl Agent {
         let committed = committer.append(table, data_files, &id, &offsets).await?;
         let i = id.clone();
         self.run_blocking(move |s| s.finish_commit(&i)).await?;
-        for url in &urls {
-            let key = merged_key(url);
-            self.run_blocking(move |s| s.delete_meta(&key)).await?;
-        }
+        self.forget_merged(urls.iter().cloned()).await?;
         log::info!("table {ident}: commit {id} added {} data files ({} spool files, {rows} rows)", urls.len(), files.len());
         self.tables.borrow_mut().insert(name.to_string(), committed);
         let mut r = self.report.borrow_mut();

@@ -78,12 +78,16 @@ impl Committer {
         let ident = self.ident(table);
         let rest = self.adapter.rest.clone();
         let (id, s) = (ident.clone(), schema.clone());
-        let loaded = blocking::unblock(move || {
+        let (loaded, created) = blocking::unblock(move || {
             rest.ensure_namespace(id.namespace())?;
             rest.create_table(&id, &s)
         })
         .await?;
-        log::info!("table {ident}: created at {}", loaded.metadata.location());
+        if created {
+            log::info!("table {ident}: created at {}", loaded.metadata.location());
+        } else {
+            log::info!("table {ident}: another writer created it first; using theirs");
+        }
         Compat::new(async { self.adapter.table(ident.clone(), loaded) })
             .await
             .map_err(|e| Error::iceberg(format!("open table {ident}"), e))

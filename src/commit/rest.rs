@@ -149,8 +149,9 @@ impl RestCatalog {
         }
     }
 
-    /// Creates a format-v2 table with `schema` (or loads it, if another writer created it first).
-    pub fn create_table(&self, ident: &TableIdent, schema: &Schema) -> Result<LoadedTable> {
+    /// Creates a format-v2 table with `schema`, or loads it if another writer created it first;
+    /// the flag says whether this call created it.
+    pub fn create_table(&self, ident: &TableIdent, schema: &Schema) -> Result<(LoadedTable, bool)> {
         let url = format!("{}/namespaces/{}/tables", self.base, ns_path(ident.namespace()));
         let req = json!({
             "name": ident.name(),
@@ -160,8 +161,8 @@ impl RestCatalog {
         });
         let (status, body) = self.send("POST", &url, Some(&req))?;
         match status {
-            200 => parse(&url, status, &body),
-            409 => self.load_table(ident)?.ok_or_else(|| Error::Catalog {
+            200 => parse(&url, status, &body).map(|t| (t, true)),
+            409 => self.load_table(ident)?.map(|t| (t, false)).ok_or_else(|| Error::Catalog {
                 context: format!("create table {ident}"),
                 status: Some(409),
                 body: "the catalog says the table exists, but it cannot be loaded".into(),
