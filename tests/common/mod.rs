@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod proxy;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +22,9 @@ pub fn repo() -> PathBuf {
 pub fn venv_python() -> PathBuf {
     let venv = std::env::var_os("FRAZIL_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/frazil/venv"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/frazil/venv")
+        });
     venv.join("bin/python")
 }
 
@@ -33,34 +36,63 @@ pub struct Servers {
 
 impl Servers {
     pub fn start() -> Servers {
-        let dir = tempfile::Builder::new().prefix("frazil-test-").tempdir().expect("temp dir");
-        let out = Command::new("bash")
-            .arg(repo().join("tests/servers/start.sh"))
-            .arg(dir.path().join("servers"))
-            .output()
-            .expect("run tests/servers/start.sh");
-        assert!(
-            out.status.success(),
-            "tests/servers/start.sh failed (run tests/servers/install.sh first?):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let dir = tempfile::Builder::new()
+            .prefix("frazil-test-")
+            .tempdir()
+            .expect("temp dir");
+        // start.sh picks free ports and then binds them; a parallel test's sockets can take one in
+        // between. It stops what it started when a server fails, so try again with fresh ports.
+        let mut failures = String::new();
+        for attempt in 1..=3 {
+            let state = dir.path().join("servers");
+            let _ = std::fs::remove_dir_all(&state);
+            let out = Command::new("bash")
+                .arg(repo().join("tests/servers/start.sh"))
+                .arg(&state)
+                .output()
+                .expect("run tests/servers/start.sh");
+            if out.status.success() {
+                let text = std::fs::read_to_string(state.join("env")).expect("start.sh wrote env");
+                let env = text
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| {
+                        (
+                            k.trim().to_string(),
+                            v.trim().trim_matches('"').trim_matches('\'').to_string(),
+                        )
+                    })
+                    .collect();
+                return Servers { dir, env };
+            }
+            let failure = format!(
+                "attempt {attempt}:\n{}\n{}\n",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("tests/servers/start.sh failed, {failure}");
+            failures.push_str(&failure);
+        }
+        panic!(
+            "tests/servers/start.sh failed three times (run tests/servers/install.sh first?):\n{failures}"
         );
-        let text = std::fs::read_to_string(dir.path().join("servers/env")).expect("start.sh wrote env");
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').trim_matches('\'').to_string()))
-            .collect();
-        Servers { dir, env }
     }
 
     pub fn get(&self, key: &str) -> &str {
-        self.env.get(key).map(String::as_str).unwrap_or_else(|| panic!("{key} missing from the servers' env"))
+        self.env
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{key} missing from the servers' env"))
     }
 
     /// A frazil config for these servers; `extra` is appended to the `[catalog]` section.
     pub fn config(&self, topics: &[&str], catalog_extra: &str) -> PathBuf {
-        let warehouse = self.env.get("FRAZIL_WAREHOUSE").filter(|w| !w.is_empty()).map(|w| format!("warehouse = \"{w}\"\n")).unwrap_or_default();
+        let warehouse = self
+            .env
+            .get("FRAZIL_WAREHOUSE")
+            .filter(|w| !w.is_empty())
+            .map(|w| format!("warehouse = \"{w}\"\n"))
+            .unwrap_or_default();
         let text = format!(
             r#"[agent]
 id = "test-gateway"
@@ -122,8 +154,13 @@ path_style = true
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let summary: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().expect("a summary line"))
-            .expect("summary is JSON");
+        let summary: Value = serde_json::from_str(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .expect("a summary line"),
+        )
+        .expect("summary is JSON");
         let rows = std::fs::read_to_string(&out_file)
             .expect("rows file")
             .lines()
@@ -134,7 +171,11 @@ path_style = true
 
     /// Runs `frazil <args>` against these servers and returns its exit code and stderr.
     pub fn frazil(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_frazil")).args(args).env("FRAZIL_LOG", "info").output().expect("run frazil");
+        let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+            .args(args)
+            .env("FRAZIL_LOG", "info")
+            .output()
+            .expect("run frazil");
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         (out.status.code().unwrap_or(-1), stderr)
     }
@@ -142,7 +183,10 @@ path_style = true
 
 impl Drop for Servers {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(repo().join("tests/servers/stop.sh")).arg(self.dir.path().join("servers")).status();
+        let _ = Command::new("bash")
+            .arg(repo().join("tests/servers/stop.sh"))
+            .arg(self.dir.path().join("servers"))
+            .status();
     }
 }
 
@@ -170,17 +214,39 @@ pub struct Produced {
 
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(kafka: &str, topic: &str, partitions: i32) {
-    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
-    client.controller_client().expect("controller").create_topic(topic, partitions, 1, 5_000).await.expect("create topic");
+    let client = ClientBuilder::new(vec![kafka.to_string()])
+        .build()
+        .await
+        .expect("connect to the broker");
+    client
+        .controller_client()
+        .expect("controller")
+        .create_topic(topic, partitions, 1, 5_000)
+        .await
+        .expect("create topic");
 }
 
 /// Produces events `ids` round-robin over the partitions, in batches; returns them by (partition, offset).
-pub async fn produce(kafka: &str, topic: &str, partitions: i32, ids: std::ops::Range<u64>) -> BTreeMap<(i32, i64), Produced> {
-    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
+pub async fn produce(
+    kafka: &str,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+) -> BTreeMap<(i32, i64), Produced> {
+    let client = ClientBuilder::new(vec![kafka.to_string()])
+        .build()
+        .await
+        .expect("connect to the broker");
     let mut out = BTreeMap::new();
     for p in 0..partitions {
-        let pc = client.partition_client(topic, p, UnknownTopicHandling::Retry).await.expect("partition client");
-        let mine: Vec<u64> = ids.clone().filter(|i| (i % partitions as u64) as i32 == p).collect();
+        let pc = client
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .expect("partition client");
+        let mine: Vec<u64> = ids
+            .clone()
+            .filter(|i| (i % partitions as u64) as i32 == p)
+            .collect();
         for chunk in mine.chunks(2000) {
             let produced: Vec<Produced> = chunk
                 .iter()
@@ -196,10 +262,14 @@ pub async fn produce(kafka: &str, topic: &str, partitions: i32, ids: std::ops::R
                     key: Some(e.key.clone().into_bytes()),
                     value: Some(serde_json::to_vec(&e.value).expect("json")),
                     headers: Default::default(),
-                    timestamp: rskafka::chrono::DateTime::from_timestamp_millis(e.timestamp_ms).expect("timestamp"),
+                    timestamp: rskafka::chrono::DateTime::from_timestamp_millis(e.timestamp_ms)
+                        .expect("timestamp"),
                 })
                 .collect();
-            let offsets = pc.produce(records, Compression::NoCompression).await.expect("produce");
+            let offsets = pc
+                .produce(records, Compression::NoCompression)
+                .await
+                .expect("produce");
             for (o, e) in offsets.into_iter().zip(produced) {
                 out.insert((p, o), e);
             }
@@ -209,14 +279,32 @@ pub async fn produce(kafka: &str, topic: &str, partitions: i32, ids: std::ops::R
 }
 
 /// Produces raw values (for bad-input tests) to one partition; returns their offsets.
-pub async fn produce_raw(kafka: &str, topic: &str, partition: i32, values: Vec<Vec<u8>>) -> Vec<i64> {
-    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
-    let pc = client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client");
+pub async fn produce_raw(
+    kafka: &str,
+    topic: &str,
+    partition: i32,
+    values: Vec<Vec<u8>>,
+) -> Vec<i64> {
+    let client = ClientBuilder::new(vec![kafka.to_string()])
+        .build()
+        .await
+        .expect("connect to the broker");
+    let pc = client
+        .partition_client(topic, partition, UnknownTopicHandling::Retry)
+        .await
+        .expect("partition client");
     let records = values
         .into_iter()
-        .map(|v| Record { key: None, value: Some(v), headers: Default::default(), timestamp: rskafka::chrono::Utc::now() })
+        .map(|v| Record {
+            key: None,
+            value: Some(v),
+            headers: Default::default(),
+            timestamp: rskafka::chrono::Utc::now(),
+        })
         .collect();
-    pc.produce(records, Compression::NoCompression).await.expect("produce")
+    pc.produce(records, Compression::NoCompression)
+        .await
+        .expect("produce")
 }
 
 /// Runs a tokio-needing future (rskafka) the way frazil does: smol + async-compat.
@@ -229,9 +317,16 @@ pub fn same_json(produced: &Value, read: &Value) -> bool {
     match (produced, read) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            keys.into_iter().all(|k| same_json(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null)))
+            keys.into_iter().all(|k| {
+                same_json(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                )
+            })
         }
-        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_json(x, y)),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_json(x, y))
+        }
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (a, b) => a == b,
     }
@@ -242,26 +337,59 @@ pub fn same_json(produced: &Value, read: &Value) -> bool {
 pub fn assert_exactly(reader: &str, rows: &[Value], expected: &BTreeMap<(i32, i64), Produced>) {
     use base64::Engine;
     let key_decode = |v: &Value| {
-        let b = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_else(|| panic!("{reader}: key is not base64 text: {v}")));
+        let b = base64::engine::general_purpose::STANDARD.decode(
+            v.as_str()
+                .unwrap_or_else(|| panic!("{reader}: key is not base64 text: {v}")),
+        );
         String::from_utf8(b.expect("key is base64")).expect("key is UTF-8")
     };
     let mut seen = BTreeMap::new();
     for row in rows {
-        let p = row["_kafka_partition"].as_i64().unwrap_or_else(|| panic!("{reader}: no partition in {row}")) as i32;
-        let o = row["_kafka_offset"].as_i64().unwrap_or_else(|| panic!("{reader}: no offset in {row}"));
-        assert!(seen.insert((p, o), row).is_none(), "{reader}: ({p}, {o}) appears twice");
+        let p = row["_kafka_partition"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{reader}: no partition in {row}")) as i32;
+        let o = row["_kafka_offset"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{reader}: no offset in {row}"));
+        assert!(
+            seen.insert((p, o), row).is_none(),
+            "{reader}: ({p}, {o}) appears twice"
+        );
     }
     assert_eq!(seen.len(), expected.len(), "{reader}: row count");
-    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(k)).take(5).collect();
-    assert!(missing.is_empty(), "{reader}: events missing, e.g. {missing:?}");
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !seen.contains_key(k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{reader}: events missing, e.g. {missing:?}"
+    );
     for (k, e) in expected {
         let row = seen[k];
         let mut user = row.as_object().expect("row is an object").clone();
         user.retain(|name, _| !name.starts_with("_kafka_"));
-        assert!(same_json(&e.value, &Value::Object(user.clone())), "{reader}: values differ at {k:?}:\n produced {}\n read     {}", e.value, Value::Object(user));
-        assert_eq!(key_decode(&row["_kafka_key"]), e.key, "{reader}: key at {k:?}");
-        let ts = chrono::DateTime::from_timestamp_millis(e.timestamp_ms).expect("timestamp").format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string();
-        assert_eq!(row["_kafka_timestamp"], Value::String(ts), "{reader}: timestamp at {k:?}");
+        assert!(
+            same_json(&e.value, &Value::Object(user.clone())),
+            "{reader}: values differ at {k:?}:\n produced {}\n read     {}",
+            e.value,
+            Value::Object(user)
+        );
+        assert_eq!(
+            key_decode(&row["_kafka_key"]),
+            e.key,
+            "{reader}: key at {k:?}"
+        );
+        let ts = chrono::DateTime::from_timestamp_millis(e.timestamp_ms)
+            .expect("timestamp")
+            .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+            .to_string();
+        assert_eq!(
+            row["_kafka_timestamp"],
+            Value::String(ts),
+            "{reader}: timestamp at {k:?}"
+        );
     }
 }
 

@@ -1,0 +1,533 @@
+//! A tiny fault-injecting HTTP/1.1 proxy for the REST catalog, on 127.0.0.1, std threads only.
+//!
+//! One request per connection: the request is read (Content-Length or chunked body), forwarded
+//! to the real catalog with `Connection: close`, and the answer is passed back with
+//! `Connection: close`, so a client never reuses a connection the proxy is about to drop.
+//!
+//! What happens to a request depends on the fault armed at the time (switchable while frazil runs):
+//! - [`Fault::Pass`]: forwarded, answered with the catalog's answer;
+//! - [`Fault::ForwardThen500`]: a table commit (`POST …/namespaces/{ns}/tables/{table}`, not the
+//!   `…/tables` create) is forwarded, the catalog's answer is thrown away and the client gets a 500;
+//! - [`Fault::ForwardThenDrop`]: a table commit is forwarded, then the client's connection is
+//!   closed without an answer;
+//! - [`Fault::Refuse503`]: a table commit is answered 503 and never forwarded;
+//! - [`Fault::Down`]: every request (not only commits) is answered 503 and never forwarded.
+//!
+//! [`Proxy::hold`] makes the forward-then-fail faults wait before failing the client, so another
+//! writer can commit on top of the applied commit first. Requests the armed fault does not apply to pass through. [`Proxy::arm`] limits a fault to its
+//! next `n` applications, after which another fault (usually `Pass`) takes over. Every exchange is
+//! recorded, with the `frazil.commit-id` a commit carried and the status the catalog returned.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Pass,
+    ForwardThen500,
+    ForwardThenDrop,
+    Refuse503,
+    Down,
+}
+
+impl Fault {
+    /// Whether this fault applies to a request (commit faults only to table commits).
+    fn applies(self, commit: bool) -> bool {
+        match self {
+            Fault::Pass => false,
+            Fault::Down => true,
+            Fault::ForwardThen500 | Fault::ForwardThenDrop | Fault::Refuse503 => commit,
+        }
+    }
+}
+
+/// One request the proxy handled.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub method: String,
+    pub path: String,
+    /// A table commit (`POST …/namespaces/{ns}/tables/{table}`).
+    pub commit: bool,
+    /// The `frazil.commit-id` in the commit's snapshot summary, if any.
+    pub commit_id: Option<String>,
+    /// The fault applied to this request (`Pass` when none).
+    pub fault: Fault,
+    /// The status the real catalog answered (None: not forwarded, or no answer).
+    pub upstream: Option<u16>,
+    /// The status the client got (None: connection dropped).
+    pub answered: Option<u16>,
+}
+
+struct Plan {
+    fault: Fault,
+    /// How many more times `fault` applies before `then` takes over.
+    remaining: u32,
+    then: Fault,
+}
+
+struct State {
+    upstream: SocketAddr,
+    plan: Mutex<Plan>,
+    /// How long a forward-then-fail fault holds the client after the catalog answered.
+    hold: Mutex<Duration>,
+    /// Faulted requests the catalog has answered so far (counted before any hold).
+    faulted_forwarded: AtomicU32,
+    log: Mutex<Vec<Exchange>>,
+    stop: AtomicBool,
+}
+
+pub struct Proxy {
+    pub url: String,
+    addr: SocketAddr,
+    state: Arc<State>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `upstream_url` (`http://127.0.0.1:PORT`), passing everything through.
+    pub fn start(upstream_url: &str) -> Proxy {
+        let hostport = upstream_url
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        let upstream: SocketAddr = hostport
+            .parse()
+            .unwrap_or_else(|e| panic!("proxy upstream {upstream_url}: {e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let state = Arc::new(State {
+            upstream,
+            plan: Mutex::new(Plan {
+                fault: Fault::Pass,
+                remaining: u32::MAX,
+                then: Fault::Pass,
+            }),
+            hold: Mutex::new(Duration::ZERO),
+            faulted_forwarded: AtomicU32::new(0),
+            log: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let st = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("catalog-proxy".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if st.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let st = st.clone();
+                    std::thread::spawn(move || handle(conn, &st));
+                }
+            })
+            .expect("spawn the proxy thread");
+        Proxy {
+            url: format!("http://{addr}"),
+            addr,
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    /// From now on, `fault` applies every time.
+    pub fn set(&self, fault: Fault) {
+        *self.state.plan.lock().unwrap() = Plan {
+            fault,
+            remaining: u32::MAX,
+            then: fault,
+        };
+    }
+
+    /// `fault` applies to the next `times` requests it concerns, then `then` takes over.
+    pub fn arm(&self, fault: Fault, times: u32, then: Fault) {
+        *self.state.plan.lock().unwrap() = Plan {
+            fault,
+            remaining: times,
+            then,
+        };
+    }
+
+    /// The fault currently armed.
+    pub fn fault(&self) -> Fault {
+        self.state.plan.lock().unwrap().fault
+    }
+
+    /// Forward-then-fail faults wait this long after the catalog answered before failing the
+    /// client (so another writer can commit meanwhile).
+    pub fn hold(&self, d: Duration) {
+        *self.state.hold.lock().unwrap() = d;
+    }
+
+    /// How many faulted requests have reached the catalog and been answered by it (also while held).
+    pub fn faulted_forwarded(&self) -> u32 {
+        self.state.faulted_forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Every exchange so far, and forgets them.
+    pub fn take(&self) -> Vec<Exchange> {
+        std::mem::take(&mut *self.state.log.lock().unwrap())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The fault for this request, using up one application of an armed fault.
+fn decide(state: &State, commit: bool) -> Fault {
+    let mut plan = state.plan.lock().unwrap();
+    if !plan.fault.applies(commit) {
+        return Fault::Pass;
+    }
+    let fault = plan.fault;
+    if plan.remaining != u32::MAX {
+        plan.remaining -= 1;
+        if plan.remaining == 0 {
+            plan.fault = plan.then;
+            plan.remaining = u32::MAX;
+        }
+    }
+    fault
+}
+
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn read_line(r: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn read_headers(r: &mut impl BufRead) -> std::io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            return Ok(headers);
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A message body per its headers: Content-Length, chunked, or none (requests) / to EOF (`to_eof`).
+fn read_body(
+    r: &mut impl BufRead,
+    headers: &[(String, String)],
+    to_eof: bool,
+) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    if header(headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        loop {
+            let size_line = read_line(r)?;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("chunk size {size_line:?}: {e}"),
+                    )
+                })?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !read_line(r)?.is_empty() {}
+                return Ok(body);
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..])?;
+            read_line(r)?; // the CRLF after the chunk
+        }
+    } else if let Some(n) = header(headers, "content-length") {
+        let n: usize = n.parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("content-length {n:?}: {e}"),
+            )
+        })?;
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+        Ok(body)
+    } else if to_eof {
+        r.read_to_end(&mut body)?;
+        Ok(body)
+    } else {
+        Ok(body)
+    }
+}
+
+fn read_request(r: &mut impl BufRead) -> std::io::Result<Request> {
+    let line = read_line(r)?;
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("request line {line:?}"),
+        ));
+    };
+    let (method, target) = (method.to_string(), target.to_string());
+    let headers = read_headers(r)?;
+    let body = read_body(r, &headers, false)?;
+    Ok(Request {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// `POST …/namespaces/{ns}/tables/{table}`: a table commit (the create is `POST …/namespaces/{ns}/tables`).
+pub fn is_commit(method: &str, target: &str) -> bool {
+    if method != "POST" {
+        return false;
+    }
+    let path = target.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    segs.iter()
+        .position(|s| *s == "namespaces")
+        .is_some_and(|i| segs.len() == i + 4 && segs[i + 2] == "tables")
+}
+
+/// The first value of a `frazil.commit-id` key anywhere in the JSON body.
+fn find_commit_id(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(serde_json::Value::String(s)) = m.get("frazil.commit-id") {
+                return Some(s.clone());
+            }
+            m.values().find_map(find_commit_id)
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(find_commit_id),
+        _ => None,
+    }
+}
+
+/// The catalog's answer to a forwarded request.
+struct Answer {
+    status: u16,
+    status_line: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Sends the request to the catalog with `Connection: close`; returns its answer.
+fn forward(state: &State, req: &Request) -> std::io::Result<Answer> {
+    let mut up = TcpStream::connect_timeout(&state.upstream, Duration::from_secs(10))?;
+    up.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\n",
+        req.method, req.target, state.upstream
+    );
+    for (k, v) in &req.headers {
+        let skip = [
+            "host",
+            "connection",
+            "keep-alive",
+            "content-length",
+            "transfer-encoding",
+            "proxy-connection",
+        ];
+        if !skip.iter().any(|s| k.eq_ignore_ascii_case(s)) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    if !req.body.is_empty() || req.method == "POST" || req.method == "PUT" {
+        head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    up.write_all(head.as_bytes())?;
+    up.write_all(&req.body)?;
+    up.flush()?;
+    let mut r = BufReader::new(up);
+    let status_line = read_line(&mut r)?;
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("status line {status_line:?}"),
+            )
+        })?;
+    let headers = read_headers(&mut r)?;
+    let body = if req.method == "HEAD" || status == 204 || status == 304 {
+        Vec::new()
+    } else {
+        read_body(&mut r, &headers, true)?
+    };
+    Ok(Answer {
+        status,
+        status_line,
+        headers,
+        body,
+    })
+}
+
+fn answer(
+    client: &mut TcpStream,
+    status_line: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut head = format!("{status_line}\r\n");
+    for (k, v) in headers {
+        let skip = [
+            "connection",
+            "keep-alive",
+            "content-length",
+            "transfer-encoding",
+        ];
+        if !skip.iter().any(|s| k.eq_ignore_ascii_case(s)) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    client.write_all(head.as_bytes())?;
+    client.write_all(body)?;
+    client.flush()
+}
+
+fn injected(client: &mut TcpStream, status: u16, reason: &str, what: &str) -> std::io::Result<()> {
+    let body = format!(
+        r#"{{"error":{{"message":"{what} (injected by the test proxy)","type":"{}","code":{status}}}}}"#,
+        reason.replace(' ', "")
+    );
+    answer(
+        client,
+        &format!("HTTP/1.1 {status} {reason}"),
+        &[("Content-Type".into(), "application/json".into())],
+        body.as_bytes(),
+    )
+}
+
+fn handle(mut client: TcpStream, state: &State) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(60)));
+    let req = {
+        let mut r = BufReader::new(match client.try_clone() {
+            Ok(c) => c,
+            Err(_) => return,
+        });
+        match read_request(&mut r) {
+            Ok(req) => req,
+            Err(_) => return, // the wake-up connection of Drop, or a client that went away
+        }
+    };
+    let commit = is_commit(&req.method, &req.target);
+    let commit_id = if commit {
+        serde_json::from_slice(&req.body)
+            .ok()
+            .as_ref()
+            .and_then(find_commit_id)
+    } else {
+        None
+    };
+    let fault = decide(state, commit);
+    let mut ex = Exchange {
+        method: req.method.clone(),
+        path: req.target.clone(),
+        commit,
+        commit_id,
+        fault,
+        upstream: None,
+        answered: None,
+    };
+    match fault {
+        Fault::Refuse503 | Fault::Down => {
+            if injected(
+                &mut client,
+                503,
+                "Service Unavailable",
+                "the catalog is unavailable",
+            )
+            .is_ok()
+            {
+                ex.answered = Some(503);
+            }
+        }
+        Fault::Pass | Fault::ForwardThen500 | Fault::ForwardThenDrop => {
+            match forward(state, &req) {
+                Ok(Answer {
+                    status,
+                    status_line,
+                    headers,
+                    body,
+                }) => {
+                    ex.upstream = Some(status);
+                    if fault != Fault::Pass {
+                        state.faulted_forwarded.fetch_add(1, Ordering::SeqCst);
+                        let hold = *state.hold.lock().unwrap();
+                        std::thread::sleep(hold);
+                    }
+                    match fault {
+                        Fault::ForwardThen500 => {
+                            if injected(
+                                &mut client,
+                                500,
+                                "Internal Server Error",
+                                "the commit failed",
+                            )
+                            .is_ok()
+                            {
+                                ex.answered = Some(500);
+                            }
+                        }
+                        Fault::ForwardThenDrop => {}
+                        _ => {
+                            if answer(&mut client, &status_line, &headers, &body).is_ok() {
+                                ex.answered = Some(status);
+                            }
+                        }
+                    }
+                }
+                Err(_) => {
+                    // The catalog itself is unreachable: say so as a gateway would.
+                    if injected(
+                        &mut client,
+                        502,
+                        "Bad Gateway",
+                        "the proxy could not reach the catalog",
+                    )
+                    .is_ok()
+                    {
+                        ex.answered = Some(502);
+                    }
+                }
+            }
+        }
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    state.log.lock().unwrap().push(ex);
+}

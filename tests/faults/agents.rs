@@ -1,0 +1,160 @@
+//! Two agents, each with its own topic and spool, committing to one table at once.
+
+use super::*;
+
+#[test]
+fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let logs = logs_dir("two-agents");
+    // (agent, topic, partitions, first id): ids never overlap, so each row tells its topic.
+    let agents = [
+        ("agent-north", "north", 2, 0u64),
+        ("agent-south", "south", 3, 1_000_000u64),
+    ];
+    let mut configs = Vec::new();
+    for (agent, topic, partitions, _) in agents {
+        block_on(create_topic(&kafka, topic, partitions));
+        let spool = servers.dir.path().join(format!("spool-{topic}"));
+        let mut edits = busy_edits(&spool);
+        edits.push(("id = \"test-gateway\"".into(), format!("id = \"{agent}\"")));
+        let edits: Vec<(&str, &str)> = edits
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        configs.push(config_as(
+            &servers,
+            agent,
+            &[topic],
+            "table = \"shared\"\ncommit_interval = \"1s\"",
+            &edits,
+        ));
+    }
+    let mut expected: Vec<BTreeMap<(i32, i64), Produced>> = vec![BTreeMap::new(), BTreeMap::new()];
+    let mut next: Vec<u64> = agents.iter().map(|a| a.3).collect();
+    let rounds = 4;
+    let mut conflicts = 0;
+    let mut commits = 0;
+    for round in 0..rounds {
+        for (i, (_, topic, partitions, _)) in agents.iter().enumerate() {
+            let n = 1_500 + 500 * round as u64;
+            expected[i].extend(block_on(produce(
+                &kafka,
+                topic,
+                *partitions,
+                next[i]..next[i] + n,
+            )));
+            next[i] += n;
+        }
+        let paths: Vec<PathBuf> = agents
+            .iter()
+            .map(|(a, ..)| logs.join(format!("round-{round}-{a}.log")))
+            .collect();
+        let children: Vec<Guard> = configs
+            .iter()
+            .zip(&paths)
+            .map(|(c, l)| spawn_frazil("flush", c, l))
+            .collect();
+        let ended: Vec<ExitStatus> = children.into_iter().map(Guard::wait).collect();
+        for ((st, path), (agent, ..)) in ended.into_iter().zip(&paths).zip(&agents) {
+            let log = read_log(path);
+            assert_eq!(
+                st.code(),
+                Some(0),
+                "round {round}: {agent} flush ended with {}:\n{}",
+                exit_text(st),
+                tail(&log, 40)
+            );
+            let c = count(&log, "conflicted");
+            conflicts += c;
+            commits += count(&log, " data files (");
+            println!(
+                "round {round}: {agent}: exit 0, {} commits, {c} conflicts",
+                count(&log, " data files (")
+            );
+        }
+    }
+
+    // Then both as `frazil run`, committing every second while events keep coming, until SIGTERM.
+    let paths: Vec<PathBuf> = agents
+        .iter()
+        .map(|(a, ..)| logs.join(format!("run-{a}.log")))
+        .collect();
+    let mut children: Vec<Guard> = configs
+        .iter()
+        .zip(&paths)
+        .map(|(c, l)| spawn_frazil("run", c, l))
+        .collect();
+    for _ in 0..6 {
+        for (i, (_, topic, partitions, _)) in agents.iter().enumerate() {
+            let n = 700;
+            expected[i].extend(block_on(produce(
+                &kafka,
+                topic,
+                *partitions,
+                next[i]..next[i] + n,
+            )));
+            next[i] += n;
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    for c in &mut children {
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &c.child().id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let ended: Vec<ExitStatus> = children.into_iter().map(Guard::wait).collect();
+    for ((st, path), (agent, ..)) in ended.into_iter().zip(&paths).zip(&agents) {
+        let log = read_log(path);
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "{agent} run ended with {}:\n{}",
+            exit_text(st),
+            tail(&log, 40)
+        );
+        let c = count(&log, "conflicted");
+        conflicts += c;
+        commits += count(&log, " data files (");
+        println!(
+            "run: {agent}: exit 0 after SIGTERM, {} commits, {c} conflicts",
+            count(&log, " data files (")
+        );
+    }
+
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table("shared", reader);
+        let (north, south): (Vec<Value>, Vec<Value>) = rows.into_iter().partition(|r| {
+            r["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{reader}: a row without id: {r}"))
+                < 1_000_000
+        });
+        assert_exactly(&format!("{reader} (north)"), &north, &expected[0]);
+        assert_exactly(&format!("{reader} (south)"), &south, &expected[1]);
+    }
+    let summaries = assert_no_commit_twice(&servers, "shared");
+    for (i, (agent, topic, ..)) in agents.iter().enumerate() {
+        assert_eq!(
+            offsets_of(&summaries, agent, topic),
+            ends(&expected[i]),
+            "{agent}'s offsets in its last snapshot"
+        );
+        let mine = summaries
+            .iter()
+            .filter(|s| s["frazil.agent"] == *agent)
+            .count();
+        assert!(mine > 0, "{agent} made no snapshot");
+    }
+    println!(
+        "two agents: {rounds} rounds of concurrent flushes and one of concurrent runs, {} + {} events exactly once, {commits} commits ({} snapshots), {conflicts} times `conflicted` in the logs",
+        expected[0].len(),
+        expected[1].len(),
+        summaries.len()
+    );
+}

@@ -1,0 +1,372 @@
+//! Faults against real servers (tansu, rustberg on s3s-fs), each table checked by pyiceberg and by
+//! DuckDB: the events in it are exactly the events produced, none missing and none twice, and no
+//! `frazil.commit-id` appears in two snapshots (read from the catalog's whole snapshot list).
+//!
+//! - `kill_dash_nine_during_flush_and_run_never_loses_or_doubles`: `frazil flush` and `frazil run`
+//!   alternately, SIGKILLed on a timer or just after a chosen step shows in their debug log (a
+//!   spool write, an S3 PUT, a catalog POST, the catalog's answer to it), with new events between
+//!   cycles; then one clean flush. `FRAZIL_KILL_CYCLES` (default 50), `FRAZIL_KILL_SEED`.
+//! - `a_commit_applied_but_unanswered_is_not_doubled`: a fault-injecting proxy (`common::proxy`)
+//!   in front of the catalog: commits applied then answered 500 or dropped, commits refused 503,
+//!   the catalog gone right after an applied commit, and an applied commit whose answer is held
+//!   while another agent commits on top of it.
+//! - `two_agents_on_different_topics_commit_to_one_table_concurrently`: two agents (ids, topics,
+//!   spools of their own) flushing, then running, at the same time into one table.
+//! - `the_catalog_restarted_mid_run`: rustberg stopped (SIGTERM, or SIGKILL during a commit) and
+//!   started again under `frazil run`.
+//!
+//! frazil logs at `FRAZIL_FAULTS_LOG` (default `debug`: the kill triggers read it) into files kept
+//! after each test in `target/tmp/faults/<test>/`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod agents;
+mod kill;
+mod restart;
+mod unanswered;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::proxy::{Exchange, Fault, Proxy};
+use common::*;
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn log_level() -> String {
+    std::env::var("FRAZIL_FAULTS_LOG").unwrap_or_else(|_| "debug".into())
+}
+
+/// A fresh directory for one test's frazil logs, kept after the test (also when it fails) under
+/// Cargo's scratch dir for integration tests: `target/tmp/faults/<test>/`.
+fn logs_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("faults")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the logs dir");
+    println!("{test}: frazil logs in {}", dir.display());
+    dir
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves none behind.
+struct Guard(Option<Child>);
+
+impl Guard {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("not yet waited for")
+    }
+    fn wait(mut self) -> ExitStatus {
+        self.0
+            .take()
+            .expect("not yet waited for")
+            .wait()
+            .expect("wait for frazil")
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The harness config for `topics`, edited (each `(from, to)` must match) and written to `<dir>/<name>.toml`.
+fn config_as(
+    servers: &Servers,
+    name: &str,
+    topics: &[&str],
+    catalog_extra: &str,
+    edits: &[(&str, &str)],
+) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(servers.config(topics, catalog_extra)).expect("read config");
+    for (from, to) in edits {
+        assert!(text.contains(from), "config edit: `{from}` not in\n{text}");
+        text = text.replace(from, to);
+    }
+    let path = servers.dir.path().join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Small files, quick rolls and commits, small fetches: a run goes through many spool writes,
+/// uploads (several of them merges) and commits, so a kill lands in each of them.
+fn busy_edits(spool_dir: &Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "file_max_bytes = \"2MiB\"".into(),
+            "file_max_bytes = \"256KiB\"".into(),
+        ),
+        (
+            "file_max_age = \"1s\"".into(),
+            "file_max_age = \"200ms\"\nfile_max_rows = 150\nupload_target_size = \"64KiB\"".into(),
+        ),
+        (
+            "[spool]".into(),
+            "fetch_max_bytes = \"16KiB\"\n\n[spool]".into(),
+        ),
+        (
+            "/spool\"".into(),
+            format!("/{}\"", spool_dir.file_name().unwrap().to_str().unwrap()),
+        ),
+    ]
+}
+
+fn spawn_frazil(cmd: &str, config: &Path, log: &Path) -> Guard {
+    let file = std::fs::File::create(log).expect("create log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_frazil"))
+        .args([cmd, "--config", path_str(config)])
+        .env("FRAZIL_LOG", log_level())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start frazil {cmd}: {e}"));
+    Guard(Some(child))
+}
+
+type LineMatcher = Box<dyn FnMut(&str) -> bool>;
+
+/// Counts the complete lines `matcher` accepts in a log that is still being written, reading only
+/// what was appended since the last look (the matcher sees every line once, in order).
+struct LogWatch {
+    file: Option<std::fs::File>,
+    path: PathBuf,
+    partial: String,
+    hits: usize,
+    matcher: LineMatcher,
+}
+
+impl LogWatch {
+    fn new(path: &Path, matcher: LineMatcher) -> LogWatch {
+        LogWatch {
+            file: None,
+            path: path.to_path_buf(),
+            partial: String::new(),
+            hits: 0,
+            matcher,
+        }
+    }
+
+    fn hits(&mut self) -> usize {
+        use std::io::Read;
+        if self.file.is_none() {
+            self.file = std::fs::File::open(&self.path).ok();
+        }
+        if let Some(f) = self.file.as_mut() {
+            let mut bytes = Vec::new();
+            let _ = f.read_to_end(&mut bytes);
+            self.partial.push_str(&String::from_utf8_lossy(&bytes));
+            if let Some(end) = self.partial.rfind('\n') {
+                let complete: String = self.partial.drain(..=end).collect();
+                self.hits += complete.lines().filter(|l| (self.matcher)(l)).count();
+            }
+        }
+        self.hits
+    }
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// `frazil flush`, logging to `log`; its exit code and log.
+fn flush(config: &Path, log: &Path) -> (i32, String) {
+    let status = spawn_frazil("flush", config, log).wait();
+    (status.code().unwrap_or(-1), read_log(log))
+}
+
+/// The last `n` lines of a log, for assertion messages.
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn count(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The table as the real catalog has it (the loadTable answer), over plain HTTP.
+fn load_table(servers: &Servers, table: &str) -> Value {
+    let base = servers
+        .get("FRAZIL_CATALOG")
+        .trim_end_matches('/')
+        .to_string();
+    let mut cfg_url = format!("{base}/v1/config");
+    if let Some(w) = servers
+        .env
+        .get("FRAZIL_WAREHOUSE")
+        .filter(|w| !w.is_empty())
+    {
+        cfg_url.push_str(&format!("?warehouse={}", pct(w)));
+    }
+    let get = |url: &str| -> Value {
+        let mut resp = ureq::get(url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        resp.body_mut()
+            .read_json::<Value>()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    };
+    let cfg = get(&cfg_url);
+    let prefix = cfg["overrides"]["prefix"]
+        .as_str()
+        .or(cfg["defaults"]["prefix"].as_str())
+        .unwrap_or("");
+    let mut url = format!("{base}/v1/");
+    if !prefix.is_empty() {
+        url.push_str(&format!("{}/", pct(prefix)));
+    }
+    url.push_str(&format!("namespaces/edge/tables/{}", pct(table)));
+    get(&url)
+}
+
+/// Every snapshot of the table (the whole history, not only the current branch): none may carry a
+/// commit id another one carries, and every one must be on the main branch's ancestry. Returns the
+/// snapshots' summaries, oldest first.
+fn assert_no_commit_twice(servers: &Servers, table: &str) -> Vec<Value> {
+    let loaded = load_table(servers, table);
+    let md = &loaded["metadata"];
+    let snapshots = md["snapshots"].as_array().cloned().unwrap_or_default();
+    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &snapshots {
+        let id = s["summary"]["frazil.commit-id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{table}: a snapshot without frazil.commit-id: {s}"));
+        *ids.entry(id.to_string()).or_default() += 1;
+    }
+    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{table}: commit ids in more than one snapshot: {twice:?}"
+    );
+    // The main branch holds every snapshot (frazil only appends).
+    let by_id: BTreeMap<i64, &Value> = snapshots
+        .iter()
+        .map(|s| (s["snapshot-id"].as_i64().expect("snapshot-id"), s))
+        .collect();
+    let mut chain = 0;
+    let mut next = md["current-snapshot-id"].as_i64().filter(|id| *id != -1);
+    while let Some(id) = next {
+        chain += 1;
+        next = by_id
+            .get(&id)
+            .and_then(|s| s["parent-snapshot-id"].as_i64());
+    }
+    assert_eq!(
+        chain,
+        snapshots.len(),
+        "{table}: {} snapshots, {chain} of them on the main branch",
+        snapshots.len()
+    );
+    let mut summaries: Vec<(i64, Value)> = snapshots
+        .iter()
+        .map(|s| {
+            (
+                s["sequence-number"].as_i64().unwrap_or(0),
+                s["summary"].clone(),
+            )
+        })
+        .collect();
+    summaries.sort_by_key(|(seq, _)| *seq);
+    summaries.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Both readers see exactly `expected`; returns the pyiceberg summary line.
+fn assert_table_exactly(
+    servers: &Servers,
+    table: &str,
+    expected: &BTreeMap<(i32, i64), Produced>,
+) -> Value {
+    let mut first = Value::Null;
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, summary) = servers.read_table(table, reader);
+        assert_exactly(reader, &rows, expected);
+        if reader == "pyiceberg" {
+            first = summary;
+        }
+    }
+    first
+}
+
+/// The next offsets the newest snapshot of `agent` records for `topic`.
+fn offsets_of(summaries: &[Value], agent: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let Some(s) = summaries.iter().rev().find(|s| s["frazil.agent"] == agent) else {
+        return BTreeMap::new();
+    };
+    let Some(text) = s[format!("frazil.offsets.{topic}")].as_str() else {
+        return BTreeMap::new();
+    };
+    let m: BTreeMap<String, i64> = serde_json::from_str(text).expect("offsets JSON");
+    m.into_iter()
+        .map(|(p, o)| (p.parse().expect("partition"), o))
+        .collect()
+}
+
+/// The next offset of every partition in `produced`.
+fn ends(produced: &BTreeMap<(i32, i64), Produced>) -> BTreeMap<i32, i64> {
+    let mut out = BTreeMap::new();
+    for (p, o) in produced.keys() {
+        let e = out.entry(*p).or_insert(0);
+        *e = (*e).max(o + 1);
+    }
+    out
+}
+
+fn status_json(config: &Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+        .args(["status", "--json", "--config", path_str(config)])
+        .output()
+        .expect("frazil status");
+    assert!(
+        out.status.success(),
+        "frazil status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+fn assert_spool_drained(config: &Path) {
+    let st = status_json(config);
+    assert_eq!(st["written"], 0, "files left unuploaded: {st}");
+    assert_eq!(st["uploaded"], 0, "files left uncommitted: {st}");
+    assert!(
+        st["pending_commits"].as_array().is_some_and(Vec::is_empty),
+        "pending commits left: {st}"
+    );
+    assert!(
+        st["quarantined"].as_array().is_some_and(Vec::is_empty),
+        "quarantined files: {st}"
+    );
+}
+
+fn exit_text(s: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (_, Some(sig)) => format!("signal {sig}"),
+        _ => format!("{s:?}"),
+    }
+}
