@@ -55,24 +55,9 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
             .zip(&paths)
             .map(|(c, l)| spawn_frazil("flush", c, l))
             .collect();
-        let ended: Vec<ExitStatus> = children.into_iter().map(Guard::wait).collect();
-        for ((st, path), (agent, ..)) in ended.into_iter().zip(&paths).zip(&agents) {
-            let log = read_log(path);
-            assert_eq!(
-                st.code(),
-                Some(0),
-                "round {round}: {agent} flush ended with {}:\n{}",
-                exit_text(st),
-                tail(&log, 40)
-            );
-            let c = count(&log, "conflicted");
-            conflicts += c;
-            commits += count(&log, " data files (");
-            println!(
-                "round {round}: {agent}: exit 0, {} commits, {c} conflicts",
-                count(&log, " data files (")
-            );
-        }
+        let (c, k) = wait_for_agents(children, &paths, &agents, &format!("round {round}"));
+        commits += c;
+        conflicts += k;
     }
 
     // Then both as `frazil run`, committing every second while events keep coming, until SIGTERM.
@@ -108,24 +93,9 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
                 .success()
         );
     }
-    let ended: Vec<ExitStatus> = children.into_iter().map(Guard::wait).collect();
-    for ((st, path), (agent, ..)) in ended.into_iter().zip(&paths).zip(&agents) {
-        let log = read_log(path);
-        assert_eq!(
-            st.code(),
-            Some(0),
-            "{agent} run ended with {}:\n{}",
-            exit_text(st),
-            tail(&log, 40)
-        );
-        let c = count(&log, "conflicted");
-        conflicts += c;
-        commits += count(&log, " data files (");
-        println!(
-            "run: {agent}: exit 0 after SIGTERM, {} commits, {c} conflicts",
-            count(&log, " data files (")
-        );
-    }
+    let (c, k) = wait_for_agents(children, &paths, &agents, "run");
+    commits += c;
+    conflicts += k;
 
     for reader in ["pyiceberg", "duckdb"] {
         let (rows, _) = servers.read_table("shared", reader);
@@ -157,4 +127,31 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
         expected[1].len(),
         summaries.len()
     );
+}
+
+/// Waits for both agents, requires exit 0 from each, and returns the commits and `conflicted`
+/// lines their logs show.
+fn wait_for_agents(
+    children: Vec<Guard>,
+    paths: &[PathBuf],
+    agents: &[(&str, &str, i32, u64)],
+    what: &str,
+) -> (usize, usize) {
+    let (mut commits, mut conflicts) = (0, 0);
+    let ended: Vec<ExitStatus> = children.into_iter().map(Guard::wait).collect();
+    for ((st, path), (agent, ..)) in ended.into_iter().zip(paths).zip(agents) {
+        let log = read_log(path);
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "{what}: {agent} ended with {}:\n{}",
+            exit_text(st),
+            tail(&log, 40)
+        );
+        let (c, k) = (count(&log, " data files ("), count(&log, "conflicted"));
+        commits += c;
+        conflicts += k;
+        println!("{what}: {agent}: exit 0, {c} commits, {k} conflicts");
+    }
+    (commits, conflicts)
 }

@@ -90,19 +90,7 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
     const TOPIC: &str = "crashy";
     const PARTITIONS: i32 = 3;
     block_on(create_topic(&kafka, TOPIC, PARTITIONS));
-    let spool = servers.dir.path().join("spool-kill");
-    let edits = busy_edits(&spool);
-    let edits: Vec<(&str, &str)> = edits
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let config = config_as(
-        &servers,
-        "kill",
-        &[TOPIC],
-        "commit_interval = \"1s\"",
-        &edits,
-    );
+    let config = busy_config(&servers, "kill", TOPIC, "commit_interval = \"1s\"");
     let logs = logs_dir("kill");
 
     let mut expected = BTreeMap::new();

@@ -101,6 +101,16 @@ fn config_as(
 
 /// Small files, quick rolls and commits, small fetches: a run goes through many spool writes,
 /// uploads (several of them merges) and commits, so a kill lands in each of them.
+/// The harness config made busy (see [`busy_edits`]) with its own spool dir `spool-<name>`.
+fn busy_config(servers: &Servers, name: &str, topic: &str, catalog_extra: &str) -> PathBuf {
+    let edits = busy_edits(&servers.dir.path().join(format!("spool-{name}")));
+    let edits: Vec<(&str, &str)> = edits
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    config_as(servers, name, &[topic], catalog_extra, &edits)
+}
+
 fn busy_edits(spool_dir: &Path) -> Vec<(String, String)> {
     vec![
         (

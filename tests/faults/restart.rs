@@ -141,18 +141,11 @@ fn the_catalog_restarted_mid_run() {
     let state = servers.dir.path().join("servers");
     const TOPIC: &str = "restarts";
     block_on(create_topic(&kafka, TOPIC, 2));
-    let spool = servers.dir.path().join("spool-restarts");
-    let edits = busy_edits(&spool);
-    let edits: Vec<(&str, &str)> = edits
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let config = config_as(
+    let config = busy_config(
         &servers,
         "restarts",
-        &[TOPIC],
+        TOPIC,
         "commit_interval = \"1s\"\nrequest_timeout = \"5s\"",
-        &edits,
     );
     let log = logs_dir("catalog-restart").join("run.log");
     let mut rng = fastrand::Rng::new();
