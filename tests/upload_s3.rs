@@ -65,15 +65,7 @@ impl S3Server {
     }
 
     fn settings(&self) -> S3Settings {
-        S3Settings {
-            endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
-            region: Some("us-east-1".into()),
-            access_key_id: Some("test".into()),
-            secret_access_key: Some("test".into()),
-            session_token: None,
-            path_style: true,
-            allow_http: true,
-        }
+        settings_for(self.port)
     }
 
     fn stop(&mut self) {
@@ -89,6 +81,19 @@ impl Drop for S3Server {
 }
 
 /// The agent's runtime: smol on this thread, tokio-needing futures inside Compat.
+/// The settings for an s3s-fs on `port` with the test credentials.
+fn settings_for(port: u16) -> S3Settings {
+    S3Settings {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        session_token: None,
+        path_style: true,
+        allow_http: true,
+    }
+}
+
 fn run<T>(future: impl Future<Output = T>) -> T {
     smol::block_on(async_compat::Compat::new(future))
 }
@@ -254,15 +259,7 @@ fn a_silent_server_times_out_instead_of_hanging() {
     // Accepts connections (the kernel does, from the backlog) and never answers.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let settings = S3Settings {
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        session_token: None,
-        path_style: true,
-        allow_http: true,
-    };
+    let settings = settings_for(port);
     let retry = RetryConfig {
         backoff: BackoffConfig { init_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50), base: 2.0 },
         max_retries: 1,

@@ -125,14 +125,7 @@ fn ids_are_never_reused_across_removal_and_reopen() {
         .register(&write_tmp(&spool, b"a"), meta("t", "e", 0, 0, 1))
         .unwrap();
     spool.mark_uploaded(a.id, "s3://a").unwrap();
-    spool
-        .begin_commit(&PendingCommit {
-            table: "t".into(),
-            commit_id: "c".into(),
-            ids: vec![a.id],
-        })
-        .unwrap();
-    spool.finish_commit("c").unwrap();
+    common::commit(&spool, "t", &[a.id]);
     spool.remove_committed().unwrap();
     drop(spool);
     let (spool, _) = open(dir.path());

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{meta, names, write_tmp};
-use frazil_spool::{FileMeta, FileState, PendingCommit, Spool, SpoolError, SpoolOptions, Usage};
+use frazil_spool::{FileMeta, FileState, Spool, SpoolError, SpoolOptions, Usage};
 
 /// A tmpfs mounted on a fresh temporary directory, unmounted on drop. Declare it before the
 /// `Spool` that lives on it, so the spool is dropped (and its files closed) first.
@@ -170,14 +170,7 @@ fn register_on_full_disk_fails_cleanly_and_spool_keeps_working() {
     assert_eq!(spool.read_verified(f.id).unwrap(), body);
     assert_eq!(f.id, 4, "the failed register must not have used up an id");
     spool.mark_uploaded(f.id, "s3://b/4").unwrap();
-    spool
-        .begin_commit(&PendingCommit {
-            table: "db.t".into(),
-            commit_id: "c".into(),
-            ids: vec![f.id],
-        })
-        .unwrap();
-    spool.finish_commit("c").unwrap();
+    common::commit(&spool, "db.t", &[f.id]);
     assert_eq!(spool.remove_committed().unwrap(), 1);
     assert_eq!(spool.usage().unwrap().bytes, 3 * 7);
     assert_eq!(spool.offsets().unwrap()[&("events".to_string(), 0)], 13);
@@ -301,14 +294,7 @@ fn quota_counts_bytes_in_data_and_drives_has_room() {
     for id in [b.id, c.id] {
         spool.mark_uploaded(id, &format!("s3://{id}")).unwrap();
     }
-    spool
-        .begin_commit(&PendingCommit {
-            table: "db.t".into(),
-            commit_id: "c".into(),
-            ids: vec![b.id],
-        })
-        .unwrap();
-    spool.finish_commit("c").unwrap();
+    common::commit(&spool, "db.t", &[b.id]);
     assert_eq!(usage(&spool).bytes, 800);
     spool.remove_committed().unwrap();
     assert_eq!(usage(&spool).bytes, 300);

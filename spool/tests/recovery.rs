@@ -86,14 +86,7 @@ fn committed_and_missing_is_dropped_silently() {
         .register(&write_tmp(&spool, b"done"), meta("t", "e", 0, 0, 1))
         .unwrap();
     spool.mark_uploaded(f.id, "s3://done").unwrap();
-    spool
-        .begin_commit(&PendingCommit {
-            table: "t".into(),
-            commit_id: "c".into(),
-            ids: vec![f.id],
-        })
-        .unwrap();
-    spool.finish_commit("c").unwrap();
+    common::commit(&spool, "t", &[f.id]);
     drop(spool);
     // remove_committed crashed after the unlink, before its transaction.
     fs::remove_file(&f.path).unwrap();

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use frazil_spool::{FileMeta, Recovery, Spool, SpoolOptions};
+use frazil_spool::{FileMeta, PendingCommit, Recovery, Spool, SpoolOptions};
 
 pub fn open(dir: &Path) -> (Spool, Recovery) {
     Spool::open(dir, SpoolOptions::default()).expect("open spool")
@@ -37,4 +37,11 @@ pub fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Commits `ids` of `table` as commit "c": the pending record, then finish.
+pub fn commit(spool: &Spool, table: &str, ids: &[u64]) {
+    let pending = PendingCommit { table: table.into(), commit_id: "c".into(), ids: ids.to_vec() };
+    spool.begin_commit(&pending).expect("begin commit");
+    spool.finish_commit("c").expect("finish commit");
 }
