@@ -78,7 +78,7 @@ impl Agent {
     async fn settle(&self, committer: &Committer, p: &PendingCommit) -> Result<()> {
         let landed = match committer.load(&p.table).await? {
             Some(t) => {
-                let landed = commit::commit_landed(t.metadata(), &p.commit_id);
+                let landed = commit::commit_landed(t.metadata(), &self.cfg.agent_id, &p.commit_id);
                 self.tables.borrow_mut().insert(p.table.clone(), t);
                 landed
             }

@@ -1,7 +1,8 @@
 //! iceberg's `Transaction` commits through the `iceberg::Catalog` trait. This adapter is that
 //! catalog: it loads tables and sends the transaction's requirements and updates through our ureq
 //! REST client, and keeps the real answer (conflict, unknown outcome, ...) for the caller, because
-//! the caller, not iceberg's retry loop, decides what an unanswered commit means.
+//! the caller, not iceberg's retry loop, decides what an unanswered commit means. It also adds the
+//! agent's tag to every snapshot it sends, in the same request.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,6 +27,8 @@ pub(crate) enum Failure {
 pub(crate) struct Adapter {
     pub rest: Arc<RestCatalog>,
     pub file_io: FileIO,
+    /// Every snapshot sent through this adapter moves this agent's tag (`protocol::tag_new_snapshot`).
+    pub agent: String,
     pub last_failure: Mutex<Option<Failure>>,
 }
 
@@ -78,7 +81,8 @@ impl Catalog for Adapter {
     async fn update_table(&self, mut commit: TableCommit) -> iceberg::Result<Table> {
         let ident = commit.identifier().clone();
         let requirements = commit.take_requirements();
-        let updates = commit.take_updates();
+        let mut updates = commit.take_updates();
+        super::protocol::tag_new_snapshot(&mut updates, &self.agent);
         let rest = self.rest.clone();
         let id = ident.clone();
         let answer = blocking::unblock(move || rest.commit(&id, &requirements, &updates)).await;

@@ -25,7 +25,7 @@ use crate::config::CatalogConfig;
 use crate::source::TopicPartition;
 use crate::{Error, Result};
 use catalog::{Adapter, Failure};
-pub use protocol::{commit_id, commit_landed, committed_offsets};
+pub use protocol::{commit_id, commit_landed, committed_offsets, last_commit};
 
 /// How many times one commit is retried (conflicts, unknown outcomes) before the cycle gives up
 /// and leaves the files for the next one.
@@ -45,7 +45,7 @@ impl Committer {
         let namespace = NamespaceIdent::from_vec(cfg.namespace.clone())
             .map_err(|e| Error::config("catalog.namespace", e.to_string(), "write e.g. \"edge\""))?;
         Ok(Committer {
-            adapter: Arc::new(Adapter { rest: Arc::new(rest), file_io, last_failure: Mutex::new(None) }),
+            adapter: Arc::new(Adapter { rest: Arc::new(rest), file_io, agent: agent_id.to_string(), last_failure: Mutex::new(None) }),
             namespace,
             agent_id: agent_id.to_string(),
         })
@@ -116,7 +116,7 @@ impl Committer {
                     let Some(t) = self.load(ident.name()).await? else {
                         return Err(Error::Catalog { context: format!("commit {commit_id}"), status: Some(404), body: format!("table {ident} disappeared") });
                     };
-                    if commit_landed(t.metadata(), commit_id) {
+                    if commit_landed(t.metadata(), &self.agent_id, commit_id) {
                         log::info!("table {ident}: commit {commit_id} had landed");
                         return Ok(t);
                     }

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use iceberg::spec::{Snapshot, TableMetadata};
+use iceberg::TableUpdate;
+use iceberg::spec::{Snapshot, SnapshotReference, SnapshotRetention, TableMetadata};
 
 use crate::source::TopicPartition;
 
@@ -14,6 +15,29 @@ pub const COMMIT_ID: &str = "frazil.commit-id";
 pub const AGENT: &str = "frazil.agent";
 /// Prefix of the per-topic summary keys: `frazil.offsets.<topic>` = `{"<partition>": <next offset>, ...}`.
 pub const OFFSETS_PREFIX: &str = "frazil.offsets.";
+
+/// Prefix of the tag each agent keeps on its newest snapshot (`frazil-<agent>`). Snapshot expiry
+/// never removes a tagged snapshot, so the agent's last commit id and offsets outlive any cleanup
+/// of the table's history.
+pub const TAG_PREFIX: &str = "frazil-";
+
+/// The name of `agent`'s tag.
+pub fn agent_tag(agent: &str) -> String {
+    format!("{TAG_PREFIX}{agent}")
+}
+
+/// Adds to a commit's updates one that moves `agent`'s tag to the snapshot the commit adds, so
+/// the tag moves in the same atomic commit as the data. Updates that add no snapshot are left as they are.
+pub fn tag_new_snapshot(updates: &mut Vec<TableUpdate>, agent: &str) {
+    let added = updates.iter().find_map(|u| match u {
+        TableUpdate::AddSnapshot { snapshot } => Some(snapshot.snapshot_id()),
+        _ => None,
+    });
+    if let Some(snapshot_id) = added {
+        let reference = SnapshotReference { snapshot_id, retention: SnapshotRetention::Tag { max_ref_age_ms: None } };
+        updates.push(TableUpdate::SetSnapshotRef { ref_name: agent_tag(agent), reference });
+    }
+}
 
 /// The commit id: a UUIDv5 over the table and the sorted names of the data files the commit adds.
 /// The same files always give the same id, so after a crash or an unanswered request the agent
@@ -70,16 +94,28 @@ pub fn ancestors(metadata: &TableMetadata) -> impl Iterator<Item = &Snapshot> {
     })
 }
 
-/// True when a snapshot made by commit `id` is in the table's history.
-pub fn commit_landed(metadata: &TableMetadata, id: &str) -> bool {
-    ancestors(metadata).any(|s| s.summary().additional_properties.get(COMMIT_ID).is_some_and(|c| c == id))
+/// The snapshots that can tell what `agent` committed: the one under the agent's tag (which may lie
+/// beyond a gap that snapshot expiry cut into the history), then the main branch's history.
+fn agent_snapshots<'a>(metadata: &'a TableMetadata, agent: &str) -> impl Iterator<Item = &'a Snapshot> {
+    let tagged = metadata.snapshot_for_ref(&agent_tag(agent)).map(|s| s.as_ref());
+    tagged.into_iter().chain(ancestors(metadata))
+}
+
+/// True when a snapshot made by commit `id` of `agent` is in the table's history or under the agent's tag.
+pub fn commit_landed(metadata: &TableMetadata, agent: &str, id: &str) -> bool {
+    agent_snapshots(metadata, agent).any(|s| s.summary().additional_properties.get(COMMIT_ID).is_some_and(|c| c == id))
+}
+
+/// The last snapshot `agent` committed, if the table still knows it.
+pub fn last_commit<'a>(metadata: &'a TableMetadata, agent: &str) -> Option<&'a Snapshot> {
+    agent_snapshots(metadata, agent).find(|s| s.summary().additional_properties.get(AGENT).map(String::as_str) == Some(agent))
 }
 
 /// The next offset per partition that `agent` has committed to the table: the highest found in the
-/// summaries of its snapshots in the history.
+/// summaries of its snapshots in the history and under its tag.
 pub fn committed_offsets(metadata: &TableMetadata, agent: &str) -> BTreeMap<TopicPartition, i64> {
     let mut out: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-    for s in ancestors(metadata) {
+    for s in agent_snapshots(metadata, agent) {
         let props = &s.summary().additional_properties;
         if props.get(AGENT).map(String::as_str) != Some(agent) {
             continue;
@@ -115,5 +151,27 @@ mod tests {
         assert_eq!(props[AGENT], "gw-1");
         assert_eq!(props["frazil.offsets.events"], r#"{"0":100,"3":7}"#);
         assert_eq!(offsets_in(&props), offsets);
+    }
+
+    #[test]
+    fn a_new_snapshot_moves_the_agents_tag_in_the_same_commit() {
+        use iceberg::spec::{Operation, Summary};
+        let snapshot = Snapshot::builder()
+            .with_snapshot_id(42)
+            .with_sequence_number(1)
+            .with_timestamp_ms(1)
+            .with_manifest_list("s3://b/m.avro".to_string())
+            .with_summary(Summary { operation: Operation::Append, additional_properties: HashMap::new() })
+            .build();
+        let mut updates = vec![TableUpdate::AddSnapshot { snapshot }];
+        tag_new_snapshot(&mut updates, "gw-1");
+        let Some(TableUpdate::SetSnapshotRef { ref_name, reference }) = updates.last() else { panic!("no ref update: {updates:?}") };
+        assert_eq!(ref_name, "frazil-gw-1");
+        assert_eq!(reference.snapshot_id, 42);
+        assert!(!reference.is_branch(), "a tag, so expiry keeps it and nobody commits onto it");
+
+        let mut no_snapshot = vec![TableUpdate::RemoveProperties { removals: vec!["x".into()] }];
+        tag_new_snapshot(&mut no_snapshot, "gw-1");
+        assert_eq!(no_snapshot.len(), 1);
     }
 }

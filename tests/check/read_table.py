@@ -212,7 +212,8 @@ def namespace_parts(ns):
     return parts
 
 
-def read_pyiceberg(args):
+def pyiceberg_table(args):
+    """The table through pyiceberg's REST catalog client (also used by expire.py)."""
     from pyiceberg.catalog import load_catalog
 
     props = {
@@ -227,7 +228,22 @@ def read_pyiceberg(args):
     if args.warehouse:
         props["warehouse"] = args.warehouse
     catalog = load_catalog("frazil-check", **props)
-    table = catalog.load_table(tuple(namespace_parts(args.namespace)) + (args.table,))
+    return catalog.load_table(tuple(namespace_parts(args.namespace)) + (args.table,))
+
+
+def add_catalog_args(p):
+    p.add_argument("--catalog", required=True, help="REST catalog URI, e.g. http://127.0.0.1:8181")
+    p.add_argument("--warehouse", default="", help="warehouse string to send ('' sends none)")
+    p.add_argument("--namespace", required=True, help="namespace; dots separate levels")
+    p.add_argument("--table", required=True)
+    p.add_argument("--s3-endpoint", required=True, help="e.g. http://127.0.0.1:9000")
+    p.add_argument("--s3-access-key", required=True)
+    p.add_argument("--s3-secret-key", required=True)
+    p.add_argument("--s3-region", default="us-east-1")
+
+
+def read_pyiceberg(args):
+    table = pyiceberg_table(args)
     arrow = table.scan().to_arrow()
     md = table.metadata
     snap = table.current_snapshot()
@@ -355,14 +371,7 @@ def read_duckdb(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--catalog", required=True, help="REST catalog URI, e.g. http://127.0.0.1:8181")
-    p.add_argument("--warehouse", default="", help="warehouse string to send ('' sends none)")
-    p.add_argument("--namespace", required=True, help="namespace; dots separate levels")
-    p.add_argument("--table", required=True)
-    p.add_argument("--s3-endpoint", required=True, help="e.g. http://127.0.0.1:9000")
-    p.add_argument("--s3-access-key", required=True)
-    p.add_argument("--s3-secret-key", required=True)
-    p.add_argument("--s3-region", default="us-east-1")
+    add_catalog_args(p)
     p.add_argument("--reader", choices=["pyiceberg", "duckdb"], required=True)
     p.add_argument("--duckdb-mode", choices=["attach", "scan"], default="attach",
                    help="duckdb only: ATTACH the REST catalog (default) or iceberg_scan the current metadata.json")

@@ -131,22 +131,26 @@ path_style = true
         path
     }
 
+    /// The arguments tests/check/*.py take to reach `edge.<table>` through these servers.
+    pub fn catalog_args(&self, cmd: &mut Command, table: &str) {
+        cmd.args(["--catalog", self.get("FRAZIL_CATALOG")])
+            .args(["--namespace", "edge", "--table", table])
+            .args(["--s3-endpoint", self.get("FRAZIL_S3_ENDPOINT")])
+            .args(["--s3-access-key", self.get("FRAZIL_S3_ACCESS_KEY")])
+            .args(["--s3-secret-key", self.get("FRAZIL_S3_SECRET_KEY")])
+            .args(["--s3-region", self.get("FRAZIL_S3_REGION")]);
+        if let Some(w) = self.env.get("FRAZIL_WAREHOUSE").filter(|w| !w.is_empty()) {
+            cmd.args(["--warehouse", w]);
+        }
+    }
+
     /// Reads a table with one independent reader; returns the rows and the summary line.
     pub fn read_table(&self, table: &str, reader: &str) -> (Vec<Value>, Value) {
         let out_file = self.dir.path().join(format!("{table}-{reader}.jsonl"));
         let mut cmd = Command::new(venv_python());
-        cmd.arg(repo().join("tests/check/read_table.py"))
-            .args(["--catalog", self.get("FRAZIL_CATALOG")])
-            .args(["--namespace", "edge", "--table", table, "--reader", reader])
-            .args(["--s3-endpoint", self.get("FRAZIL_S3_ENDPOINT")])
-            .args(["--s3-access-key", self.get("FRAZIL_S3_ACCESS_KEY")])
-            .args(["--s3-secret-key", self.get("FRAZIL_S3_SECRET_KEY")])
-            .args(["--s3-region", self.get("FRAZIL_S3_REGION")])
-            .arg("--out")
-            .arg(&out_file);
-        if let Some(w) = self.env.get("FRAZIL_WAREHOUSE").filter(|w| !w.is_empty()) {
-            cmd.args(["--warehouse", w]);
-        }
+        cmd.arg(repo().join("tests/check/read_table.py"));
+        self.catalog_args(&mut cmd, table);
+        cmd.args(["--reader", reader]).arg("--out").arg(&out_file);
         let out = cmd.output().expect("run read_table.py");
         assert!(
             out.status.success(),

@@ -97,17 +97,7 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
     commits += c;
     conflicts += k;
 
-    for reader in ["pyiceberg", "duckdb"] {
-        let (rows, _) = servers.read_table("shared", reader);
-        let (north, south): (Vec<Value>, Vec<Value>) = rows.into_iter().partition(|r| {
-            r["id"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{reader}: a row without id: {r}"))
-                < 1_000_000
-        });
-        assert_exactly(&format!("{reader} (north)"), &north, &expected[0]);
-        assert_exactly(&format!("{reader} (south)"), &south, &expected[1]);
-    }
+    assert_split_exactly(&servers, "shared", 1_000_000, &expected[0], &expected[1]);
     let summaries = assert_no_commit_twice(&servers, "shared");
     for (i, (agent, topic, ..)) in agents.iter().enumerate() {
         assert_eq!(

@@ -12,6 +12,8 @@
 //!   while another agent commits on top of it.
 //! - `two_agents_on_different_topics_commit_to_one_table_concurrently`: two agents (ids, topics,
 //!   spools of their own) flushing, then running, at the same time into one table.
+//! - `offsets_survive_snapshot_expiry_and_a_lost_spool`: pyiceberg expires every snapshot it may,
+//!   the agent loses its spool, and it still resumes where its last commit ended (its tag).
 //! - `the_catalog_restarted_mid_run`: rustberg stopped (SIGTERM, or SIGKILL during a commit) and
 //!   started again under `frazil run`.
 //!
@@ -22,6 +24,7 @@
 mod common;
 
 mod agents;
+mod expiry;
 mod kill;
 mod restart;
 mod unanswered;
@@ -319,6 +322,28 @@ fn assert_table_exactly(
         }
     }
     first
+}
+
+/// For a table fed from two topics whose events have ids below and from `split`: both readers see
+/// exactly `low` and `high` (each keyed by its own topic's partitions and offsets).
+fn assert_split_exactly(
+    servers: &Servers,
+    table: &str,
+    split: u64,
+    low: &BTreeMap<(i32, i64), Produced>,
+    high: &BTreeMap<(i32, i64), Produced>,
+) {
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table(table, reader);
+        let (below, above): (Vec<Value>, Vec<Value>) = rows.into_iter().partition(|r| {
+            r["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{reader}: a row without id: {r}"))
+                < split
+        });
+        assert_exactly(&format!("{reader} (ids below {split})"), &below, low);
+        assert_exactly(&format!("{reader} (ids from {split})"), &above, high);
+    }
 }
 
 /// The next offsets the newest snapshot of `agent` records for `topic`.
