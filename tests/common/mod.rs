@@ -131,6 +131,24 @@ path_style = true
         path
     }
 
+    /// Stops (`"stop"`, SIGTERM or with `kill` SIGKILL) or starts again (`"start"`) one server:
+    /// `"s3"`, `"catalog"` or `"kafka"`, on the same port with the same data (tests/servers/ctl.sh).
+    pub fn ctl(&self, action: &str, server: &str, kill: bool) {
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo().join("tests/servers/ctl.sh"))
+            .arg(self.dir.path().join("servers"))
+            .args([action, server]);
+        if kill {
+            cmd.arg("--kill");
+        }
+        let out = cmd.output().expect("run tests/servers/ctl.sh");
+        assert!(
+            out.status.success(),
+            "ctl.sh {action} {server} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The arguments tests/check/*.py take to reach `edge.<table>` through these servers.
     pub fn catalog_args(&self, cmd: &mut Command, table: &str) {
         cmd.args(["--catalog", self.get("FRAZIL_CATALOG")])

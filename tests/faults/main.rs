@@ -14,8 +14,9 @@
 //!   spools of their own) flushing, then running, at the same time into one table.
 //! - `offsets_survive_snapshot_expiry_and_a_lost_spool`: pyiceberg expires every snapshot it may,
 //!   the agent loses its spool, and it still resumes where its last commit ended (its tag).
-//! - `the_catalog_restarted_mid_run`: rustberg stopped (SIGTERM, or SIGKILL during a commit) and
-//!   started again under `frazil run`.
+//! - `the_catalog_restarted_mid_run`, `the_object_store_restarted_mid_run`,
+//!   `the_broker_restarted_mid_run`: rustberg, s3s-fs or tansu stopped (SIGTERM, or SIGKILL during
+//!   a request to it) four times under `frazil run` and started again (tests/servers/ctl.sh).
 //!
 //! frazil logs at `FRAZIL_FAULTS_LOG` (default `debug`: the kill triggers read it) into files kept
 //! after each test in `target/tmp/faults/<test>/`.

@@ -13,8 +13,8 @@ if [ ! -f "$ENV_FILE" ]; then
   exit 0
 fi
 
-# shellcheck source=tests/servers/pids.sh
-source "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
+# shellcheck source=tests/servers/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 pids=""
 for entry in FRAZIL_KAFKA_PID:tansu FRAZIL_CATALOG_PID:rustberg FRAZIL_S3_PID:s3s-fs; do
