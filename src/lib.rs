@@ -12,6 +12,7 @@ pub mod config;
 pub mod decode;
 pub mod logging;
 mod error;
+pub mod fault;
 pub mod source;
 pub mod spool;
 pub mod upload;

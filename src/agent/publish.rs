@@ -195,6 +195,7 @@ impl Agent {
                 url
             }
         };
+        crate::fault::point("after-upload");
         let u = url.clone();
         self.run_blocking(move |s| s.mark_uploaded_many(&ids, &u)).await?;
         Ok(())
@@ -240,7 +241,9 @@ impl Agent {
         let pending = PendingCommit { table: name.to_string(), commit_id: id.clone(), ids: files.iter().map(|f| f.id).collect() };
         self.run_blocking(move |s| s.begin_commit(&pending)).await?;
         let rows: u64 = files.iter().map(|f| f.meta.rows).sum();
+        crate::fault::point("before-commit");
         let committed = committer.append(table, data_files, &id, &offsets).await?;
+        crate::fault::point("after-commit");
         let i = id.clone();
         self.run_blocking(move |s| s.finish_commit(&i)).await?;
         self.forget_merged(urls.iter().cloned()).await?;

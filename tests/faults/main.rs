@@ -12,6 +12,9 @@
 //!   while another agent commits on top of it.
 //! - `two_agents_on_different_topics_commit_to_one_table_concurrently`: two agents (ids, topics,
 //!   spools of their own) flushing, then running, at the same time into one table.
+//! - `a_crash_between_an_effect_and_its_record_is_recovered`: frazil aborts (src/fault.rs, feature
+//!   `fault-injection`) right after an upload, right before a commit, right after a commit, each
+//!   before the index records it; the next flush must neither lose nor double anything.
 //! - `offsets_survive_snapshot_expiry_and_a_lost_spool`: pyiceberg expires every snapshot it may,
 //!   the agent loses its spool, and it still resumes where its last commit ended (its tag).
 //! - `the_catalog_restarted_mid_run`, `the_object_store_restarted_mid_run`,
@@ -27,6 +30,7 @@ mod common;
 mod agents;
 mod expiry;
 mod kill;
+mod points;
 mod restart;
 mod unanswered;
 
@@ -137,10 +141,16 @@ fn busy_edits(spool_dir: &Path) -> Vec<(String, String)> {
 }
 
 fn spawn_frazil(cmd: &str, config: &Path, log: &Path) -> Guard {
+    spawn_frazil_with(cmd, config, log, &[])
+}
+
+/// `frazil <cmd>` with extra environment variables, logging to `log`.
+fn spawn_frazil_with(cmd: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Guard {
     let file = std::fs::File::create(log).expect("create log file");
     let child = Command::new(env!("CARGO_BIN_EXE_frazil"))
         .args([cmd, "--config", path_str(config)])
         .env("FRAZIL_LOG", log_level())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(file)
