@@ -37,7 +37,7 @@ enum Command {
     Status(StatusCmd),
 }
 
-/// Show what the spool holds: files by state, quarantined files and why, pending commits, offsets.
+/// Show what the spool holds, each table's last commit and each partition's lag (works offline too).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "status")]
 struct StatusCmd {
@@ -47,6 +47,9 @@ struct StatusCmd {
     /// print JSON
     #[argh(switch)]
     json: bool,
+    /// read the spool only: do not ask the broker or the catalog
+    #[argh(switch)]
+    offline: bool,
 }
 
 /// Run continuously: fetch, spool, and commit on an interval until SIGTERM or SIGINT.
@@ -117,7 +120,7 @@ fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<fra
 }
 
 fn show_status(s: &StatusCmd) -> u8 {
-    match Config::load(&s.config).and_then(|c| frazil::agent::status(&c)) {
+    match Config::load(&s.config).and_then(|c| frazil::agent::status(&c, s.offline)) {
         Ok(st) if s.json => {
             println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
             exit::OK

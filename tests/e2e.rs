@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use serde_json::json;
 
 /// From frazil's log: data files and spool files added by its commits.
 fn added_files(log: &str) -> (u64, u64) {
@@ -90,21 +91,6 @@ fn records_that_are_not_json_objects_are_counted_and_logged_not_lost_silently() 
     assert_exactly("pyiceberg", &rows, &expected);
 }
 
-/// Rows in a table right now, as pyiceberg sees them (0 while the table does not exist yet).
-fn rows_now(s: &Servers, table: &str) -> usize {
-    let out = Command::new(venv_python())
-        .arg(repo().join("tests/check/read_table.py"))
-        .args(["--catalog", s.get("FRAZIL_CATALOG"), "--namespace", "edge", "--table", table, "--reader", "pyiceberg"])
-        .args(["--s3-endpoint", s.get("FRAZIL_S3_ENDPOINT"), "--s3-access-key", s.get("FRAZIL_S3_ACCESS_KEY")])
-        .args(["--s3-secret-key", s.get("FRAZIL_S3_SECRET_KEY"), "--s3-region", s.get("FRAZIL_S3_REGION")])
-        .arg("--out")
-        .arg(s.dir.path().join(format!("{table}-poll.jsonl")))
-        .output()
-        .expect("run read_table.py");
-    let summary: Option<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().last().and_then(|l| serde_json::from_str(l).ok());
-    summary.and_then(|v| v["rows"].as_u64()).unwrap_or(0) as usize
-}
-
 fn start_run(config: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_frazil"))
         .args(["run", "--config", path_str(config)])
@@ -130,9 +116,9 @@ fn run_commits_events_within_its_interval() {
     let child = start_run(&config);
     let mut expected = block_on(produce(&kafka, "live", 2, 0..1_000));
     // file_max_age 1s + commit_interval 2s: well within 30 s even on a loaded machine.
-    let landed = wait_until(Duration::from_secs(30), || rows_now(&servers, "live") == 1_000);
+    let landed = wait_until(Duration::from_secs(30), || servers.rows_now("live") == 1_000);
     expected.extend(block_on(produce(&kafka, "live", 2, 1_000..1_200)));
-    let landed_again = landed && wait_until(Duration::from_secs(30), || rows_now(&servers, "live") == 1_200);
+    let landed_again = landed && wait_until(Duration::from_secs(30), || servers.rows_now("live") == 1_200);
     let log = sigterm_and_wait(child);
     assert!(landed && landed_again, "events did not land while running:\n{log}");
     let (rows, _) = servers.read_table("live", "pyiceberg");
@@ -149,9 +135,26 @@ fn sigterm_commits_what_run_has_taken() {
     let child = start_run(&config);
     let expected = block_on(produce(&kafka, "calm", 2, 0..1_500));
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(rows_now(&servers, "calm"), 0, "nothing should be committed before the shutdown");
+    assert_eq!(servers.rows_now("calm"), 0, "nothing should be committed before the shutdown");
+    // `status` reads the spool beside the running agent: all fetched and spooled, none committed.
+    let st = status_json(&config, &[]);
+    assert_eq!(st["agent_running"], true, "{st}");
+    assert_eq!((&st["broker"]["reachable"], &st["catalog"]["reachable"]), (&json!(true), &json!(true)), "{st}");
+    assert_eq!(st["tables"][0]["exists"], false, "the table comes with the first commit: {st}");
+    assert!(st["tables"][0]["files_written"].as_u64().unwrap() > 0, "{st}");
+    let parts = st["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{st}");
+    assert_eq!(parts.iter().map(|p| p["spooled"].as_i64().unwrap()).sum::<i64>(), 1_500, "{st}");
+    assert!(parts.iter().all(|p| p["to_fetch"] == 0 && p["to_commit"].is_null()), "{st}");
     let log = sigterm_and_wait(child);
     assert!(log.contains("stopping"), "{log}");
+    // Stopped: the spool is opened normally, the last commit and its offsets come from the table.
+    let st = status_json(&config, &[]);
+    assert_eq!(st["agent_running"], false, "{st}");
+    let last = &st["tables"][0]["last_commit"];
+    assert!(last["commit_id"].as_str().is_some_and(|c| c.len() == 36), "{st}");
+    let parts = st["partitions"].as_array().unwrap();
+    assert!(parts.iter().all(|p| p["to_fetch"] == 0 && p["to_commit"] == 0 && p["committed"] == p["high_watermark"]), "{st}");
     for reader in ["pyiceberg", "duckdb"] {
         let (rows, _) = servers.read_table("calm", reader);
         assert_exactly(reader, &rows, &expected);

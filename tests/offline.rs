@@ -50,17 +50,24 @@ fn with_the_catalog_down_flush_keeps_data_spooled_and_a_later_flush_commits_it_o
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 75, "flush with the catalog down must say `try later` (75):\n{log}");
     assert!(log.contains("spool full"), "{log}");
-    let (code, status) = {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_frazil"))
-            .args(["status", "--json", "--config", path_str(&config)])
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
-    };
-    assert_eq!(code, Some(0), "status failed: {status}");
-    let status: serde_json::Value = serde_json::from_str(&status).expect("status --json is JSON");
+    let status = status_json(&config, &[]);
     assert!(status["written"].as_u64().unwrap() > 0, "nothing spooled: {status}");
     assert!(status["bytes"].as_u64().unwrap() > 0, "{status}");
+    // It says what it could and could not reach, and still reports the spool and the broker.
+    assert_eq!(status["catalog"]["reachable"], false, "{status}");
+    assert!(status["catalog"]["error"].as_str().is_some_and(|e| e.contains(&dead.to_string())), "the error names the catalog: {status}");
+    assert_eq!(status["broker"]["reachable"], true, "{status}");
+    let remote = &status["tables"][0];
+    assert_eq!(remote["table"], "remote", "{status}");
+    assert!(remote["files_written"].as_u64().unwrap() > 0 && remote["exists"].is_null(), "{status}");
+    for p in status["partitions"].as_array().unwrap() {
+        assert_eq!(p["high_watermark"], 15_000, "{status}");
+        assert_eq!(p["to_fetch"], p["high_watermark"].as_i64().unwrap() - p["spooled"].as_i64().unwrap(), "{status}");
+        assert!(p["committed"].is_null() && p["to_commit"].is_null(), "{status}");
+    }
+    let offline = status_json(&config, &["--offline"]);
+    assert!(offline["catalog"].is_null() && offline["broker"].is_null(), "{offline}");
+    assert!(offline["partitions"].as_array().unwrap().iter().all(|p| p["high_watermark"].is_null()), "{offline}");
 
     // The link is back: two flushes bring everything over, exactly once.
     std::fs::write(&config, real).unwrap();

@@ -29,6 +29,8 @@ pub enum SpoolError {
     CorruptIndex { path: PathBuf, detail: String },
     /// Another `Spool` (in this or another process) has the directory open.
     Locked { path: PathBuf },
+    /// A change was asked of a spool opened with `Spool::open_read_only`.
+    ReadOnly { path: PathBuf },
     /// A spool file failed verification; it has been moved to `quarantine/` unless it was
     /// already committed.
     Corrupt { id: u64, reason: String },
@@ -69,6 +71,11 @@ impl fmt::Display for SpoolError {
                 "spool index {} is corrupt ({detail}). Stop the agent, move the file aside \
                  (e.g. rename it to index.redb.corrupt) and restart: a fresh index will be \
                  created; the data files in data/ can be re-read from Kafka",
+                path.display()
+            ),
+            SpoolError::ReadOnly { path } => write!(
+                f,
+                "spool {} is open read-only (the process that has it open changes it)",
                 path.display()
             ),
             SpoolError::Locked { path } => write!(

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{
-    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, StorageError, Table,
-    TableDefinition, TransactionError, WriteTransaction,
+    ConcurrencyMode, Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
+    ReadableTable, StorageError, Table, TableDefinition, TransactionError, WriteTransaction,
 };
 
 use crate::PendingCommit;
@@ -46,24 +46,30 @@ pub(crate) struct Index {
 }
 
 struct Slot {
-    db: Option<Database>,
+    db: Option<Db>,
     /// Bumped on every reopen, so that two threads that saw the same failure reopen once.
     generation: u64,
 }
 
+/// The open database: the one writer's handle, or a reader's that follows the writer's commits
+/// from another process (`frazil status` beside a running agent).
+enum Db {
+    Writer(Database),
+    Reader(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> std::result::Result<ReadTransaction, TransactionError> {
+        match self {
+            Db::Writer(db) => db.begin_read(),
+            Db::Reader(db) => db.begin_read(),
+        }
+    }
+}
+
 impl Index {
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Index> {
-        let db = open_db(path, cache_bytes)?;
-        let index = Index {
-            path: path.to_path_buf(),
-            cache_bytes,
-            db: RwLock::new(Slot {
-                db: Some(db),
-                generation: 0,
-            }),
-            #[cfg(feature = "fault-injection")]
-            injected: std::sync::Mutex::new(None),
-        };
+        let index = Index::with(path, cache_bytes, Db::Writer(open_db(path, cache_bytes)?));
         // Create every table up front so read transactions never meet a missing table.
         index.write("create tables", |txn| {
             txn.open_table(FILES).map_err(idx("open files table"))?;
@@ -76,6 +82,41 @@ impl Index {
             Ok(())
         })?;
         Ok(index)
+    }
+
+    /// Opens the index for reading only, beside the process that has it open for writing (or
+    /// none). Every `write` fails with [`SpoolError::ReadOnly`].
+    pub fn open_read_only(path: &Path, cache_bytes: usize) -> Result<Index> {
+        let mut builder = Database::builder();
+        builder
+            .set_cache_size(cache_bytes)
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter);
+        let db = catch_unwind(AssertUnwindSafe(|| builder.open_read_only(path)))
+            .map_err(|panic| panicked(path, panic))?
+            .map_err(|e| open_error(path, e))?;
+        Ok(Index::with(path, cache_bytes, Db::Reader(db)))
+    }
+
+    /// Fails with [`SpoolError::ReadOnly`] on a reader: called before a change that touches files
+    /// first, so a reader never renames or removes anything.
+    pub fn writable(&self) -> Result<()> {
+        match self.live("check writable")?.db {
+            Some(Db::Writer(_)) => Ok(()),
+            _ => Err(SpoolError::ReadOnly { path: self.path.clone() }),
+        }
+    }
+
+    fn with(path: &Path, cache_bytes: usize, db: Db) -> Index {
+        Index {
+            path: path.to_path_buf(),
+            cache_bytes,
+            db: RwLock::new(Slot {
+                db: Some(db),
+                generation: 0,
+            }),
+            #[cfg(feature = "fault-injection")]
+            injected: std::sync::Mutex::new(None),
+        }
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).
@@ -111,7 +152,9 @@ impl Index {
         f: impl FnOnce(&WriteTransaction) -> Result<T>,
     ) -> Result<T> {
         let slot = self.live(context)?;
-        let db = slot.db.as_ref().expect("live() returns an open database");
+        let Db::Writer(db) = slot.db.as_ref().expect("live() returns an open database") else {
+            return Err(SpoolError::ReadOnly { path: self.path.clone() });
+        };
         let result = (|| {
             let txn = db
                 .begin_write()
@@ -160,9 +203,9 @@ impl Index {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
             if slot.db.is_none() {
                 // The error names the index; a disk that is still full stays `Full`.
-                slot.db = Some(open_db(&self.path, self.cache_bytes).inspect_err(|e| {
+                slot.db = Some(Db::Writer(open_db(&self.path, self.cache_bytes).inspect_err(|e| {
                     log::warn!("spool: {context}: reopening the index failed: {e}");
-                })?);
+                })?));
                 slot.generation += 1;
                 log::info!("spool: index {} reopened", self.path.display());
             }
@@ -177,7 +220,8 @@ impl Index {
         if slot.generation != seen_generation {
             return; // another thread already reopened it
         }
-        let Some(db) = slot.db.as_ref() else { return };
+        // Only a writer is reopened (a reader fails its call and the caller retries).
+        let Some(Db::Writer(db)) = slot.db.as_ref() else { return };
         // `begin_write` checks redb's latched I/O failure first; on a healthy database it
         // returns a transaction that is dropped (aborted) at once. No other transaction is live:
         // we hold the write lock.
@@ -193,7 +237,7 @@ impl Index {
         slot.db = None;
         slot.generation += 1;
         match open_db(&self.path, self.cache_bytes) {
-            Ok(db) => slot.db = Some(db),
+            Ok(db) => slot.db = Some(Db::Writer(db)),
             Err(e) => log::error!(
                 "spool: reopening index {} failed ({e}); retrying at the next call",
                 self.path.display()
@@ -205,27 +249,30 @@ impl Index {
 fn open_db(path: &Path, cache_bytes: usize) -> Result<Database> {
     let mut builder = Database::builder();
     builder.set_cache_size(cache_bytes);
+    // One writer (the agent), and readers in other processes that follow its commits
+    // (`Spool::open_read_only`, for `frazil status` while the agent runs). A second writer is
+    // still refused (`Locked`).
+    builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
     // redb documents that a plain open of a file altered behind its back may panic, while
     // an integrity check turns that into `StorageError::Corrupted`. The index is small, so
     // checking every page at each start is cheap insurance against a damaged SD card.
     builder.set_check_integrity_on_open(true);
     // Belt and braces for unwinding builds: a damaged index must be an error the operator
     // can act on, never a crash loop.
-    let opened = catch_unwind(AssertUnwindSafe(|| builder.create(path)));
-    match opened {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(open_error(path, e)),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(SpoolError::CorruptIndex {
-                path: path.to_path_buf(),
-                detail: format!("redb panicked while opening it: {msg}"),
-            })
-        }
+    catch_unwind(AssertUnwindSafe(|| builder.create(path)))
+        .map_err(|panic| panicked(path, panic))?
+        .map_err(|e| open_error(path, e))
+}
+
+fn panicked(path: &Path, panic: Box<dyn std::any::Any + Send>) -> SpoolError {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    SpoolError::CorruptIndex {
+        path: path.to_path_buf(),
+        detail: format!("redb panicked while opening it: {msg}"),
     }
 }
 

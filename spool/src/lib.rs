@@ -117,14 +117,32 @@ impl Spool {
         {
             log::warn!("spool: {e}");
         }
+        let spool = Spool::assemble(dir, index, &opts);
+        let recovery = recovery::recover(&spool)?;
+        spool.count_data_bytes()?;
+        Ok((spool, recovery))
+    }
+
+    /// Opens the spool in `dir` for reading only, while another process (the agent) may have it
+    /// open: its reads follow that process's commits. Nothing is repaired or removed, and every
+    /// change fails with [`SpoolError::ReadOnly`]. For status reports. Fails if there is no spool
+    /// in `dir`, or if its last writer crashed and nobody has opened it since (open it normally).
+    pub fn open_read_only(dir: &Path, opts: SpoolOptions) -> Result<Spool> {
+        let index = Index::open_read_only(&dir.join("index.redb"), opts.cache_bytes)?;
+        let spool = Spool::assemble(dir, index, &opts);
+        spool.count_data_bytes()?;
+        Ok(spool)
+    }
+
+    fn assemble(dir: &Path, index: Index, opts: &SpoolOptions) -> Spool {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let spool = Spool {
+        Spool {
             dir: dir.to_path_buf(),
-            data,
-            tmp,
-            quarantine,
+            data: dir.join("data"),
+            tmp: dir.join("tmp"),
+            quarantine: dir.join("quarantine"),
             index,
             writer: Mutex::new(()),
             tmp_prefix: format!("{:x}-{nanos:x}", std::process::id()),
@@ -132,16 +150,19 @@ impl Spool {
             data_bytes: AtomicU64::new(0),
             max_bytes: opts.max_bytes,
             min_free_bytes: opts.min_free_bytes,
-        };
-        let recovery = recovery::recover(&spool)?;
-        let in_data: u64 = spool
+        }
+    }
+
+    /// Sets the running total of bytes in `data/` from the index.
+    fn count_data_bytes(&self) -> Result<()> {
+        let in_data: u64 = self
             .files()?
             .iter()
             .filter(|f| !matches!(f.state, FileState::Quarantined { .. }))
             .map(|f| f.bytes)
             .sum();
-        spool.data_bytes.store(in_data, Ordering::Relaxed);
-        Ok((spool, recovery))
+        self.data_bytes.store(in_data, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A fresh path in `tmp/` for a new file. Write it there and pass it to `register`; it is
@@ -159,6 +180,7 @@ impl Spool {
     /// delete it). A full disk gives [`SpoolError::Full`] (see [`SpoolError::is_full`]); the
     /// spool keeps working once space is freed.
     pub fn register(&self, tmp: &Path, meta: FileMeta) -> Result<SpoolFile> {
+        self.index.writable()?;
         // The slow part (fsync and reading the whole file) happens before taking any lock.
         let (bytes, crc32c) = fsutil::fsync_and_checksum(tmp)?;
         let _w = self.lock();
@@ -353,6 +375,7 @@ impl Spool {
     /// Deletes the files of `Committed` records, then (one transaction) the records. Returns
     /// how many records were removed.
     pub fn remove_committed(&self) -> Result<usize> {
+        self.index.writable()?;
         let _w = self.lock();
         let (ids, bytes): (Vec<u64>, Vec<u64>) = self
             .files()?

@@ -76,6 +76,7 @@ impl Spool {
     /// quarantine/ with its reason while the record still says Written/Uploaded; open() rolls
     /// that forward.
     pub(crate) fn quarantine_locked(&self, id: u64, reason: &str) -> Result<()> {
+        self.index.writable()?;
         let rec = self.get(id)?.ok_or(SpoolError::NotFound { id })?;
         match rec.state {
             FileState::Quarantined { .. } => return Ok(()),

@@ -294,3 +294,52 @@ fn spool_directory_is_private() {
         assert_eq!(mode & 0o077, 0, "{d:?} is {mode:o}");
     }
 }
+
+#[test]
+fn a_reader_follows_the_writer_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, _) = open(dir.path());
+    let first = writer
+        .register(&write_tmp(&writer, b"one"), meta("db.t", "events", 0, 0, 10))
+        .unwrap();
+
+    let reader = Spool::open_read_only(dir.path(), Default::default()).unwrap();
+    assert_eq!(reader.files().unwrap(), vec![first.clone()]);
+    assert_eq!(reader.usage().unwrap().bytes, 3);
+
+    // The writer goes on; the reader sees each commit.
+    let second = writer
+        .register(&write_tmp(&writer, b"two!"), meta("db.t", "events", 0, 10, 20))
+        .unwrap();
+    writer.mark_uploaded(first.id, "s3://b/1.parquet").unwrap();
+    let files = reader.files().unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files[1], second);
+    assert!(matches!(files[0].state, FileState::Uploaded { .. }));
+    assert_eq!(reader.offsets().unwrap()[&("events".to_string(), 0)], 20);
+
+    // A reader changes nothing, not even a file in tmp/.
+    let tmp = write_tmp(&writer, b"three");
+    assert!(matches!(
+        reader.register(&tmp, meta("db.t", "events", 0, 20, 30)),
+        Err(SpoolError::ReadOnly { .. })
+    ));
+    assert!(tmp.exists(), "the refused register left its file alone");
+    assert!(matches!(reader.quarantine(second.id, "x"), Err(SpoolError::ReadOnly { .. })));
+    assert!(matches!(reader.put_meta("k", b"v"), Err(SpoolError::ReadOnly { .. })));
+    assert!(matches!(reader.remove_committed(), Err(SpoolError::ReadOnly { .. })));
+    assert_eq!(writer.files().unwrap().len(), 2);
+    assert_eq!(writer.files().unwrap()[1].state, FileState::Written);
+
+    // Readers never let a second writer in.
+    assert!(matches!(
+        Spool::open(dir.path(), Default::default()),
+        Err(SpoolError::Locked { .. })
+    ));
+}
+
+#[test]
+fn a_reader_needs_a_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(Spool::open_read_only(&dir.path().join("none"), Default::default()).is_err());
+}

@@ -162,6 +162,24 @@ path_style = true
         }
     }
 
+    /// Rows in a table right now, as pyiceberg sees them (0 while it cannot be read, e.g. before
+    /// the table exists or while a server is down).
+    pub fn rows_now(&self, table: &str) -> usize {
+        let mut cmd = Command::new(venv_python());
+        cmd.arg(repo().join("tests/check/read_table.py"));
+        self.catalog_args(&mut cmd, table);
+        let out = cmd
+            .args(["--reader", "pyiceberg", "--out"])
+            .arg(self.dir.path().join(format!("{table}-poll.jsonl")))
+            .output()
+            .expect("run read_table.py");
+        let summary: Option<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok());
+        summary.and_then(|v| v["rows"].as_u64()).unwrap_or(0) as usize
+    }
+
     /// Reads a table with one independent reader; returns the rows and the summary line.
     pub fn read_table(&self, table: &str, reader: &str) -> (Vec<Value>, Value) {
         let out_file = self.dir.path().join(format!("{table}-{reader}.jsonl"));
@@ -413,6 +431,21 @@ pub fn assert_exactly(reader: &str, rows: &[Value], expected: &BTreeMap<(i32, i6
             "{reader}: timestamp at {k:?}"
         );
     }
+}
+
+/// `frazil status --json` (plus `extra` arguments, e.g. `--offline`) with `config`.
+pub fn status_json(config: &Path, extra: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+        .args(["status", "--json", "--config", path_str(config)])
+        .args(extra)
+        .output()
+        .expect("frazil status");
+    assert!(
+        out.status.success(),
+        "frazil status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
 pub fn wait_until(limit: Duration, mut what: impl FnMut() -> bool) -> bool {

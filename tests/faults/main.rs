@@ -381,21 +381,8 @@ fn ends(produced: &BTreeMap<(i32, i64), Produced>) -> BTreeMap<i32, i64> {
     out
 }
 
-fn status_json(config: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
-        .args(["status", "--json", "--config", path_str(config)])
-        .output()
-        .expect("frazil status");
-    assert!(
-        out.status.success(),
-        "frazil status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
-}
-
 fn assert_spool_drained(config: &Path) {
-    let st = status_json(config);
+    let st = status_json(config, &["--offline"]);
     assert_eq!(st["written"], 0, "files left unuploaded: {st}");
     assert_eq!(st["uploaded"], 0, "files left uncommitted: {st}");
     assert!(

@@ -67,7 +67,7 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
         assert_eq!(exit_text(status), "signal 6", "{point}: {}", tail(&log, 10));
 
         // What the crash left: the effect happened, its record did not.
-        let st = status_json(&config);
+        let st = status_json(&config, &["--offline"]);
         let pending: Vec<String> = st["pending_commits"]
             .as_array()
             .unwrap()

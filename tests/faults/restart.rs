@@ -2,23 +2,6 @@
 
 use super::*;
 
-/// Rows in a table now, as pyiceberg sees them (0 while it cannot be read).
-fn rows_now(s: &Servers, table: &str) -> usize {
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(repo().join("tests/check/read_table.py"));
-    s.catalog_args(&mut cmd, table);
-    let out = cmd
-        .args(["--reader", "pyiceberg", "--out"])
-        .arg(s.dir.path().join(format!("{table}-poll.jsonl")))
-        .output()
-        .expect("run read_table.py");
-    let summary: Option<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok());
-    summary.and_then(|v| v["rows"].as_u64()).unwrap_or(0) as usize
-}
-
 #[test]
 fn the_catalog_restarted_mid_run() {
     restarted_mid_run("catalog");
@@ -61,7 +44,7 @@ fn restarted_mid_run(server: &str) {
     let mut run = spawn_frazil("run", &config, &log);
     let mut expected = block_on(produce(&kafka, &topic, 2, 0..1_000));
     assert!(
-        wait_until(Duration::from_secs(60), || rows_now(&servers, &topic)
+        wait_until(Duration::from_secs(60), || servers.rows_now(&topic)
             == 1_000),
         "first events did not land:\n{}",
         tail(&read_log(&log), 40)
@@ -121,7 +104,7 @@ fn restarted_mid_run(server: &str) {
         }
         let total = expected.len();
         assert!(
-            wait_until(Duration::from_secs(90), || rows_now(&servers, &topic)
+            wait_until(Duration::from_secs(90), || servers.rows_now(&topic)
                 >= total),
             "restart {r}: events did not land after the {server} came back:\n{}",
             tail(&read_log(&log), 40)
