@@ -244,7 +244,8 @@ def add_catalog_args(p):
 
 def read_pyiceberg(args):
     table = pyiceberg_table(args)
-    arrow = table.scan().to_arrow()
+    cols = _columns(args)
+    arrow = (table.scan(selected_fields=tuple(cols)) if cols else table.scan()).to_arrow()
     md = table.metadata
     snap = table.current_snapshot()
     summary = {}
@@ -295,6 +296,15 @@ def _sql_str(s):
 
 def _sql_ident(s):
     return '"' + str(s).replace('"', '""') + '"'
+
+
+def _columns(args):
+    return [c for c in (args.select or "").split(",") if c]
+
+
+def _select_sql(args):
+    cols = _columns(args)
+    return ", ".join(_sql_ident(c) for c in cols) if cols else "*"
 
 
 def read_duckdb(args):
@@ -351,11 +361,11 @@ def read_duckdb(args):
             % (_sql_str(warehouse), _sql_str(args.catalog.rstrip("/")))
         )
         schema = ".".join(namespace_parts(args.namespace))
-        query = "SELECT * FROM frazil_cat.%s.%s" % (_sql_ident(schema), _sql_ident(args.table))
+        query = "SELECT %s FROM frazil_cat.%s.%s" % (_select_sql(args), _sql_ident(schema), _sql_ident(args.table))
     else:
         if not metadata_location:
             raise Failure("catalog's loadTable answer has no metadata-location")
-        query = "SELECT * FROM iceberg_scan(%s)" % _sql_str(metadata_location)
+        query = "SELECT %s FROM iceberg_scan(%s)" % (_select_sql(args), _sql_str(metadata_location))
     if current_id is None or current_id == -1:
         # No snapshot: DuckDB may refuse to scan; an empty table has no rows either way.
         try:
@@ -375,6 +385,7 @@ def main(argv=None):
     p.add_argument("--reader", choices=["pyiceberg", "duckdb"], required=True)
     p.add_argument("--duckdb-mode", choices=["attach", "scan"], default="attach",
                    help="duckdb only: ATTACH the REST catalog (default) or iceberg_scan the current metadata.json")
+    p.add_argument("--select", default="", help="comma-separated top-level columns to read (default: all)")
     p.add_argument("--sort", action="store_true", help="sort output lines (canonical order for comparisons)")
     p.add_argument("--out", required=True, help="file to write the JSON lines to")
     args = p.parse_args(argv)

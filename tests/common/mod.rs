@@ -182,11 +182,19 @@ path_style = true
 
     /// Reads a table with one independent reader; returns the rows and the summary line.
     pub fn read_table(&self, table: &str, reader: &str) -> (Vec<Value>, Value) {
+        self.read_columns(table, reader, &[])
+    }
+
+    /// Like [`Servers::read_table`], reading only `columns` (all when empty).
+    pub fn read_columns(&self, table: &str, reader: &str, columns: &[&str]) -> (Vec<Value>, Value) {
         let out_file = self.dir.path().join(format!("{table}-{reader}.jsonl"));
         let mut cmd = Command::new(venv_python());
         cmd.arg(repo().join("tests/check/read_table.py"));
         self.catalog_args(&mut cmd, table);
         cmd.args(["--reader", reader]).arg("--out").arg(&out_file);
+        if !columns.is_empty() {
+            cmd.args(["--select", &columns.join(",")]);
+        }
         let out = cmd.output().expect("run read_table.py");
         assert!(
             out.status.success(),
@@ -318,6 +326,45 @@ pub async fn produce(
     out
 }
 
+/// Produces `ids` as small events `{"id", "device", "temp"}`, id `i` to partition `i % partitions`,
+/// quickly and without keeping them (for volume tests; check the table by id).
+pub async fn produce_small(kafka: &str, topic: &str, partitions: i32, ids: std::ops::Range<u64>) {
+    let client = ClientBuilder::new(vec![kafka.to_string()])
+        .build()
+        .await
+        .expect("connect to the broker");
+    for p in 0..partitions {
+        let pc = client
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .expect("partition client");
+        let mine: Vec<u64> = ids
+            .clone()
+            .filter(|i| (i % partitions as u64) as i32 == p)
+            .collect();
+        for chunk in mine.chunks(5000) {
+            let records = chunk
+                .iter()
+                .map(|&i| Record {
+                    key: Some(format!("key-{i}").into_bytes()),
+                    value: Some(
+                        format!(r#"{{"id":{i},"device":"dev-{}","temp":{}.5}}"#, i % 50, i % 100)
+                            .into_bytes(),
+                    ),
+                    headers: Default::default(),
+                    timestamp: rskafka::chrono::DateTime::from_timestamp_millis(
+                        1_700_000_000_000 + i as i64,
+                    )
+                    .expect("timestamp"),
+                })
+                .collect();
+            pc.produce(records, Compression::NoCompression)
+                .await
+                .expect("produce");
+        }
+    }
+}
+
 /// Produces raw values (for bad-input tests) to one partition; returns their offsets.
 pub async fn produce_raw(
     kafka: &str,
@@ -430,6 +477,31 @@ pub fn assert_exactly(reader: &str, rows: &[Value], expected: &BTreeMap<(i32, i6
             Value::String(ts),
             "{reader}: timestamp at {k:?}"
         );
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves none behind.
+pub struct Guard(pub Option<std::process::Child>);
+
+impl Guard {
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not yet waited for")
+    }
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.0
+            .take()
+            .expect("not yet waited for")
+            .wait()
+            .expect("wait for frazil")
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -36,7 +36,7 @@ mod unanswered;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Exchange, Fault, Proxy};
@@ -61,31 +61,6 @@ fn logs_dir(test: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create the logs dir");
     println!("{test}: frazil logs in {}", dir.display());
     dir
-}
-
-/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves none behind.
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("not yet waited for")
-    }
-    fn wait(mut self) -> ExitStatus {
-        self.0
-            .take()
-            .expect("not yet waited for")
-            .wait()
-            .expect("wait for frazil")
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// The harness config for `topics`, edited (each `(from, to)` must match) and written to `<dir>/<name>.toml`.
