@@ -180,118 +180,143 @@ impl Spool {
     /// delete it). A full disk gives [`SpoolError::Full`] (see [`SpoolError::is_full`]); the
     /// spool keeps working once space is freed.
     pub fn register(&self, tmp: &Path, meta: FileMeta) -> Result<SpoolFile> {
+        let mut files = self.register_all(vec![(tmp.to_path_buf(), meta)])?;
+        Ok(files.pop().expect("one file in, one out"))
+    }
+
+    /// [`register`](Self::register) for several files at once, in one transaction: all of them
+    /// are listed, or none (a crash in between leaves only unlisted orphans, removed at open).
+    /// For files that cover the same offsets, e.g. a table's rows and the records that went to
+    /// its dead-letter table: neither may be listed without the other, or the raised offset would
+    /// skip the other's records. Ids are given in the order of `files`.
+    pub fn register_all(&self, files: Vec<(PathBuf, FileMeta)>) -> Result<Vec<SpoolFile>> {
         self.index.writable()?;
-        // The slow part (fsync and reading the whole file) happens before taking any lock.
-        let (bytes, crc32c) = fsutil::fsync_and_checksum(tmp)?;
+        // The slow part (fsync and reading each file) happens before taking any lock.
+        let mut sums = Vec::with_capacity(files.len());
+        for (tmp, _) in &files {
+            sums.push(fsutil::fsync_and_checksum(tmp)?);
+        }
         let _w = self.lock();
-        let mut renamed = None;
+        let mut renamed: Vec<(u64, &Path)> = Vec::new();
         let result = self.index.write("register", |txn| {
             let mut counters = txn.open_table(COUNTERS).map_err(idx("open counters"))?;
-            let mut files = txn.open_table(FILES).map_err(idx("open files"))?;
+            let mut table = txn.open_table(FILES).map_err(idx("open files"))?;
             let mut offsets = txn.open_table(OFFSETS).map_err(idx("open offsets"))?;
             let counter = counters
                 .get(NEXT_ID)
                 .map_err(idx("read next id"))?
                 .map_or(1, |g| g.value());
             // Defensive: never hand out an id at or below a listed one, whatever the counter says.
-            let last = files
+            let last = table
                 .last()
                 .map_err(idx("read last id"))?
                 .map_or(0, |(k, _)| k.value());
-            let id = counter.max(last + 1);
-            let stored = StoredFile {
-                meta,
-                bytes,
-                crc32c,
-                state: FileState::Written,
-            };
-            let dest = self.data_path(id);
-            // If anything below fails the transaction aborts; the renamed file is then an
-            // unlisted orphan: removed at next open, or replaced by the next register (same id).
-            fs::rename(tmp, &dest).map_err(io(format!(
-                "rename {} to {}",
-                tmp.display(),
-                dest.display()
-            )))?;
-            renamed = Some(id);
-            // The name must be durable before the index lists it, or a crash could leave a
+            let first_id = counter.max(last + 1);
+            let mut out = Vec::with_capacity(files.len());
+            for (i, ((tmp, meta), (bytes, crc32c))) in files.iter().zip(&sums).enumerate() {
+                let id = first_id + i as u64;
+                let stored = StoredFile {
+                    meta: meta.clone(),
+                    bytes: *bytes,
+                    crc32c: *crc32c,
+                    state: FileState::Written,
+                };
+                let dest = self.data_path(id);
+                // If anything below fails the transaction aborts; a renamed file is then an
+                // unlisted orphan: removed at next open, or replaced by the next register (same id).
+                fs::rename(tmp, &dest).map_err(io(format!(
+                    "rename {} to {}",
+                    tmp.display(),
+                    dest.display()
+                )))?;
+                renamed.push((id, tmp));
+                index::put_file(&mut table, id, &stored)?;
+                let m = &stored.meta;
+                let key = (m.topic.as_str(), m.partition);
+                let old = offsets
+                    .get(key)
+                    .map_err(idx("read offset"))?
+                    .map(|g| g.value());
+                if old.is_none_or(|o| o < m.next_offset) {
+                    offsets
+                        .insert(key, m.next_offset)
+                        .map_err(idx("raise offset"))?;
+                }
+                out.push(self.to_file(id, stored));
+            }
+            // The names must be durable before the index lists them, or a crash could leave a
             // record pointing at nothing while the offsets already moved past its events.
             fsutil::fsync_dir(&self.data)?;
-            index::put_file(&mut files, id, &stored)?;
             counters
-                .insert(NEXT_ID, id + 1)
+                .insert(NEXT_ID, first_id + files.len() as u64)
                 .map_err(idx("bump next id"))?;
-            let m = &stored.meta;
-            let key = (m.topic.as_str(), m.partition);
-            let old = offsets
-                .get(key)
-                .map_err(idx("read offset"))?
-                .map(|g| g.value());
-            if old.is_none_or(|o| o < m.next_offset) {
-                offsets
-                    .insert(key, m.next_offset)
-                    .map_err(idx("raise offset"))?;
-            }
-            Ok(self.to_file(id, stored))
+            Ok(out)
         });
-        match (result, renamed) {
-            (Ok(file), _) => {
+        match result {
+            Ok(out) => {
+                let bytes: u64 = sums.iter().map(|(b, _)| b).sum();
                 self.data_bytes.fetch_add(bytes, Ordering::Relaxed);
-                Ok(file)
+                Ok(out)
             }
-            (Err(e), None) => Err(e),
-            (Err(e), Some(id)) => self.undo_register(tmp, id, bytes, crc32c, e),
+            Err(e) if renamed.is_empty() => Err(e),
+            Err(e) => self.undo_register(&renamed, &sums, e),
         }
     }
 
-    /// `register`'s transaction failed after its rename (caller holds `writer`). A commit that
-    /// fails may still have reached the file (an fsync error after the write, say); the index,
-    /// reopened by `Index::write` after an I/O error, shows what is durable. Listed: it is
-    /// registered after all. Not listed: move the file back to `tmp`, so that a failed call
-    /// changed nothing and a full disk does not keep an unlisted file in `data/`. Unknown
-    /// (the index cannot be read): leave it; the next open keeps it if listed, else removes it.
+    /// `register_all`'s transaction failed after its renames (caller holds `writer`). A commit
+    /// that fails may still have reached the file (an fsync error after the write, say); the
+    /// index, reopened by `Index::write` after an I/O error, shows what is durable. Listed: they
+    /// are registered after all (one transaction: all of them). Not listed: move each file back
+    /// to its `tmp`, so that a failed call changed nothing and a full disk does not keep unlisted
+    /// files in `data/`. Unknown (the index cannot be read): leave them; the next open keeps
+    /// them if listed, else removes them.
     fn undo_register(
         &self,
-        tmp: &Path,
-        id: u64,
-        bytes: u64,
-        crc32c: u32,
+        renamed: &[(u64, &Path)],
+        sums: &[(u64, u32)],
         err: SpoolError,
-    ) -> Result<SpoolFile> {
-        let dest = self.data_path(id);
-        match self.get(id) {
-            Ok(Some(rec)) if rec.bytes == bytes && rec.crc32c == crc32c => {
+    ) -> Result<Vec<SpoolFile>> {
+        let (first, _) = renamed[0];
+        match self.get(first) {
+            Ok(Some(rec)) if (rec.bytes, rec.crc32c) == sums[0] => {
                 log::warn!(
-                    "spool: register of file {id:020} reported an error ({err}), but the index \
+                    "spool: register of file {first:020} reported an error ({err}), but the index \
                      lists it: it is registered"
                 );
-                self.data_bytes.fetch_add(bytes, Ordering::Relaxed);
-                return Ok(self.to_file(id, rec));
+                let mut out = Vec::new();
+                for (id, _) in renamed {
+                    let rec = self.get(*id)?.ok_or(SpoolError::NotFound { id: *id })?;
+                    self.data_bytes.fetch_add(rec.bytes, Ordering::Relaxed);
+                    out.push(self.to_file(*id, rec));
+                }
+                return Ok(out);
             }
             Ok(Some(_)) => log::error!(
-                "spool: file {id:020} was listed by someone else during a failed register; \
+                "spool: file {first:020} was listed by someone else during a failed register; \
                  leaving {} alone",
-                dest.display()
+                self.data_path(first).display()
             ),
-            Ok(None) => match fs::rename(&dest, tmp) {
-                Ok(()) => {
-                    if let Err(e) = fsutil::fsync_dir(&self.data) {
-                        // Not needed for safety: if the rename back is lost, the file is an
-                        // unlisted orphan that the next open removes.
-                        log::warn!("spool: {e}");
+            Ok(None) => {
+                for (id, tmp) in renamed {
+                    let dest = self.data_path(*id);
+                    if let Err(e) = fs::rename(&dest, tmp) {
+                        log::warn!(
+                            "spool: could not move {} back to {} after a failed register ({e}); \
+                             the next open removes it",
+                            dest.display(),
+                            tmp.display()
+                        );
                     }
                 }
-                Err(e) => log::warn!(
-                    "spool: could not move {} back to {} after a failed register ({e}); the \
-                     next open removes it",
-                    dest.display(),
-                    tmp.display()
-                ),
-            },
+                if let Err(e) = fsutil::fsync_dir(&self.data) {
+                    // Not needed for safety: if a rename back is lost, the file is an unlisted
+                    // orphan that the next open removes.
+                    log::warn!("spool: {e}");
+                }
+            }
             Err(e) => log::warn!(
-                "spool: cannot tell whether file {id:020} was registered ({e}); {} stays, and \
-                 the next open keeps it only if the index lists it",
-                dest.display()
+                "spool: cannot tell whether file {first:020} was registered ({e}); it stays, and \
+                 the next open keeps it only if the index lists it"
             ),
         }
         Err(err)

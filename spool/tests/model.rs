@@ -22,13 +22,17 @@ use proptest::sample::Index;
 enum Action {
     /// Register `rows` events of `partition`, starting `back` offsets before the cursor (a
     /// replay after a crash re-fetches events already spooled).
+    /// With `pair`, a second file (the table's dead letters) covering the same offsets is
+    /// registered in the same call (`register_all`).
     Register {
         table: u8,
         partition: u8,
         rows: u8,
         back: u8,
+        pair: bool,
     },
     Upload(Index),
+    /// Tables 0 and 1, or (2 and 3) their dead-letter tables.
     BeginCommit {
         table: u8,
     },
@@ -45,10 +49,10 @@ enum Action {
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        4 => (0..2u8, 0..3u8, 1..20u8, 0..8u8)
-            .prop_map(|(table, partition, rows, back)| Action::Register { table, partition, rows, back }),
+        4 => (0..2u8, 0..3u8, 1..20u8, 0..8u8, any::<bool>())
+            .prop_map(|(table, partition, rows, back, pair)| Action::Register { table, partition, rows, back, pair }),
         3 => any::<Index>().prop_map(Action::Upload),
-        2 => (0..2u8).prop_map(|table| Action::BeginCommit { table }),
+        2 => (0..4u8).prop_map(|table| Action::BeginCommit { table }),
         2 => any::<Index>().prop_map(Action::FinishCommit),
         1 => any::<Index>().prop_map(Action::AbandonCommit),
         1 => Just(Action::RemoveCommitted),
@@ -112,29 +116,43 @@ fn step(
             partition,
             rows,
             back,
+            pair,
         } => {
             let p = i32::from(*partition);
             let cur = m.cursor.get(&p).copied().unwrap_or(0);
             let first = (cur - i64::from(*back)).max(0);
             let next = first + i64::from(*rows);
-            let fm = meta(&format!("t{table}"), "events", p, first, next);
-            let content = format!("step {n}: {fm:?}").into_bytes();
-            let f = s.register(&write_tmp(s, &content), fm.clone()).unwrap();
-            prop_assert!(f.id > m.max_id, "ids_increase: {} after {}", f.id, m.max_id);
-            m.max_id = f.id;
-            m.orphans.remove(&f.path); // a same-id orphan is replaced by the rename
+            let mut tables = vec![format!("t{table}")];
+            if *pair {
+                tables.push(format!("t{table}__dlq"));
+            }
+            let mut metas = Vec::new();
+            let mut batch = Vec::new();
+            for t in &tables {
+                let fm = meta(t, "events", p, first, next);
+                let content = format!("step {n}: {fm:?}").into_bytes();
+                batch.push((write_tmp(s, &content), fm.clone()));
+                metas.push((fm, content));
+            }
+            let files = s.register_all(batch).unwrap();
+            prop_assert_eq!(files.len(), metas.len());
+            for (f, (fm, content)) in files.into_iter().zip(metas) {
+                prop_assert!(f.id > m.max_id, "ids_increase: {} after {}", f.id, m.max_id);
+                m.max_id = f.id;
+                m.orphans.remove(&f.path); // a same-id orphan is replaced by the rename
+                m.registered.push((f.id, fm.clone()));
+                m.files.insert(
+                    f.id,
+                    MFile {
+                        meta: fm,
+                        state: MState::Written,
+                        content,
+                    },
+                );
+            }
             m.cursor.insert(p, cur.max(next));
             let o = m.offsets.entry(("events".into(), p)).or_insert(next);
             *o = (*o).max(next);
-            m.registered.push((f.id, fm.clone()));
-            m.files.insert(
-                f.id,
-                MFile {
-                    meta: fm,
-                    state: MState::Written,
-                    content,
-                },
-            );
         }
         Action::Upload(i) => {
             if let Some(id) = m.pick(i, |s| *s == MState::Written) {
@@ -144,7 +162,11 @@ fn step(
             }
         }
         Action::BeginCommit { table } => {
-            let table = format!("t{table}");
+            // 0, 1: the tables; 2, 3: their dead-letter tables.
+            let table = match table {
+                0 | 1 => format!("t{table}"),
+                t => format!("t{}__dlq", t - 2),
+            };
             let in_pending: BTreeSet<u64> =
                 m.pending.values().flat_map(|p| p.ids.clone()).collect();
             let ids: Vec<u64> = m
