@@ -94,7 +94,7 @@ fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<fra
     match result {
         Ok(r) => {
             log::info!(
-                "done: {} events taken ({} skipped), {} files spooled, {} committed in {} commits, {} waiting in the spool",
+                "done: {} events taken ({} to dead-letter tables), {} files spooled, {} committed in {} commits, {} waiting in the spool",
                 r.events,
                 r.rejected,
                 r.files_spooled,

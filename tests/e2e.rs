@@ -72,23 +72,53 @@ fn flush_lands_every_event_exactly_once_and_only_new_events_after() {
 }
 
 #[test]
-fn records_that_are_not_json_objects_are_counted_and_logged_not_lost_silently() {
+fn bad_records_go_to_the_dead_letter_table_with_their_reason() {
+    use base64::Engine;
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let config = servers.config(&["mixed"], "");
     block_on(create_topic(&kafka, "mixed", 1));
     let mut expected = block_on(produce(&kafka, "mixed", 1, 0..10));
-    let bad = block_on(produce_raw(&kafka, "mixed", 0, vec![b"not json".to_vec(), b"[1,2,3]".to_vec(), b"42".to_vec()]));
+    // The first flush fixes the table's schema (id: long, readings: list); then the bad ones come.
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "first flush failed:\n{log}");
+    // (value, what the reason must say)
+    let bad: Vec<(Option<&[u8]>, &str)> = vec![
+        (Some(b"not json"), "invalid JSON"),
+        (Some(b"[1,2,3]"), "not a JSON object"),
+        (Some(b"42"), "not a JSON object"),
+        (None, "no value"),
+        (Some(br#"{"id": "seven", "device": "dev-7"}"#), "column `id`"),
+        (Some(br#"{"id": 7, "readings": {"not": "a list"}}"#), "readings"),
+    ];
+    let offsets = block_on(produce_raw(&kafka, "mixed", 0, bad.iter().map(|(v, _)| v.map(<[u8]>::to_vec)).collect()));
     expected.extend(block_on(produce(&kafka, "mixed", 1, 10..20)));
 
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "flush failed:\n{log}");
-    for offset in &bad {
-        assert!(log.contains(&format!("mixed/0 offset {offset}: record skipped")), "offset {offset} not reported:\n{log}");
+    for offset in &offsets {
+        assert!(log.contains(&format!("mixed/0 offset {offset}: to dead-letter table mixed__dlq")), "offset {offset} not reported:\n{log}");
     }
-    assert!(log.contains("(3 skipped)"), "{log}");
-    let (rows, _) = servers.read_table("mixed", "pyiceberg");
-    assert_exactly("pyiceberg", &rows, &expected);
+    assert!(log.contains("(6 to dead-letter tables)"), "{log}");
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table("mixed", reader);
+        assert_exactly(reader, &rows, &expected);
+        let (mut dead, _) = servers.read_table("mixed__dlq", reader);
+        dead.sort_by_key(|r| r["offset"].as_i64());
+        assert_eq!(dead.len(), bad.len(), "{reader}: {dead:?}");
+        for ((row, (value, why)), offset) in dead.iter().zip(&bad).zip(&offsets) {
+            assert_eq!((row["topic"].as_str(), row["partition"].as_i64(), row["offset"].as_i64()), (Some("mixed"), Some(0), Some(*offset)), "{reader}: {row}");
+            let raw = value.map(|v| serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(v)));
+            assert_eq!(row["value"], raw.unwrap_or(serde_json::Value::Null), "{reader}: the raw value, byte for byte: {row}");
+            assert_eq!(row["key"], "YmFk", "{reader}: the raw key (\"bad\"): {row}");
+            assert!(row["reason"].as_str().is_some_and(|r| r.contains(why)), "{reader}: reason should say `{why}`: {row}");
+            assert!(row["timestamp"].as_str().is_some_and(|t| t.ends_with("+00:00")), "{reader}: {row}");
+        }
+    }
+    // A second flush finds nothing new: no dead letter twice.
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(servers.read_table("mixed__dlq", "pyiceberg").0.len(), bad.len());
 }
 
 fn start_run(config: &std::path::Path) -> std::process::Child {

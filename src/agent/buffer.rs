@@ -1,24 +1,23 @@
-//! The hot buffer of one partition: decoded rows waiting to become a spool file. It also knows
-//! the range of offsets it holds, so the file can be registered with it.
+//! The hot buffer of one partition: decoded rows waiting to become a spool file, and the records
+//! that could not be decoded (dead letters) of the same offsets. It also knows the range of
+//! offsets it holds, so the files can be registered with it.
 
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 
-use crate::decode::{BatchDecoder, Message, Rejected};
+use crate::decode::{BatchDecoder, DeadLetter, Message};
 use crate::Result;
 
 /// Rows are moved out of the JSON decoder into columnar batches this often: Arrow holds them far
 /// more compactly than parsed JSON, and arrow-json slows down on very large batches.
 const DECODE_CHUNK_ROWS: usize = 4096;
 
-/// Records that parsed but did not fit the schema: (partition, offset, reason).
-pub type Skipped = Vec<(i32, i64, String)>;
-
 pub struct PartitionBuffer {
     decoder: BatchDecoder,
     batches: Vec<RecordBatch>,
     rows: usize,
+    dead: Vec<DeadLetter>,
     bytes: usize,
     /// First and last offset taken into the buffer since the last roll (accepted or not).
     range: Option<(i64, i64)>,
@@ -29,33 +28,36 @@ pub struct PartitionBuffer {
 pub struct Rolled {
     pub batches: Vec<RecordBatch>,
     pub rows: u64,
+    /// Records of the range that did not become rows, in offset order.
+    pub dead: Vec<DeadLetter>,
     pub first_offset: i64,
     pub last_offset: i64,
 }
 
 impl PartitionBuffer {
     pub fn new(decoder: BatchDecoder) -> Self {
-        PartitionBuffer { decoder, batches: Vec::new(), rows: 0, bytes: 0, range: None, since: None }
+        PartitionBuffer { decoder, batches: Vec::new(), rows: 0, dead: Vec::new(), bytes: 0, range: None, since: None }
     }
 
-    /// Takes one record. A rejected record still counts as taken (its offset is in the range),
-    /// the caller reports it. Errors come back with the partition and offset of each rejected row.
-    pub fn push(&mut self, msg: &Message<'_>) -> std::result::Result<(), Rejected> {
+    /// Takes one record. A record the decoder refuses still counts as taken (its offset is in the
+    /// range): it is kept as a dead letter.
+    pub fn push(&mut self, msg: &Message<'_>) {
         self.range = Some(match self.range {
             None => (msg.offset, msg.offset),
             Some((first, _)) => (first, msg.offset),
         });
         self.since.get_or_insert_with(Instant::now);
         self.bytes += msg.value.map_or(0, <[u8]>::len) + msg.key.map_or(0, <[u8]>::len);
-        self.decoder.push(msg)?;
-        Ok(())
+        if let Err(rejected) = self.decoder.push(msg) {
+            self.dead.push(DeadLetter::new(msg, rejected.reason));
+        }
     }
 
-    /// Moves rows from the decoder into a batch once enough have gathered (or when `force`).
-    /// Returns rows that parsed but did not fit the schema.
-    pub fn settle(&mut self, force: bool) -> Result<Skipped> {
+    /// Moves rows from the decoder into a batch once enough have gathered (or when `force`); rows
+    /// that parsed but did not fit the schema become dead letters.
+    pub fn settle(&mut self, force: bool) -> Result<()> {
         if self.decoder.is_empty() || (!force && self.decoder.len() < DECODE_CHUNK_ROWS) {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let flushed = self.decoder.flush()?;
         if !flushed.unknown_fields.is_empty() {
@@ -65,7 +67,8 @@ impl PartitionBuffer {
             self.rows += batch.num_rows();
             self.batches.push(batch);
         }
-        Ok(flushed.rejected)
+        self.dead.extend(flushed.rejected);
+        Ok(())
     }
 
     /// True when the buffer should become a spool file.
@@ -92,17 +95,22 @@ impl PartitionBuffer {
         let mut batches = r.batches;
         batches.append(&mut self.batches);
         self.batches = batches;
+        let mut dead = r.dead;
+        dead.append(&mut self.dead);
+        self.dead = dead;
     }
 
     /// Empties the buffer. `None` when nothing was taken since the last roll.
-    pub fn roll(&mut self) -> Result<(Option<Rolled>, Skipped)> {
-        let rejected = self.settle(true)?;
-        let Some((first_offset, last_offset)) = self.range.take() else { return Ok((None, rejected)) };
+    pub fn roll(&mut self) -> Result<Option<Rolled>> {
+        self.settle(true)?;
+        let Some((first_offset, last_offset)) = self.range.take() else { return Ok(None) };
         self.since = None;
         self.bytes = 0;
         let rows = std::mem::take(&mut self.rows) as u64;
         let batches = std::mem::take(&mut self.batches);
-        // rows == 0 when every record in the range was rejected: nothing to spool, but the range was taken.
-        Ok((Some(Rolled { batches, rows, first_offset, last_offset }), rejected))
+        let mut dead = std::mem::take(&mut self.dead);
+        dead.sort_by_key(|d| d.offset);
+        // Every taken record is a row or a dead letter, so at least one of them is non-empty.
+        Ok(Some(Rolled { batches, rows, dead, first_offset, last_offset }))
     }
 }

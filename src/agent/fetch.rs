@@ -13,7 +13,8 @@ use super::buffer::PartitionBuffer;
 use super::{Agent, Mode, tables};
 use crate::backoff::Backoff;
 use crate::config::StartAt;
-use crate::decode::{BatchDecoder, Message};
+use crate::decode::{self, BatchDecoder, Message};
+use crate::spool::Part;
 use crate::source::{Source, TopicPartition, is_offset_out_of_range};
 use crate::{Result, commit};
 
@@ -204,15 +205,26 @@ impl Agent {
             }
         };
         let mut names: Vec<String> = partitions.iter().map(|(t, _)| self.table_name(t)).collect();
+        names.sort();
         names.dedup();
         for name in names {
-            match committer.load(&name).await {
-                Ok(Some(t)) => {
-                    out.extend(commit::committed_offsets(t.metadata(), &self.cfg.agent_id));
-                    self.tables.borrow_mut().insert(name, t);
+            let dead = crate::config::dead_letter_table_name(&self.cfg.catalog.dead_letter_table, &name);
+            // Reading resumes after the table's offsets; the dead-letter table's only filter what
+            // is fetched again (they run ahead when its commit landed and the table's did not).
+            for (table, floor) in [(name, false), (dead, true)] {
+                match committer.load(&table).await {
+                    Ok(Some(t)) => {
+                        let committed = commit::committed_offsets(t.metadata(), &self.cfg.agent_id);
+                        if floor {
+                            self.dead_floor.borrow_mut().extend(committed);
+                        } else {
+                            out.extend(committed);
+                        }
+                        self.tables.borrow_mut().insert(table, t);
+                    }
+                    Ok(None) => {}
+                    Err(e) => log::warn!("table {table}: could not read committed offsets ({e})"),
                 }
-                Ok(None) => {}
-                Err(e) => log::warn!("table {name}: could not read committed offsets ({e})"),
             }
         }
         out
@@ -227,9 +239,8 @@ impl Agent {
         }
         let mut buffers = self.buffers.borrow_mut();
         let buf = buffers.get_mut(tp).expect("inserted above");
-        let mut report = self.report.borrow_mut();
+        self.report.borrow_mut().events += records.len() as u64;
         for r in records {
-            report.events += 1;
             let msg = Message {
                 partition: tp.1,
                 offset: r.offset,
@@ -237,16 +248,31 @@ impl Agent {
                 key: r.record.key.as_deref(),
                 value: r.record.value.as_deref(),
             };
-            if let Err(rej) = buf.push(&msg) {
-                report.rejected += 1;
-                log::warn!("{}/{} offset {}: record skipped: {}", tp.0, tp.1, r.offset, rej.reason);
+            buf.push(&msg);
+        }
+        buf.settle(false)
+    }
+
+    /// The schema of a dead-letter table: the table's own when the catalog has it, else the
+    /// canonical one; recorded in the spool index like any table's.
+    fn dead_letter_schema(&self, table: &str) -> Result<Arc<iceberg::spec::Schema>> {
+        if let Some(s) = self.schemas.borrow().get(table) {
+            return Ok(s.clone());
+        }
+        let schema = match tables::recorded(&self.spool, table)? {
+            Some(s) => Arc::new(s),
+            None => {
+                let existing = self.tables.borrow().get(table).map(|t| t.metadata().current_schema().clone());
+                let s = match existing {
+                    Some(s) => s,
+                    None => tables::dead_letters(table)?,
+                };
+                tables::record(&self.spool, table, &s)?;
+                s
             }
-        }
-        for (p, offset, reason) in buf.settle(false)? {
-            report.rejected += 1;
-            log::warn!("{}/{p} offset {offset}: record skipped: {reason}", tp.0);
-        }
-        Ok(())
+        };
+        self.schemas.borrow_mut().insert(table.to_string(), schema.clone());
+        Ok(schema)
     }
 
     /// The schema a table's spool files are written with (see `tables`).
@@ -283,29 +309,49 @@ impl Agent {
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in due {
-            let (rolled, rejected) = self.buffers.borrow_mut().get_mut(&tp).expect("listed above").roll()?;
-            for (p, offset, reason) in rejected {
-                self.report.borrow_mut().rejected += 1;
-                log::warn!("{}/{p} offset {offset}: record skipped: {reason}", tp.0);
+            let Some(mut r) = self.buffers.borrow_mut().get_mut(&tp).expect("listed above").roll()? else { continue };
+            // After a lost spool the agent may fetch again records whose dead letters are already
+            // committed: the dead-letter table's own offsets say which.
+            let floor = self.dead_floor.borrow().get(&tp).copied();
+            if let Some(floor) = floor {
+                r.dead.retain(|d| d.offset >= floor);
             }
-            let Some(r) = rolled.filter(|r| r.rows > 0) else { continue };
             let table = self.table_name(&tp.0);
-            let schema = self.schemas.borrow()[&table].clone();
-            let meta = FileMeta {
-                table,
+            let dead_table = crate::config::dead_letter_table_name(&self.cfg.catalog.dead_letter_table, &table);
+            let meta = |table: &str, rows: u64| FileMeta {
+                table: table.to_string(),
                 topic: tp.0.clone(),
                 partition: tp.1,
                 first_offset: r.first_offset,
                 last_offset: r.last_offset,
                 next_offset: r.last_offset + 1,
-                rows: r.rows,
+                rows,
                 extra: Vec::new(),
             };
+            let mut parts = Vec::new();
+            if r.rows > 0 {
+                let schema = self.schemas.borrow()[&table].clone();
+                parts.push(Part { schema, batches: r.batches.clone(), meta: meta(&table, r.rows) });
+            }
+            if !r.dead.is_empty() {
+                let schema = self.dead_letter_schema(&dead_table)?;
+                let batch = decode::dead_letter_batch(&tp.0, &r.dead, &schema)?;
+                parts.push(Part { schema, batches: vec![batch], meta: meta(&dead_table, r.dead.len() as u64) });
+            }
+            if parts.is_empty() {
+                continue; // only dead letters that are already committed
+            }
             let (first, last, rows) = (r.first_offset, r.last_offset, r.rows);
-            match crate::spool::spill(self.spool.clone(), schema, r.batches.clone(), meta).await {
-                Ok(file) => {
-                    log::debug!("{}/{}: spooled offsets {first}..={last} ({rows} rows, {} bytes)", tp.0, tp.1, file.bytes);
-                    self.report.borrow_mut().files_spooled += 1;
+            match crate::spool::spill(self.spool.clone(), parts).await {
+                Ok(files) => {
+                    let bytes: u64 = files.iter().map(|f| f.bytes).sum();
+                    log::debug!("{}/{}: spooled offsets {first}..={last} ({rows} rows, {} dead letters, {bytes} bytes)", tp.0, tp.1, r.dead.len());
+                    for d in &r.dead {
+                        log::warn!("{}/{} offset {}: to dead-letter table {dead_table}: {}", tp.0, tp.1, d.offset, d.reason);
+                    }
+                    let mut report = self.report.borrow_mut();
+                    report.files_spooled += files.len() as u64;
+                    report.rejected += r.dead.len() as u64;
                     self.disk_full.set(false);
                 }
                 Err(e) if crate::spool::is_disk_full(&e) => {

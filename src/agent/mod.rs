@@ -61,6 +61,9 @@ pub struct Agent {
     committer: RefCell<Option<Rc<Committer>>>,
     schemas: RefCell<HashMap<String, Arc<Schema>>>,
     tables: RefCell<HashMap<String, Table>>,
+    /// Per partition, the next offset after the dead letters this agent committed to the
+    /// dead-letter table (read at start): a record below it that fails again is not written twice.
+    dead_floor: RefCell<BTreeMap<TopicPartition, i64>>,
     buffers: RefCell<BTreeMap<TopicPartition, PartitionBuffer>>,
     report: RefCell<Report>,
     /// Publish cycles finished, and whether the last one succeeded: the fetch loop watches these
@@ -97,6 +100,7 @@ impl Agent {
             committer: RefCell::new(None),
             schemas: RefCell::new(HashMap::new()),
             tables: RefCell::new(HashMap::new()),
+            dead_floor: RefCell::new(BTreeMap::new()),
             buffers: RefCell::new(BTreeMap::new()),
             report: RefCell::new(Report::default()),
             publishes: Cell::new(0),

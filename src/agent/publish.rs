@@ -5,7 +5,7 @@
 //! 3. commit uploaded files per table, recording the commit as pending first,
 //! 4. delete committed files from the spool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_compat::Compat;
 use bytes::Bytes;
@@ -56,7 +56,14 @@ impl Agent {
                 by_table.entry(f.meta.table.clone()).or_default().push(f);
             }
         }
-        for (table, files) in by_table {
+        // Dead-letter tables first, and the first failure ends the cycle: a table's commit never
+        // lands before the dead letters of the same offsets, so the table's offsets (where reading
+        // resumes after a lost spool) never pass dead letters that are not committed.
+        let dead: BTreeSet<String> =
+            by_table.keys().map(|t| crate::config::dead_letter_table_name(&self.cfg.catalog.dead_letter_table, t)).collect();
+        let mut order: Vec<(String, Vec<SpoolFile>)> = by_table.into_iter().collect();
+        order.sort_by_key(|(t, _)| !dead.contains(t));
+        for (table, files) in order {
             self.commit(committer, &table, files).await?;
         }
 

@@ -44,8 +44,17 @@ pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
 
 /// Infers a schema from sample values and numbers its fields the way a catalog does on create.
 pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>) -> Result<Arc<Schema>> {
-    let inferred = decode::infer_schema(samples)?;
-    let creation = TableCreation::builder().name(table.to_string()).location("file:///frazil-canonical-ids".to_string()).schema(inferred).build();
+    canonical(table, decode::infer_schema(samples)?)
+}
+
+/// The dead-letter schema, numbered the way a catalog does on create.
+pub fn dead_letters(table: &str) -> Result<Arc<Schema>> {
+    canonical(table, decode::dead_letter_schema())
+}
+
+/// `schema` with its fields numbered the way a catalog numbers them when it creates the table.
+fn canonical(table: &str, schema: Schema) -> Result<Arc<Schema>> {
+    let creation = TableCreation::builder().name(table.to_string()).location("file:///frazil-canonical-ids".to_string()).schema(schema).build();
     let metadata = TableMetadataBuilder::from_table_creation(creation)
         .and_then(|b| b.build())
         .map_err(|e| Error::iceberg(format!("number the fields of {table}"), e))?;

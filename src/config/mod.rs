@@ -60,6 +60,8 @@ pub struct CatalogConfig {
     pub namespace: Vec<String>,
     /// Table name template; `{topic}` is replaced by the topic name made safe for Iceberg.
     pub table: String,
+    /// Dead-letter table name template; `{table}` is replaced by the table's name.
+    pub dead_letter_table: String,
     pub commit_interval: Duration,
     pub request_timeout: Duration,
 }
@@ -127,6 +129,7 @@ struct RawCatalog {
     warehouse: Option<String>,
     namespace: Option<String>,
     table: Option<String>,
+    dead_letter_table: Option<String>,
     commit_interval: Option<String>,
     request_timeout: Option<String>,
 }
@@ -273,11 +276,20 @@ fn validate(raw: RawConfig) -> Result<Config> {
     if table.is_empty() || table.contains('.') {
         return Err(Error::config("catalog.table", format!("`{table}` is not a table name template"), "write e.g. \"{topic}\" or \"events_{topic}\" (no dots)"));
     }
+    let dead_letter_table = c.dead_letter_table.unwrap_or_else(|| "{table}__dlq".into());
+    if dead_letter_table.is_empty() || dead_letter_table.contains('.') || dead_letter_table == "{table}" {
+        return Err(Error::config(
+            "catalog.dead_letter_table",
+            format!("`{dead_letter_table}` is not a dead-letter table name template"),
+            "write e.g. \"{table}__dlq\" (a name other than the table's own, no dots)",
+        ));
+    }
     let catalog = CatalogConfig {
         uri: c.uri.trim_end_matches('/').to_string(),
         warehouse: c.warehouse.filter(|w| !w.is_empty()),
         namespace,
         table,
+        dead_letter_table,
         commit_interval: duration("catalog.commit_interval", c.commit_interval, "60s")?,
         request_timeout: duration("catalog.request_timeout", c.request_timeout, "30s")?,
     };
@@ -293,6 +305,11 @@ fn validate(raw: RawConfig) -> Result<Config> {
         path_style: s3.path_style.unwrap_or(false),
     };
     Ok(Config { agent_id, kafka, spool, catalog, s3 })
+}
+
+/// The dead-letter table of `table` (a name [`table_name`] made).
+pub fn dead_letter_table_name(template: &str, table: &str) -> String {
+    table_name(&template.replace("{table}", table), "")
 }
 
 /// The table name for a topic: the template with `{topic}` replaced, keeping only characters every

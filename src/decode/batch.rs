@@ -13,7 +13,7 @@ use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef, TimeU
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::{META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fit, names};
+use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fit, names};
 use crate::{Error, Result};
 
 /// Why a message was not accepted.
@@ -43,9 +43,9 @@ impl std::error::Error for Rejected {}
 pub struct Flushed {
     /// The rows that fit the schema, or `None` when no row survived.
     pub batch: Option<RecordBatch>,
-    /// `(partition, offset, reason)` of rows that are JSON objects but do not fit the schema,
-    /// sorted by partition and offset.
-    pub rejected: Vec<(i32, i64, String)>,
+    /// Rows that are JSON objects but do not fit the schema, whole and with the reason, sorted by
+    /// partition and offset.
+    pub rejected: Vec<DeadLetter>,
     /// Top-level keys (as spelled in the JSON) that the schema has no column for; their values
     /// were dropped.
     pub unknown_fields: BTreeSet<String>,
@@ -69,6 +69,14 @@ struct Row {
     timestamp_ms: i64,
     key: Option<Box<[u8]>>,
     value: Map<String, Value>,
+    /// The value as it came, for the dead-letter table if the row does not fit.
+    raw: Box<[u8]>,
+}
+
+impl Row {
+    fn dead(self, reason: String) -> DeadLetter {
+        DeadLetter { partition: self.partition, offset: self.offset, timestamp_ms: self.timestamp_ms, key: self.key, value: Some(self.raw), reason }
+    }
 }
 
 // arrow_json takes rows as `&[impl Serialize]`: this lets it read a slice of rows in place.
@@ -179,6 +187,7 @@ impl BatchDecoder {
             timestamp_ms: msg.timestamp_ms,
             key: msg.key.map(Box::from),
             value,
+            raw: Box::from(bytes),
         });
         Ok(())
     }
@@ -229,15 +238,14 @@ impl BatchDecoder {
         let mut rows = std::mem::take(&mut self.rows);
         self.bytes = 0;
         let mut rejected = Vec::new();
-        rows.retain_mut(
-            |row| match fit::fit_row(&mut row.value, self.user.fields()) {
-                Ok(()) => true,
-                Err(reason) => {
-                    rejected.push((row.partition, row.offset, reason));
-                    false
-                }
-            },
-        );
+        let mut kept = Vec::with_capacity(rows.len());
+        for mut row in rows.drain(..) {
+            match fit::fit_row(&mut row.value, self.user.fields()) {
+                Ok(()) => kept.push(row),
+                Err(reason) => rejected.push(row.dead(reason)),
+            }
+        }
+        rows = kept;
 
         let user_columns = match self.decode(&rows) {
             Ok(columns) => columns,
@@ -246,19 +254,19 @@ impl BatchDecoder {
                 let mut bad = Vec::new();
                 self.find_bad(&rows, 0, true, &mut bad);
                 let mut bad = bad.into_iter().peekable();
-                let mut i = 0;
-                rows.retain(|row| {
-                    let is_bad = bad.next_if(|(b, _)| *b == i).map(|(_, reason)| {
-                        rejected.push((row.partition, row.offset, reason));
-                    });
-                    i += 1;
-                    is_bad.is_none()
-                });
+                let mut kept = Vec::with_capacity(rows.len());
+                for (i, row) in rows.drain(..).enumerate() {
+                    match bad.next_if(|(b, _)| *b == i) {
+                        Some((_, reason)) => rejected.push(row.dead(reason)),
+                        None => kept.push(row),
+                    }
+                }
+                rows = kept;
                 self.decode(&rows)
                     .map_err(|e| Error::decode(format!("decoding {} rows", rows.len()), e))?
             }
         };
-        rejected.sort_by_key(|r| (r.0, r.1));
+        rejected.sort_by_key(|r| (r.partition, r.offset));
         let batch = if rows.is_empty() {
             None
         } else {

@@ -11,6 +11,7 @@
 // not in every stage's signatures.
 
 mod batch;
+mod dead;
 mod fit;
 mod infer;
 pub mod names;
@@ -20,6 +21,7 @@ mod schema_tests;
 mod tests;
 
 pub use batch::{BatchDecoder, Flushed, Rejected};
+pub use dead::{DeadLetter, dead_letter_batch, dead_letter_schema};
 pub use infer::infer_schema;
 
 /// One Kafka record, borrowed from the fetch buffer.

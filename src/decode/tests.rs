@@ -284,9 +284,13 @@ fn bad_rows_are_rejected_others_kept() {
     }
     assert_eq!(d.len(), 10);
     let f = d.flush().unwrap();
-    let rejected: Vec<_> = f.rejected.iter().map(|(p, o, _)| (*p, *o)).collect();
+    let rejected: Vec<_> = f.rejected.iter().map(|d| (d.partition, d.offset)).collect();
     assert_eq!(rejected, [(0, 1), (0, 7), (0, 8), (0, 9), (0, 12)]);
-    let reason = |o: i64| f.rejected.iter().find(|r| r.1 == o).unwrap().2.clone();
+    let reason = |o: i64| f.rejected.iter().find(|r| r.offset == o).unwrap().reason.clone();
+    // A refused row keeps its raw value, byte for byte, for the dead-letter table.
+    for r in &f.rejected {
+        assert_eq!(r.value.as_deref(), Some(cases[r.offset as usize].0), "offset {}", r.offset);
+    }
     assert!(
         reason(1).contains("column `n`") && reason(1).contains("abc"),
         "{}",
@@ -330,7 +334,7 @@ fn bad_rows_are_rejected_others_kept() {
     let f = d.flush().unwrap();
     assert!(f.batch.is_none());
     assert_eq!(
-        f.rejected.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        f.rejected.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(),
         [(1, 9), (2, 5)]
     );
     let f = d.flush().unwrap();

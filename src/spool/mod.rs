@@ -20,21 +20,36 @@ use parquet::file::properties::WriterProperties;
 
 use crate::{Error, Result};
 
-/// Writes `batches` into a new spool file and registers it with `meta`. Runs on a blocking
-/// thread: Parquet encoding and fsync must not stall the executor that fetches from Kafka.
-pub async fn spill(spool: Arc<Spool>, schema: Arc<Schema>, batches: Vec<RecordBatch>, mut meta: FileMeta) -> Result<SpoolFile> {
+/// One spool file to write: its rows, the schema they are written with, and its record.
+pub struct Part {
+    pub schema: Arc<Schema>,
+    pub batches: Vec<RecordBatch>,
+    pub meta: FileMeta,
+}
+
+/// Writes each part into a new spool file and registers them all in one index transaction (see
+/// `Spool::register_all`: a table's rows and its dead letters of the same offsets are listed
+/// together or not at all). Runs on a blocking thread: Parquet encoding and fsync must not stall
+/// the executor that fetches from Kafka.
+pub async fn spill(spool: Arc<Spool>, parts: Vec<Part>) -> Result<Vec<SpoolFile>> {
     blocking::unblock(move || {
-        let tmp = spool.temp_path();
-        let path = tmp.to_str().ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?.to_string();
-        let result = smol::block_on(Compat::new(write_parquet(&path, schema, &batches)))
-            .and_then(crate::commit::data_file_to_json)
-            .and_then(|extra| {
-                meta.extra = extra;
-                Ok(spool.register(&tmp, meta)?)
-            });
+        let mut written: Vec<(std::path::PathBuf, FileMeta)> = Vec::with_capacity(parts.len());
+        let result = (|| {
+            for mut part in parts {
+                let tmp = spool.temp_path();
+                let path = tmp.to_str().ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?.to_string();
+                written.push((tmp, FileMeta { extra: Vec::new(), ..part.meta.clone() }));
+                let data_file = smol::block_on(Compat::new(write_parquet(&path, part.schema, &part.batches)))?;
+                part.meta.extra = crate::commit::data_file_to_json(data_file)?;
+                written.last_mut().expect("pushed above").1 = part.meta;
+            }
+            Ok(spool.register_all(written.clone())?)
+        })();
         if result.is_err() {
-            // A half-written temp file would only be removed at the next open; free its space now.
-            let _ = std::fs::remove_file(&tmp);
+            // Half-written temp files would only be removed at the next open; free their space now.
+            for (tmp, _) in &written {
+                let _ = std::fs::remove_file(tmp);
+            }
         }
         result
     })

@@ -365,12 +365,13 @@ pub async fn produce_small(kafka: &str, topic: &str, partitions: i32, ids: std::
     }
 }
 
-/// Produces raw values (for bad-input tests) to one partition; returns their offsets.
+/// Produces raw values (for bad-input tests; `None` is a tombstone) to one partition; returns
+/// their offsets.
 pub async fn produce_raw(
     kafka: &str,
     topic: &str,
     partition: i32,
-    values: Vec<Vec<u8>>,
+    values: Vec<Option<Vec<u8>>>,
 ) -> Vec<i64> {
     let client = ClientBuilder::new(vec![kafka.to_string()])
         .build()
@@ -383,8 +384,8 @@ pub async fn produce_raw(
     let records = values
         .into_iter()
         .map(|v| Record {
-            key: None,
-            value: Some(v),
+            key: Some(b"bad".to_vec()),
+            value: v,
             headers: Default::default(),
             timestamp: rskafka::chrono::Utc::now(),
         })

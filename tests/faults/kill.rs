@@ -94,6 +94,9 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
     let logs = logs_dir("kill");
 
     let mut expected = BTreeMap::new();
+    // Two bad records after each wave (on the partitions in turn): they must reach the
+    // dead-letter table exactly once too.
+    let mut dead_expected: BTreeSet<(i32, i64)> = BTreeSet::new();
     let mut next_id = 0u64;
     let mut produce_wave = |n: u64, expected: &mut BTreeMap<(i32, i64), Produced>| {
         expected.extend(block_on(produce(
@@ -102,6 +105,11 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
             PARTITIONS,
             next_id..next_id + n,
         )));
+        let p = (next_id % PARTITIONS as u64) as i32;
+        let bad = vec![Some(b"{not json".to_vec()), Some(br#"{"id": "wrong type"}"#.to_vec())];
+        for o in block_on(produce_raw(&kafka, TOPIC, p, bad)) {
+            dead_expected.insert((p, o));
+        }
         next_id += n;
     };
     produce_wave(10_000, &mut expected);
@@ -257,12 +265,34 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
     assert_spool_drained(&config);
 
     let summary = assert_table_exactly(&servers, TOPIC, &expected);
+    let dead_table = format!("{TOPIC}__dlq");
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table(&dead_table, reader);
+        let mut seen = BTreeSet::new();
+        for r in &rows {
+            let at = (r["partition"].as_i64().unwrap() as i32, r["offset"].as_i64().unwrap());
+            assert!(seen.insert(at), "{reader}: dead letter {at:?} twice");
+        }
+        assert_eq!(seen, dead_expected, "{reader}: the dead letters");
+    }
+    let dead_summaries = assert_no_commit_twice(&servers, &dead_table);
     let summaries = assert_no_commit_twice(&servers, TOPIC);
-    assert_eq!(
+    // Each table's last snapshot covers the records it took; together they cover every record.
+    let mut all_ends = ends(&expected);
+    for (p, o) in &dead_expected {
+        let e = all_ends.entry(*p).or_insert(0);
+        *e = (*e).max(o + 1);
+    }
+    let (main, dead) = (
         offsets_of(&summaries, "test-gateway", TOPIC),
-        ends(&expected),
-        "the last snapshot's offsets"
+        offsets_of(&dead_summaries, "test-gateway", TOPIC),
     );
+    let mut covered = main.clone();
+    for (p, o) in dead {
+        let e = covered.entry(p).or_insert(0);
+        *e = (*e).max(o);
+    }
+    assert_eq!(covered, all_ends, "the last snapshots' offsets (table {main:?})");
     let panics = count(&all, "panicked");
     assert_eq!(
         panics,
@@ -291,9 +321,10 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
         count(&all, " data files ("),
     );
     println!(
-        "  {} events in {waves} waves, {} snapshots, all in the table exactly once; {:.1?} in all",
+        "  {} events in {waves} waves, {} snapshots, all in the table exactly once, and {} dead letters in {dead_table} exactly once; {:.1?} in all",
         expected.len(),
         summary["snapshots"],
+        dead_expected.len(),
         began.elapsed()
     );
 }

@@ -26,15 +26,39 @@ fn data_objects(servers: &Servers, table: &str) -> usize {
     n
 }
 
-/// Commit ids of the table's snapshots.
-fn commit_ids(servers: &Servers, table: &str) -> Vec<String> {
-    let loaded = load_table(servers, table);
-    loaded["metadata"]["snapshots"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["summary"]["frazil.commit-id"].as_str().map(String::from))
-        .collect()
+/// Commit ids of the snapshots of the tables.
+fn commit_ids(servers: &Servers, tables: &[&str]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for table in tables {
+        let loaded = load_table(servers, table);
+        ids.extend(
+            loaded["metadata"]["snapshots"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["summary"]["frazil.commit-id"].as_str().map(String::from)),
+        );
+    }
+    ids
+}
+
+/// Two bad records to partition 0 (they go to the dead-letter table); returns their offsets.
+fn produce_bad(kafka: &str, topic: &str) -> Vec<(i32, i64)> {
+    let bad = vec![Some(b"{not json".to_vec()), Some(br#"{"id": "wrong type"}"#.to_vec())];
+    block_on(produce_raw(kafka, topic, 0, bad)).into_iter().map(|o| (0, o)).collect()
+}
+
+/// Both readers find exactly the dead letters `expected` in the dead-letter table.
+fn assert_dead_letters(servers: &Servers, table: &str, expected: &BTreeSet<(i32, i64)>) {
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table(table, reader);
+        let mut seen = BTreeSet::new();
+        for r in &rows {
+            let at = (r["partition"].as_i64().unwrap() as i32, r["offset"].as_i64().unwrap());
+            assert!(seen.insert(at), "{reader}: dead letter {at:?} twice in {table}");
+        }
+        assert_eq!(&seen, expected, "{reader}: the dead letters in {table}");
+    }
 }
 
 #[test]
@@ -42,20 +66,31 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let logs = logs_dir("points");
-    for (i, point) in ["after-upload", "before-commit", "after-commit"]
-        .into_iter()
-        .enumerate()
-    {
-        let topic = format!("point_{}", point.replace('-', "_"));
+    // (crash point, whether the spool is lost with the crash, as when a gateway's disk is replaced)
+    let cases = [
+        ("after-upload", false),
+        ("before-commit", false),
+        ("after-commit", false),
+        // Dead-letter tables commit first: the crash lands after the dead letters' commit, before
+        // the table's. With the spool gone, reading resumes at the table's offsets and fetches the
+        // bad records again; the dead-letter table's own offsets keep them from landing twice.
+        ("after-commit", true),
+    ];
+    for (i, (point, lose_spool)) in cases.into_iter().enumerate() {
+        let topic = format!("point_{}{}", point.replace('-', "_"), if lose_spool { "_lost" } else { "" });
+        let dead_table = format!("{topic}__dlq");
         block_on(create_topic(&kafka, &topic, 2));
         let config = busy_config(&servers, &topic, &topic, "");
-        // A first commit, so the crash hits a table with history; then more to publish.
+        // A first commit, so the crash hits tables with history; then more to publish.
         let mut expected = block_on(produce(&kafka, &topic, 2, 0..500));
-        let (code, log) = flush(&config, &logs.join(format!("{point}-0.log")));
+        let mut dead: BTreeSet<(i32, i64)> = produce_bad(&kafka, &topic).into_iter().collect();
+        let (code, log) = flush(&config, &logs.join(format!("{topic}-0.log")));
         assert_eq!(code, 0, "{point}: first flush:\n{}", tail(&log, 30));
-        expected.extend(block_on(produce(&kafka, &topic, 2, 500..3_000)));
+        expected.extend(block_on(produce(&kafka, &topic, 2, 500..1_500)));
+        dead.extend(produce_bad(&kafka, &topic));
+        expected.extend(block_on(produce(&kafka, &topic, 2, 1_500..3_000)));
 
-        let path = logs.join(format!("{point}-1.log"));
+        let path = logs.join(format!("{topic}-1.log"));
         let status = spawn_frazil_with("flush", &config, &path, &[("FRAZIL_FAULT", point)]).wait();
         let log = read_log(&path);
         assert!(
@@ -74,12 +109,12 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
             .iter()
             .map(|p| p["commit_id"].as_str().unwrap().to_string())
             .collect();
-        let ids = commit_ids(&servers, &topic);
+        let ids = commit_ids(&servers, &[&topic, &dead_table]);
         let objects_before = data_objects(&servers, &topic);
         match point {
             "after-upload" => {
                 assert!(pending.is_empty() && st["uploaded"] == 0, "{st}");
-                assert_eq!(ids.len(), 1, "only the first commit: {ids:?}");
+                assert_eq!(ids.len(), 2, "only the first commits: {ids:?}");
                 assert!(objects_before > 1, "the upload reached the object store");
             }
             "before-commit" => {
@@ -91,16 +126,21 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
                 assert!(ids.contains(&pending[0]), "the catalog applied {}: {ids:?}", pending[0]);
             }
         }
+        if lose_spool {
+            std::fs::remove_dir_all(servers.dir.path().join(format!("spool-{topic}"))).expect("remove the spool");
+        }
 
-        let (code, log) = flush(&config, &logs.join(format!("{point}-2.log")));
+        let (code, log) = flush(&config, &logs.join(format!("{topic}-2.log")));
         assert_eq!(code, 0, "{point}: flush after the crash:\n{}", tail(&log, 30));
-        match point {
-            "before-commit" => assert_eq!(count(&log, "did not land"), 1, "{}", tail(&log, 30)),
-            "after-commit" => assert_eq!(count(&log, "had landed"), 1, "{}", tail(&log, 30)),
+        match (point, lose_spool) {
+            ("before-commit", _) => assert_eq!(count(&log, "did not land"), 1, "{}", tail(&log, 30)),
+            ("after-commit", false) => assert_eq!(count(&log, "had landed"), 1, "{}", tail(&log, 30)),
             _ => {}
         }
         let summary = assert_table_exactly(&servers, &topic, &expected);
+        assert_dead_letters(&servers, &dead_table, &dead);
         let summaries = assert_no_commit_twice(&servers, &topic);
+        assert_no_commit_twice(&servers, &dead_table);
         assert_spool_drained(&config);
         assert_eq!(offsets_of(&summaries, "test-gateway", &topic), ends(&expected));
         // The upload done before the crash is done again under the same name: no orphan object.
@@ -110,11 +150,14 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
             .unwrap_or_else(|| panic!("{point}: no total-data-files in {summary}"));
         assert_eq!(data_objects(&servers, &topic), files, "{point}: objects vs data files");
         println!(
-            "{point}: {} events exactly once after the crash; {} snapshots, {files} data files ({} objects before the restart) [{}/3]",
+            "{point}{}: {} events exactly once after the crash, {} dead letters; {} snapshots, {files} data files ({} objects before the restart) [{}/{}]",
+            if lose_spool { " and a lost spool" } else { "" },
             expected.len(),
+            dead.len(),
             summaries.len(),
             objects_before,
-            i + 1
+            i + 1,
+            cases.len()
         );
     }
 }
