@@ -121,6 +121,80 @@ fn bad_records_go_to_the_dead_letter_table_with_their_reason() {
     assert_eq!(servers.read_table("mixed__dlq", "pyiceberg").0.len(), bad.len());
 }
 
+#[test]
+fn new_fields_grow_the_table_and_older_rows_read_as_null() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&["growing"], "");
+    block_on(create_topic(&kafka, "growing", 2));
+    let v1 = |i: u64| json!({"id": i, "device": format!("dev-{}", i % 7), "temp": i as f64 / 4.0});
+    // Version 2 adds a number, a struct and a list; version 3 a string, and a key that needs escaping.
+    let v2 = |i: u64| {
+        let mut v = v1(i);
+        v["battery"] = json!(i % 100);
+        v["location"] = json!({"lat": 48.1, "lon": 11.5 + i as f64});
+        v["alarms"] = json!([format!("a{}", i % 3)]);
+        v
+    };
+    let v3 = |i: u64| {
+        let mut v = if i.is_multiple_of(2) { v2(i) } else { v1(i) };
+        v["fw"] = json!(format!("1.{}", i % 4));
+        v["_kafka_note"] = json!("mine");
+        v
+    };
+    let mut expected = block_on(produce_with(&kafka, "growing", 2, 0..400, v1));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    // Old and new shapes mixed in one flush, then a third shape in the next.
+    expected.extend(block_on(produce_with(&kafka, "growing", 2, 400..700, v2)));
+    expected.extend(block_on(produce_with(&kafka, "growing", 2, 700..800, v1)));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("adds alarms (list), battery (long), location (struct)"), "{log}");
+    assert!(log.contains("schema grown by alarms, battery, location"), "{log}");
+    expected.extend(block_on(produce_with(&kafka, "growing", 2, 800..1_000, v3)));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("(0 to dead-letter tables)"), "no record was refused:\n{log}");
+    // The key that clashes with frazil's own columns reads back under its escaped name.
+    for e in expected.values_mut() {
+        if let Some(note) = e.value.as_object_mut().unwrap().remove("_kafka_note") {
+            e.value["__kafka_note"] = note;
+        }
+    }
+
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table("growing", reader);
+        assert_exactly(reader, &rows, &expected);
+        let old = rows.iter().find(|r| r["id"] == 0).unwrap();
+        assert!(old["battery"].is_null() && old["location"].is_null() && old["fw"].is_null(), "{reader}: {old}");
+    }
+
+    // The same while the catalog is unreachable: the schema grows in the spool alone; the table is
+    // created later with the first schema (so a catalog's renumbering cannot differ from the
+    // files) and then grown to the current one, before the commit.
+    block_on(create_topic(&kafka, "growing_offline", 2));
+    let online = servers.config(&["growing_offline"], "");
+    let real = std::fs::read_to_string(&online).unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let offline = servers.dir.path().join("offline.toml");
+    std::fs::write(&offline, real.replace(servers.get("FRAZIL_CATALOG"), &format!("http://127.0.0.1:{dead}"))).unwrap();
+    let mut expected = block_on(produce_with(&kafka, "growing_offline", 2, 0..300, v1));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&offline)]);
+    assert_eq!(code, 75, "{log}");
+    expected.extend(block_on(produce_with(&kafka, "growing_offline", 2, 300..600, v2)));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&offline)]);
+    assert_eq!(code, 75, "{log}");
+    assert!(log.contains("adds alarms (list), battery (long), location (struct)"), "{log}");
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&online)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("schema grown by alarms, battery, location"), "{log}");
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table("growing_offline", reader);
+        assert_exactly(reader, &rows, &expected);
+    }
+}
+
 fn start_run(config: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_frazil"))
         .args(["run", "--config", path_str(config)])

@@ -71,6 +71,34 @@ impl PartitionBuffer {
         Ok(())
     }
 
+    /// True when buffered records have top-level keys the schema has no column for.
+    pub fn has_fresh_keys(&self) -> bool {
+        self.decoder.has_fresh_keys()
+    }
+
+    /// Raw values of the records whose keys the schema lacks.
+    pub fn fresh_samples(&self) -> impl Iterator<Item = &[u8]> {
+        self.decoder.fresh_samples()
+    }
+
+    /// Moves to `schema`, the current one grown by fields appended at its end: batches already
+    /// decoded get those columns as nulls (the records had none of the new keys), and buffered
+    /// records are decoded with the new columns from now on.
+    pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> Result<()> {
+        self.decoder.grow(schema)?;
+        let target = self.decoder.arrow_schema();
+        for batch in &mut self.batches {
+            let n = batch.num_rows();
+            let mut columns = batch.columns().to_vec();
+            for field in target.fields().iter().skip(columns.len()) {
+                columns.push(arrow_array::new_null_array(field.data_type(), n));
+            }
+            *batch = RecordBatch::try_new(target.clone(), columns)
+                .map_err(|e| crate::Error::decode(format!("widening a batch of {n} rows to the grown schema"), e))?;
+        }
+        Ok(())
+    }
+
     /// True when the buffer should become a spool file.
     pub fn due(&self, max_bytes: u64, max_rows: usize, max_age: Duration) -> bool {
         self.range.is_some()

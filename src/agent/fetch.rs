@@ -250,7 +250,49 @@ impl Agent {
             };
             buf.push(&msg);
         }
-        buf.settle(false)
+        if buf.has_fresh_keys() {
+            drop(buffers);
+            self.grow_schema(&self.table_name(&tp.0))?;
+            buffers = self.buffers.borrow_mut();
+        }
+        buffers.get_mut(tp).expect("inserted above").settle(false)
+    }
+
+    /// Records with keys the table's schema has no column for: the schema grows by one optional
+    /// column per new key (`decode::evolve_schema`), is recorded in the spool index, and every
+    /// partition buffer of the table moves to it before anything more is decoded. The catalog's
+    /// table follows at the next commit (`publish`). Nothing is dropped.
+    fn grow_schema(&self, table: &str) -> Result<()> {
+        let old = self.schemas.borrow()[table].clone();
+        let (known, table_last_id) = match self.tables.borrow().get(table) {
+            Some(t) => (Some(t.metadata().current_schema().clone()), t.metadata().last_column_id()),
+            None => (None, 0),
+        };
+        let grown = {
+            let buffers = self.buffers.borrow();
+            let samples = buffers.iter().filter(|((topic, _), _)| self.table_name(topic) == table).flat_map(|(_, b)| b.fresh_samples());
+            decode::evolve_schema(&old, samples, table_last_id, known.as_deref())?
+        };
+        let Some(grown) = grown else { return Ok(()) };
+        let added: Vec<String> = grown.as_struct().fields().iter().skip(old.as_struct().fields().len()).map(|f| {
+            let kind = match f.field_type.as_ref() {
+                iceberg::spec::Type::Primitive(p) => p.to_string(),
+                iceberg::spec::Type::Struct(_) => "struct".into(),
+                iceberg::spec::Type::List(_) => "list".into(),
+                iceberg::spec::Type::Map(_) => "map".into(),
+            };
+            format!("{} ({kind})", f.name)
+        }).collect();
+        tables::record(&self.spool, table, &grown)?;
+        let grown = Arc::new(grown);
+        self.schemas.borrow_mut().insert(table.to_string(), grown.clone());
+        for ((topic, _), b) in self.buffers.borrow_mut().iter_mut() {
+            if self.table_name(topic) == table {
+                b.grow(&grown)?;
+            }
+        }
+        log::info!("table {table}: schema {} adds {}", grown.schema_id(), added.join(", "));
+        Ok(())
     }
 
     /// The schema of a dead-letter table: the table's own when the catalog has it, else the
@@ -267,7 +309,7 @@ impl Agent {
                     Some(s) => s,
                     None => tables::dead_letters(table)?,
                 };
-                tables::record(&self.spool, table, &s)?;
+                tables::record_first(&self.spool, table, &s)?;
                 s
             }
         };
@@ -289,7 +331,7 @@ impl Agent {
                     None => tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()))?,
                 };
                 tables::check_writable(table, &s)?;
-                tables::record(&self.spool, table, &s)?;
+                tables::record_first(&self.spool, table, &s)?;
                 log::info!("table {table}: spooling with schema {}", serde_json::to_string(s.as_ref()).unwrap_or_default());
                 s
             }

@@ -44,7 +44,7 @@ impl Agent {
             }
         }
         for (table, files) in written {
-            for group in upload_groups(files, self.cfg.spool.upload_target_bytes) {
+            for group in upload_groups(files, self.cfg.spool.upload_target_bytes, columns_of) {
                 self.upload(committer, &table, group).await?;
             }
         }
@@ -119,13 +119,25 @@ impl Agent {
     /// The table handle, loading it or creating it (with the schema its spool files were written
     /// with) as needed.
     async fn table(&self, committer: &Committer, name: &str) -> Result<Table> {
-        if let Some(t) = self.tables.borrow().get(name) {
-            return Ok(t.clone());
-        }
+        let cached = self.tables.borrow().get(name).cloned();
+        let t = match cached {
+            Some(t) => t,
+            None => self.load_or_create(committer, name).await?,
+        };
+        // The spool's schema may have grown (new keys in the records): the table follows first.
+        let t = match tables::recorded(&self.spool, name)? {
+            Some(wanted) => committer.grow(t, &wanted).await?,
+            None => t,
+        };
+        self.tables.borrow_mut().insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    async fn load_or_create(&self, committer: &Committer, name: &str) -> Result<Table> {
         let t = match committer.load(name).await? {
             Some(t) => t,
             None => {
-                let schema = tables::recorded(&self.spool, name)?
+                let schema = tables::creation(&self.spool, name)?
                     .ok_or_else(|| Error::decode(format!("table {name}"), "spool files exist but no schema was recorded for them"))?;
                 let t = committer.create(name, &schema).await?;
                 if !tables::same_fields(t.metadata().current_schema(), &schema) {
@@ -137,7 +149,6 @@ impl Agent {
                 t
             }
         };
-        self.tables.borrow_mut().insert(name.to_string(), t.clone());
         Ok(t)
     }
 
@@ -300,22 +311,34 @@ fn merged_key(url: &str) -> String {
 
 /// Packs a table's written spool files (in spool order) into upload groups of about `target`
 /// bytes; a file at or over the target goes alone.
-fn upload_groups(files: Vec<SpoolFile>, target: u64) -> Vec<Vec<SpoolFile>> {
-    let mut groups: Vec<Vec<SpoolFile>> = Vec::new();
+fn upload_groups<K: PartialEq>(files: Vec<SpoolFile>, target: u64, schema: impl Fn(&SpoolFile) -> K) -> Vec<Vec<SpoolFile>> {
+    let mut groups: Vec<(K, Vec<SpoolFile>)> = Vec::new();
     let mut size = 0u64;
     for f in files {
+        let key = schema(&f);
         match groups.last_mut() {
-            Some(g) if size + f.bytes <= target => {
+            // Only files of one schema merge (row groups are copied as they are).
+            Some((k, g)) if size + f.bytes <= target && *k == key => {
                 size += f.bytes;
                 g.push(f);
             }
             _ => {
                 size = f.bytes;
-                groups.push(vec![f]);
+                groups.push((key, vec![f]));
             }
         }
     }
-    groups
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The field ids of a spool file's columns, from the DataFile kept with it (its `column_sizes`
+/// has one entry per column). Field ids are never reused, so equal sets mean equal schemas:
+/// files written before and after the table's schema grew differ.
+fn columns_of(f: &SpoolFile) -> Vec<i64> {
+    let json: serde_json::Value = serde_json::from_slice(&f.meta.extra).unwrap_or_default();
+    let mut ids: Vec<i64> = json["column_sizes"].as_array().into_iter().flatten().filter_map(|e| e["key"].as_i64()).collect();
+    ids.sort_unstable();
+    ids
 }
 
 #[cfg(test)]
@@ -340,10 +363,22 @@ mod tests {
     #[test]
     fn groups_fill_up_to_the_target_in_order() {
         let sizes = [40, 40, 40, 100, 10, 200, 5];
-        let groups = upload_groups(sizes.iter().enumerate().map(|(i, &b)| file(i as u64, b)).collect(), 100);
+        let groups = upload_groups(sizes.iter().enumerate().map(|(i, &b)| file(i as u64, b)).collect(), 100, |_| ());
         let ids: Vec<Vec<u64>> = groups.iter().map(|g| g.iter().map(|f| f.id).collect()).collect();
         assert_eq!(ids, vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5], vec![6]]);
-        assert!(upload_groups(vec![], 100).is_empty());
+        assert!(upload_groups(vec![], 100, |_| ()).is_empty());
+    }
+
+    #[test]
+    fn only_files_of_one_schema_share_a_group() {
+        let files: Vec<SpoolFile> = (0..6).map(|i| file(i, 10)).collect();
+        // Files 2 and 3 were written after the schema grew.
+        let groups = upload_groups(files, 100, |f| f.id == 2 || f.id == 3);
+        let ids: Vec<Vec<u64>> = groups.iter().map(|g| g.iter().map(|f| f.id).collect()).collect();
+        assert_eq!(ids, vec![vec![0, 1], vec![2, 3], vec![4, 5]]);
+        let mut f = file(7, 1);
+        f.meta.extra = br#"{"column_sizes": [{"key": 3, "value": 10}, {"key": 1, "value": 5}]}"#.to_vec();
+        assert_eq!(columns_of(&f), vec![1, 3]);
     }
 
     #[test]

@@ -18,6 +18,10 @@ fn meta_key(table: &str) -> String {
     format!("schema/{table}")
 }
 
+fn base_key(table: &str) -> String {
+    format!("schema-base/{table}")
+}
+
 /// The schema recorded in the spool index for `table`.
 pub fn recorded(spool: &Spool, table: &str) -> Result<Option<Schema>> {
     let Some(bytes) = spool.get_meta(&meta_key(table))? else { return Ok(None) };
@@ -27,6 +31,24 @@ pub fn recorded(spool: &Spool, table: &str) -> Result<Option<Schema>> {
 pub fn record(spool: &Spool, table: &str, schema: &Schema) -> Result<()> {
     let bytes = serde_json::to_vec(schema).map_err(|e| Error::decode(format!("schema of {table}"), e))?;
     Ok(spool.put_meta(&meta_key(table), &bytes)?)
+}
+
+/// The schema a table not yet in the catalog is created with: the first one recorded, before any
+/// growth. A catalog renumbers the fields of a new table level by level, so only this one gets
+/// back the ids the spool files have; later fields are added with their own ids by a schema
+/// change (`Committer::grow`).
+pub fn creation(spool: &Spool, table: &str) -> Result<Option<Schema>> {
+    match spool.get_meta(&base_key(table))? {
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("creation schema of {table} in the spool index"), e)),
+        None => recorded(spool, table),
+    }
+}
+
+/// Records the first schema of a table: both its current and its creation schema.
+pub fn record_first(spool: &Spool, table: &str, schema: &Schema) -> Result<()> {
+    let bytes = serde_json::to_vec(schema).map_err(|e| Error::decode(format!("schema of {table}"), e))?;
+    spool.put_meta(&base_key(table), &bytes)?;
+    record(spool, table, schema)
 }
 
 /// Refuses a table frazil cannot write to: one without the Kafka metadata columns.

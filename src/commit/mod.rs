@@ -18,7 +18,7 @@ use iceberg::io::FileIO;
 use iceberg::spec::{DataFile, FormatVersion, Schema, StructType, deserialize_data_file_from_json, serialize_data_file_to_json};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::{NamespaceIdent, TableIdent};
+use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
 
 use crate::backoff::Backoff;
 use crate::config::CatalogConfig;
@@ -91,6 +91,79 @@ impl Committer {
         Compat::new(async { self.adapter.table(ident.clone(), loaded) })
             .await
             .map_err(|e| Error::iceberg(format!("open table {ident}"), e))
+    }
+
+    /// Makes the table's schema hold every field of `wanted` (the schema the spool files were
+    /// written with, grown by new keys): adds the missing top-level fields, with `wanted`'s ids,
+    /// as a new current schema. Returns the table as it is then. The commit asserts the current
+    /// schema and the last assigned field id, so a concurrent change is reloaded and looked at
+    /// again, never overwritten. Refused when the table used a missing field's id or name for
+    /// something else (another writer grew it differently): the files stay spooled.
+    pub async fn grow(&self, mut table: Table, wanted: &Schema) -> Result<Table> {
+        let ident = table.identifier().clone();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            let md = table.metadata();
+            let current = md.current_schema();
+            let missing: Vec<_> = wanted.as_struct().fields().iter().filter(|f| current.field_by_id(f.id).is_none()).cloned().collect();
+            if missing.is_empty() {
+                return Ok(table);
+            }
+            for f in &missing {
+                if f.id <= md.last_column_id() || current.as_struct().field_by_name(&f.name).is_some() {
+                    return Err(Error::Catalog {
+                        context: format!("grow the schema of {ident}"),
+                        status: None,
+                        body: format!(
+                            "field `{}` (id {}) of the spooled files clashes with the table's schema (last field id {}): another writer changed it; the files stay spooled",
+                            f.name,
+                            f.id,
+                            md.last_column_id()
+                        ),
+                    });
+                }
+            }
+            let next_id = md.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
+            let mut fields = current.as_struct().fields().to_vec();
+            fields.extend(missing.iter().cloned());
+            let schema = Schema::builder()
+                .with_schema_id(next_id)
+                .with_fields(fields)
+                .build()
+                .map_err(|e| Error::iceberg(format!("grown schema of {ident}"), e))?;
+            let requirements = vec![
+                TableRequirement::CurrentSchemaIdMatch { current_schema_id: current.schema_id() },
+                TableRequirement::LastAssignedFieldIdMatch { last_assigned_field_id: md.last_column_id() },
+            ];
+            let updates = vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }];
+            let rest = self.adapter.rest.clone();
+            let id = ident.clone();
+            let answer = blocking::unblock(move || rest.commit(&id, &requirements, &updates)).await?;
+            let names: Vec<&str> = missing.iter().map(|f| f.name.as_str()).collect();
+            match answer {
+                rest::CommitAnswer::Applied(t) => {
+                    log::info!("table {ident}: schema grown by {}", names.join(", "));
+                    return Compat::new(async { self.adapter.table(ident.clone(), *t) })
+                        .await
+                        .map_err(|e| Error::iceberg(format!("open table {ident}"), e));
+                }
+                rest::CommitAnswer::Conflict(body) => log::info!("table {ident}: schema change conflicted ({}); reloading", body.trim()),
+                rest::CommitAnswer::Unknown(e) => log::warn!("table {ident}: schema change outcome unknown ({e}); reloading"),
+            }
+            if backoff.attempts() >= MAX_ATTEMPTS {
+                return Err(Error::Catalog {
+                    context: format!("grow the schema of {ident}"),
+                    status: None,
+                    body: format!("gave up after {MAX_ATTEMPTS} attempts; the files stay spooled and are retried later"),
+                });
+            }
+            smol::Timer::after(backoff.next_delay()).await;
+            table = self.load(ident.name()).await?.ok_or_else(|| Error::Catalog {
+                context: format!("grow the schema of {ident}"),
+                status: Some(404),
+                body: format!("table {ident} disappeared"),
+            })?;
+        }
     }
 
     /// Appends `files` in one snapshot carrying `commit_id` and `offsets`. Returns the table as

@@ -47,7 +47,7 @@ pub struct Flushed {
     /// partition and offset.
     pub rejected: Vec<DeadLetter>,
     /// Top-level keys (as spelled in the JSON) that the schema has no column for; their values
-    /// were dropped.
+    /// were not stored. The agent grows the schema first ([`BatchDecoder::grow`]), so this stays empty there.
     pub unknown_fields: BTreeSet<String>,
 }
 
@@ -69,8 +69,11 @@ struct Row {
     timestamp_ms: i64,
     key: Option<Box<[u8]>>,
     value: Map<String, Value>,
-    /// The value as it came, for the dead-letter table if the row does not fit.
+    /// The value as it came, for the dead-letter table if the row does not fit, and as a sample
+    /// when the schema grows.
     raw: Box<[u8]>,
+    /// Some top-level key has no column yet (the schema must grow before this row is decoded).
+    fresh: bool,
 }
 
 impl Row {
@@ -179,7 +182,7 @@ impl BatchDecoder {
             };
             return Err(Rejected::new(format!("value is {kind}, not a JSON object")));
         };
-        let value = self.columns_of(map);
+        let (value, fresh) = self.columns_of(map);
         self.bytes += bytes.len() + msg.key.map_or(0, <[u8]>::len);
         self.rows.push(Row {
             partition: msg.partition,
@@ -188,29 +191,61 @@ impl BatchDecoder {
             key: msg.key.map(Box::from),
             value,
             raw: Box::from(bytes),
+            fresh,
         });
         Ok(())
     }
 
-    /// Renames top-level keys to column names and drops (and records) keys without a column.
-    fn columns_of(&mut self, map: Map<String, Value>) -> Map<String, Value> {
+    /// Renames top-level keys to column names. Keys without a column are kept (arrow_json skips
+    /// them) and recorded: the row is `fresh`, and the schema should grow before it is decoded.
+    fn columns_of(&mut self, map: Map<String, Value>) -> (Map<String, Value>, bool) {
         // Most rows need neither: skip rebuilding the map for them.
         if map
             .keys()
             .all(|k| names::escape(k) == k.as_str() && self.columns.contains(k.as_str()))
         {
-            return map;
+            return (map, false);
         }
         let mut out = Map::new();
+        let mut fresh = false;
         for (key, value) in map {
             let column = names::escape(&key);
-            if self.columns.contains(&*column) {
-                out.insert(column.into_owned(), value);
-            } else {
-                self.unknown.insert(key);
+            if !self.columns.contains(&*column) {
+                fresh = true;
+                self.unknown.insert(key.clone());
             }
+            out.insert(column.into_owned(), value);
         }
-        out
+        (out, fresh)
+    }
+
+    /// True when some buffered row has a top-level key the schema has no column for.
+    pub fn has_fresh_keys(&self) -> bool {
+        self.rows.iter().any(|r| r.fresh)
+    }
+
+    /// The raw values of the rows with keys the schema lacks: the samples to grow it from.
+    pub fn fresh_samples(&self) -> impl Iterator<Item = &[u8]> {
+        self.rows.iter().filter(|r| r.fresh).map(|r| &*r.raw)
+    }
+
+    /// Switches to `schema` (the old one grown by new fields), keeping the buffered rows: a
+    /// row's keys that the new schema has are decoded from now on.
+    pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> Result<()> {
+        let mut next = BatchDecoder::new(schema)?;
+        next.rows = std::mem::take(&mut self.rows);
+        next.bytes = self.bytes;
+        for row in &mut next.rows {
+            row.fresh = row.value.keys().any(|k| !next.columns.contains(k));
+        }
+        next.unknown = next
+            .rows
+            .iter()
+            .filter(|r| r.fresh)
+            .flat_map(|r| r.value.keys().filter(|k| !next.columns.contains(*k)).cloned())
+            .collect();
+        *self = next;
+        Ok(())
     }
 
     /// Buffered accepted rows.

@@ -220,6 +220,46 @@ pub fn infer_schema<'a>(samples: impl IntoIterator<Item = &'a [u8]>) -> Result<S
         .map_err(|e| Error::iceberg("building the inferred schema", e))
 }
 
+/// The schema `old` grows into when values carry top-level keys it has no column for: `old`'s
+/// fields, then one optional field per new key (in order of first appearance), typed from the
+/// samples. A key `known` (the table's schema in the catalog, which another writer may have
+/// evolved) already has keeps that field, id and type; any other gets ids after `last_id` (the
+/// highest id ever assigned), parents before children. Schema id: `old`'s plus one.
+/// `None` when the samples bring no new key.
+pub fn evolve_schema<'a>(old: &Schema, samples: impl IntoIterator<Item = &'a [u8]>, last_id: i32, known: Option<&Schema>) -> Result<Option<Schema>> {
+    let mut root = Fields::default();
+    for sample in samples {
+        if let Ok(Kind::Object(fields)) = serde_json::from_slice::<Kind>(sample) {
+            for (key, kind) in fields.order {
+                root.merge_field(key, kind);
+            }
+        }
+    }
+    let mut ids = Ids(last_id.max(old.highest_field_id()));
+    let mut added: Vec<NestedFieldRef> = Vec::new();
+    for (key, kind) in root.order {
+        let name = names::escape(&key).into_owned();
+        if old.as_struct().field_by_name(&name).is_some() {
+            continue;
+        }
+        match known.and_then(|k| k.as_struct().field_by_name(&name)) {
+            Some(f) => added.push(f.clone()),
+            None => added.push(field(name, kind, &mut ids)),
+        }
+    }
+    if added.is_empty() {
+        return Ok(None);
+    }
+    let mut fields: Vec<NestedFieldRef> = old.as_struct().fields().to_vec();
+    fields.extend(added);
+    Schema::builder()
+        .with_schema_id(old.schema_id() + 1)
+        .with_fields(fields)
+        .build()
+        .map(Some)
+        .map_err(|e| Error::iceberg("building the evolved schema", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +385,22 @@ mod tests {
     fn duplicate_keys_merge() {
         let s = infer(&[r#"{"a": 1, "a": "x"}"#]);
         assert_eq!(render(&s), format!("1 a: string, {}", meta(2)));
+    }
+
+    #[test]
+    fn evolution_appends_new_keys_with_fresh_ids_and_keeps_the_rest() {
+        let old = infer(&[r#"{"a": 1, "b": "x"}"#]);
+        assert_eq!(render(&old), format!("1 a: long, 2 b: string, {}", meta(3)));
+        let samples = [r#"{"a": 2, "c": {"d": [1.5]}}"#, r#"{"b": "y", "e": true, "c": null}"#];
+        let new = evolve_schema(&old, samples.iter().map(|s| s.as_bytes()), 6, None).unwrap().unwrap();
+        // Ids continue after the highest ever assigned (6 here, above the schema's own 6 too).
+        assert_eq!(render(&new), format!("1 a: long, 2 b: string, {}, 7 c: {{8 d: [9 double]}}, 10 e: boolean", meta(3)));
+        assert_eq!(new.schema_id(), old.schema_id() + 1);
+        assert!(evolve_schema(&new, samples.iter().map(|s| s.as_bytes()), 10, None).unwrap().is_none(), "nothing new");
+
+        // A key the table already has (another writer added it) keeps the table's field.
+        let table = evolve_schema(&old, [br#"{"e": "text"}"#.as_slice()], 20, None).unwrap().unwrap();
+        let adopted = evolve_schema(&old, [br#"{"e": true}"#.as_slice()], 21, Some(&table)).unwrap().unwrap();
+        assert_eq!(render(&adopted), format!("1 a: long, 2 b: string, {}, 21 e: string", meta(3)));
     }
 }

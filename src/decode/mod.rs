@@ -22,7 +22,7 @@ mod tests;
 
 pub use batch::{BatchDecoder, Flushed, Rejected};
 pub use dead::{DeadLetter, dead_letter_batch, dead_letter_schema};
-pub use infer::infer_schema;
+pub use infer::{evolve_schema, infer_schema};
 
 /// One Kafka record, borrowed from the fetch buffer.
 #[derive(Debug, Clone, Copy)]

@@ -281,6 +281,17 @@ pub async fn produce(
     partitions: i32,
     ids: std::ops::Range<u64>,
 ) -> BTreeMap<(i32, i64), Produced> {
+    produce_with(kafka, topic, partitions, ids, event).await
+}
+
+/// [`produce`] with values made by `make` instead of [`event`].
+pub async fn produce_with(
+    kafka: &str,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+    make: impl Fn(u64) -> Value,
+) -> BTreeMap<(i32, i64), Produced> {
     let client = ClientBuilder::new(vec![kafka.to_string()])
         .build()
         .await
@@ -299,7 +310,7 @@ pub async fn produce(
             let produced: Vec<Produced> = chunk
                 .iter()
                 .map(|&i| Produced {
-                    value: event(i),
+                    value: make(i),
                     key: format!("key-{i}"),
                     timestamp_ms: 1_700_000_000_000 + i as i64,
                 })
