@@ -195,6 +195,52 @@ fn new_fields_grow_the_table_and_older_rows_read_as_null() {
     }
 }
 
+#[test]
+fn a_topic_pattern_picks_up_topics_created_while_running() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&[], "commit_interval = \"1s\"\n\n[catalog.tables]\nfleet_b = \"fleet_bravo\"");
+    let text = std::fs::read_to_string(&config).unwrap().replace("topics = []", "topic_pattern = \"^fleet_\"\nrefresh_interval = \"1s\"");
+    std::fs::write(&config, text).unwrap();
+    for (topic, partitions) in [("fleet_a", 2), ("fleet_b", 1), ("other", 1)] {
+        block_on(create_topic(&kafka, topic, partitions));
+    }
+    let mut a = block_on(produce(&kafka, "fleet_a", 2, 0..500));
+    let b = block_on(produce(&kafka, "fleet_b", 1, 10_000..10_300));
+    block_on(produce(&kafka, "other", 1, 20_000..20_100));
+
+    let log = servers.dir.path().join("run.log");
+    let mut run = Guard(Some(
+        Command::new(env!("CARGO_BIN_EXE_frazil"))
+            .args(["run", "--config", path_str(&config)])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start frazil run"),
+    ));
+    let landed = |table: &str, n: usize| wait_until(Duration::from_secs(60), || servers.rows_now(table) == n);
+    assert!(landed("fleet_a", 500) && landed("fleet_bravo", 300), "{}", std::fs::read_to_string(&log).unwrap());
+    // A topic created while frazil runs, and more events for one it already reads.
+    block_on(create_topic(&kafka, "fleet_c", 2));
+    let c = block_on(produce(&kafka, "fleet_c", 2, 30_000..30_400));
+    a.extend(block_on(produce(&kafka, "fleet_a", 2, 500..600)));
+    assert!(landed("fleet_c", 400) && landed("fleet_a", 600), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(Command::new("kill").args(["-TERM", &run.child().id().to_string()]).status().unwrap().success());
+    assert!(run.wait().success());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("fleet_c/0: new partition") && text.contains("fleet_c/1: new partition"), "{text}");
+    for (table, expected) in [("fleet_a", &a), ("fleet_bravo", &b), ("fleet_c", &c)] {
+        for reader in ["pyiceberg", "duckdb"] {
+            let (rows, _) = servers.read_table(table, reader);
+            assert_exactly(&format!("{reader} {table}"), &rows, expected);
+        }
+    }
+    let st = status_json(&config, &[]);
+    let tables: Vec<&str> = st["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+    assert!(!tables.contains(&"other") && !text.contains("other/0"), "a topic the pattern does not match is not read: {tables:?}");
+    assert!(["fleet_a", "fleet_bravo", "fleet_c"].iter().all(|t| tables.contains(t)), "status lists the pattern's tables: {tables:?}");
+}
+
 fn start_run(config: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_frazil"))
         .args(["run", "--config", path_str(config)])

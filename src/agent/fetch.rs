@@ -33,7 +33,7 @@ impl Agent {
             smol::Timer::after(delay).await;
             Ok(())
         };
-        let (source, partitions) = loop {
+        let (mut source, mut partitions) = loop {
             if stopping.get() {
                 return Ok(());
             }
@@ -66,6 +66,7 @@ impl Agent {
             }
         };
         let max_bytes = self.cfg.kafka.fetch_max_bytes as i32;
+        let mut refreshed = std::time::Instant::now();
         let mut paused = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut was_paused = false;
         loop {
@@ -101,10 +102,22 @@ impl Agent {
                 was_paused = false;
                 paused.reset();
             }
+            // `run` picks up topics and partitions that appeared since (a flush reads what was there at its start).
+            if mode == Mode::Run && refreshed.elapsed() >= self.cfg.kafka.refresh_interval {
+                refreshed = std::time::Instant::now();
+                if let Err(e) = self.refresh(&mut source, &mut partitions, &mut next).await {
+                    log::warn!("looking for new topics and partitions: {e}; trying again in {:.0?}", self.cfg.kafka.refresh_interval);
+                }
+            }
             let active: Vec<&TopicPartition> =
                 partitions.iter().filter(|tp| targets.as_ref().is_none_or(|t| next[*tp] < t[*tp])).collect();
             if active.is_empty() {
-                break;
+                if mode == Mode::Flush {
+                    break;
+                }
+                // Nothing to read yet (a pattern that matches no topic so far): wait for the next refresh.
+                smol::Timer::after(self.cfg.kafka.refresh_interval.min(Duration::from_secs(1))).await;
+                continue;
             }
             let fetches = active.iter().map(|tp| source.fetch(tp, next[*tp], max_bytes, self.cfg.kafka.fetch_max_wait));
             let mut failure = None;
@@ -137,6 +150,22 @@ impl Agent {
             }
         }
         self.roll(true).await
+    }
+
+    /// Discovers topics and partitions again and starts reading the new ones.
+    async fn refresh(&self, source: &mut Source, partitions: &mut Vec<TopicPartition>, next: &mut BTreeMap<TopicPartition, i64>) -> Result<()> {
+        let found = source.discover().await?;
+        let new: Vec<TopicPartition> = found.into_iter().filter(|tp| !next.contains_key(tp)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let starts = self.start_offsets(source, &new).await?;
+        for (tp, start) in starts {
+            log::info!("{}/{}: new partition, reading from offset {start} into table {}", tp.0, tp.1, self.table_name(&tp.0));
+            next.insert(tp.clone(), start);
+            partitions.push(tp);
+        }
+        Ok(())
     }
 
     /// True while the spool is under its quota and disk floor (and the disk was not found full).

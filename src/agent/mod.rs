@@ -206,6 +206,6 @@ impl Agent {
     }
 
     fn table_name(&self, topic: &str) -> String {
-        crate::config::table_name(&self.cfg.catalog.table, topic)
+        self.cfg.table_for(topic)
     }
 }

@@ -123,8 +123,8 @@ fn local(cfg: &Config) -> Result<Status> {
     let usage = spool.usage()?;
     let counts = spool.status()?;
     let mut tables: BTreeMap<String, TableStatus> = BTreeMap::new();
-    for topic in &cfg.kafka.topics {
-        let name = crate::config::table_name(&cfg.catalog.table, topic);
+    for topic in cfg.kafka.topics.iter().chain(cfg.catalog.tables.keys()) {
+        let name = cfg.table_for(topic);
         tables.entry(name.clone()).or_insert_with(|| TableStatus { table: name, ..TableStatus::default() });
     }
     let mut quarantined = Vec::new();
@@ -216,6 +216,11 @@ async fn check_broker(cfg: &Config, st: &mut Status) -> Reach {
     let result: Result<()> = async {
         let mut source = Source::connect(&cfg.kafka).await?;
         for tp in source.discover().await? {
+            // Topics read by pattern have tables too, also once their files are committed and gone.
+            let table = cfg.table_for(&tp.0);
+            if !st.tables.iter().any(|t| t.table == table) {
+                st.tables.push(TableStatus { table, ..TableStatus::default() });
+            }
             let (low, high) = source.watermarks(&tp).await?;
             let p = partition(st, &tp);
             p.high_watermark = Some(high);

@@ -4,6 +4,7 @@
 
 mod units;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,7 +25,12 @@ pub enum StartAt {
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
     pub brokers: Vec<String>,
+    /// Topics read by name: each must exist.
     pub topics: Vec<String>,
+    /// Topics read because their name matches (internal `__` topics never do).
+    pub topic_pattern: Option<regex_lite::Regex>,
+    /// How often `run` looks for new topics and partitions.
+    pub refresh_interval: Duration,
     pub start: StartAt,
     pub client_id: String,
     /// Upper bound of one fetch response, shared by the partitions fetched together.
@@ -62,6 +68,8 @@ pub struct CatalogConfig {
     pub table: String,
     /// Dead-letter table name template; `{table}` is replaced by the table's name.
     pub dead_letter_table: String,
+    /// Explicit topic → table entries; they win over the template.
+    pub tables: BTreeMap<String, String>,
     pub commit_interval: Duration,
     pub request_timeout: Duration,
 }
@@ -102,7 +110,10 @@ struct RawAgent {
 #[serde(deny_unknown_fields)]
 struct RawKafka {
     brokers: Vec<String>,
+    #[serde(default)]
     topics: Vec<String>,
+    topic_pattern: Option<String>,
+    refresh_interval: Option<String>,
     start: Option<String>,
     client_id: Option<String>,
     fetch_max_bytes: Option<String>,
@@ -130,6 +141,8 @@ struct RawCatalog {
     namespace: Option<String>,
     table: Option<String>,
     dead_letter_table: Option<String>,
+    #[serde(default)]
+    tables: BTreeMap<String, String>,
     commit_interval: Option<String>,
     request_timeout: Option<String>,
 }
@@ -228,8 +241,14 @@ fn validate(raw: RawConfig) -> Result<Config> {
     if let Some(b) = k.brokers.iter().find(|b| !b.contains(':')) {
         return Err(Error::config("kafka.brokers", format!("`{b}` has no port"), "write host:port, e.g. \"127.0.0.1:9092\""));
     }
-    if k.topics.is_empty() {
-        return Err(Error::config("kafka.topics", "is empty", "list the topics to read, e.g. topics = [\"events\"]"));
+    let topic_pattern = match k.topic_pattern.as_deref() {
+        None => None,
+        Some(p) => Some(regex_lite::Regex::new(p).map_err(|e| {
+            Error::config("kafka.topic_pattern", format!("`{p}` is not a regular expression ({e})"), "write e.g. \"^sensors\\\\..*\" (TOML strings need \\\\ for a backslash)")
+        })?),
+    };
+    if k.topics.is_empty() && topic_pattern.is_none() {
+        return Err(Error::config("kafka.topics", "is empty and kafka.topic_pattern is not set", "list the topics to read, e.g. topics = [\"events\"], or set topic_pattern = \"^events_.*\""));
     }
     let start = match k.start.as_deref().unwrap_or("earliest") {
         "earliest" => StartAt::Earliest,
@@ -243,6 +262,8 @@ fn validate(raw: RawConfig) -> Result<Config> {
     let kafka = KafkaConfig {
         brokers: k.brokers,
         topics: k.topics,
+        topic_pattern,
+        refresh_interval: duration("kafka.refresh_interval", k.refresh_interval, "30s")?,
         start,
         client_id: k.client_id.unwrap_or_else(|| "frazil".into()),
         fetch_max_bytes,
@@ -284,12 +305,22 @@ fn validate(raw: RawConfig) -> Result<Config> {
             "write e.g. \"{table}__dlq\" (a name other than the table's own, no dots)",
         ));
     }
+    for (topic, t) in &c.tables {
+        if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
+            return Err(Error::config(
+                &format!("catalog.tables.\"{topic}\""),
+                format!("`{t}` is not a table name"),
+                "use lowercase letters, digits and `_`, e.g. \"temperatures\"",
+            ));
+        }
+    }
     let catalog = CatalogConfig {
         uri: c.uri.trim_end_matches('/').to_string(),
         warehouse: c.warehouse.filter(|w| !w.is_empty()),
         namespace,
         table,
         dead_letter_table,
+        tables: c.tables,
         commit_interval: duration("catalog.commit_interval", c.commit_interval, "60s")?,
         request_timeout: duration("catalog.request_timeout", c.request_timeout, "30s")?,
     };
@@ -305,6 +336,23 @@ fn validate(raw: RawConfig) -> Result<Config> {
         path_style: s3.path_style.unwrap_or(false),
     };
     Ok(Config { agent_id, kafka, spool, catalog, s3 })
+}
+
+impl Config {
+    /// The table `topic` goes to: its explicit entry in `catalog.tables`, else the template.
+    pub fn table_for(&self, topic: &str) -> String {
+        match self.catalog.tables.get(topic) {
+            Some(t) => t.clone(),
+            None => table_name(&self.catalog.table, topic),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Whether `topic` is read: listed by name, or matching the pattern (never an internal `__` topic).
+    pub fn reads(&self, topic: &str) -> bool {
+        self.topics.iter().any(|t| t == topic) || (!topic.starts_with("__") && self.topic_pattern.as_ref().is_some_and(|p| p.is_match(topic)))
+    }
 }
 
 /// The dead-letter table of `table` (a name [`table_name`] made).
@@ -393,5 +441,38 @@ uri = "http://127.0.0.1:8181"
     fn table_names_are_safe() {
         assert_eq!(table_name("{topic}", "Sensor.Readings-v2"), "sensor_readings_v2");
         assert_eq!(table_name("raw_{topic}", "a"), "raw_a");
+    }
+
+    #[test]
+    fn topics_by_pattern_and_tables_by_entry() {
+        let text = MINIMAL.replace("topics = [\"events\"]", "topic_pattern = \"^fleet_\"\nrefresh_interval = \"5s\"")
+            + "dead_letter_table = \"dlq_{table}\"\n[catalog.tables]\nfleet_b = \"bravo\"\n";
+        let c = Config::parse(&text).unwrap();
+        assert!(c.kafka.reads("fleet_a") && !c.kafka.reads("other") && !c.kafka.reads("__fleet_x"));
+        assert_eq!(c.kafka.refresh_interval, Duration::from_secs(5));
+        assert_eq!((c.table_for("fleet_a"), c.table_for("fleet_b")), ("fleet_a".to_string(), "bravo".to_string()));
+        assert_eq!(dead_letter_table_name(&c.catalog.dead_letter_table, "bravo"), "dlq_bravo");
+
+        let (key, problem, _) = err(&MINIMAL.replace("topics = [\"events\"]", "topic_pattern = \"(\""));
+        assert_eq!(key, "kafka.topic_pattern");
+        assert!(problem.contains("not a regular expression"), "{problem}");
+        let (key, ..) = err(&format!("{MINIMAL}[catalog.tables]\nevents = \"Bad.Name\"\n"));
+        assert_eq!(key, "catalog.tables.\"events\"");
+        let (key, problem, _) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = []"));
+        assert_eq!(key, "kafka.topics");
+        assert!(problem.contains("topic_pattern"), "{problem}");
+        let (key, ..) = err(&format!("{MINIMAL}dead_letter_table = \"{{table}}\"\n"));
+        assert_eq!(key, "catalog.dead_letter_table");
+    }
+
+    /// The reference in the README is a config that parses, with every key it shows.
+    #[test]
+    fn the_readme_reference_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("a toml block in the README") + "```toml\n".len();
+        let text = &readme[start..start + readme[start..].find("```").unwrap()];
+        let c = Config::parse(text).unwrap_or_else(|e| panic!("README reference: {e}"));
+        assert_eq!(c.table_for("sensors.temp"), "temperatures");
+        assert!(c.kafka.topic_pattern.is_some());
     }
 }

@@ -49,14 +49,16 @@ impl Source {
         Ok(Source { cfg: cfg.clone(), client, partitions: BTreeMap::new() })
     }
 
-    /// Looks up the partitions of the configured topics and opens a client for each new one.
-    /// Returns every known topic-partition. A configured topic the broker lacks is an error.
+    /// Looks up the partitions of the topics read (by name or pattern) and opens a client for
+    /// each new one. Returns every known topic-partition, sorted. A topic listed by name that
+    /// the broker lacks is an error; a pattern that matches nothing yet is not.
     pub async fn discover(&mut self) -> Result<Vec<TopicPartition>> {
         let topics = timed(self.cfg.request_timeout, "list topics", self.client.list_topics()).await?;
-        for name in &self.cfg.topics {
-            let Some(topic) = topics.iter().find(|t| &t.name == name) else {
-                return Err(Error::Source { context: format!("topic {name}"), reason: "the broker does not have this topic (create it, or fix kafka.topics)".into() });
-            };
+        if let Some(name) = self.cfg.topics.iter().find(|n| !topics.iter().any(|t| &t.name == *n)) {
+            return Err(Error::Source { context: format!("topic {name}"), reason: "the broker does not have this topic (create it, or fix kafka.topics)".into() });
+        }
+        for topic in topics.iter().filter(|t| self.cfg.reads(&t.name)) {
+            let name = &topic.name;
             for &p in &topic.partitions {
                 let tp = (name.clone(), p);
                 if self.partitions.contains_key(&tp) {
