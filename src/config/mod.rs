@@ -308,7 +308,7 @@ fn validate(raw: RawConfig) -> Result<Config> {
     for (topic, t) in &c.tables {
         if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
             return Err(Error::config(
-                &format!("catalog.tables.\"{topic}\""),
+                format!("catalog.tables.\"{topic}\""),
                 format!("`{t}` is not a table name"),
                 "use lowercase letters, digits and `_`, e.g. \"temperatures\"",
             ));
