@@ -241,6 +241,54 @@ fn a_topic_pattern_picks_up_topics_created_while_running() {
     assert!(["fleet_a", "fleet_bravo", "fleet_c"].iter().all(|t| tables.contains(t)), "status lists the pattern's tables: {tables:?}");
 }
 
+#[test]
+fn a_partitioned_table_gets_one_file_per_partition_value_and_prunes() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(
+        &["zoned"],
+        "commit_interval = \"1s\"\n\n[catalog.partition_by]\nzoned = [\"identity(zone)\", \"day(_kafka_timestamp)\"]",
+    );
+    block_on(create_topic(&kafka, "zoned", 2));
+    let zones = ["north", "south", "east"];
+    let make = |i: u64| json!({"id": i, "zone": zones[(i % 3) as usize], "temp": i as f64 / 2.0});
+    let mut expected = block_on(produce_with(&kafka, "zoned", 2, 0..3_000, make));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("partitioned by"), "{log}");
+    expected.extend(block_on(produce_with(&kafka, "zoned", 2, 3_000..4_500, make)));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table("zoned", reader);
+        assert_exactly(reader, &rows, &expected);
+    }
+
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(repo().join("tests/check/partitions.py"));
+    servers.catalog_args(&mut cmd, "zoned");
+    let out = cmd.args(["--column", "zone", "--value", "north"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let spec: Vec<(&str, &str)> = report["spec"].as_array().unwrap().iter().map(|f| (f["source"].as_str().unwrap(), f["transform"].as_str().unwrap())).collect();
+    assert_eq!(spec, [("zone", "identity"), ("_kafka_timestamp", "day")], "{report}");
+    // Every data file holds one zone, its partition tuple says which, and its path too.
+    let files = report["files"].as_array().unwrap();
+    let mut per_zone = std::collections::BTreeMap::new();
+    for f in files {
+        let zone = f["partition"]["zone"].as_str().unwrap_or_else(|| panic!("no zone in {f}"));
+        assert!(f["path"].as_str().unwrap().contains(&format!("/zone={zone}/")), "{f}");
+        *per_zone.entry(zone.to_string()).or_insert(0) += f["records"].as_u64().unwrap();
+    }
+    assert_eq!(per_zone, zones.iter().map(|z| (z.to_string(), 1_500)).collect(), "{report}");
+    // A filter on the partition column plans only that zone's files, in pyiceberg and in DuckDB.
+    let north = files.iter().filter(|f| f["partition"]["zone"] == "north").count() as u64;
+    assert_eq!(report["pyiceberg_planned"], north, "{report}");
+    assert_eq!(report["duckdb_rows"], 1_500, "{report}");
+    assert_eq!(report["duckdb_files_scanned"], north, "DuckDB's profile (Total Files Read): {report}");
+    println!("partitioned: {} files for 3 zones; a zone filter plans {north} (pyiceberg), DuckDB read {}", files.len(), report["duckdb_files_scanned"]);
+}
+
 fn start_run(config: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_frazil"))
         .args(["run", "--config", path_str(config)])

@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::config::StartAt;
 use crate::decode::{self, BatchDecoder, Message};
 use crate::spool::Part;
+use iceberg::spec::PartitionSpec;
 use crate::source::{Source, TopicPartition, is_offset_out_of_range};
 use crate::{Result, commit};
 
@@ -327,44 +328,43 @@ impl Agent {
     /// The schema of a dead-letter table: the table's own when the catalog has it, else the
     /// canonical one; recorded in the spool index like any table's.
     fn dead_letter_schema(&self, table: &str) -> Result<Arc<iceberg::spec::Schema>> {
-        if let Some(s) = self.schemas.borrow().get(table) {
-            return Ok(s.clone());
-        }
-        let schema = match tables::recorded(&self.spool, table)? {
-            Some(s) => Arc::new(s),
-            None => {
-                let existing = self.tables.borrow().get(table).map(|t| t.metadata().current_schema().clone());
-                let s = match existing {
-                    Some(s) => s,
-                    None => tables::dead_letters(table)?,
-                };
-                tables::record_first(&self.spool, table, &s)?;
-                s
-            }
-        };
-        self.schemas.borrow_mut().insert(table.to_string(), schema.clone());
-        Ok(schema)
+        self.decide(table, true, || tables::dead_letters(table))
     }
 
     /// The schema a table's spool files are written with (see `tables`).
     async fn schema_for(&self, table: &str, samples: &[RecordAndOffset]) -> Result<Arc<iceberg::spec::Schema>> {
+        let partition = self.cfg.partition_fields(table, false);
+        self.decide(table, false, || tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()), partition))
+    }
+
+    /// A table's schema and partition spec, decided once and kept in the spool index: the ones the
+    /// spool recorded, else the table's own when the catalog has it, else `make`'s.
+    fn decide(&self, table: &str, dead_letter: bool, make: impl FnOnce() -> Result<(Arc<iceberg::spec::Schema>, PartitionSpec)>) -> Result<Arc<iceberg::spec::Schema>> {
         if let Some(s) = self.schemas.borrow().get(table) {
             return Ok(s.clone());
         }
-        let schema = match tables::recorded(&self.spool, table)? {
-            Some(s) => Arc::new(s),
+        let (schema, spec) = match tables::recorded(&self.spool, table)? {
+            Some(s) => (Arc::new(s), tables::recorded_spec(&self.spool, table)?.unwrap_or_else(PartitionSpec::unpartition_spec)),
             None => {
-                let existing = self.tables.borrow().get(table).map(|t| t.metadata().current_schema().clone());
-                let s = match existing {
-                    Some(s) => s,
-                    None => tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()))?,
+                let existing = self.tables.borrow().get(table).map(|t| (t.metadata().current_schema().clone(), t.metadata().default_partition_spec().as_ref().clone()));
+                let (s, spec) = match existing {
+                    Some(found) => found,
+                    None => make()?,
                 };
-                tables::check_writable(table, &s)?;
+                if !dead_letter {
+                    tables::check_writable(table, &s)?;
+                }
+                tables::record_spec(&self.spool, table, &spec)?;
                 tables::record_first(&self.spool, table, &s)?;
-                log::info!("table {table}: spooling with schema {}", serde_json::to_string(s.as_ref()).unwrap_or_default());
-                s
+                log::info!(
+                    "table {table}: spooling with schema {}{}",
+                    serde_json::to_string(s.as_ref()).unwrap_or_default(),
+                    if spec.is_unpartitioned() { String::new() } else { format!(", partitioned by {}", serde_json::to_string(spec.fields()).unwrap_or_default()) }
+                );
+                (s, spec)
             }
         };
+        self.specs.borrow_mut().insert(table.to_string(), Arc::new(spec));
         self.schemas.borrow_mut().insert(table.to_string(), schema.clone());
         Ok(schema)
     }
@@ -402,12 +402,14 @@ impl Agent {
             let mut parts = Vec::new();
             if r.rows > 0 {
                 let schema = self.schemas.borrow()[&table].clone();
-                parts.push(Part { schema, batches: r.batches.clone(), meta: meta(&table, r.rows) });
+                let spec = self.specs.borrow()[&table].clone();
+                parts.push(Part { schema, spec, batches: r.batches.clone(), meta: meta(&table, r.rows) });
             }
             if !r.dead.is_empty() {
                 let schema = self.dead_letter_schema(&dead_table)?;
                 let batch = decode::dead_letter_batch(&tp.0, &r.dead, &schema)?;
-                parts.push(Part { schema, batches: vec![batch], meta: meta(&dead_table, r.dead.len() as u64) });
+                let spec = self.specs.borrow()[&dead_table].clone();
+                parts.push(Part { schema, spec, batches: vec![batch], meta: meta(&dead_table, r.dead.len() as u64) });
             }
             if parts.is_empty() {
                 continue; // only dead letters that are already committed

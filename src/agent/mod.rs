@@ -60,6 +60,8 @@ pub struct Agent {
     stores: Arc<Stores>,
     committer: RefCell<Option<Rc<Committer>>>,
     schemas: RefCell<HashMap<String, Arc<Schema>>>,
+    /// Per table, the partition spec its spool files are split by (decided with the schema).
+    specs: RefCell<HashMap<String, Arc<iceberg::spec::PartitionSpec>>>,
     tables: RefCell<HashMap<String, Table>>,
     /// Per partition, the next offset after the dead letters this agent committed to the
     /// dead-letter table (read at start): a record below it that fails again is not written twice.
@@ -99,6 +101,7 @@ impl Agent {
             spool: Arc::new(spool),
             committer: RefCell::new(None),
             schemas: RefCell::new(HashMap::new()),
+            specs: RefCell::new(HashMap::new()),
             tables: RefCell::new(HashMap::new()),
             dead_floor: RefCell::new(BTreeMap::new()),
             buffers: RefCell::new(BTreeMap::new()),

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_compat::Compat;
 use bytes::Bytes;
 use frazil_spool::{FileState, PendingCommit, SpoolFile};
+use iceberg::spec::PartitionSpec;
 use iceberg::table::Table;
 
 use super::{Agent, tables};
@@ -129,6 +130,19 @@ impl Agent {
             Some(wanted) => committer.grow(t, &wanted).await?,
             None => t,
         };
+        // Spool files carry partition tuples of the recorded spec: the table must use the same.
+        if let Some(spec) = tables::recorded_spec(&self.spool, name)?
+            && spec.fields() != t.metadata().default_partition_spec().fields()
+        {
+            return Err(Error::decode(
+                format!("table {name}"),
+                format!(
+                    "is partitioned by {} but the spooled files by {}; they are kept until the table's partitioning matches",
+                    serde_json::to_string(t.metadata().default_partition_spec().fields()).unwrap_or_default(),
+                    serde_json::to_string(spec.fields()).unwrap_or_default()
+                ),
+            ));
+        }
         self.tables.borrow_mut().insert(name.to_string(), t.clone());
         Ok(t)
     }
@@ -139,7 +153,8 @@ impl Agent {
             None => {
                 let schema = tables::creation(&self.spool, name)?
                     .ok_or_else(|| Error::decode(format!("table {name}"), "spool files exist but no schema was recorded for them"))?;
-                let t = committer.create(name, &schema).await?;
+                let spec = tables::recorded_spec(&self.spool, name)?.unwrap_or_else(PartitionSpec::unpartition_spec);
+                let t = committer.create(name, &schema, &spec).await?;
                 if !tables::same_fields(t.metadata().current_schema(), &schema) {
                     return Err(Error::decode(
                         format!("table {name}"),
@@ -175,16 +190,17 @@ impl Agent {
             }
         }
         let ids: Vec<u64> = parts.iter().map(|f| f.id).collect();
+        let dir = parts.first().map(|f| partition_dir(&table, f)).unwrap_or_default();
         let url = match parts.as_slice() {
             [] => return Ok(()),
             [f] => {
-                let url = object_url(&location, &self.cfg.agent_id, f);
+                let url = object_url(&location, &self.cfg.agent_id, &dir, f);
                 let bytes = single.take().expect("the one part was read");
                 Compat::new(self.stores.put(&url, Bytes::from(bytes))).await?;
                 url
             }
             _ => {
-                let url = merged_url(&location, &self.cfg.agent_id, name, &parts);
+                let url = merged_url(&location, &self.cfg.agent_id, &dir, name, &parts);
                 let spool = self.spool.clone();
                 let inputs: Vec<std::path::PathBuf> = parts.iter().map(|f| f.path.clone()).collect();
                 let tmp = spool.temp_path();
@@ -201,7 +217,7 @@ impl Agent {
                     .iter()
                     .map(|f| commit::data_file_from_json(&f.meta.extra, &url, &table))
                     .collect::<Result<Vec<_>>>()?;
-                let json = commit::data_file_to_json(merge::merge_data_files(&datafiles, &url, size, splits)?)?;
+                let json = commit::data_file_to_json(merge::merge_data_files(&datafiles, table.metadata().default_partition_spec_id(), &url, size, splits)?, table.metadata().default_partition_type())?;
                 // The merged DataFile is kept until the commit; written before the object exists,
                 // so whatever points at the object can always be committed.
                 let key = merged_key(&url);
@@ -276,9 +292,9 @@ impl Agent {
 
 /// The object a spool file is uploaded to. Deterministic, so a retried upload overwrites itself,
 /// and unique per agent, partition and offset range, so no two files ever share a name.
-fn object_url(table_location: &str, agent: &str, f: &SpoolFile) -> String {
+fn object_url(table_location: &str, agent: &str, dir: &str, f: &SpoolFile) -> String {
     format!(
-        "{}/data/{}/{}-{}-{:020}-{:020}.parquet",
+        "{}/data/{}/{dir}{}-{}-{:020}-{:020}.parquet",
         table_location.trim_end_matches('/'),
         safe(agent),
         safe(&f.meta.topic),
@@ -290,13 +306,40 @@ fn object_url(table_location: &str, agent: &str, f: &SpoolFile) -> String {
 
 /// The object that several spool files of a table are merged into: named after the parts, so a
 /// retried merge of the same parts overwrites itself.
-fn merged_url(table_location: &str, agent: &str, table: &str, parts: &[SpoolFile]) -> String {
+fn merged_url(table_location: &str, agent: &str, dir: &str, table: &str, parts: &[SpoolFile]) -> String {
     let mut key = String::new();
     for f in parts {
         key.push_str(&format!("{}/{}/{}/{}\n", f.meta.topic, f.meta.partition, f.meta.first_offset, f.meta.last_offset));
     }
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes());
-    format!("{}/data/{}/{}-{id}.parquet", table_location.trim_end_matches('/'), safe(agent), safe(table))
+    format!("{}/data/{}/{dir}{}-{id}.parquet", table_location.trim_end_matches('/'), safe(agent), safe(table))
+}
+
+/// The directory of a partitioned table's objects, Hive style (`zone=north/ts_day=2024-05-06/`);
+/// `""` when the table is unpartitioned. Files of one roll differ only here, so their names never
+/// collide. Read from the partition tuple in the file's DataFile JSON.
+fn partition_dir(table: &Table, f: &SpoolFile) -> String {
+    use iceberg::spec::Transform;
+    let spec = table.metadata().default_partition_spec();
+    if spec.is_unpartitioned() {
+        return String::new();
+    }
+    let json: serde_json::Value = serde_json::from_slice(&f.meta.extra).unwrap_or_default();
+    let mut dir = String::new();
+    for field in spec.fields() {
+        let v = &json["partition"][&field.name];
+        let n = v.as_i64();
+        let text = match (field.transform, n) {
+            (_, None) if v.is_null() => "null".to_string(),
+            (Transform::Day, Some(days)) => chrono::DateTime::from_timestamp(days * 86_400, 0).map_or(days.to_string(), |d| d.format("%Y-%m-%d").to_string()),
+            (Transform::Hour, Some(h)) => chrono::DateTime::from_timestamp(h * 3_600, 0).map_or(h.to_string(), |d| d.format("%Y-%m-%d-%H").to_string()),
+            (Transform::Month, Some(m)) => format!("{}-{:02}", 1970 + m.div_euclid(12), m.rem_euclid(12) + 1),
+            (Transform::Year, Some(y)) => (1970 + y).to_string(),
+            _ => v.as_str().map_or_else(|| v.to_string(), str::to_string),
+        };
+        dir.push_str(&format!("{}={}/", safe(&field.name), safe(&text)));
+    }
+    dir
 }
 
 /// A name made safe for an object path: letters, digits, `-`, `_` and `.` stay, the rest become `_`.
@@ -331,14 +374,14 @@ fn upload_groups<K: PartialEq>(files: Vec<SpoolFile>, target: u64, schema: impl 
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
-/// The field ids of a spool file's columns, from the DataFile kept with it (its `column_sizes`
-/// has one entry per column). Field ids are never reused, so equal sets mean equal schemas:
-/// files written before and after the table's schema grew differ.
-fn columns_of(f: &SpoolFile) -> Vec<i64> {
+/// What files must share to be merged into one object: the field ids of their columns, from the
+/// DataFile kept with each (its `column_sizes` has one entry per column; ids are never reused, so
+/// files written before and after the schema grew differ), and their partition tuple.
+fn columns_of(f: &SpoolFile) -> (Vec<i64>, String) {
     let json: serde_json::Value = serde_json::from_slice(&f.meta.extra).unwrap_or_default();
     let mut ids: Vec<i64> = json["column_sizes"].as_array().into_iter().flatten().filter_map(|e| e["key"].as_i64()).collect();
     ids.sort_unstable();
-    ids
+    (ids, json["partition"].to_string())
 }
 
 #[cfg(test)]
@@ -378,17 +421,19 @@ mod tests {
         assert_eq!(ids, vec![vec![0, 1], vec![2, 3], vec![4, 5]]);
         let mut f = file(7, 1);
         f.meta.extra = br#"{"column_sizes": [{"key": 3, "value": 10}, {"key": 1, "value": 5}]}"#.to_vec();
-        assert_eq!(columns_of(&f), vec![1, 3]);
+        assert_eq!(columns_of(&f).0, vec![1, 3]);
     }
 
     #[test]
     fn names_are_deterministic_and_distinct() {
         let a = vec![file(1, 1), file(2, 1)];
         let b = vec![file(1, 1), file(3, 1)];
-        let u = merged_url("s3://b/wh/t/", "gw", "t", &a);
-        assert_eq!(u, merged_url("s3://b/wh/t", "gw", "t", &a));
-        assert_ne!(u, merged_url("s3://b/wh/t", "gw", "t", &b));
+        let u = merged_url("s3://b/wh/t/", "gw", "", "t", &a);
+        assert_eq!(u, merged_url("s3://b/wh/t", "gw", "", "t", &a));
+        assert_ne!(u, merged_url("s3://b/wh/t", "gw", "", "t", &b));
+        assert_ne!(u, merged_url("s3://b/wh/t", "gw", "zone=north/", "t", &a));
         assert!(u.starts_with("s3://b/wh/t/data/gw/t-") && u.ends_with(".parquet"), "{u}");
-        assert_eq!(object_url("s3://b/wh/t", "gw 1", &file(1, 1)), "s3://b/wh/t/data/gw_1/events-0-00000000000000000010-00000000000000000019.parquet");
+        assert_eq!(object_url("s3://b/wh/t", "gw 1", "", &file(1, 1)), "s3://b/wh/t/data/gw_1/events-0-00000000000000000010-00000000000000000019.parquet");
+        assert_eq!(object_url("s3://b/wh/t", "gw", "zone=north/", &file(1, 1)), "s3://b/wh/t/data/gw/zone=north/events-0-00000000000000000010-00000000000000000019.parquet");
     }
 }

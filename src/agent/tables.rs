@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use frazil_spool::Spool;
 use iceberg::TableCreation;
-use iceberg::spec::{Schema, TableMetadataBuilder};
+use iceberg::spec::{PartitionSpec, Schema, TableMetadataBuilder, UnboundPartitionSpec};
+
+use crate::config::partition::PartitionField;
 
 use crate::decode::{self, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP};
 use crate::{Error, Result};
@@ -20,6 +22,22 @@ fn meta_key(table: &str) -> String {
 
 fn base_key(table: &str) -> String {
     format!("schema-base/{table}")
+}
+
+fn spec_key(table: &str) -> String {
+    format!("spec/{table}")
+}
+
+/// The partition spec recorded for `table` (`None`: recorded before partitioning existed, i.e.
+/// unpartitioned).
+pub fn recorded_spec(spool: &Spool, table: &str) -> Result<Option<PartitionSpec>> {
+    let Some(bytes) = spool.get_meta(&spec_key(table))? else { return Ok(None) };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("partition spec of {table} in the spool index"), e))
+}
+
+pub fn record_spec(spool: &Spool, table: &str, spec: &PartitionSpec) -> Result<()> {
+    let bytes = serde_json::to_vec(spec).map_err(|e| Error::decode(format!("partition spec of {table}"), e))?;
+    Ok(spool.put_meta(&spec_key(table), &bytes)?)
 }
 
 /// The schema recorded in the spool index for `table`.
@@ -64,23 +82,44 @@ pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
     Ok(())
 }
 
-/// Infers a schema from sample values and numbers its fields the way a catalog does on create.
-pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>) -> Result<Arc<Schema>> {
-    canonical(table, decode::infer_schema(samples)?)
+/// Infers a schema from sample values and numbers its fields (and the partition fields) the way a
+/// catalog does on create.
+pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
+    canonical(table, decode::infer_schema(samples)?, partition)
 }
 
-/// The dead-letter schema, numbered the way a catalog does on create.
-pub fn dead_letters(table: &str) -> Result<Arc<Schema>> {
-    canonical(table, decode::dead_letter_schema())
+/// The dead-letter schema, numbered the way a catalog does on create; unpartitioned.
+pub fn dead_letters(table: &str) -> Result<(Arc<Schema>, PartitionSpec)> {
+    canonical(table, decode::dead_letter_schema(), &[])
 }
 
-/// `schema` with its fields numbered the way a catalog numbers them when it creates the table.
-fn canonical(table: &str, schema: Schema) -> Result<Arc<Schema>> {
-    let creation = TableCreation::builder().name(table.to_string()).location("file:///frazil-canonical-ids".to_string()).schema(schema).build();
+/// `schema` and a spec of `partition` fields, numbered the way a catalog numbers them when it
+/// creates the table (fields level by level, partition fields from 1000).
+fn canonical(table: &str, schema: Schema, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
+    let mut spec = UnboundPartitionSpec::builder();
+    for f in partition {
+        let source = schema.as_struct().field_by_name(&f.column).ok_or_else(|| {
+            Error::config(
+                "catalog.partition_by",
+                format!("table {table} has no column `{}` to partition by ({})", f.column, f.name()),
+                "name a top-level column of the table, e.g. \"day(_kafka_timestamp)\"",
+            )
+        })?;
+        spec = spec
+            .add_partition_field(source.id, f.name(), f.transform)
+            .map_err(|e| Error::iceberg(format!("partition field {} of {table}", f.name()), e))?;
+    }
+    let creation = TableCreation::builder()
+        .name(table.to_string())
+        .location("file:///frazil-canonical-ids".to_string())
+        .schema(schema)
+        .partition_spec(spec.build())
+        .build();
     let metadata = TableMetadataBuilder::from_table_creation(creation)
         .and_then(|b| b.build())
         .map_err(|e| Error::iceberg(format!("number the fields of {table}"), e))?;
-    Ok(metadata.metadata.current_schema().clone())
+    let m = metadata.metadata;
+    Ok((m.current_schema().clone(), m.default_partition_spec().as_ref().clone()))
 }
 
 /// True when two schemas have the same fields with the same ids, names and types.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_compat::Compat;
 use iceberg::io::FileIO;
-use iceberg::spec::{DataFile, FormatVersion, Schema, StructType, deserialize_data_file_from_json, serialize_data_file_to_json};
+use iceberg::spec::{DataFile, FormatVersion, PartitionSpec, Schema, StructType, deserialize_data_file_from_json, serialize_data_file_to_json};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
@@ -72,15 +72,15 @@ impl Committer {
             .map_err(|e| Error::iceberg(format!("open table {ident}"), e))
     }
 
-    /// Creates the namespace if needed and the table (format v2) with `schema`; if another writer
+    /// Creates the namespace if needed and the table (format v2) with `schema` and `spec`; if another writer
     /// created it meanwhile, returns theirs.
-    pub async fn create(&self, table: &str, schema: &Schema) -> Result<Table> {
+    pub async fn create(&self, table: &str, schema: &Schema, spec: &PartitionSpec) -> Result<Table> {
         let ident = self.ident(table);
         let rest = self.adapter.rest.clone();
-        let (id, s) = (ident.clone(), schema.clone());
+        let (id, s, p) = (ident.clone(), schema.clone(), spec.clone());
         let (loaded, created) = blocking::unblock(move || {
             rest.ensure_namespace(id.namespace())?;
-            rest.create_table(&id, &s)
+            rest.create_table(&id, &s, &p)
         })
         .await?;
         if created {
@@ -210,9 +210,10 @@ impl Committer {
     }
 }
 
-/// A DataFile as JSON, to keep beside a spool file until it is committed (unpartitioned, v2).
-pub fn data_file_to_json(file: DataFile) -> Result<Vec<u8>> {
-    serialize_data_file_to_json(file, &StructType::new(vec![]), FormatVersion::V2)
+/// A DataFile as JSON, to keep beside a spool file until it is committed (format v2; the
+/// partition tuple typed by `partition_type`, empty for an unpartitioned table).
+pub fn data_file_to_json(file: DataFile, partition_type: &StructType) -> Result<Vec<u8>> {
+    serialize_data_file_to_json(file, partition_type, FormatVersion::V2)
         .map(String::into_bytes)
         .map_err(|e| Error::iceberg("encode data file", e))
 }
@@ -225,7 +226,25 @@ pub fn data_file_from_json(json: &[u8], object_url: &str, table: &Table) -> Resu
         None => return Err(Error::decode("spooled data file", "no file_path field")),
     }
     let m = table.metadata();
+    let partition_type = m.default_partition_type();
+    // iceberg reads the partition tuple in the order of the JSON object's keys, and serde_json's
+    // map sorts them: write the tuple back in the partition type's order.
+    const MARK: &str = "frazil:partition-tuple";
+    let tuple = match value.get_mut("partition").map(std::mem::take) {
+        Some(serde_json::Value::Object(fields)) => {
+            let ordered: Vec<String> = partition_type
+                .fields()
+                .iter()
+                .map(|f| format!("{}:{}", serde_json::Value::String(f.name.clone()), fields.get(&f.name).unwrap_or(&serde_json::Value::Null)))
+                .collect();
+            format!("{{{}}}", ordered.join(","))
+        }
+        Some(other) => other.to_string(),
+        None => "{}".to_string(),
+    };
+    value["partition"] = serde_json::Value::String(MARK.to_string());
+    let text = value.to_string().replacen(&format!("\"{MARK}\""), &tuple, 1);
     let spec = m.default_partition_spec();
-    deserialize_data_file_from_json(&value.to_string(), spec.spec_id(), m.default_partition_type(), m.current_schema())
+    deserialize_data_file_from_json(&text, spec.spec_id(), partition_type, m.current_schema())
         .map_err(|e| Error::iceberg(format!("decode data file for {object_url}"), e))
 }

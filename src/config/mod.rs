@@ -2,6 +2,7 @@
 //! [`Config`], whose every field has a working default except the endpoints.
 //! Every error names the key, the bad value and the fix.
 
+pub mod partition;
 mod units;
 
 use std::collections::BTreeMap;
@@ -70,6 +71,9 @@ pub struct CatalogConfig {
     pub dead_letter_table: String,
     /// Explicit topic → table entries; they win over the template.
     pub tables: BTreeMap<String, String>,
+    /// Partition fields per table (`"*"`: every table without an entry of its own; never a
+    /// dead-letter table). Used when frazil creates the table.
+    pub partition_by: BTreeMap<String, Vec<partition::PartitionField>>,
     pub commit_interval: Duration,
     pub request_timeout: Duration,
 }
@@ -143,6 +147,8 @@ struct RawCatalog {
     dead_letter_table: Option<String>,
     #[serde(default)]
     tables: BTreeMap<String, String>,
+    #[serde(default)]
+    partition_by: BTreeMap<String, Vec<String>>,
     commit_interval: Option<String>,
     request_timeout: Option<String>,
 }
@@ -314,6 +320,15 @@ fn validate(raw: RawConfig) -> Result<Config> {
             ));
         }
     }
+    let mut partition_by = BTreeMap::new();
+    for (table, fields) in &c.partition_by {
+        let parsed = fields
+            .iter()
+            .map(|f| partition::parse(f))
+            .collect::<std::result::Result<Vec<_>, String>>()
+            .map_err(|problem| Error::config(format!("catalog.partition_by.\"{table}\""), problem, "write e.g. [\"day(_kafka_timestamp)\", \"identity(site)\"]"))?;
+        partition_by.insert(table.clone(), parsed);
+    }
     let catalog = CatalogConfig {
         uri: c.uri.trim_end_matches('/').to_string(),
         warehouse: c.warehouse.filter(|w| !w.is_empty()),
@@ -321,6 +336,7 @@ fn validate(raw: RawConfig) -> Result<Config> {
         table,
         dead_letter_table,
         tables: c.tables,
+        partition_by,
         commit_interval: duration("catalog.commit_interval", c.commit_interval, "60s")?,
         request_timeout: duration("catalog.request_timeout", c.request_timeout, "30s")?,
     };
@@ -339,6 +355,15 @@ fn validate(raw: RawConfig) -> Result<Config> {
 }
 
 impl Config {
+    /// The partition fields frazil creates `table` with: its own entry, else `"*"`'s (not for
+    /// dead-letter tables, which the caller asks about with `dead_letter: true`).
+    pub fn partition_fields(&self, table: &str, dead_letter: bool) -> &[partition::PartitionField] {
+        if dead_letter {
+            return &[];
+        }
+        self.catalog.partition_by.get(table).or_else(|| self.catalog.partition_by.get("*")).map_or(&[], Vec::as_slice)
+    }
+
     /// The table `topic` goes to: its explicit entry in `catalog.tables`, else the template.
     pub fn table_for(&self, topic: &str) -> String {
         match self.catalog.tables.get(topic) {

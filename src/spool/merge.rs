@@ -12,7 +12,7 @@
 //! ```text
 //! let size = merge_files(&inputs, &tmp)?;             // writes tmp; caller fsyncs and renames
 //! let offsets = split_offsets(&tmp)?;                 // row-group offsets from tmp's footer
-//! let data_file = merge_data_files(&parts, path, size, offsets)?; // pure
+//! let data_file = merge_data_files(&parts, spec_id, path, size, offsets)?; // pure
 //! ```
 //! [`merge_data_files`] takes the split offsets rather than reading them, so that it stays pure
 //! and `path` can be the name the file will have (an object URL) rather than where it lies now.
@@ -24,7 +24,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use iceberg::spec::{DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, Struct};
+use iceberg::spec::{DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum};
 use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -172,13 +172,14 @@ pub fn split_offsets(file: &Path) -> Result<Vec<i64>> {
 ///   (`value_count == null_count + nan_count`: its lack of a bound loses nothing); otherwise its
 ///   bound is unknown (e.g. Parquet truncated a long string) and the merged file gets none.
 /// - `split_offsets` is taken as given (see [`split_offsets`]), `file_size_in_bytes` is `size`,
-///   `file_path` is `path`; content Data, format Parquet, unpartitioned (empty partition struct,
-///   spec id 0), no sort order (rows of sorted parts are not sorted as a whole).
+///   `file_path` is `path`; content Data, format Parquet, the parts' partition tuple (which all
+///   parts share) and `spec_id`, no sort order (rows of sorted parts are not sorted as a whole).
 ///
-/// Fails when `parts` is empty, when a part is not an unpartitioned Parquet data file, or when
-/// two parts have bounds of different types for one field.
+/// Fails when `parts` is empty, when a part is not a Parquet data file, when the parts are not
+/// all in one partition, or when two parts have bounds of different types for one field.
 pub fn merge_data_files(
     parts: &[DataFile],
+    spec_id: i32,
     path: &str,
     size: u64,
     split_offsets: Vec<i64>,
@@ -195,8 +196,8 @@ pub fn merge_data_files(
             Some(format!("is {:?}, not data", p.content_type()))
         } else if p.file_format() != DataFileFormat::Parquet {
             Some(format!("is {:?}, not Parquet", p.file_format()))
-        } else if *p.partition() != Struct::empty() {
-            Some("is partitioned".to_string())
+        } else if p.partition() != parts[0].partition() {
+            Some(format!("is in partition {:?}, not in {:?} like the first part", p.partition(), parts[0].partition()))
         } else {
             None
         };
@@ -280,8 +281,8 @@ pub fn merge_data_files(
         .content(DataContentType::Data)
         .file_path(path.to_string())
         .file_format(DataFileFormat::Parquet)
-        .partition(Struct::empty())
-        .partition_spec_id(0)
+        .partition(parts[0].partition().clone())
+        .partition_spec_id(spec_id)
         .record_count(record_count)
         .file_size_in_bytes(size)
         .column_sizes(sum(DataFile::column_sizes)?)

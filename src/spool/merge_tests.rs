@@ -316,6 +316,7 @@ fn merged_data_file_matches_icebergs_for_one_file() {
     let offsets = split_offsets(&f.out).unwrap();
     let merged = merge_data_files(
         &f.parts,
+        0,
         "s3://bucket/t/data/merged.parquet",
         size,
         offsets.clone(),
@@ -383,7 +384,7 @@ fn merged_data_file_matches_icebergs_for_one_file() {
     assert_eq!(merged.partition(), &iceberg::spec::Struct::empty());
     assert!(format!("{merged:?}").contains("partition_spec_id: 0"));
     // It is kept beside the spool file like any other.
-    crate::commit::data_file_to_json(merged).unwrap();
+    crate::commit::data_file_to_json(merged, &iceberg::spec::StructType::new(vec![])).unwrap();
 }
 
 /// Writes one row `(a, b)` with iceberg's writer for a schema `a: long (id a_id), b: string (id b_id)`.
@@ -500,7 +501,7 @@ fn bounds_and_counts_rules() {
         &[(1, l(2)), (2, d(0.5)), (3, l(7))],
         &[(1, l(4)), (2, d(8.0)), (3, l(8))],
     );
-    let m = merge_data_files(&[a.clone(), b.clone(), c.clone()], "m", 1, vec![4]).unwrap();
+    let m = merge_data_files(&[a.clone(), b.clone(), c.clone()], 0, "m", 1, vec![4]).unwrap();
     assert_eq!(m.record_count(), 15);
     assert_eq!(
         m.value_counts(),
@@ -532,7 +533,7 @@ fn bounds_and_counts_rules() {
         &[(1, l(0))],
         &[(3, l(100))],
     );
-    let m = merge_data_files(&[a.clone(), unknown.clone(), c.clone()], "m", 1, vec![]).unwrap();
+    let m = merge_data_files(&[a.clone(), unknown.clone(), c.clone()], 0, "m", 1, vec![]).unwrap();
     assert_eq!(m.lower_bounds(), &HashMap::from([(1, l(0))]));
     assert_eq!(m.upper_bounds(), &HashMap::from([(3, l(100))]));
     // A count unknown in one part is unknown in the merged file.
@@ -543,7 +544,7 @@ fn bounds_and_counts_rules() {
         &[(1, l(3))],
         &[(1, l(3))],
     );
-    let m = merge_data_files(&[a.clone(), no_nulls], "m", 1, vec![]).unwrap();
+    let m = merge_data_files(&[a.clone(), no_nulls], 0, "m", 1, vec![]).unwrap();
     assert_eq!(m.value_counts(), &HashMap::from([(1, 10), (2, 10)]));
     assert_eq!(m.null_value_counts(), &HashMap::from([(1, 0)]));
     assert!(m.nan_value_counts().is_empty());
@@ -551,7 +552,7 @@ fn bounds_and_counts_rules() {
     assert_eq!(m.lower_bounds(), &HashMap::from([(1, l(3))]));
 
     // Refused: nothing to merge, bounds of different types, a part that is not a data file.
-    assert!(merge_data_files(&[], "m", 1, vec![]).is_err());
+    assert!(merge_data_files(&[], 0, "m", 1, vec![]).is_err());
     let text = part(
         &[(1, 5)],
         &[(1, 0)],
@@ -559,7 +560,7 @@ fn bounds_and_counts_rules() {
         &[(1, Datum::string("x"))],
         &[(1, Datum::string("y"))],
     );
-    let err = merge_data_files(&[a.clone(), text], "m", 1, vec![]).unwrap_err();
+    let err = merge_data_files(&[a.clone(), text], 0, "m", 1, vec![]).unwrap_err();
     assert!(err.to_string().contains("cannot be compared"), "{err}");
     let mut deletes = DataFileBuilder::default();
     deletes
@@ -568,6 +569,6 @@ fn bounds_and_counts_rules() {
         .file_format(DataFileFormat::Parquet)
         .record_count(1)
         .file_size_in_bytes(1);
-    let err = merge_data_files(&[a, deletes.build().unwrap()], "m", 1, vec![]).unwrap_err();
+    let err = merge_data_files(&[a, deletes.build().unwrap()], 0, "m", 1, vec![]).unwrap_err();
     assert!(err.to_string().contains("not data"), "{err}");
 }

@@ -13,21 +13,26 @@ use arrow_array::RecordBatch;
 use async_compat::Compat;
 use frazil_spool::{FileMeta, Spool, SpoolFile};
 use iceberg::io::FileIO;
-use iceberg::spec::{DataFile, Schema};
+use std::collections::HashMap;
+
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::spec::{DataFile, PartitionSpec, Schema, Struct};
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::{Error, Result};
 
-/// One spool file to write: its rows, the schema they are written with, and its record.
+/// The rows of one table for one roll: written as one spool file, or one per partition value
+/// when the table is partitioned (a data file holds one partition), all with the same record.
 pub struct Part {
     pub schema: Arc<Schema>,
+    pub spec: Arc<PartitionSpec>,
     pub batches: Vec<RecordBatch>,
     pub meta: FileMeta,
 }
 
-/// Writes each part into a new spool file and registers them all in one index transaction (see
+/// Writes each part into new spool files and registers them all in one index transaction (see
 /// `Spool::register_all`: a table's rows and its dead letters of the same offsets are listed
 /// together or not at all). Runs on a blocking thread: Parquet encoding and fsync must not stall
 /// the executor that fetches from Kafka.
@@ -35,13 +40,17 @@ pub async fn spill(spool: Arc<Spool>, parts: Vec<Part>) -> Result<Vec<SpoolFile>
     blocking::unblock(move || {
         let mut written: Vec<(std::path::PathBuf, FileMeta)> = Vec::with_capacity(parts.len());
         let result = (|| {
-            for mut part in parts {
-                let tmp = spool.temp_path();
-                let path = tmp.to_str().ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?.to_string();
-                written.push((tmp, FileMeta { extra: Vec::new(), ..part.meta.clone() }));
-                let data_file = smol::block_on(Compat::new(write_parquet(&path, part.schema, &part.batches)))?;
-                part.meta.extra = crate::commit::data_file_to_json(data_file)?;
-                written.last_mut().expect("pushed above").1 = part.meta;
+            for part in parts {
+                let partition_type = part.spec.partition_type(&part.schema).map_err(|e| Error::iceberg("partition type", e))?;
+                for (partition, batches) in split(&part)? {
+                    let tmp = spool.temp_path();
+                    let path = tmp.to_str().ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?.to_string();
+                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    written.push((tmp, FileMeta { extra: Vec::new(), rows: rows as u64, ..part.meta.clone() }));
+                    let tuple = partition.map(|p| (p, part.spec.spec_id()));
+                    let data_file = smol::block_on(Compat::new(write_parquet(&path, part.schema.clone(), &batches, tuple)))?;
+                    written.last_mut().expect("pushed above").1.extra = crate::commit::data_file_to_json(data_file, &partition_type)?;
+                }
             }
             Ok(spool.register_all(written.clone())?)
         })();
@@ -54,6 +63,30 @@ pub async fn spill(spool: Arc<Spool>, parts: Vec<Part>) -> Result<Vec<SpoolFile>
         result
     })
     .await
+}
+
+/// A part's batches by partition value, in order of first appearance (`None`: unpartitioned).
+fn split(part: &Part) -> Result<Vec<(Option<Struct>, Vec<RecordBatch>)>> {
+    if part.spec.is_unpartitioned() {
+        return Ok(vec![(None, part.batches.clone())]);
+    }
+    let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(part.schema.clone(), part.spec.clone())
+        .map_err(|e| Error::iceberg("partition the rows", e))?;
+    let mut groups: Vec<(Option<Struct>, Vec<RecordBatch>)> = Vec::new();
+    let mut index: HashMap<Struct, usize> = HashMap::new();
+    for batch in &part.batches {
+        for (key, rows) in splitter.split(batch).map_err(|e| Error::iceberg("partition the rows", e))? {
+            let data = key.data().clone();
+            match index.get(&data) {
+                Some(&i) => groups[i].1.push(rows),
+                None => {
+                    index.insert(data.clone(), groups.len());
+                    groups.push((Some(data), vec![rows]));
+                }
+            }
+        }
+    }
+    Ok(groups)
 }
 
 /// True when `e` comes from a full disk (or quota): the caller keeps the rows and pauses.
@@ -75,7 +108,7 @@ pub fn is_disk_full(e: &Error) -> bool {
     text.contains("No space left on device") || text.contains("Disk quota exceeded")
 }
 
-async fn write_parquet(path: &str, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<DataFile> {
+async fn write_parquet(path: &str, schema: Arc<Schema>, batches: &[RecordBatch], partition: Option<(Struct, i32)>) -> Result<DataFile> {
     let ctx = |e| Error::iceberg(format!("write spool file {path}"), e);
     let out = FileIO::new_with_fs().new_output(path).map_err(ctx)?;
     let props = WriterProperties::builder()
@@ -86,7 +119,10 @@ async fn write_parquet(path: &str, schema: Arc<Schema>, batches: &[RecordBatch])
         writer.write(b).await.map_err(ctx)?;
     }
     let mut builders = writer.close().await.map_err(ctx)?;
-    let builder = builders.pop().ok_or_else(|| Error::decode(path.to_string(), "the Parquet writer produced no file"))?;
+    let mut builder = builders.pop().ok_or_else(|| Error::decode(path.to_string(), "the Parquet writer produced no file"))?;
+    if let Some((tuple, spec_id)) = partition {
+        builder.partition(tuple).partition_spec_id(spec_id);
+    }
     builder.build().map_err(|e| Error::decode(format!("data file for {path}"), e))
 }
 
@@ -104,3 +140,4 @@ mod tests {
         assert!(!is_disk_full(&Error::decode("x", "bad row")));
     }
 }
+
