@@ -15,6 +15,8 @@ mod exit {
     pub const FAILURE: u8 = 1;
     /// A link was down: data taken from Kafka is safe in the spool; try again later (EX_TEMPFAIL).
     pub const TRY_LATER: u8 = 75;
+    /// Another frazil (`run` or `flush`) has the spool; this one did nothing.
+    pub const BUSY: u8 = 73;
     /// The configuration is wrong (EX_CONFIG).
     pub const CONFIG: u8 = 78;
 }
@@ -35,6 +37,16 @@ enum Command {
     Run(Run),
     Flush(Flush),
     Status(StatusCmd),
+    Check(CheckCmd),
+}
+
+/// Check the configuration and try the spool, broker, catalog and object store, one line each.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check")]
+struct CheckCmd {
+    /// the configuration file (default /etc/frazil/frazil.toml)
+    #[argh(option, default = "PathBuf::from(DEFAULT_PATH)")]
+    config: PathBuf,
 }
 
 /// Show what the spool holds, each table's last commit and each partition's lag (works offline too).
@@ -68,6 +80,13 @@ struct Flush {
     /// the configuration file (default /etc/frazil/frazil.toml)
     #[argh(option, default = "PathBuf::from(DEFAULT_PATH)")]
     config: PathBuf,
+    /// end cleanly after this long (e.g. 10m): what was taken is committed, the rest waits (exit 75)
+    #[argh(option, from_str_fn(duration_arg))]
+    max_duration: Option<std::time::Duration>,
+}
+
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    frazil::config::parse_duration(s).map_err(|e| format!("--max-duration: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -83,8 +102,19 @@ fn main() -> ExitCode {
             exit::CONFIG
         }
         Some(Command::Run(r)) => execute(&r.config, |agent| agent.run_until(shutdown_signal())),
-        Some(Command::Flush(f)) => execute(&f.config, Agent::flush),
+        Some(Command::Flush(f)) => execute(&f.config, |agent| agent.flush_within(f.max_duration)),
         Some(Command::Status(s)) => show_status(&s),
+        Some(Command::Check(c)) => match Config::load(&c.config) {
+            Ok(cfg) => {
+                let checked = frazil::agent::check(&cfg, &c.config);
+                print!("{checked}");
+                if checked.all_ok() { exit::OK } else { exit::TRY_LATER }
+            }
+            Err(e) => {
+                println!("FAIL config: {e}");
+                exit::CONFIG
+            }
+        },
     };
     ExitCode::from(code)
 }
@@ -107,6 +137,10 @@ fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<fra
         Err(e @ frazil::Error::Config { .. }) => {
             log::error!("{e}");
             exit::CONFIG
+        }
+        Err(frazil::Error::Spool(e @ frazil_spool::SpoolError::Locked { .. })) => {
+            log::error!("{e}: another `frazil run` or `frazil flush` is using it; this one exits without doing anything");
+            exit::BUSY
         }
         Err(e) if e.is_transient() => {
             log::error!("{e}; data taken from Kafka stays in the spool, run again later");

@@ -178,7 +178,7 @@ fn new_fields_grow_the_table_and_older_rows_read_as_null() {
     let real = std::fs::read_to_string(&online).unwrap();
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let offline = servers.dir.path().join("offline.toml");
-    std::fs::write(&offline, real.replace(servers.get("FRAZIL_CATALOG"), &format!("http://127.0.0.1:{dead}"))).unwrap();
+    write_config(&offline, &real.replace(servers.get("FRAZIL_CATALOG"), &format!("http://127.0.0.1:{dead}")));
     let mut expected = block_on(produce_with(&kafka, "growing_offline", 2, 0..300, v1));
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&offline)]);
     assert_eq!(code, 75, "{log}");

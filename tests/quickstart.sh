@@ -23,6 +23,8 @@ bash tests/servers/start.sh "$state/servers" >/dev/null
 # shellcheck disable=SC1091
 source "$state/servers/env"
 
+# Owner-only: the file holds the S3 key, and frazil refuses a world-readable config with a secret.
+touch "$state/frazil.toml" && chmod 600 "$state/frazil.toml"
 cat >"$state/frazil.toml" <<TOML
 [kafka]
 brokers = ["$FRAZIL_KAFKA"]

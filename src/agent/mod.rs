@@ -5,6 +5,7 @@
 //! smol's blocking pool, so neither loop stalls the other for long.
 
 mod buffer;
+mod check;
 mod fetch;
 mod publish;
 mod status;
@@ -27,6 +28,7 @@ use crate::source::TopicPartition;
 use crate::upload::Stores;
 use crate::{Error, Result};
 use buffer::PartitionBuffer;
+pub use check::{Checked, check};
 pub use status::{Status, status};
 
 /// What a run or flush did.
@@ -115,7 +117,21 @@ impl Agent {
     /// Drains every partition to the high watermark seen at start, uploads and commits all of it.
     /// `Ok` with `pending_files > 0` means the link failed and the data stays safely spooled.
     pub fn flush(&self) -> Result<Report> {
-        smol::block_on(self.drive(Mode::Flush, std::future::pending()))
+        self.flush_within(None)
+    }
+
+    /// [`flush`](Self::flush), ended cleanly after `limit` if it has not finished by then: what
+    /// was taken is spooled and committed, and the report says `stopped_early`.
+    pub fn flush_within(&self, limit: Option<Duration>) -> Result<Report> {
+        smol::block_on(self.drive(Mode::Flush, async {
+            match limit {
+                Some(d) => {
+                    smol::Timer::after(d).await;
+                    log::warn!("flush: --max-duration of {d:.0?} reached");
+                }
+                None => std::future::pending().await,
+            }
+        }))
     }
 
     /// Runs until `stop` completes (e.g. on SIGTERM), then spools what it holds, commits, returns.
@@ -163,6 +179,10 @@ impl Agent {
             stop.await;
             log::info!("stopping: spooling what is buffered, then committing");
             stopping.set(true);
+            if mode == Mode::Flush {
+                // Ended before the high watermarks: the rest waits in Kafka for the next flush.
+                self.report.borrow_mut().stopped_early = true;
+            }
             std::future::pending::<()>().await;
         };
         let (fetched, published) = smol::future::or(smol::future::zip(fetch, publish), async {

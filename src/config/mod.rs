@@ -180,25 +180,94 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::config("--config", format!("cannot read {}: {e}", path.display()), "pass --config with the path of a readable frazil.toml")
         })?;
-        Config::parse(&text).map_err(|e| match e {
+        let cfg = Config::parse_with_env(&text, std::env::vars()).map_err(|e| match e {
             Error::Config { key, problem, fix } => Error::Config { key, problem: format!("{problem} (in {})", path.display()), fix },
             other => other,
-        })
+        })?;
+        check_secret_file(path, &text)?;
+        Ok(cfg)
     }
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-            let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
-            Error::config(
-                guess_key(e.message()).unwrap_or_else(|| "(file)".into()),
-                format!("{at}{}", e.message().trim()),
-                "correct the key or value; see the configuration reference in README.md",
-            )
+        Config::parse_with_env(text, std::iter::empty())
+    }
+
+    /// Parses TOML text with environment overrides: `FRAZIL__<SECTION>__<KEY>=value` (double
+    /// underscores between levels, any case) sets that key, e.g. `FRAZIL__STORAGE__S3__SECRET_ACCESS_KEY`
+    /// or `FRAZIL__KAFKA__BROKERS='["10.0.0.5:9092"]'`. A value is read as TOML when it is one (a
+    /// number, a boolean, an array), else as a string. Other variables are ignored.
+    pub fn parse_with_env(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+        let overrides: Vec<(Vec<String>, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let path = k.strip_prefix(ENV_PREFIX)?;
+                Some((path.split("__").map(str::to_ascii_lowercase).collect(), v))
+            })
+            .collect();
+        if overrides.is_empty() {
+            return Config::parse_text(text);
+        }
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
+        for (path, value) in overrides {
+            let key = path.join(".");
+            if path.iter().any(String::is_empty) {
+                return Err(Error::config(key, "is not a key (an empty level between double underscores)", "write e.g. FRAZIL__KAFKA__BROKERS"));
+            }
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v")).unwrap_or(toml::Value::String(value));
+            let (last, parents) = path.split_last().expect("split gives at least one part");
+            let mut at = &mut table;
+            for p in parents {
+                let entry = at.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                at = entry.as_table_mut().ok_or_else(|| Error::config(key.clone(), format!("`{p}` is not a section"), "point the variable at a key inside a section"))?;
+            }
+            at.insert(last.clone(), parsed);
+        }
+        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            Error::config(guess_key(e.message()).unwrap_or_else(|| "(environment)".into()), format!("with FRAZIL__* overrides: {}", e.message().trim()), fix_for(e.message()))
         })?;
         validate(raw)
     }
+
+    fn parse_text(text: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
+        validate(raw)
+    }
+}
+
+/// Environment variables starting with this override config keys.
+pub const ENV_PREFIX: &str = "FRAZIL__";
+
+fn fix_for(message: &str) -> String {
+    match did_you_mean(message) {
+        Some(near) => format!("did you mean `{near}`? (see the configuration reference in README.md)"),
+        None => "correct the key or value; see the configuration reference in README.md".into(),
+    }
+}
+
+fn parse_error(text: &str, e: &toml::de::Error) -> Error {
+    let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+    let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+    Error::config(guess_key(e.message()).unwrap_or_else(|| "(file)".into()), format!("{at}{}", e.message().trim()), fix_for(e.message()))
+}
+
+/// A config file that holds a secret must not be readable by every user of the machine.
+/// (A secret given through the environment is not in the file.)
+fn check_secret_file(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let table: toml::Table = toml::from_str(text).unwrap_or_default();
+    let s3 = table.get("storage").and_then(|s| s.get("s3"));
+    let secret = ["secret_access_key", "session_token"].into_iter().find(|k| s3.and_then(|t| t.get(*k)).is_some());
+    let Some(key) = secret else { return Ok(()) };
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o004 != 0 {
+        return Err(Error::config(
+            format!("storage.s3.{key}"),
+            format!("{} holds a secret and every user can read it (mode {:o})", path.display(), mode & 0o777),
+            format!("chmod 600 {} (or 640 with frazil's group), or set it through the environment (FRAZIL__STORAGE__S3__{})", path.display(), key.to_ascii_uppercase()),
+        ));
+    }
+    Ok(())
 }
 
 /// toml names the offending field in backquotes ("unknown field `brokrs`"): lift it out for the key.
@@ -206,6 +275,32 @@ fn guess_key(message: &str) -> Option<String> {
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     Some(message[start..start + len].to_string())
+}
+
+/// For "unknown field `brokrs`, expected one of `brokers`, `topics`, ...": the expected field
+/// closest to the unknown one, if it is close (a typo, not another word).
+fn did_you_mean(message: &str) -> Option<String> {
+    let unknown = guess_key(message)?;
+    let (_, expected) = message.split_once("expected")?;
+    let candidates = expected.split('`').skip(1).step_by(2);
+    let (best, distance) = candidates.map(|c| (c, edit_distance(&unknown, c))).min_by_key(|(_, d)| *d)?;
+    (distance <= unknown.len().div_ceil(3).max(1)).then(|| best.to_string())
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
@@ -432,9 +527,15 @@ uri = "http://127.0.0.1:8181"
 
     #[test]
     fn unknown_key_is_named() {
-        let (key, problem, _) = err(&MINIMAL.replace("topics", "topics = [\"a\"]\nbrokrs = 1\n#"));
+        let (key, problem, fix) = err(&MINIMAL.replace("topics", "topics = [\"a\"]\nbrokrs = 1\n#"));
         assert_eq!(key, "brokrs");
         assert!(problem.contains("line 5"), "{problem}");
+        assert!(fix.contains("did you mean `brokers`?"), "{fix}");
+        let (_, _, fix) = err(&format!("{MINIMAL}[spool]\nmax_byte = \"1GiB\"\n"));
+        assert!(fix.contains("`max_bytes`"), "{fix}");
+        // Not a typo of anything: no guess.
+        let (_, _, fix) = err(&format!("{MINIMAL}[spool]\ncolour = 1\n"));
+        assert!(!fix.contains("did you mean"), "{fix}");
     }
 
     #[test]
@@ -499,5 +600,49 @@ uri = "http://127.0.0.1:8181"
         let c = Config::parse(text).unwrap_or_else(|e| panic!("README reference: {e}"));
         assert_eq!(c.table_for("sensors.temp"), "temperatures");
         assert!(c.kafka.topic_pattern.is_some());
+    }
+
+    #[test]
+    fn a_world_readable_config_with_a_secret_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frazil.toml");
+        std::fs::write(&path, format!("{MINIMAL}[storage.s3]\nsecret_access_key = \"s\"\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        match Config::load(&path).unwrap_err() {
+            Error::Config { key, fix, .. } => {
+                assert_eq!(key, "storage.s3.secret_access_key");
+                assert!(fix.contains("chmod 600"), "{fix}");
+            }
+            other => panic!("{other}"),
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        Config::load(&path).unwrap();
+        // No secret: the file may be world-readable.
+        std::fs::write(&path, MINIMAL).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Config::load(&path).unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_keys() {
+        let env = [
+            ("FRAZIL__STORAGE__S3__SECRET_ACCESS_KEY", "from-env"),
+            ("FRAZIL__KAFKA__BROKERS", r#"["10.0.0.5:9092"]"#),
+            ("FRAZIL__SPOOL__FILE_MAX_ROWS", "500"),
+            ("FRAZIL__CATALOG__NAMESPACE", "edge.site1"),
+            ("PATH", "/usr/bin"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::parse_with_env(MINIMAL, env).unwrap();
+        assert_eq!(c.s3.secret_access_key.as_deref(), Some("from-env"));
+        assert_eq!(c.kafka.brokers, vec!["10.0.0.5:9092".to_string()]);
+        assert_eq!(c.spool.file_max_rows, 500);
+        assert_eq!(c.catalog.namespace, vec!["edge".to_string(), "site1".to_string()]);
+        // A misspelt variable is named like a misspelt key.
+        match Config::parse_with_env(MINIMAL, [("FRAZIL__KAFKA__BROKRS".to_string(), "x".to_string())]).unwrap_err() {
+            Error::Config { key, fix, .. } => assert_eq!((key.as_str(), fix.contains("`brokers`")), ("brokrs", true)),
+            other => panic!("{other}"),
+        }
     }
 }

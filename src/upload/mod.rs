@@ -294,6 +294,15 @@ impl Stores {
         Ok(())
     }
 
+    /// Removes an object (a missing one is fine). Poll inside Compat.
+    pub async fn delete(&self, url: &str) -> Result<()> {
+        let (store, path) = self.resolve(url)?;
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(format!("delete {url}"), e)),
+        }
+    }
+
     /// Reads the whole object. Poll inside Compat.
     pub async fn get(&self, url: &str) -> Result<Bytes> {
         let (store, path) = self.resolve(url)?;

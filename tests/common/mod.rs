@@ -127,7 +127,7 @@ path_style = true
             sk = self.get("FRAZIL_S3_SECRET_KEY"),
         );
         let path = self.dir.path().join("frazil.toml");
-        std::fs::write(&path, text).expect("write config");
+        write_config(&path, &text);
         path
     }
 
@@ -515,6 +515,14 @@ impl Drop for Guard {
             let _ = c.wait();
         }
     }
+}
+
+/// Writes a config file readable by its owner only: frazil refuses a world-readable one that
+/// holds a secret (these hold the S3 test key).
+pub fn write_config(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write config");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod config");
 }
 
 /// `frazil status --json` (plus `extra` arguments, e.g. `--offline`) with `config`.

@@ -78,7 +78,7 @@ fn config_as(
         text = text.replace(from, to);
     }
     let path = servers.dir.path().join(format!("{name}.toml"));
-    std::fs::write(&path, text).expect("write config");
+    write_config(&path, &text);
     path
 }
 
