@@ -289,6 +289,54 @@ fn a_partitioned_table_gets_one_file_per_partition_value_and_prunes() {
     println!("partitioned: {} files for 3 zones; a zone filter plans {north} (pyiceberg), DuckDB read {}", files.len(), report["duckdb_files_scanned"]);
 }
 
+#[test]
+fn raw_and_text_topics_keep_values_and_headers_as_they_are() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&["blobs", "lines"], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[spool]", "format = \"raw\"\n\n[kafka.formats]\nlines = \"text\"\n\n[spool]");
+    write_config(&config, &text);
+    let headers = |i: u8| [("trace".to_string(), vec![i]), ("src".to_string(), b"gw".to_vec())].into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let mut blobs = Vec::new();
+    for topic in ["blobs", "lines"] {
+        block_on(create_topic(&kafka, topic, 1));
+    }
+    // Bytes that are neither JSON nor UTF-8, an empty value, a tombstone.
+    for (i, v) in [Some(vec![0xff, 0x00, 0x7f]), Some(vec![]), None].into_iter().enumerate() {
+        blobs.push((Some(vec![b'k', i as u8]), v, headers(i as u8)));
+    }
+    let blob_offsets = block_on(produce_with_headers(&kafka, "blobs", 0, blobs.clone()));
+    let lines = vec![(None, Some("héllo wörld".as_bytes().to_vec()), headers(9)), (None, Some(vec![0xc3, 0x28]), headers(8))];
+    let line_offsets = block_on(produce_with_headers(&kafka, "lines", 0, lines));
+
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    for reader in ["pyiceberg", "duckdb"] {
+        let (mut rows, _) = servers.read_table("blobs", reader);
+        rows.sort_by_key(|r| r["_kafka_offset"].as_i64());
+        assert_eq!(rows.len(), 3, "{reader}: {rows:?}");
+        for ((row, (key, value, hs)), offset) in rows.iter().zip(&blobs).zip(&blob_offsets) {
+            assert_eq!(row["_kafka_offset"], *offset, "{reader}: {row}");
+            assert_eq!(row["_kafka_key"], b64(key.as_ref().unwrap()), "{reader}: {row}");
+            assert_eq!(row["value"], value.as_ref().map_or(serde_json::Value::Null, |v| b64(v).into()), "{reader}: {row}");
+            let mut got: Vec<(String, String)> = row["headers"].as_array().unwrap().iter().map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string())).collect();
+            got.sort();
+            let mut want: Vec<(String, String)> = hs.iter().map(|(k, v)| (k.clone(), b64(v))).collect();
+            want.sort();
+            assert_eq!(got, want, "{reader}: {row}");
+        }
+        let (rows, _) = servers.read_table("lines", reader);
+        assert_eq!(rows.len(), 1, "{reader}: {rows:?}");
+        assert_eq!(rows[0]["value"], "héllo wörld", "{reader}");
+        let (dead, _) = servers.read_table("lines__dlq", reader);
+        assert_eq!(dead.len(), 1, "{reader}: {dead:?}");
+        assert_eq!(dead[0]["offset"], line_offsets[1], "{reader}");
+        assert!(dead[0]["reason"].as_str().unwrap().contains("not UTF-8"), "{reader}: {dead:?}");
+    }
+}
+
 fn start_run(config: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_frazil"))
         .args(["run", "--config", path_str(config)])

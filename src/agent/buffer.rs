@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 
-use crate::decode::{BatchDecoder, DeadLetter, Message};
+use crate::decode::{DeadLetter, Decoder, Message};
 use crate::Result;
 
 /// Rows are moved out of the JSON decoder into columnar batches this often: Arrow holds them far
@@ -14,7 +14,7 @@ use crate::Result;
 const DECODE_CHUNK_ROWS: usize = 4096;
 
 pub struct PartitionBuffer {
-    decoder: BatchDecoder,
+    decoder: Decoder,
     batches: Vec<RecordBatch>,
     rows: usize,
     dead: Vec<DeadLetter>,
@@ -35,20 +35,20 @@ pub struct Rolled {
 }
 
 impl PartitionBuffer {
-    pub fn new(decoder: BatchDecoder) -> Self {
+    pub fn new(decoder: Decoder) -> Self {
         PartitionBuffer { decoder, batches: Vec::new(), rows: 0, dead: Vec::new(), bytes: 0, range: None, since: None }
     }
 
     /// Takes one record. A record the decoder refuses still counts as taken (its offset is in the
     /// range): it is kept as a dead letter.
-    pub fn push(&mut self, msg: &Message<'_>) {
+    pub fn push(&mut self, msg: &Message<'_>, headers: &std::collections::BTreeMap<String, Vec<u8>>) {
         self.range = Some(match self.range {
             None => (msg.offset, msg.offset),
             Some((first, _)) => (first, msg.offset),
         });
         self.since.get_or_insert_with(Instant::now);
         self.bytes += msg.value.map_or(0, <[u8]>::len) + msg.key.map_or(0, <[u8]>::len);
-        if let Err(rejected) = self.decoder.push(msg) {
+        if let Err(rejected) = self.decoder.push(msg, headers) {
             self.dead.push(DeadLetter::new(msg, rejected.reason));
         }
     }
@@ -77,7 +77,7 @@ impl PartitionBuffer {
     }
 
     /// Raw values of the records whose keys the schema lacks.
-    pub fn fresh_samples(&self) -> impl Iterator<Item = &[u8]> {
+    pub fn fresh_samples(&self) -> Vec<&[u8]> {
         self.decoder.fresh_samples()
     }
 

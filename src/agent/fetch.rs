@@ -13,7 +13,7 @@ use super::buffer::PartitionBuffer;
 use super::{Agent, Mode, tables};
 use crate::backoff::Backoff;
 use crate::config::StartAt;
-use crate::decode::{self, BatchDecoder, Message};
+use crate::decode::{self, Decoder, Format, Message};
 use crate::spool::Part;
 use iceberg::spec::PartitionSpec;
 use crate::source::{Source, TopicPartition, is_offset_out_of_range};
@@ -264,8 +264,9 @@ impl Agent {
     async fn take(&self, tp: &TopicPartition, records: &[RecordAndOffset]) -> Result<()> {
         if !self.buffers.borrow().contains_key(tp) {
             let table = self.table_name(&tp.0);
-            let schema = self.schema_for(&table, records).await?;
-            self.buffers.borrow_mut().insert(tp.clone(), PartitionBuffer::new(BatchDecoder::new(&schema)?));
+            let format = self.cfg.kafka.format_for(&tp.0);
+            let schema = self.schema_for(&table, format, records).await?;
+            self.buffers.borrow_mut().insert(tp.clone(), PartitionBuffer::new(Decoder::new(format, &schema)?));
         }
         let mut buffers = self.buffers.borrow_mut();
         let buf = buffers.get_mut(tp).expect("inserted above");
@@ -278,7 +279,7 @@ impl Agent {
                 key: r.record.key.as_deref(),
                 value: r.record.value.as_deref(),
             };
-            buf.push(&msg);
+            buf.push(&msg, &r.record.headers);
         }
         if buf.has_fresh_keys() {
             drop(buffers);
@@ -332,9 +333,12 @@ impl Agent {
     }
 
     /// The schema a table's spool files are written with (see `tables`).
-    async fn schema_for(&self, table: &str, samples: &[RecordAndOffset]) -> Result<Arc<iceberg::spec::Schema>> {
+    async fn schema_for(&self, table: &str, format: Format, samples: &[RecordAndOffset]) -> Result<Arc<iceberg::spec::Schema>> {
         let partition = self.cfg.partition_fields(table, false);
-        self.decide(table, false, || tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()), partition))
+        self.decide(table, false, || match format {
+            Format::Json => tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()), partition),
+            Format::Raw | Format::Text => tables::raw(table, format == Format::Text, partition),
+        })
     }
 
     /// A table's schema and partition spec, decided once and kept in the spool index: the ones the

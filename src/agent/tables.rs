@@ -88,6 +88,11 @@ pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>, parti
     canonical(table, decode::infer_schema(samples)?, partition)
 }
 
+/// The fixed schema of a raw or text topic's table, numbered the way a catalog does on create.
+pub fn raw(table: &str, text: bool, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
+    canonical(table, decode::raw::raw_schema(text), partition)
+}
+
 /// The dead-letter schema, numbered the way a catalog does on create; unpartitioned.
 pub fn dead_letters(table: &str) -> Result<(Arc<Schema>, PartitionSpec)> {
     canonical(table, decode::dead_letter_schema(), &[])

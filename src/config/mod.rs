@@ -32,6 +32,9 @@ pub struct KafkaConfig {
     pub topic_pattern: Option<regex_lite::Regex>,
     /// How often `run` looks for new topics and partitions.
     pub refresh_interval: Duration,
+    /// How values are encoded: `format` for every topic, `formats` per topic.
+    pub format: crate::decode::Format,
+    pub formats: BTreeMap<String, crate::decode::Format>,
     pub start: StartAt,
     pub client_id: String,
     /// Upper bound of one fetch response, shared by the partitions fetched together.
@@ -118,6 +121,9 @@ struct RawKafka {
     topics: Vec<String>,
     topic_pattern: Option<String>,
     refresh_interval: Option<String>,
+    format: Option<String>,
+    #[serde(default)]
+    formats: BTreeMap<String, String>,
     start: Option<String>,
     client_id: Option<String>,
     fetch_max_bytes: Option<String>,
@@ -303,6 +309,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+fn format(key: &str, value: &str) -> Result<crate::decode::Format> {
+    use crate::decode::Format;
+    match value {
+        "json" => Ok(Format::Json),
+        "raw" => Ok(Format::Raw),
+        "text" => Ok(Format::Text),
+        other => Err(Error::config(key, format!("`{other}` is not a format"), "use \"json\" (objects, schema inferred), \"raw\" (bytes) or \"text\" (UTF-8)")),
+    }
+}
+
 fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
     let v = value.unwrap_or_else(|| default.to_string());
     parse_duration(&v).map_err(|p| Error::config(key, p, format!("write a duration such as \"{default}\"")))
@@ -365,6 +381,8 @@ fn validate(raw: RawConfig) -> Result<Config> {
         topics: k.topics,
         topic_pattern,
         refresh_interval: duration("kafka.refresh_interval", k.refresh_interval, "30s")?,
+        format: format("kafka.format", k.format.as_deref().unwrap_or("json"))?,
+        formats: k.formats.iter().map(|(t, f)| Ok((t.clone(), format(&format!("kafka.formats.\"{t}\""), f)?))).collect::<Result<_>>()?,
         start,
         client_id: k.client_id.unwrap_or_else(|| "frazil".into()),
         fetch_max_bytes,
@@ -469,6 +487,11 @@ impl Config {
 }
 
 impl KafkaConfig {
+    /// How `topic`'s values are encoded.
+    pub fn format_for(&self, topic: &str) -> crate::decode::Format {
+        self.formats.get(topic).copied().unwrap_or(self.format)
+    }
+
     /// Whether `topic` is read: listed by name, or matching the pattern (never an internal `__` topic).
     pub fn reads(&self, topic: &str) -> bool {
         self.topics.iter().any(|t| t == topic) || (!topic.starts_with("__") && self.topic_pattern.as_ref().is_some_and(|p| p.is_match(topic)))

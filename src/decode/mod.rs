@@ -14,6 +14,7 @@ mod batch;
 mod dead;
 mod fit;
 mod infer;
+pub mod raw;
 pub mod names;
 #[cfg(test)]
 mod schema_tests;
@@ -23,6 +24,83 @@ mod tests;
 pub use batch::{BatchDecoder, Flushed, Rejected};
 pub use dead::{DeadLetter, dead_letter_batch, dead_letter_schema};
 pub use infer::{evolve_schema, infer_schema};
+
+/// How a topic's values are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON objects; the schema is inferred and grows with new keys.
+    Json,
+    /// Any bytes, kept as they are (`value` binary, `headers` map).
+    Raw,
+    /// UTF-8 text (`value` string, `headers` map); other bytes are dead letters.
+    Text,
+}
+
+/// The decoder of one partition's records, by format.
+pub enum Decoder {
+    Json(BatchDecoder),
+    Raw(raw::RawDecoder),
+}
+
+impl Decoder {
+    pub fn new(format: Format, schema: &iceberg::spec::Schema) -> crate::Result<Decoder> {
+        Ok(match format {
+            Format::Json => Decoder::Json(BatchDecoder::new(schema)?),
+            Format::Raw | Format::Text => Decoder::Raw(raw::RawDecoder::new(schema)?),
+        })
+    }
+
+    pub fn push(&mut self, msg: &Message<'_>, headers: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<(), Rejected> {
+        match self {
+            Decoder::Json(d) => d.push(msg),
+            Decoder::Raw(d) => d.push(msg, headers),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Decoder::Json(d) => d.len(),
+            Decoder::Raw(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn flush(&mut self) -> crate::Result<Flushed> {
+        match self {
+            Decoder::Json(d) => d.flush(),
+            Decoder::Raw(d) => Ok(Flushed { batch: d.flush()?, rejected: Vec::new(), unknown_fields: Default::default() }),
+        }
+    }
+
+    pub fn arrow_schema(&self) -> arrow_schema::SchemaRef {
+        match self {
+            Decoder::Json(d) => d.arrow_schema(),
+            Decoder::Raw(d) => d.arrow_schema(),
+        }
+    }
+
+    /// Whether buffered records have keys the schema lacks (JSON only).
+    pub fn has_fresh_keys(&self) -> bool {
+        matches!(self, Decoder::Json(d) if d.has_fresh_keys())
+    }
+
+    pub fn fresh_samples(&self) -> Vec<&[u8]> {
+        match self {
+            Decoder::Json(d) => d.fresh_samples().collect(),
+            Decoder::Raw(_) => Vec::new(),
+        }
+    }
+
+    pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> crate::Result<()> {
+        match self {
+            Decoder::Json(d) => d.grow(schema),
+            Decoder::Raw(_) => Err(crate::Error::decode("growing a schema", "a raw table's schema is fixed")),
+        }
+    }
+}
 
 /// One Kafka record, borrowed from the fetch buffer.
 #[derive(Debug, Clone, Copy)]
