@@ -13,6 +13,8 @@
 mod batch;
 mod dead;
 mod fit;
+#[doc(hidden)]
+pub mod fuzz;
 mod infer;
 pub mod raw;
 pub mod names;

@@ -340,3 +340,22 @@ fn bad_rows_are_rejected_others_kept() {
     let f = d.flush().unwrap();
     assert!(f.batch.is_none() && f.rejected.is_empty() && f.unknown_fields.is_empty());
 }
+
+/// The fuzz corpus (`fuzz/corpus/`, grown by `cargo +nightly fuzz run ...`) replayed on stable:
+/// every input that ever reached new code stays a regression test.
+#[test]
+fn the_fuzz_corpus_decodes_without_panicking() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut n = 0;
+    for (target, run) in [("decode_json", super::fuzz::json as fn(&[u8])), ("decode_raw", super::fuzz::raw)] {
+        for entry in std::fs::read_dir(root.join(target)).expect("the corpus directory") {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            if let Err(panic) = std::panic::catch_unwind(|| run(&data)) {
+                panic!("{} panicked: {panic:?}", path.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "the corpus holds at least the seeds");
+}
