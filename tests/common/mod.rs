@@ -376,13 +376,11 @@ pub async fn produce_small(kafka: &str, topic: &str, partitions: i32, ids: std::
     }
 }
 
-/// Produces records with headers, as (key, value, headers), to one partition; returns their offsets.
-pub async fn produce_with_headers(
-    kafka: &str,
-    topic: &str,
-    partition: i32,
-    records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, BTreeMap<String, Vec<u8>>)>,
-) -> Vec<i64> {
+/// A record to produce: key, value, headers.
+pub type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>, BTreeMap<String, Vec<u8>>);
+
+/// Produces records with headers to one partition; returns their offsets.
+pub async fn produce_with_headers(kafka: &str, topic: &str, partition: i32, records: Vec<RawRecord>) -> Vec<i64> {
     let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
     let pc = client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client");
     let records = records
