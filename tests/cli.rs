@@ -42,13 +42,7 @@ fn a_second_agent_on_a_busy_spool_exits_at_once_with_its_own_code() {
     block_on(create_topic(&kafka, "busy", 1));
     let config = servers.config(&["busy"], "");
     let log = servers.dir.path().join("run.log");
-    let mut run = Guard(Some(
-        Command::new(env!("CARGO_BIN_EXE_frazil"))
-            .args(["run", "--config", path_str(&config)])
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
+    let mut run = start_frazil("run", &config, &log, &[]);
     assert!(wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log).unwrap_or_default().contains("starting at offset")));
     let started = Instant::now();
     let (code, out) = servers.frazil(&["flush", "--config", path_str(&config)]);

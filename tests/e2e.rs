@@ -210,13 +210,7 @@ fn a_topic_pattern_picks_up_topics_created_while_running() {
     block_on(produce(&kafka, "other", 1, 20_000..20_100));
 
     let log = servers.dir.path().join("run.log");
-    let mut run = Guard(Some(
-        Command::new(env!("CARGO_BIN_EXE_frazil"))
-            .args(["run", "--config", path_str(&config)])
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start frazil run"),
-    ));
+    let mut run = start_frazil("run", &config, &log, &[]);
     let landed = |table: &str, n: usize| wait_until(Duration::from_secs(60), || servers.rows_now(table) == n);
     assert!(landed("fleet_a", 500) && landed("fleet_bravo", 300), "{}", std::fs::read_to_string(&log).unwrap());
     // A topic created while frazil runs, and more events for one it already reads.

@@ -106,13 +106,7 @@ fn a_long_outage_is_waited_out_in_the_spool_within_its_quota() {
     servers.ctl("stop", "s3", true);
 
     let log = servers.dir.path().join("outage.log");
-    let mut run = Guard(Some(
-        Command::new(env!("CARGO_BIN_EXE_frazil"))
-            .args(["run", "--config", path_str(&config)])
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start frazil run"),
-    ));
+    let mut run = start_frazil("run", &config, &log, &[]);
     let started = Instant::now();
     block_on(produce_small(&kafka, "outage", 4, 0..n));
     println!("outage: {n} events produced in {:.1?}", started.elapsed());

@@ -2,8 +2,12 @@
 //! [`Config`], whose every field has a working default except the endpoints.
 //! Every error names the key, the bad value and the fix.
 
+mod load;
 pub mod partition;
 mod units;
+
+pub use load::ENV_PREFIX;
+use load::{check_secret_file, fix_for, guess_key, parse_error};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -241,74 +245,6 @@ impl Config {
     }
 }
 
-/// Environment variables starting with this override config keys.
-pub const ENV_PREFIX: &str = "FRAZIL__";
-
-fn fix_for(message: &str) -> String {
-    match did_you_mean(message) {
-        Some(near) => format!("did you mean `{near}`? (see the configuration reference in README.md)"),
-        None => "correct the key or value; see the configuration reference in README.md".into(),
-    }
-}
-
-fn parse_error(text: &str, e: &toml::de::Error) -> Error {
-    let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-    let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
-    Error::config(guess_key(e.message()).unwrap_or_else(|| "(file)".into()), format!("{at}{}", e.message().trim()), fix_for(e.message()))
-}
-
-/// A config file that holds a secret must not be readable by every user of the machine.
-/// (A secret given through the environment is not in the file.)
-fn check_secret_file(path: &Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let table: toml::Table = toml::from_str(text).unwrap_or_default();
-    let s3 = table.get("storage").and_then(|s| s.get("s3"));
-    let secret = ["secret_access_key", "session_token"].into_iter().find(|k| s3.and_then(|t| t.get(*k)).is_some());
-    let Some(key) = secret else { return Ok(()) };
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
-    if mode & 0o004 != 0 {
-        return Err(Error::config(
-            format!("storage.s3.{key}"),
-            format!("{} holds a secret and every user can read it (mode {:o})", path.display(), mode & 0o777),
-            format!("chmod 600 {} (or 640 with frazil's group), or set it through the environment (FRAZIL__STORAGE__S3__{})", path.display(), key.to_ascii_uppercase()),
-        ));
-    }
-    Ok(())
-}
-
-/// toml names the offending field in backquotes ("unknown field `brokrs`"): lift it out for the key.
-fn guess_key(message: &str) -> Option<String> {
-    let start = message.find('`')? + 1;
-    let len = message[start..].find('`')?;
-    Some(message[start..start + len].to_string())
-}
-
-/// For "unknown field `brokrs`, expected one of `brokers`, `topics`, ...": the expected field
-/// closest to the unknown one, if it is close (a typo, not another word).
-fn did_you_mean(message: &str) -> Option<String> {
-    let unknown = guess_key(message)?;
-    let (_, expected) = message.split_once("expected")?;
-    let candidates = expected.split('`').skip(1).step_by(2);
-    let (best, distance) = candidates.map(|c| (c, edit_distance(&unknown, c))).min_by_key(|(_, d)| *d)?;
-    (distance <= unknown.len().div_ceil(3).max(1)).then(|| best.to_string())
-}
-
-/// Levenshtein distance over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 fn format(key: &str, value: &str) -> Result<crate::decode::Format> {
     use crate::decode::Format;
     match value {
@@ -514,158 +450,4 @@ pub fn table_name(template: &str, topic: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
-[kafka]
-brokers = ["127.0.0.1:9092"]
-topics = ["events"]
-[catalog]
-uri = "http://127.0.0.1:8181"
-"#;
-
-    fn err(text: &str) -> (String, String, String) {
-        match Config::parse(text).unwrap_err() {
-            Error::Config { key, problem, fix } => (key, problem, fix),
-            other => panic!("not a config error: {other}"),
-        }
-    }
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = Config::parse(MINIMAL).unwrap();
-        assert_eq!(c.kafka.start, StartAt::Earliest);
-        assert_eq!(c.kafka.fetch_max_bytes, 4 * 1024 * 1024);
-        assert_eq!(c.spool.dir, PathBuf::from("/var/lib/frazil"));
-        assert_eq!(c.catalog.namespace, vec!["frazil".to_string()]);
-        assert_eq!(c.catalog.commit_interval, Duration::from_secs(60));
-        assert_eq!(c.catalog.warehouse, None);
-        assert!(!c.agent_id.is_empty());
-        assert_eq!(c.spool.max_bytes, Some(4 << 30));
-        assert_eq!(c.spool.min_free, Some(256 << 20));
-        let c = Config::parse(&format!("{MINIMAL}\n[spool]\nmax_bytes = \"none\"\nmin_free = \"1GB\"\n")).unwrap();
-        assert_eq!((c.spool.max_bytes, c.spool.min_free), (None, Some(1_000_000_000)));
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let (key, problem, fix) = err(&MINIMAL.replace("topics", "topics = [\"a\"]\nbrokrs = 1\n#"));
-        assert_eq!(key, "brokrs");
-        assert!(problem.contains("line 5"), "{problem}");
-        assert!(fix.contains("did you mean `brokers`?"), "{fix}");
-        let (_, _, fix) = err(&format!("{MINIMAL}[spool]\nmax_byte = \"1GiB\"\n"));
-        assert!(fix.contains("`max_bytes`"), "{fix}");
-        // Not a typo of anything: no guess.
-        let (_, _, fix) = err(&format!("{MINIMAL}[spool]\ncolour = 1\n"));
-        assert!(!fix.contains("did you mean"), "{fix}");
-    }
-
-    #[test]
-    fn bad_values_name_key_and_fix() {
-        let (key, problem, fix) = err(&format!("{MINIMAL}\n[spool]\nfile_max_age = \"10\"\n"));
-        assert_eq!(key, "spool.file_max_age");
-        assert!(problem.contains("no unit"));
-        assert!(fix.contains("10s"));
-        let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nstart = \"middle\""));
-        assert_eq!(key, "kafka.start");
-        let (key, ..) = err(&MINIMAL.replace("http://127.0.0.1:8181", "127.0.0.1:8181"));
-        assert_eq!(key, "catalog.uri");
-        let (key, ..) = err(&MINIMAL.replace("[\"127.0.0.1:9092\"]", "[\"localhost\"]"));
-        assert_eq!(key, "kafka.brokers");
-        let (key, ..) = err(&format!("[agent]\nid = \"a b\"\n{MINIMAL}"));
-        assert_eq!(key, "agent.id");
-        let (key, ..) = err(&MINIMAL.replace("[\"events\"]", "[]"));
-        assert_eq!(key, "kafka.topics");
-    }
-
-    #[test]
-    fn s3_http_endpoint_allows_http() {
-        let c = Config::parse(&format!("{MINIMAL}\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\n")).unwrap();
-        assert!(c.s3.allow_http);
-        assert!(c.s3.path_style);
-    }
-
-    #[test]
-    fn table_names_are_safe() {
-        assert_eq!(table_name("{topic}", "Sensor.Readings-v2"), "sensor_readings_v2");
-        assert_eq!(table_name("raw_{topic}", "a"), "raw_a");
-    }
-
-    #[test]
-    fn topics_by_pattern_and_tables_by_entry() {
-        let text = MINIMAL.replace("topics = [\"events\"]", "topic_pattern = \"^fleet_\"\nrefresh_interval = \"5s\"")
-            + "dead_letter_table = \"dlq_{table}\"\n[catalog.tables]\nfleet_b = \"bravo\"\n";
-        let c = Config::parse(&text).unwrap();
-        assert!(c.kafka.reads("fleet_a") && !c.kafka.reads("other") && !c.kafka.reads("__fleet_x"));
-        assert_eq!(c.kafka.refresh_interval, Duration::from_secs(5));
-        assert_eq!((c.table_for("fleet_a"), c.table_for("fleet_b")), ("fleet_a".to_string(), "bravo".to_string()));
-        assert_eq!(dead_letter_table_name(&c.catalog.dead_letter_table, "bravo"), "dlq_bravo");
-
-        let (key, problem, _) = err(&MINIMAL.replace("topics = [\"events\"]", "topic_pattern = \"(\""));
-        assert_eq!(key, "kafka.topic_pattern");
-        assert!(problem.contains("not a regular expression"), "{problem}");
-        let (key, ..) = err(&format!("{MINIMAL}[catalog.tables]\nevents = \"Bad.Name\"\n"));
-        assert_eq!(key, "catalog.tables.\"events\"");
-        let (key, problem, _) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = []"));
-        assert_eq!(key, "kafka.topics");
-        assert!(problem.contains("topic_pattern"), "{problem}");
-        let (key, ..) = err(&format!("{MINIMAL}dead_letter_table = \"{{table}}\"\n"));
-        assert_eq!(key, "catalog.dead_letter_table");
-    }
-
-    /// The reference in the README is a config that parses, with every key it shows.
-    #[test]
-    fn the_readme_reference_parses() {
-        let readme = include_str!("../../README.md");
-        let start = readme.find("```toml\n").expect("a toml block in the README") + "```toml\n".len();
-        let text = &readme[start..start + readme[start..].find("```").unwrap()];
-        let c = Config::parse(text).unwrap_or_else(|e| panic!("README reference: {e}"));
-        assert_eq!(c.table_for("sensors.temp"), "temperatures");
-        assert!(c.kafka.topic_pattern.is_some());
-    }
-
-    #[test]
-    fn a_world_readable_config_with_a_secret_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("frazil.toml");
-        std::fs::write(&path, format!("{MINIMAL}[storage.s3]\nsecret_access_key = \"s\"\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        match Config::load(&path).unwrap_err() {
-            Error::Config { key, fix, .. } => {
-                assert_eq!(key, "storage.s3.secret_access_key");
-                assert!(fix.contains("chmod 600"), "{fix}");
-            }
-            other => panic!("{other}"),
-        }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        Config::load(&path).unwrap();
-        // No secret: the file may be world-readable.
-        std::fs::write(&path, MINIMAL).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        Config::load(&path).unwrap();
-    }
-
-    #[test]
-    fn environment_overrides_keys() {
-        let env = [
-            ("FRAZIL__STORAGE__S3__SECRET_ACCESS_KEY", "from-env"),
-            ("FRAZIL__KAFKA__BROKERS", r#"["10.0.0.5:9092"]"#),
-            ("FRAZIL__SPOOL__FILE_MAX_ROWS", "500"),
-            ("FRAZIL__CATALOG__NAMESPACE", "edge.site1"),
-            ("PATH", "/usr/bin"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-        let c = Config::parse_with_env(MINIMAL, env).unwrap();
-        assert_eq!(c.s3.secret_access_key.as_deref(), Some("from-env"));
-        assert_eq!(c.kafka.brokers, vec!["10.0.0.5:9092".to_string()]);
-        assert_eq!(c.spool.file_max_rows, 500);
-        assert_eq!(c.catalog.namespace, vec!["edge".to_string(), "site1".to_string()]);
-        // A misspelt variable is named like a misspelt key.
-        match Config::parse_with_env(MINIMAL, [("FRAZIL__KAFKA__BROKRS".to_string(), "x".to_string())]).unwrap_err() {
-            Error::Config { key, fix, .. } => assert_eq!((key.as_str(), fix.contains("`brokers`")), ("brokrs", true)),
-            other => panic!("{other}"),
-        }
-    }
-}
+mod tests;

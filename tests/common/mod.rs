@@ -292,88 +292,58 @@ pub async fn produce_with(
     ids: std::ops::Range<u64>,
     make: impl Fn(u64) -> Value,
 ) -> BTreeMap<(i32, i64), Produced> {
-    let client = ClientBuilder::new(vec![kafka.to_string()])
-        .build()
-        .await
-        .expect("connect to the broker");
-    let mut out = BTreeMap::new();
-    for p in 0..partitions {
-        let pc = client
-            .partition_client(topic, p, UnknownTopicHandling::Retry)
-            .await
-            .expect("partition client");
-        let mine: Vec<u64> = ids
-            .clone()
-            .filter(|i| (i % partitions as u64) as i32 == p)
-            .collect();
-        for chunk in mine.chunks(2000) {
-            let produced: Vec<Produced> = chunk
-                .iter()
-                .map(|&i| Produced {
-                    value: make(i),
-                    key: format!("key-{i}"),
-                    timestamp_ms: 1_700_000_000_000 + i as i64,
-                })
-                .collect();
-            let records = produced
-                .iter()
-                .map(|e| Record {
-                    key: Some(e.key.clone().into_bytes()),
-                    value: Some(serde_json::to_vec(&e.value).expect("json")),
-                    headers: Default::default(),
-                    timestamp: rskafka::chrono::DateTime::from_timestamp_millis(e.timestamp_ms)
-                        .expect("timestamp"),
-                })
-                .collect();
-            let offsets = pc
-                .produce(records, Compression::NoCompression)
-                .await
-                .expect("produce");
-            for (o, e) in offsets.into_iter().zip(produced) {
-                out.insert((p, o), e);
-            }
+    let produced = |i: u64| Produced { value: make(i), key: format!("key-{i}"), timestamp_ms: 1_700_000_000_000 + i as i64 };
+    let placed = produce_ids(kafka, topic, partitions, ids, 2000, |i| {
+        let e = produced(i);
+        Record {
+            key: Some(e.key.into_bytes()),
+            value: Some(serde_json::to_vec(&e.value).expect("json")),
+            headers: Default::default(),
+            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(e.timestamp_ms).expect("timestamp"),
         }
-    }
-    out
+    })
+    .await;
+    placed.into_iter().map(|(at, i)| (at, produced(i))).collect()
 }
 
 /// Produces `ids` as small events `{"id", "device", "temp"}`, id `i` to partition `i % partitions`,
 /// quickly and without keeping them (for volume tests; check the table by id).
 pub async fn produce_small(kafka: &str, topic: &str, partitions: i32, ids: std::ops::Range<u64>) {
-    let client = ClientBuilder::new(vec![kafka.to_string()])
-        .build()
-        .await
-        .expect("connect to the broker");
+    produce_ids(kafka, topic, partitions, ids, 5000, |i| Record {
+        key: Some(format!("key-{i}").into_bytes()),
+        value: Some(format!(r#"{{"id":{i},"device":"dev-{}","temp":{}.5}}"#, i % 50, i % 100).into_bytes()),
+        headers: Default::default(),
+        timestamp: rskafka::chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + i as i64).expect("timestamp"),
+    })
+    .await;
+}
+
+/// A client for one partition, on a client of its own.
+async fn partition_client(kafka: &str, topic: &str, partition: i32) -> rskafka::client::partition::PartitionClient {
+    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
+    client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client")
+}
+
+/// Produces `record(i)` for each id, id `i` to partition `i % partitions`, `chunk` records per
+/// request; returns where each id landed.
+async fn produce_ids(
+    kafka: &str,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+    chunk: usize,
+    record: impl Fn(u64) -> Record,
+) -> Vec<((i32, i64), u64)> {
+    let mut out = Vec::new();
     for p in 0..partitions {
-        let pc = client
-            .partition_client(topic, p, UnknownTopicHandling::Retry)
-            .await
-            .expect("partition client");
-        let mine: Vec<u64> = ids
-            .clone()
-            .filter(|i| (i % partitions as u64) as i32 == p)
-            .collect();
-        for chunk in mine.chunks(5000) {
-            let records = chunk
-                .iter()
-                .map(|&i| Record {
-                    key: Some(format!("key-{i}").into_bytes()),
-                    value: Some(
-                        format!(r#"{{"id":{i},"device":"dev-{}","temp":{}.5}}"#, i % 50, i % 100)
-                            .into_bytes(),
-                    ),
-                    headers: Default::default(),
-                    timestamp: rskafka::chrono::DateTime::from_timestamp_millis(
-                        1_700_000_000_000 + i as i64,
-                    )
-                    .expect("timestamp"),
-                })
-                .collect();
-            pc.produce(records, Compression::NoCompression)
-                .await
-                .expect("produce");
+        let pc = partition_client(kafka, topic, p).await;
+        let mine: Vec<u64> = ids.clone().filter(|i| (i % partitions as u64) as i32 == p).collect();
+        for ids in mine.chunks(chunk) {
+            let offsets = pc.produce(ids.iter().map(|&i| record(i)).collect(), Compression::NoCompression).await.expect("produce");
+            out.extend(offsets.into_iter().map(|o| (p, o)).zip(ids.iter().copied()));
         }
     }
+    out
 }
 
 /// A record to produce: key, value, headers.
@@ -381,43 +351,18 @@ pub type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>, BTreeMap<String, Vec<u8>
 
 /// Produces records with headers to one partition; returns their offsets.
 pub async fn produce_with_headers(kafka: &str, topic: &str, partition: i32, records: Vec<RawRecord>) -> Vec<i64> {
-    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
-    let pc = client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client");
     let records = records
         .into_iter()
         .map(|(key, value, headers)| Record { key, value, headers, timestamp: rskafka::chrono::Utc::now() })
         .collect();
-    pc.produce(records, Compression::NoCompression).await.expect("produce")
+    partition_client(kafka, topic, partition).await.produce(records, Compression::NoCompression).await.expect("produce")
 }
 
 /// Produces raw values (for bad-input tests; `None` is a tombstone) to one partition; returns
 /// their offsets.
-pub async fn produce_raw(
-    kafka: &str,
-    topic: &str,
-    partition: i32,
-    values: Vec<Option<Vec<u8>>>,
-) -> Vec<i64> {
-    let client = ClientBuilder::new(vec![kafka.to_string()])
-        .build()
-        .await
-        .expect("connect to the broker");
-    let pc = client
-        .partition_client(topic, partition, UnknownTopicHandling::Retry)
-        .await
-        .expect("partition client");
-    let records = values
-        .into_iter()
-        .map(|v| Record {
-            key: Some(b"bad".to_vec()),
-            value: v,
-            headers: Default::default(),
-            timestamp: rskafka::chrono::Utc::now(),
-        })
-        .collect();
-    pc.produce(records, Compression::NoCompression)
-        .await
-        .expect("produce")
+pub async fn produce_raw(kafka: &str, topic: &str, partition: i32, values: Vec<Option<Vec<u8>>>) -> Vec<i64> {
+    let records = values.into_iter().map(|v| (Some(b"bad".to_vec()), v, BTreeMap::new())).collect();
+    produce_with_headers(kafka, topic, partition, records).await
 }
 
 /// Runs a tokio-needing future (rskafka) the way frazil does: smol + async-compat.
@@ -529,6 +474,21 @@ impl Drop for Guard {
             let _ = c.wait();
         }
     }
+}
+
+/// Starts `frazil <cmd> --config <config>` in the background with `env`, its stderr (the log) in
+/// `log`; killed when the guard drops.
+pub fn start_frazil(cmd: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Guard {
+    let file = std::fs::File::create(log).expect("create log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_frazil"))
+        .args([cmd, "--config", path_str(config)])
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start frazil {cmd}: {e}"));
+    Guard(Some(child))
 }
 
 /// Writes a config file readable by its owner only: frazil refuses a world-readable one that

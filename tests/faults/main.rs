@@ -36,7 +36,7 @@ mod unanswered;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Exchange, Fault, Proxy};
@@ -121,17 +121,10 @@ fn spawn_frazil(cmd: &str, config: &Path, log: &Path) -> Guard {
 
 /// `frazil <cmd>` with extra environment variables, logging to `log`.
 fn spawn_frazil_with(cmd: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Guard {
-    let file = std::fs::File::create(log).expect("create log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_frazil"))
-        .args([cmd, "--config", path_str(config)])
-        .env("FRAZIL_LOG", log_level())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start frazil {cmd}: {e}"));
-    Guard(Some(child))
+    let level = log_level();
+    let mut all = vec![("FRAZIL_LOG", level.as_str())];
+    all.extend_from_slice(env);
+    start_frazil(cmd, config, log, &all)
 }
 
 type LineMatcher = Box<dyn FnMut(&str) -> bool>;

@@ -1,0 +1,155 @@
+//! Parsing and validation of the TOML config, the README reference included.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[kafka]
+brokers = ["127.0.0.1:9092"]
+topics = ["events"]
+[catalog]
+uri = "http://127.0.0.1:8181"
+"#;
+
+fn err(text: &str) -> (String, String, String) {
+    match Config::parse(text).unwrap_err() {
+        Error::Config { key, problem, fix } => (key, problem, fix),
+        other => panic!("not a config error: {other}"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::parse(MINIMAL).unwrap();
+    assert_eq!(c.kafka.start, StartAt::Earliest);
+    assert_eq!(c.kafka.fetch_max_bytes, 4 * 1024 * 1024);
+    assert_eq!(c.spool.dir, PathBuf::from("/var/lib/frazil"));
+    assert_eq!(c.catalog.namespace, vec!["frazil".to_string()]);
+    assert_eq!(c.catalog.commit_interval, Duration::from_secs(60));
+    assert_eq!(c.catalog.warehouse, None);
+    assert!(!c.agent_id.is_empty());
+    assert_eq!(c.spool.max_bytes, Some(4 << 30));
+    assert_eq!(c.spool.min_free, Some(256 << 20));
+    let c = Config::parse(&format!("{MINIMAL}\n[spool]\nmax_bytes = \"none\"\nmin_free = \"1GB\"\n")).unwrap();
+    assert_eq!((c.spool.max_bytes, c.spool.min_free), (None, Some(1_000_000_000)));
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let (key, problem, fix) = err(&MINIMAL.replace("topics", "topics = [\"a\"]\nbrokrs = 1\n#"));
+    assert_eq!(key, "brokrs");
+    assert!(problem.contains("line 5"), "{problem}");
+    assert!(fix.contains("did you mean `brokers`?"), "{fix}");
+    let (_, _, fix) = err(&format!("{MINIMAL}[spool]\nmax_byte = \"1GiB\"\n"));
+    assert!(fix.contains("`max_bytes`"), "{fix}");
+    // Not a typo of anything: no guess.
+    let (_, _, fix) = err(&format!("{MINIMAL}[spool]\ncolour = 1\n"));
+    assert!(!fix.contains("did you mean"), "{fix}");
+}
+
+#[test]
+fn bad_values_name_key_and_fix() {
+    let (key, problem, fix) = err(&format!("{MINIMAL}\n[spool]\nfile_max_age = \"10\"\n"));
+    assert_eq!(key, "spool.file_max_age");
+    assert!(problem.contains("no unit"));
+    assert!(fix.contains("10s"));
+    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nstart = \"middle\""));
+    assert_eq!(key, "kafka.start");
+    let (key, ..) = err(&MINIMAL.replace("http://127.0.0.1:8181", "127.0.0.1:8181"));
+    assert_eq!(key, "catalog.uri");
+    let (key, ..) = err(&MINIMAL.replace("[\"127.0.0.1:9092\"]", "[\"localhost\"]"));
+    assert_eq!(key, "kafka.brokers");
+    let (key, ..) = err(&format!("[agent]\nid = \"a b\"\n{MINIMAL}"));
+    assert_eq!(key, "agent.id");
+    let (key, ..) = err(&MINIMAL.replace("[\"events\"]", "[]"));
+    assert_eq!(key, "kafka.topics");
+}
+
+#[test]
+fn s3_http_endpoint_allows_http() {
+    let c = Config::parse(&format!("{MINIMAL}\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\n")).unwrap();
+    assert!(c.s3.allow_http);
+    assert!(c.s3.path_style);
+}
+
+#[test]
+fn table_names_are_safe() {
+    assert_eq!(table_name("{topic}", "Sensor.Readings-v2"), "sensor_readings_v2");
+    assert_eq!(table_name("raw_{topic}", "a"), "raw_a");
+}
+
+#[test]
+fn topics_by_pattern_and_tables_by_entry() {
+    let text = MINIMAL.replace("topics = [\"events\"]", "topic_pattern = \"^fleet_\"\nrefresh_interval = \"5s\"")
+        + "dead_letter_table = \"dlq_{table}\"\n[catalog.tables]\nfleet_b = \"bravo\"\n";
+    let c = Config::parse(&text).unwrap();
+    assert!(c.kafka.reads("fleet_a") && !c.kafka.reads("other") && !c.kafka.reads("__fleet_x"));
+    assert_eq!(c.kafka.refresh_interval, Duration::from_secs(5));
+    assert_eq!((c.table_for("fleet_a"), c.table_for("fleet_b")), ("fleet_a".to_string(), "bravo".to_string()));
+    assert_eq!(dead_letter_table_name(&c.catalog.dead_letter_table, "bravo"), "dlq_bravo");
+
+    let (key, problem, _) = err(&MINIMAL.replace("topics = [\"events\"]", "topic_pattern = \"(\""));
+    assert_eq!(key, "kafka.topic_pattern");
+    assert!(problem.contains("not a regular expression"), "{problem}");
+    let (key, ..) = err(&format!("{MINIMAL}[catalog.tables]\nevents = \"Bad.Name\"\n"));
+    assert_eq!(key, "catalog.tables.\"events\"");
+    let (key, problem, _) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = []"));
+    assert_eq!(key, "kafka.topics");
+    assert!(problem.contains("topic_pattern"), "{problem}");
+    let (key, ..) = err(&format!("{MINIMAL}dead_letter_table = \"{{table}}\"\n"));
+    assert_eq!(key, "catalog.dead_letter_table");
+}
+
+/// The reference in the README is a config that parses, with every key it shows.
+#[test]
+fn the_readme_reference_parses() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("```toml\n").expect("a toml block in the README") + "```toml\n".len();
+    let text = &readme[start..start + readme[start..].find("```").unwrap()];
+    let c = Config::parse(text).unwrap_or_else(|e| panic!("README reference: {e}"));
+    assert_eq!(c.table_for("sensors.temp"), "temperatures");
+    assert!(c.kafka.topic_pattern.is_some());
+}
+
+#[test]
+fn a_world_readable_config_with_a_secret_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frazil.toml");
+    std::fs::write(&path, format!("{MINIMAL}[storage.s3]\nsecret_access_key = \"s\"\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    match Config::load(&path).unwrap_err() {
+        Error::Config { key, fix, .. } => {
+            assert_eq!(key, "storage.s3.secret_access_key");
+            assert!(fix.contains("chmod 600"), "{fix}");
+        }
+        other => panic!("{other}"),
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    Config::load(&path).unwrap();
+    // No secret: the file may be world-readable.
+    std::fs::write(&path, MINIMAL).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Config::load(&path).unwrap();
+}
+
+#[test]
+fn environment_overrides_keys() {
+    let env = [
+        ("FRAZIL__STORAGE__S3__SECRET_ACCESS_KEY", "from-env"),
+        ("FRAZIL__KAFKA__BROKERS", r#"["10.0.0.5:9092"]"#),
+        ("FRAZIL__SPOOL__FILE_MAX_ROWS", "500"),
+        ("FRAZIL__CATALOG__NAMESPACE", "edge.site1"),
+        ("PATH", "/usr/bin"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let c = Config::parse_with_env(MINIMAL, env).unwrap();
+    assert_eq!(c.s3.secret_access_key.as_deref(), Some("from-env"));
+    assert_eq!(c.kafka.brokers, vec!["10.0.0.5:9092".to_string()]);
+    assert_eq!(c.spool.file_max_rows, 500);
+    assert_eq!(c.catalog.namespace, vec!["edge".to_string(), "site1".to_string()]);
+    // A misspelt variable is named like a misspelt key.
+    match Config::parse_with_env(MINIMAL, [("FRAZIL__KAFKA__BROKRS".to_string(), "x".to_string())]).unwrap_err() {
+        Error::Config { key, fix, .. } => assert_eq!((key.as_str(), fix.contains("`brokers`")), ("brokrs", true)),
+        other => panic!("{other}"),
+    }
+}
