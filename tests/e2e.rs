@@ -331,6 +331,44 @@ fn raw_and_text_topics_keep_values_and_headers_as_they_are() {
     }
 }
 
+#[test]
+fn time_fields_become_timestamps_from_text_or_epoch_numbers() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&["readings"], "\n[catalog.partition_by]\nreadings = [\"day(event_time)\"]");
+    let text = std::fs::read_to_string(&config).unwrap() + "\n[json]\ntimestamp_fields = [\"event_time\"]\nepoch_unit = \"ms\"\n";
+    write_config(&config, &text);
+    block_on(create_topic(&kafka, "readings", 2));
+    // Three days apart; even ids give the time as RFC 3339 text with an offset, odd ones as epoch ms.
+    let ms = |i: u64| 1_714_979_289_123 + (i % 3) as i64 * 86_400_000 + i as i64;
+    let make = |i: u64| {
+        let t = chrono::DateTime::from_timestamp_millis(ms(i)).unwrap().with_timezone(&chrono::FixedOffset::east_opt(7_200).unwrap());
+        let when = if i % 2 == 0 { json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)) } else { json!(ms(i)) };
+        json!({"id": i, "event_time": when})
+    };
+    let mut expected = block_on(produce_with(&kafka, "readings", 2, 0..600, make));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains(r#""name":"event_time","required":false,"type":"timestamptz""#), "{log}");
+    // Read back as UTC timestamps, whichever way they were written.
+    for e in expected.values_mut() {
+        let i = e.value["id"].as_u64().unwrap();
+        e.value["event_time"] = json!(chrono::DateTime::from_timestamp_millis(ms(i)).unwrap().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string());
+    }
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table("readings", reader);
+        assert_exactly(reader, &rows, &expected);
+    }
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(repo().join("tests/check/partitions.py"));
+    servers.catalog_args(&mut cmd, "readings");
+    let out = cmd.args(["--column", "id", "--value", "0"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let days: std::collections::BTreeSet<&str> = report["files"].as_array().unwrap().iter().map(|f| f["partition"]["event_time_day"].as_str().unwrap()).collect();
+    assert_eq!(days.into_iter().collect::<Vec<_>>(), ["2024-05-06", "2024-05-07", "2024-05-08"], "{report}");
+}
+
 fn start_run(config: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_frazil"))
         .args(["run", "--config", path_str(config)])

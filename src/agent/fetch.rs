@@ -266,7 +266,7 @@ impl Agent {
             let table = self.table_name(&tp.0);
             let format = self.cfg.kafka.format_for(&tp.0);
             let schema = self.schema_for(&table, format, records).await?;
-            self.buffers.borrow_mut().insert(tp.clone(), PartitionBuffer::new(Decoder::new(format, &schema)?));
+            self.buffers.borrow_mut().insert(tp.clone(), PartitionBuffer::new(Decoder::new(format, &schema, self.cfg.time_fields.epoch_unit)?));
         }
         let mut buffers = self.buffers.borrow_mut();
         let buf = buffers.get_mut(tp).expect("inserted above");
@@ -305,6 +305,8 @@ impl Agent {
             decode::evolve_schema(&old, samples, table_last_id, known.as_deref())?
         };
         let Some(grown) = grown else { return Ok(()) };
+        // New fields named as time fields are timestamps; the old ones keep their types.
+        let grown = decode::with_time_fields(grown, &self.cfg.time_fields, old.highest_field_id().max(table_last_id))?;
         let added: Vec<String> = grown.as_struct().fields().iter().skip(old.as_struct().fields().len()).map(|f| {
             let kind = match f.field_type.as_ref() {
                 iceberg::spec::Type::Primitive(p) => p.to_string(),
@@ -336,7 +338,7 @@ impl Agent {
     async fn schema_for(&self, table: &str, format: Format, samples: &[RecordAndOffset]) -> Result<Arc<iceberg::spec::Schema>> {
         let partition = self.cfg.partition_fields(table, false);
         self.decide(table, false, || match format {
-            Format::Json => tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()), partition),
+            Format::Json => tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()), &self.cfg.time_fields, partition),
             Format::Raw | Format::Text => tables::raw(table, format == Format::Text, partition),
         })
     }

@@ -84,8 +84,8 @@ pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
 
 /// Infers a schema from sample values and numbers its fields (and the partition fields) the way a
 /// catalog does on create.
-pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
-    canonical(table, decode::infer_schema(samples)?, partition)
+pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>, time: &decode::TimeFields, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
+    canonical(table, decode::with_time_fields(decode::infer_schema(samples)?, time, 0)?, partition)
 }
 
 /// The fixed schema of a raw or text topic's table, numbered the way a catalog does on create.

@@ -94,6 +94,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     pub catalog: CatalogConfig,
     pub s3: S3Settings,
+    /// JSON fields that hold times.
+    pub time_fields: crate::decode::TimeFields,
 }
 
 // ---- the file as written: strict, every key optional where a default exists ----
@@ -109,6 +111,16 @@ struct RawConfig {
     catalog: RawCatalog,
     #[serde(default)]
     storage: RawStorage,
+    #[serde(default)]
+    json: RawJson,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJson {
+    #[serde(default)]
+    timestamp_fields: Vec<String>,
+    epoch_unit: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -400,7 +412,14 @@ fn validate(raw: RawConfig) -> Result<Config> {
         session_token: s3.session_token,
         path_style: s3.path_style.unwrap_or(false),
     };
-    Ok(Config { agent_id, kafka, spool, catalog, s3 })
+    let epoch_unit = match raw.json.epoch_unit.as_deref().unwrap_or("ms") {
+        "s" => crate::decode::EpochUnit::Seconds,
+        "ms" => crate::decode::EpochUnit::Millis,
+        "us" => crate::decode::EpochUnit::Micros,
+        other => return Err(Error::config("json.epoch_unit", format!("`{other}` is not a unit"), "use \"s\", \"ms\" or \"us\"")),
+    };
+    let time_fields = crate::decode::TimeFields { names: raw.json.timestamp_fields, epoch_unit };
+    Ok(Config { agent_id, kafka, spool, catalog, s3, time_fields })
 }
 
 impl Config {

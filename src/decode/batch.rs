@@ -100,6 +100,8 @@ pub struct BatchDecoder {
     rows: Vec<Row>,
     bytes: usize,
     unknown: BTreeSet<String>,
+    /// What a number in a timestamp column counts.
+    epoch_unit: super::EpochUnit,
 }
 
 impl BatchDecoder {
@@ -156,7 +158,14 @@ impl BatchDecoder {
             rows: Vec::new(),
             bytes: 0,
             unknown: BTreeSet::new(),
+            epoch_unit: super::EpochUnit::Millis,
         })
+    }
+
+    /// Numbers in timestamp columns count `unit`s since the epoch (default: milliseconds).
+    pub fn with_epoch_unit(mut self, unit: super::EpochUnit) -> Self {
+        self.epoch_unit = unit;
+        self
     }
 
     /// The schema of every batch this decoder produces, with `PARQUET:field_id` metadata.
@@ -232,7 +241,7 @@ impl BatchDecoder {
     /// Switches to `schema` (the old one grown by new fields), keeping the buffered rows: a
     /// row's keys that the new schema has are decoded from now on.
     pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> Result<()> {
-        let mut next = BatchDecoder::new(schema)?;
+        let mut next = BatchDecoder::new(schema)?.with_epoch_unit(self.epoch_unit);
         next.rows = std::mem::take(&mut self.rows);
         next.bytes = self.bytes;
         for row in &mut next.rows {
@@ -275,7 +284,7 @@ impl BatchDecoder {
         let mut rejected = Vec::new();
         let mut kept = Vec::with_capacity(rows.len());
         for mut row in rows.drain(..) {
-            match fit::fit_row(&mut row.value, self.user.fields()) {
+            match fit::fit_row(&mut row.value, self.user.fields(), self.epoch_unit) {
                 Ok(()) => kept.push(row),
                 Err(reason) => rejected.push(row.dead(reason)),
             }

@@ -17,14 +17,16 @@ use arrow_schema::{DataType, Fields};
 use serde_json::{Map, Number, Value};
 
 /// Fits a top-level object to `fields`; `Err` carries the reason the row cannot be stored.
-pub(super) fn fit_row(row: &mut Map<String, Value>, fields: &Fields) -> Result<(), String> {
-    fit_object(row, fields, &mut String::new())
+/// Numbers in timestamp columns count `epoch_unit`s since the epoch.
+pub(super) fn fit_row(row: &mut Map<String, Value>, fields: &Fields, epoch_unit: super::EpochUnit) -> Result<(), String> {
+    fit_object(row, fields, &mut String::new(), epoch_unit)
 }
 
 fn fit_object(
     map: &mut Map<String, Value>,
     fields: &Fields,
     path: &mut String,
+    unit: super::EpochUnit,
 ) -> Result<(), String> {
     for f in fields {
         if let Some(v) = map.get_mut(f.name()) {
@@ -33,15 +35,23 @@ fn fit_object(
                 path.push('.');
             }
             path.push_str(f.name());
-            fit(v, f.data_type(), path)?;
+            fit(v, f.data_type(), path, unit)?;
             path.truncate(len);
         }
     }
     Ok(())
 }
 
-fn fit(v: &mut Value, dt: &DataType, path: &mut String) -> Result<(), String> {
+fn fit(v: &mut Value, dt: &DataType, path: &mut String, unit: super::EpochUnit) -> Result<(), String> {
     match (dt, v) {
+        // A time as a number since the epoch: arrow_json reads a number as the column's own unit
+        // (µs), so scale it; a string (RFC 3339) arrow_json parses itself.
+        (DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _), Value::Number(n)) => {
+            match whole(n).and_then(|i| i.checked_mul(unit.micros())) {
+                Some(us) => *n = Number::from(us),
+                None => return Err(format!("field `{path}`: {n} is not a whole number of {unit:?} since the epoch in range")),
+            }
+        }
         (
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
             v @ (Value::Object(_) | Value::Array(_)),
@@ -62,12 +72,12 @@ fn fit(v: &mut Value, dt: &DataType, path: &mut String) -> Result<(), String> {
                 }
             }
         }
-        (DataType::Struct(fields), Value::Object(map)) => fit_object(map, fields, path)?,
+        (DataType::Struct(fields), Value::Object(map)) => fit_object(map, fields, path, unit)?,
         (DataType::List(f) | DataType::LargeList(f), Value::Array(items)) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 let _ = write!(path, "[{i}]");
-                fit(item, f.data_type(), path)?;
+                fit(item, f.data_type(), path, unit)?;
                 path.truncate(len);
             }
         }
@@ -79,7 +89,7 @@ fn fit(v: &mut Value, dt: &DataType, path: &mut String) -> Result<(), String> {
                 for (key, item) in map.iter_mut() {
                     let len = path.len();
                     let _ = write!(path, "[{key:?}]");
-                    fit(item, value_field.data_type(), path)?;
+                    fit(item, value_field.data_type(), path, unit)?;
                     path.truncate(len);
                 }
             }
@@ -127,7 +137,7 @@ mod tests {
         let Value::Object(mut m) = v else {
             unreachable!()
         };
-        fit_row(&mut m, &fields()).map(|()| Value::Object(m))
+        fit_row(&mut m, &fields(), crate::decode::EpochUnit::Millis).map(|()| Value::Object(m))
     }
 
     #[test]

@@ -27,6 +27,69 @@ pub use batch::{BatchDecoder, Flushed, Rejected};
 pub use dead::{DeadLetter, dead_letter_batch, dead_letter_schema};
 pub use infer::{evolve_schema, infer_schema};
 
+/// How numbers in timestamp fields count time since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochUnit {
+    Seconds,
+    Millis,
+    Micros,
+}
+
+impl EpochUnit {
+    /// Microseconds per unit.
+    pub fn micros(self) -> i64 {
+        match self {
+            EpochUnit::Seconds => 1_000_000,
+            EpochUnit::Millis => 1_000,
+            EpochUnit::Micros => 1,
+        }
+    }
+}
+
+/// JSON fields that hold times: typed `timestamptz` when a table is created or grows, read from
+/// RFC 3339 strings or from numbers since the epoch in `epoch_unit`.
+#[derive(Clone, Debug)]
+pub struct TimeFields {
+    pub names: Vec<String>,
+    pub epoch_unit: EpochUnit,
+}
+
+impl Default for TimeFields {
+    fn default() -> Self {
+        TimeFields { names: Vec::new(), epoch_unit: EpochUnit::Millis }
+    }
+}
+
+/// `schema` with the top-level fields named in `time.names` typed `timestamptz`, where inference
+/// gave them a scalar type; fields with an id at or below `keep_below` (already in a table) keep
+/// theirs.
+pub fn with_time_fields(schema: iceberg::spec::Schema, time: &TimeFields, keep_below: i32) -> crate::Result<iceberg::spec::Schema> {
+    use iceberg::spec::{NestedField, PrimitiveType, Type};
+    if time.names.is_empty() {
+        return Ok(schema);
+    }
+    let fields: Vec<iceberg::spec::NestedFieldRef> = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| {
+            let scalar = matches!(*f.field_type, Type::Primitive(PrimitiveType::String | PrimitiveType::Long | PrimitiveType::Double));
+            if f.id > keep_below && scalar && time.names.iter().any(|n| names::escape(n) == f.name.as_str()) {
+                let mut t = NestedField::optional(f.id, f.name.clone(), Type::Primitive(PrimitiveType::Timestamptz));
+                t.doc = f.doc.clone();
+                t.into()
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    iceberg::spec::Schema::builder()
+        .with_schema_id(schema.schema_id())
+        .with_fields(fields)
+        .build()
+        .map_err(|e| crate::Error::iceberg("typing the time fields", e))
+}
+
 /// How a topic's values are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -45,9 +108,9 @@ pub enum Decoder {
 }
 
 impl Decoder {
-    pub fn new(format: Format, schema: &iceberg::spec::Schema) -> crate::Result<Decoder> {
+    pub fn new(format: Format, schema: &iceberg::spec::Schema, epoch_unit: EpochUnit) -> crate::Result<Decoder> {
         Ok(match format {
-            Format::Json => Decoder::Json(BatchDecoder::new(schema)?),
+            Format::Json => Decoder::Json(BatchDecoder::new(schema)?.with_epoch_unit(epoch_unit)),
             Format::Raw | Format::Text => Decoder::Raw(raw::RawDecoder::new(schema)?),
         })
     }

@@ -359,3 +359,38 @@ fn the_fuzz_corpus_decodes_without_panicking() {
     }
     assert!(n >= 3, "the corpus holds at least the seeds");
 }
+
+#[test]
+fn time_fields_read_rfc3339_and_epoch_numbers() {
+    use super::{EpochUnit, TimeFields, with_time_fields};
+    use arrow_array::{Array, TimestampMicrosecondArray};
+    let time = TimeFields { names: vec!["ts".into()], epoch_unit: EpochUnit::Millis };
+    let inferred = infer_schema([br#"{"ts": "2024-05-06T07:08:09Z", "n": 1}"#.as_slice()]).unwrap();
+    let schema = with_time_fields(inferred, &time, 0).unwrap();
+    let ts = schema.as_struct().field_by_name("ts").unwrap();
+    assert_eq!(ts.field_type.to_string(), "timestamptz");
+    assert_eq!(schema.as_struct().field_by_name("n").unwrap().field_type.to_string(), "long", "only the named field");
+
+    let mut d = BatchDecoder::new(&schema).unwrap().with_epoch_unit(EpochUnit::Millis);
+    let values: [&[u8]; 5] = [
+        br#"{"ts": "2024-05-06T07:08:09.123Z"}"#,
+        br#"{"ts": "2024-05-06T09:08:09.123+02:00"}"#,
+        br#"{"ts": 1714979289123}"#,
+        br#"{"ts": "yesterday"}"#,
+        br#"{"ts": 1.5}"#,
+    ];
+    for (i, v) in values.iter().enumerate() {
+        d.push(&msg(0, i as i64, 0, None, v)).unwrap();
+    }
+    let f = d.flush().unwrap();
+    let rejected: Vec<i64> = f.rejected.iter().map(|r| r.offset).collect();
+    assert_eq!(rejected, [3, 4], "{:?}", f.rejected);
+    let batch = f.batch.unwrap();
+    let col = batch.column_by_name("ts").unwrap();
+    let col = col.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+    let us = 1_714_979_289_123_000;
+    assert_eq!((col.value(0), col.value(1), col.value(2), col.len()), (us, us, us, 3));
+    // A field already in a table keeps its type.
+    let kept = with_time_fields(infer_schema([br#"{"ts": "x"}"#.as_slice()]).unwrap(), &time, 100).unwrap();
+    assert_eq!(kept.as_struct().field_by_name("ts").unwrap().field_type.to_string(), "string");
+}
