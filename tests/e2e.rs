@@ -343,7 +343,7 @@ fn time_fields_become_timestamps_from_text_or_epoch_numbers() {
     let ms = |i: u64| 1_714_979_289_123 + (i % 3) as i64 * 86_400_000 + i as i64;
     let make = |i: u64| {
         let t = chrono::DateTime::from_timestamp_millis(ms(i)).unwrap().with_timezone(&chrono::FixedOffset::east_opt(7_200).unwrap());
-        let when = if i % 2 == 0 { json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)) } else { json!(ms(i)) };
+        let when = if i.is_multiple_of(2) { json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)) } else { json!(ms(i)) };
         json!({"id": i, "event_time": when})
     };
     let mut expected = block_on(produce_with(&kafka, "readings", 2, 0..600, make));
