@@ -45,10 +45,21 @@ fn a_second_agent_on_a_busy_spool_exits_at_once_with_its_own_code() {
     let mut run = start_frazil("run", &config, &log, &[]);
     assert!(wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log).unwrap_or_default().contains("starting at offset")));
     let started = Instant::now();
-    let (code, out) = servers.frazil(&["flush", "--config", path_str(&config)]);
-    assert_eq!(code, 73, "{out}");
-    assert!(out.contains("is already open") && out.contains("another `frazil run` or `frazil flush`"), "{out}");
+    let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+        .args(["flush", "--config", path_str(&config)])
+        .env("FRAZIL_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "it should not wait for the lock");
+    assert_eq!(out.status.code(), Some(73), "{out:?}");
+    // Logged as one JSON object per line.
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let error = lines.iter().find(|l| l["level"] == "ERROR").expect("an error line");
+    let msg = error["msg"].as_str().unwrap();
+    assert!(msg.contains("is already open") && msg.contains("another `frazil run` or `frazil flush`"), "{msg}");
     // `status` still reads the spool beside the running agent.
     assert_eq!(status_json(&config, &["--offline"])["agent_running"], true);
     assert!(Command::new("kill").args(["-TERM", &run.child().id().to_string()]).status().unwrap().success());
