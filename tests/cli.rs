@@ -95,3 +95,44 @@ fn frazil_out(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_frazil")).args(args).output().expect("run frazil");
     (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
+
+#[test]
+fn run_serves_metrics_and_a_health_check_that_follows_the_link() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    block_on(create_topic(&kafka, "measured", 2));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = servers.config(&["measured"], "commit_interval = \"1s\"\nrequest_timeout = \"3s\"");
+    let text = std::fs::read_to_string(&config).unwrap() + &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    write_config(&config, &text);
+    let log = servers.dir.path().join("run.log");
+    let mut run = start_frazil("run", &config, &log, &[]);
+    let get = |path: &str| -> Option<(u16, String)> {
+        let mut resp = ureq::get(&format!("http://127.0.0.1:{port}{path}")).config().http_status_as_error(false).build().call().ok()?;
+        Some((resp.status().as_u16(), resp.body_mut().read_to_string().ok()?))
+    };
+    let metric = |text: &str, name: &str| -> Vec<f64> {
+        text.lines().filter(|l| l.starts_with(name) && !l.starts_with('#')).filter_map(|l| l.rsplit(' ').next()?.parse().ok()).collect()
+    };
+    block_on(produce(&kafka, "measured", 2, 0..1_000));
+    assert!(wait_until(Duration::from_secs(60), || servers.rows_now("measured") == 1_000), "{}", std::fs::read_to_string(&log).unwrap());
+    let (status, text) = get("/metrics").expect("metrics answer");
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "frazil_events_total"), [1000.0], "{text}");
+    assert_eq!(metric(&text, "frazil_partition_lag{"), [0.0, 0.0], "{text}");
+    assert!(metric(&text, "frazil_commits_total")[0] >= 1.0 && metric(&text, "frazil_commit_seconds_count")[0] >= 1.0, "{text}");
+    assert!(text.contains("frazil_spool_files{state=\"written\"}") && text.contains("frazil_last_commit_timestamp_seconds"), "{text}");
+    assert_eq!(get("/health"), Some((200, "ok\n".to_string())));
+
+    // The catalog goes away: health turns 503 and says why; it comes back: 200 again.
+    servers.ctl("stop", "catalog", false);
+    block_on(produce(&kafka, "measured", 2, 1_000..1_100));
+    assert!(wait_until(Duration::from_secs(60), || get("/health").is_some_and(|(s, b)| s == 503 && b.contains("the last publish failed"))), "health never turned 503");
+    servers.ctl("start", "catalog", false);
+    assert!(wait_until(Duration::from_secs(60), || get("/health").is_some_and(|(s, _)| s == 200)), "health never recovered");
+    assert!(wait_until(Duration::from_secs(60), || servers.rows_now("measured") == 1_100));
+    let (_, text) = get("/metrics").unwrap();
+    assert!(metric(&text, "frazil_publish_failures_total")[0] >= 1.0, "{text}");
+    assert!(Command::new("kill").args(["-TERM", &run.child().id().to_string()]).status().unwrap().success());
+    assert!(run.wait().success());
+}

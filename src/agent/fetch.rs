@@ -130,6 +130,7 @@ impl Agent {
                             self.take(tp, &f.records).await?;
                             next.insert((*tp).clone(), n);
                         }
+                        self.gauges.positions.borrow_mut().insert((*tp).clone(), (next[*tp], f.high_watermark));
                     }
                     Err(e) if is_offset_out_of_range(&e) => {
                         let (low, _) = source.watermarks(tp).await?;

@@ -7,6 +7,7 @@
 mod buffer;
 mod check;
 mod fetch;
+mod metrics;
 mod publish;
 mod status;
 mod tables;
@@ -76,6 +77,7 @@ pub struct Agent {
     last_publish_ok: Cell<bool>,
     /// Set when spooling hit a full disk, cleared by the next file spooled.
     disk_full: Cell<bool>,
+    gauges: metrics::Gauges,
 }
 
 impl Agent {
@@ -111,6 +113,7 @@ impl Agent {
             publishes: Cell::new(0),
             last_publish_ok: Cell::new(false),
             disk_full: Cell::new(false),
+            gauges: metrics::Gauges::default(),
         })
     }
 
@@ -169,7 +172,9 @@ impl Agent {
                 let result = self.publish().await;
                 self.last_publish_ok.set(result.is_ok());
                 self.publishes.set(self.publishes.get() + 1);
+                *self.gauges.last_error.borrow_mut() = result.as_ref().err().map(ToString::to_string);
                 if let Err(e) = result {
+                    self.gauges.publish_failures.set(self.gauges.publish_failures.get() + 1);
                     log::warn!("publish: {e}; the files stay spooled and are retried in {:?}", self.cfg.catalog.commit_interval);
                 }
             }
@@ -185,8 +190,21 @@ impl Agent {
             }
             std::future::pending::<()>().await;
         };
+        let serve = async {
+            match self.cfg.metrics_listen.filter(|_| mode == Mode::Run) {
+                Some(addr) => match smol::net::TcpListener::bind(addr).await {
+                    Ok(l) => {
+                        log::info!("metrics on http://{addr}/metrics, health on http://{addr}/health");
+                        self.serve_metrics(l).await;
+                    }
+                    Err(e) => log::error!("metrics.listen {addr}: {e}; running without metrics"),
+                },
+                None => {}
+            }
+            std::future::pending::<()>().await;
+        };
         let (fetched, published) = smol::future::or(smol::future::zip(fetch, publish), async {
-            watch.await;
+            smol::future::zip(watch, serve).await;
             unreachable!("the watch never completes")
         })
         .await;

@@ -276,8 +276,10 @@ impl Agent {
         self.run_blocking(move |s| s.begin_commit(&pending)).await?;
         let rows: u64 = files.iter().map(|f| f.meta.rows).sum();
         crate::fault::point("before-commit");
+        let started = std::time::Instant::now();
         let committed = committer.append(table, data_files, &id, &offsets).await?;
         crate::fault::point("after-commit");
+        self.gauges.commit_took(started.elapsed());
         let i = id.clone();
         self.run_blocking(move |s| s.finish_commit(&i)).await?;
         self.forget_merged(urls.iter().cloned()).await?;

@@ -96,6 +96,8 @@ pub struct Config {
     pub s3: S3Settings,
     /// JSON fields that hold times.
     pub time_fields: crate::decode::TimeFields,
+    /// Where `run` serves Prometheus metrics and its health check; `None`: nowhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 // ---- the file as written: strict, every key optional where a default exists ----
@@ -113,6 +115,14 @@ struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     json: RawJson,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -419,7 +429,13 @@ fn validate(raw: RawConfig) -> Result<Config> {
         other => return Err(Error::config("json.epoch_unit", format!("`{other}` is not a unit"), "use \"s\", \"ms\" or \"us\"")),
     };
     let time_fields = crate::decode::TimeFields { names: raw.json.timestamp_fields, epoch_unit };
-    Ok(Config { agent_id, kafka, spool, catalog, s3, time_fields })
+    let metrics_listen = match raw.metrics.listen.as_deref() {
+        None | Some("") | Some("off") => None,
+        Some(a) => Some(a.parse::<std::net::SocketAddr>().map_err(|e| {
+            Error::config("metrics.listen", format!("`{a}` is not an address and port ({e})"), "write e.g. \"127.0.0.1:9464\", or \"off\"")
+        })?),
+    };
+    Ok(Config { agent_id, kafka, spool, catalog, s3, time_fields, metrics_listen })
 }
 
 impl Config {
