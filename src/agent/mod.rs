@@ -191,15 +191,14 @@ impl Agent {
             std::future::pending::<()>().await;
         };
         let serve = async {
-            match self.cfg.metrics_listen.filter(|_| mode == Mode::Run) {
-                Some(addr) => match smol::net::TcpListener::bind(addr).await {
+            if let Some(addr) = self.cfg.metrics_listen.filter(|_| mode == Mode::Run) {
+                match smol::net::TcpListener::bind(addr).await {
                     Ok(l) => {
                         log::info!("metrics on http://{addr}/metrics, health on http://{addr}/health");
                         self.serve_metrics(l).await;
                     }
                     Err(e) => log::error!("metrics.listen {addr}: {e}; running without metrics"),
-                },
-                None => {}
+                }
             }
             std::future::pending::<()>().await;
         };
