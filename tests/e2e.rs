@@ -189,10 +189,7 @@ fn new_fields_grow_the_table_and_older_rows_read_as_null() {
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&online)]);
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("schema grown by alarms, battery, location"), "{log}");
-    for reader in ["pyiceberg", "duckdb"] {
-        let (rows, _) = servers.read_table("growing_offline", reader);
-        assert_exactly(reader, &rows, &expected);
-    }
+    assert_table_exactly(&servers, "growing_offline", &expected);
 }
 
 #[test]
@@ -253,17 +250,9 @@ fn a_partitioned_table_gets_one_file_per_partition_value_and_prunes() {
     expected.extend(block_on(produce_with(&kafka, "zoned", 2, 3_000..4_500, make)));
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "{log}");
-    for reader in ["pyiceberg", "duckdb"] {
-        let (rows, _) = servers.read_table("zoned", reader);
-        assert_exactly(reader, &rows, &expected);
-    }
+    assert_table_exactly(&servers, "zoned", &expected);
 
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(repo().join("tests/check/partitions.py"));
-    servers.catalog_args(&mut cmd, "zoned");
-    let out = cmd.args(["--column", "zone", "--value", "north"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = partitions(&servers, "zoned", "zone", "north");
     let spec: Vec<(&str, &str)> = report["spec"].as_array().unwrap().iter().map(|f| (f["source"].as_str().unwrap(), f["transform"].as_str().unwrap())).collect();
     assert_eq!(spec, [("zone", "identity"), ("_kafka_timestamp", "day")], "{report}");
     // Every data file holds one zone, its partition tuple says which, and its path too.
@@ -355,18 +344,20 @@ fn time_fields_become_timestamps_from_text_or_epoch_numbers() {
         let i = e.value["id"].as_u64().unwrap();
         e.value["event_time"] = json!(chrono::DateTime::from_timestamp_millis(ms(i)).unwrap().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string());
     }
-    for reader in ["pyiceberg", "duckdb"] {
-        let (rows, _) = servers.read_table("readings", reader);
-        assert_exactly(reader, &rows, &expected);
-    }
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(repo().join("tests/check/partitions.py"));
-    servers.catalog_args(&mut cmd, "readings");
-    let out = cmd.args(["--column", "id", "--value", "0"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_table_exactly(&servers, "readings", &expected);
+    let report = partitions(&servers, "readings", "id", "0");
     let days: std::collections::BTreeSet<&str> = report["files"].as_array().unwrap().iter().map(|f| f["partition"]["event_time_day"].as_str().unwrap()).collect();
     assert_eq!(days.into_iter().collect::<Vec<_>>(), ["2024-05-06", "2024-05-07", "2024-05-08"], "{report}");
+}
+
+/// tests/check/partitions.py's report on a table, with a filter `column = value`.
+fn partitions(servers: &Servers, table: &str, column: &str, value: &str) -> serde_json::Value {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(repo().join("tests/check/partitions.py"));
+    servers.catalog_args(&mut cmd, table);
+    let out = cmd.args(["--column", column, "--value", value]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn start_run(config: &std::path::Path) -> std::process::Child {
@@ -433,8 +424,5 @@ fn sigterm_commits_what_run_has_taken() {
     assert!(last["commit_id"].as_str().is_some_and(|c| c.len() == 36), "{st}");
     let parts = st["partitions"].as_array().unwrap();
     assert!(parts.iter().all(|p| p["to_fetch"] == 0 && p["to_commit"] == 0 && p["committed"] == p["high_watermark"]), "{st}");
-    for reader in ["pyiceberg", "duckdb"] {
-        let (rows, _) = servers.read_table("calm", reader);
-        assert_exactly(reader, &rows, &expected);
-    }
+    assert_table_exactly(&servers, "calm", &expected);
 }

@@ -514,6 +514,23 @@ pub fn status_json(config: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
+/// Both readers see exactly `expected`; returns the pyiceberg summary line.
+pub fn assert_table_exactly(
+    servers: &Servers,
+    table: &str,
+    expected: &BTreeMap<(i32, i64), Produced>,
+) -> Value {
+    let mut first = Value::Null;
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, summary) = servers.read_table(table, reader);
+        assert_exactly(reader, &rows, expected);
+        if reader == "pyiceberg" {
+            first = summary;
+        }
+    }
+    first
+}
+
 pub fn wait_until(limit: Duration, mut what: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
     while start.elapsed() < limit {

@@ -286,23 +286,6 @@ fn assert_no_commit_twice(servers: &Servers, table: &str) -> Vec<Value> {
     summaries.into_iter().map(|(_, s)| s).collect()
 }
 
-/// Both readers see exactly `expected`; returns the pyiceberg summary line.
-fn assert_table_exactly(
-    servers: &Servers,
-    table: &str,
-    expected: &BTreeMap<(i32, i64), Produced>,
-) -> Value {
-    let mut first = Value::Null;
-    for reader in ["pyiceberg", "duckdb"] {
-        let (rows, summary) = servers.read_table(table, reader);
-        assert_exactly(reader, &rows, expected);
-        if reader == "pyiceberg" {
-            first = summary;
-        }
-    }
-    first
-}
-
 /// For a table fed from two topics whose events have ids below and from `split`: both readers see
 /// exactly `low` and `high` (each keyed by its own topic's partitions and offsets).
 fn assert_split_exactly(
