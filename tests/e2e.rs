@@ -156,6 +156,20 @@ fn new_fields_grow_the_table_and_older_rows_read_as_null() {
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("(0 to dead-letter tables)"), "no record was refused:\n{log}");
+    // New keys inside a struct column, one of them a struct itself; mixed with rows without them.
+    let v4 = |i: u64| {
+        let mut v = v2(i);
+        if i.is_multiple_of(3) {
+            v["location"]["alt"] = json!(500 + i);
+            v["location"]["grid"] = json!({"x": i % 10, "y": "g"});
+        }
+        v
+    };
+    expected.extend(block_on(produce_with(&kafka, "growing", 2, 1_000..1_300, v4)));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("schema grown by location.alt, location.grid"), "{log}");
+    assert!(log.contains("(0 to dead-letter tables)"), "no record was refused:\n{log}");
     // The key that clashes with frazil's own columns reads back under its escaped name.
     for e in expected.values_mut() {
         if let Some(note) = e.value.as_object_mut().unwrap().remove("_kafka_note") {

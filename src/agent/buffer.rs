@@ -81,20 +81,14 @@ impl PartitionBuffer {
         self.decoder.fresh_samples()
     }
 
-    /// Moves to `schema`, the current one grown by fields appended at its end: batches already
-    /// decoded get those columns as nulls (the records had none of the new keys), and buffered
-    /// records are decoded with the new columns from now on.
+    /// Moves to `schema`, the current one grown by new fields (at the top level or inside
+    /// structs): batches already decoded get them as nulls (their records had none of the new
+    /// keys), and buffered records are decoded with them from now on.
     pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> Result<()> {
         self.decoder.grow(schema)?;
         let target = self.decoder.arrow_schema();
         for batch in &mut self.batches {
-            let n = batch.num_rows();
-            let mut columns = batch.columns().to_vec();
-            for field in target.fields().iter().skip(columns.len()) {
-                columns.push(arrow_array::new_null_array(field.data_type(), n));
-            }
-            *batch = RecordBatch::try_new(target.clone(), columns)
-                .map_err(|e| crate::Error::decode(format!("widening a batch of {n} rows to the grown schema"), e))?;
+            *batch = crate::decode::widen_batch(batch, &target)?;
         }
         Ok(())
     }

@@ -94,8 +94,8 @@ impl Committer {
     }
 
     /// Makes the table's schema hold every field of `wanted` (the schema the spool files were
-    /// written with, grown by new keys): adds the missing top-level fields, with `wanted`'s ids,
-    /// as a new current schema. Returns the table as it is then. The commit asserts the current
+    /// written with, grown by new keys, also inside structs): adds the missing fields, with
+    /// `wanted`'s ids, as a new current schema. Returns the table as it is then. The commit asserts the current
     /// schema and the last assigned field id, so a concurrent change is reloaded and looked at
     /// again, never overwritten. Refused when the table used a missing field's id or name for
     /// something else (another writer grew it differently): the files stay spooled.
@@ -105,32 +105,49 @@ impl Committer {
         loop {
             let md = table.metadata();
             let current = md.current_schema();
-            let missing: Vec<_> = wanted.as_struct().fields().iter().filter(|f| current.field_by_id(f.id).is_none()).cloned().collect();
+            let missing: Vec<i32> = field_ids(wanted).into_iter().filter(|id| current.field_by_id(*id).is_none()).collect();
             if missing.is_empty() {
                 return Ok(table);
             }
-            for f in &missing {
-                if f.id <= md.last_column_id() || current.as_struct().field_by_name(&f.name).is_some() {
-                    return Err(Error::Catalog {
-                        context: format!("grow the schema of {ident}"),
-                        status: None,
-                        body: format!(
-                            "field `{}` (id {}) of the spooled files clashes with the table's schema (last field id {}): another writer changed it; the files stay spooled",
-                            f.name,
-                            f.id,
-                            md.last_column_id()
-                        ),
-                    });
-                }
+            let clash = |detail: String| Error::Catalog {
+                context: format!("grow the schema of {ident}"),
+                status: None,
+                body: format!("{detail}: another writer changed the table's schema; the files stay spooled"),
+            };
+            if let Some(id) = missing.iter().find(|id| **id <= md.last_column_id()) {
+                return Err(clash(format!("field id {id} of the spooled files is already used by the table (last field id {})", md.last_column_id())));
             }
+            // The usual case: the table's schema is the one the spool grew from, so the wanted
+            // schema holds all of it. Else another writer added top-level fields: keep theirs and
+            // add ours beside them (our new fields inside their structs cannot be merged).
+            let fields = if field_ids(current).iter().all(|id| wanted.field_by_id(*id).is_some()) {
+                wanted.as_struct().fields().to_vec()
+            } else {
+                let mut fields = current.as_struct().fields().to_vec();
+                for f in wanted.as_struct().fields() {
+                    if current.field_by_id(f.id).is_some() {
+                        continue;
+                    }
+                    if current.as_struct().field_by_name(&f.name).is_some() {
+                        return Err(clash(format!("the table already has a field `{}` with another id", f.name)));
+                    }
+                    fields.push(f.clone());
+                }
+                let merged: Vec<i32> = fields.iter().flat_map(|f| nested_ids(f)).collect();
+                if let Some(id) = missing.iter().find(|id| !merged.contains(id)) {
+                    return Err(clash(format!("new field id {id} is inside a struct the table changed")));
+                }
+                fields
+            };
             let next_id = md.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
-            let mut fields = current.as_struct().fields().to_vec();
-            fields.extend(missing.iter().cloned());
             let schema = Schema::builder()
                 .with_schema_id(next_id)
                 .with_fields(fields)
                 .build()
                 .map_err(|e| Error::iceberg(format!("grown schema of {ident}"), e))?;
+            // The new fields by name, without the fields inside new fields (`location`, not also `location.lat`).
+            let all: Vec<String> = missing.iter().filter_map(|id| schema.name_by_field_id(*id).map(str::to_string)).collect();
+            let names: Vec<&str> = all.iter().filter(|n| !all.iter().any(|p| n.starts_with(&format!("{p}.")))).map(String::as_str).collect();
             let requirements = vec![
                 TableRequirement::CurrentSchemaIdMatch { current_schema_id: current.schema_id() },
                 TableRequirement::LastAssignedFieldIdMatch { last_assigned_field_id: md.last_column_id() },
@@ -139,7 +156,6 @@ impl Committer {
             let rest = self.adapter.rest.clone();
             let id = ident.clone();
             let answer = blocking::unblock(move || rest.commit(&id, &requirements, &updates)).await?;
-            let names: Vec<&str> = missing.iter().map(|f| f.name.as_str()).collect();
             match answer {
                 rest::CommitAnswer::Applied(t) => {
                     log::info!("table {ident}: schema grown by {}", names.join(", "));
@@ -208,6 +224,27 @@ impl Committer {
             smol::Timer::after(backoff.next_delay()).await;
         }
     }
+}
+
+/// Every field id in `schema`, nested ones included.
+fn field_ids(schema: &Schema) -> Vec<i32> {
+    schema.as_struct().fields().iter().flat_map(|f| nested_ids(f)).collect()
+}
+
+/// `field`'s id and the ids of every field inside it.
+fn nested_ids(field: &iceberg::spec::NestedField) -> Vec<i32> {
+    use iceberg::spec::Type;
+    let mut out = vec![field.id];
+    match field.field_type.as_ref() {
+        Type::Struct(s) => out.extend(s.fields().iter().flat_map(|f| nested_ids(f))),
+        Type::List(l) => out.extend(nested_ids(&l.element_field)),
+        Type::Map(m) => {
+            out.extend(nested_ids(&m.key_field));
+            out.extend(nested_ids(&m.value_field));
+        }
+        Type::Primitive(_) => {}
+    }
+    out
 }
 
 /// A DataFile as JSON, to keep beside a spool file until it is committed (format v2; the

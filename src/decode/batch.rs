@@ -205,27 +205,29 @@ impl BatchDecoder {
         Ok(())
     }
 
-    /// Renames top-level keys to column names. Keys without a column are kept (arrow_json skips
-    /// them) and recorded: the row is `fresh`, and the schema should grow before it is decoded.
+    /// Renames top-level keys to column names. Keys without a field, at the top or inside struct
+    /// columns, are kept (arrow_json skips them): the row is `fresh`, and the schema should grow
+    /// before it is decoded.
     fn columns_of(&mut self, map: Map<String, Value>) -> (Map<String, Value>, bool) {
         // Most rows need neither: skip rebuilding the map for them.
-        if map
-            .keys()
-            .all(|k| names::escape(k) == k.as_str() && self.columns.contains(k.as_str()))
-        {
-            return (map, false);
-        }
-        let mut out = Map::new();
-        let mut fresh = false;
-        for (key, value) in map {
-            let column = names::escape(&key);
-            if !self.columns.contains(&*column) {
-                fresh = true;
-                self.unknown.insert(key.clone());
+        let (map, top) = if map.keys().all(|k| names::escape(k) == k.as_str() && self.columns.contains(k.as_str())) {
+            (map, false)
+        } else {
+            let mut out = Map::new();
+            let mut fresh = false;
+            for (key, value) in map {
+                let column = names::escape(&key);
+                if !self.columns.contains(&*column) {
+                    fresh = true;
+                    self.unknown.insert(key.clone());
+                }
+                out.insert(column.into_owned(), value);
             }
-            out.insert(column.into_owned(), value);
-        }
-        (out, fresh)
+            (out, fresh)
+        };
+        // Keys inside struct columns that the struct lacks: the schema grows there too.
+        let nested = fit::nested_keys_missing(&map, self.user.fields());
+        (map, top || nested)
     }
 
     /// True when some buffered row has a top-level key the schema has no column for.
@@ -245,7 +247,7 @@ impl BatchDecoder {
         next.rows = std::mem::take(&mut self.rows);
         next.bytes = self.bytes;
         for row in &mut next.rows {
-            row.fresh = row.value.keys().any(|k| !next.columns.contains(k));
+            row.fresh = row.value.keys().any(|k| !next.columns.contains(k)) || fit::nested_keys_missing(&row.value, next.user.fields());
         }
         next.unknown = next
             .rows
@@ -397,6 +399,48 @@ impl BatchDecoder {
         });
         RecordBatch::try_new(self.schema.clone(), columns.collect())
             .map_err(|e| Error::decode(format!("assembling a batch of {} rows", rows.len()), e))
+    }
+}
+
+/// `batch` (decoded before the schema grew) as a batch of `target`: columns and struct fields it
+/// lacks are nulls (its rows had none of those keys); the rest is kept as it is.
+pub fn widen_batch(batch: &arrow_array::RecordBatch, target: &SchemaRef) -> Result<arrow_array::RecordBatch> {
+    let n = batch.num_rows();
+    let columns = target
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => widen(c, f.data_type()),
+            None => Ok(arrow_array::new_null_array(f.data_type(), n)),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(target.clone(), columns).map_err(|e| Error::decode(format!("widening a batch of {n} rows to the grown schema"), e))
+}
+
+fn widen(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+    use arrow_array::{Array, ListArray, StructArray};
+    if array.data_type() == target {
+        return Ok(array.clone());
+    }
+    let fail = || Error::decode("widening a column to the grown schema", format!("{} cannot become {target}", array.data_type()));
+    match target {
+        DataType::Struct(children) => {
+            let s = array.as_any().downcast_ref::<StructArray>().ok_or_else(fail)?;
+            let arrays = children
+                .iter()
+                .map(|c| match s.column_by_name(c.name()) {
+                    Some(col) => widen(col, c.data_type()),
+                    None => Ok(arrow_array::new_null_array(c.data_type(), s.len())),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Arc::new(StructArray::try_new(children.clone(), arrays, s.nulls().cloned()).map_err(|e| Error::decode("widening a struct", e))?))
+        }
+        DataType::List(element) => {
+            let l = array.as_any().downcast_ref::<ListArray>().ok_or_else(fail)?;
+            let values = widen(l.values(), element.data_type())?;
+            Ok(Arc::new(ListArray::try_new(element.clone(), l.offsets().clone(), values, l.nulls().cloned()).map_err(|e| Error::decode("widening a list", e))?))
+        }
+        _ => Err(fail()),
     }
 }
 

@@ -99,6 +99,23 @@ fn fit(v: &mut Value, dt: &DataType, path: &mut String, unit: super::EpochUnit) 
     Ok(())
 }
 
+/// Whether some object inside `map` (a row, or a struct value in it, through lists too) has a key
+/// its struct type lacks: arrow_json would skip that value, so the schema must grow first.
+/// Top-level keys are the caller's to check.
+pub(super) fn nested_keys_missing(map: &Map<String, Value>, fields: &Fields) -> bool {
+    fields.iter().any(|f| map.get(f.name()).is_some_and(|v| value_lacks(v, f.data_type())))
+}
+
+fn value_lacks(v: &Value, dt: &DataType) -> bool {
+    match (dt, v) {
+        (DataType::Struct(children), Value::Object(m)) => {
+            m.keys().any(|k| !children.iter().any(|c| c.name() == k)) || nested_keys_missing(m, children)
+        }
+        (DataType::List(f) | DataType::LargeList(f), Value::Array(items)) => items.iter().any(|i| value_lacks(i, f.data_type())),
+        _ => false,
+    }
+}
+
 /// The exact integer a JSON number stands for, if it is one that fits an i64.
 fn whole(n: &Number) -> Option<i64> {
     if let Some(i) = n.as_i64() {

@@ -220,44 +220,79 @@ pub fn infer_schema<'a>(samples: impl IntoIterator<Item = &'a [u8]>) -> Result<S
         .map_err(|e| Error::iceberg("building the inferred schema", e))
 }
 
-/// The schema `old` grows into when values carry top-level keys it has no column for: `old`'s
-/// fields, then one optional field per new key (in order of first appearance), typed from the
-/// samples. A key `known` (the table's schema in the catalog, which another writer may have
-/// evolved) already has keeps that field, id and type; any other gets ids after `last_id` (the
-/// highest id ever assigned), parents before children. Schema id: `old`'s plus one.
-/// `None` when the samples bring no new key.
+/// The schema `old` grows into when values carry keys it has no field for: at the top level, and
+/// inside struct columns (also structs in lists), at any depth. Existing fields keep their ids,
+/// names and types; each new key becomes an optional field appended to its struct, typed from
+/// the samples, with ids after `last_id` (the highest id ever assigned), parents before children.
+/// A top-level key `known` (the table's schema in the catalog, which another writer may have
+/// grown) already has keeps that field, id and type. Schema id: `old`'s plus one. `None` when the
+/// samples bring no new key.
 pub fn evolve_schema<'a>(old: &Schema, samples: impl IntoIterator<Item = &'a [u8]>, last_id: i32, known: Option<&Schema>) -> Result<Option<Schema>> {
     let mut root = Fields::default();
     for sample in samples {
         if let Ok(Kind::Object(fields)) = serde_json::from_slice::<Kind>(sample) {
             for (key, kind) in fields.order {
-                root.merge_field(key, kind);
+                root.merge_field(names::escape(&key).into_owned(), kind);
             }
         }
     }
     let mut ids = Ids(last_id.max(old.highest_field_id()));
-    let mut added: Vec<NestedFieldRef> = Vec::new();
-    for (key, kind) in root.order {
-        let name = names::escape(&key).into_owned();
-        if old.as_struct().field_by_name(&name).is_some() {
-            continue;
-        }
-        match known.and_then(|k| k.as_struct().field_by_name(&name)) {
-            Some(f) => added.push(f.clone()),
-            None => added.push(field(name, kind, &mut ids)),
-        }
-    }
-    if added.is_empty() {
+    let (fields, grown) = grow_fields(old.as_struct().fields(), root, &mut ids, known);
+    if !grown {
         return Ok(None);
     }
-    let mut fields: Vec<NestedFieldRef> = old.as_struct().fields().to_vec();
-    fields.extend(added);
     Schema::builder()
         .with_schema_id(old.schema_id() + 1)
         .with_fields(fields)
         .build()
         .map(Some)
         .map_err(|e| Error::iceberg("building the evolved schema", e))
+}
+
+/// `fields` with the keys of `seen` they lack appended (and their struct fields grown the same
+/// way); true when anything was added.
+fn grow_fields(fields: &[NestedFieldRef], seen: Fields, ids: &mut Ids, known: Option<&Schema>) -> (Vec<NestedFieldRef>, bool) {
+    let mut out: Vec<NestedFieldRef> = fields.to_vec();
+    let mut grown = false;
+    for (key, kind) in seen.order {
+        match out.iter().position(|f| f.name == key) {
+            Some(i) => {
+                if let Some(t) = grow_type(&out[i].field_type, kind, ids) {
+                    let mut f = out[i].as_ref().clone();
+                    f.field_type = Box::new(t);
+                    out[i] = f.into();
+                    grown = true;
+                }
+            }
+            None => {
+                match known.and_then(|k| k.as_struct().field_by_name(&key)) {
+                    Some(f) => out.push(f.clone()),
+                    None => out.push(field(key, kind, ids)),
+                }
+                grown = true;
+            }
+        }
+    }
+    (out, grown)
+}
+
+/// The type `t` grows into for values of `kind`: a struct gains the keys it lacks, a list of
+/// structs the same in its element. `None` when nothing is new (or the kinds differ: such a
+/// value does not fit and is a dead letter, not a schema change).
+fn grow_type(t: &Type, kind: Kind, ids: &mut Ids) -> Option<Type> {
+    match (t, kind) {
+        (Type::Struct(s), Kind::Object(seen)) => {
+            let (fields, grown) = grow_fields(s.fields(), seen, ids, None);
+            grown.then(|| Type::Struct(StructType::new(fields)))
+        }
+        (Type::List(l), Kind::Array(element)) => {
+            let t = grow_type(&l.element_field.field_type, *element, ids)?;
+            let mut e = l.element_field.as_ref().clone();
+            e.field_type = Box::new(t);
+            Some(Type::List(ListType::new(e.into())))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -402,5 +437,20 @@ mod tests {
         let table = evolve_schema(&old, [br#"{"e": "text"}"#.as_slice()], 20, None).unwrap().unwrap();
         let adopted = evolve_schema(&old, [br#"{"e": true}"#.as_slice()], 21, Some(&table)).unwrap().unwrap();
         assert_eq!(render(&adopted), format!("1 a: long, 2 b: string, {}, 21 e: string", meta(3)));
+    }
+
+    #[test]
+    fn evolution_grows_structs_at_any_depth() {
+        let old = infer(&[r#"{"a": {"b": 1}, "l": [{"x": 1}]}"#]);
+        assert_eq!(render(&old), format!("1 a: {{2 b: long}}, 3 l: [4 {{5 x: long}}], {}", meta(6)));
+        let samples = [r#"{"a": {"b": 2, "c": {"d": "deep"}}, "l": [{"x": 2, "y": true}]}"#];
+        let new = evolve_schema(&old, samples.iter().map(|s| s.as_bytes()), 9, None).unwrap().unwrap();
+        assert_eq!(
+            render(&new),
+            format!("1 a: {{2 b: long, 10 c: {{11 d: string}}}}, 3 l: [4 {{5 x: long, 12 y: boolean}}], {}", meta(6))
+        );
+        assert!(evolve_schema(&new, samples.iter().map(|s| s.as_bytes()), 12, None).unwrap().is_none());
+        // A value of another kind is not a new field: it is a dead letter when decoded.
+        assert!(evolve_schema(&old, [br#"{"a": 5}"#.as_slice()], 9, None).unwrap().is_none());
     }
 }

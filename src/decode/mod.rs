@@ -23,7 +23,7 @@ mod schema_tests;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{BatchDecoder, Flushed, Rejected};
+pub use batch::{BatchDecoder, Flushed, Rejected, widen_batch};
 pub use dead::{DeadLetter, dead_letter_batch, dead_letter_schema};
 pub use infer::{evolve_schema, infer_schema};
 

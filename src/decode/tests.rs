@@ -394,3 +394,20 @@ fn time_fields_read_rfc3339_and_epoch_numbers() {
     let kept = with_time_fields(infer_schema([br#"{"ts": "x"}"#.as_slice()]).unwrap(), &time, 100).unwrap();
     assert_eq!(kept.as_struct().field_by_name("ts").unwrap().field_type.to_string(), "string");
 }
+
+#[test]
+fn batches_decoded_before_a_struct_grew_are_widened_with_nulls() {
+    use super::{evolve_schema, widen_batch};
+    use arrow_array::{Array, Int64Array, StructArray};
+    let old = infer_schema([br#"{"a": {"b": 1}, "l": [{"x": 1}]}"#.as_slice()]).unwrap();
+    let mut d = BatchDecoder::new(&old).unwrap();
+    d.push(&msg(0, 0, 0, None, br#"{"a": {"b": 7}, "l": [{"x": 3}]}"#)).unwrap();
+    let before = d.flush().unwrap().batch.unwrap();
+    let grown = evolve_schema(&old, [br#"{"a": {"b": 8, "c": {"d": "x"}}, "l": [{"x": 4, "y": true}]}"#.as_slice()], 9, None).unwrap().unwrap();
+    let target = BatchDecoder::new(&grown).unwrap().arrow_schema();
+    let widened = widen_batch(&before, &target).unwrap();
+    assert_eq!(widened.schema(), target);
+    let a = widened.column_by_name("a").unwrap().as_any().downcast_ref::<StructArray>().unwrap().clone();
+    assert_eq!(a.column_by_name("b").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().value(0), 7, "old values stay");
+    assert!(a.column_by_name("c").unwrap().is_null(0), "the new field is null");
+}
