@@ -199,9 +199,24 @@ struct RawS3 {
     region: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
     session_token: Option<String>,
+    session_token_file: Option<PathBuf>,
     path_style: Option<bool>,
     allow_http: Option<bool>,
+}
+
+/// A secret given inline or as a file holding it (e.g. a systemd credential or a mounted secret;
+/// a trailing newline is dropped). Both at once is an error.
+fn secret(key: &str, inline: Option<String>, file: Option<PathBuf>) -> Result<Option<String>> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(Error::config(format!("{key}_file"), format!("is set together with {key}"), format!("keep one of {key} and {key}_file"))),
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|v| Some(v.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| Error::config(format!("{key}_file"), format!("cannot read {}: {e}", path.display()), "point it at a file frazil's user can read")),
+        (None, None) => Ok(None),
+    }
 }
 
 pub const DEFAULT_PATH: &str = "/etc/frazil/frazil.toml";
@@ -418,8 +433,8 @@ fn validate(raw: RawConfig) -> Result<Config> {
         endpoint: s3.endpoint,
         region: s3.region,
         access_key_id: s3.access_key_id,
-        secret_access_key: s3.secret_access_key,
-        session_token: s3.session_token,
+        secret_access_key: secret("storage.s3.secret_access_key", s3.secret_access_key, s3.secret_access_key_file)?,
+        session_token: secret("storage.s3.session_token", s3.session_token, s3.session_token_file)?,
         path_style: s3.path_style.unwrap_or(false),
     };
     let epoch_unit = match raw.json.epoch_unit.as_deref().unwrap_or("ms") {

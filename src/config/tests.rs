@@ -153,3 +153,17 @@ fn environment_overrides_keys() {
         other => panic!("{other}"),
     }
 }
+
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s3-secret");
+    std::fs::write(&path, "from-a-file\n").unwrap();
+    let text = format!("{MINIMAL}[storage.s3]\nsecret_access_key_file = \"{}\"\n", path.display());
+    assert_eq!(Config::parse(&text).unwrap().s3.secret_access_key.as_deref(), Some("from-a-file"));
+    let (key, ..) = err(&format!("{text}secret_access_key = \"inline\"\n"));
+    assert_eq!(key, "storage.s3.secret_access_key_file");
+    let (key, problem, _) = err(&format!("{MINIMAL}[storage.s3]\nsecret_access_key_file = \"/nonexistent/s\"\n"));
+    assert_eq!(key, "storage.s3.secret_access_key_file");
+    assert!(problem.contains("cannot read"), "{problem}");
+}
