@@ -136,3 +136,23 @@ fn run_serves_metrics_and_a_health_check_that_follows_the_link() {
     assert!(Command::new("kill").args(["-TERM", &run.child().id().to_string()]).status().unwrap().success());
     assert!(run.wait().success());
 }
+
+#[test]
+fn flush_on_a_terminal_shows_progress_and_in_a_log_only_the_summary() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    block_on(create_topic(&kafka, "shown", 2));
+    block_on(produce(&kafka, "shown", 2, 0..20_000));
+    let config = servers.config(&["shown"], "");
+    // `script` gives frazil a pseudo-terminal for stderr.
+    let cmd = format!("FRAZIL_LOG=warn {} flush --config {}", env!("CARGO_BIN_EXE_frazil"), path_str(&config));
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("run script(1)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let last = text.rsplit('\r').find(|l| l.contains("events,")).unwrap_or_default();
+    assert!(last.contains("20000 events,") && last.contains("spooled, 1 commit to 1 table"), "{text:?}");
+    // Not a terminal: no progress line, only log lines.
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0);
+    assert!(!log.contains('\r') && !log.contains("MiB in"), "{log}");
+}

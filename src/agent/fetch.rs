@@ -431,6 +431,7 @@ impl Agent {
                     }
                     let mut report = self.report.borrow_mut();
                     report.files_spooled += files.len() as u64;
+                    report.bytes_spooled += bytes;
                     report.rejected += r.dead.len() as u64;
                     self.disk_full.set(false);
                 }

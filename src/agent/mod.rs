@@ -40,6 +40,8 @@ pub struct Report {
     /// Records that could not be decoded (logged with topic/partition/offset).
     pub rejected: u64,
     pub files_spooled: u64,
+    /// Bytes of the spool files written.
+    pub bytes_spooled: u64,
     pub files_committed: u64,
     pub commits: u64,
     /// Spool files not yet committed when the agent stopped (they are safe and go out next time).
@@ -202,11 +204,25 @@ impl Agent {
             }
             std::future::pending::<()>().await;
         };
+        // A flush on a terminal shows how far it got, on one line rewritten in place.
+        let terminal = mode == Mode::Flush && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let progress = async {
+            if terminal {
+                loop {
+                    smol::Timer::after(Duration::from_millis(500)).await;
+                    eprint!("\r\x1b[K{}", self.progress_line());
+                }
+            }
+            std::future::pending::<()>().await;
+        };
         let (fetched, published) = smol::future::or(smol::future::zip(fetch, publish), async {
-            smol::future::zip(watch, serve).await;
+            smol::future::zip(smol::future::zip(watch, serve), progress).await;
             unreachable!("the watch never completes")
         })
         .await;
+        if terminal {
+            eprintln!("\r\x1b[K{}", self.progress_line());
+        }
         fetched?;
         published?;
         let mut report = self.report.borrow().clone();
@@ -233,6 +249,23 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// `12000 events, 3.1 MiB in 4 files spooled, 2 commits to 1 table`.
+    fn progress_line(&self) -> String {
+        let r = self.report.borrow();
+        let tables = self.tables.borrow().len();
+        let s = |n: usize| if n == 1 { "" } else { "s" };
+        format!(
+            "{} events, {:.1} MiB in {} file{} spooled, {} commit{} to {tables} table{}",
+            r.events,
+            r.bytes_spooled as f64 / 1048576.0,
+            r.files_spooled,
+            s(r.files_spooled as usize),
+            r.commits,
+            s(r.commits as usize),
+            s(tables)
+        )
     }
 
     /// The catalog client, connected on first use (and again after a failure).
