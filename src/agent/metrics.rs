@@ -108,8 +108,17 @@ impl Agent {
     /// Serves `/metrics` and `/health` until dropped (the agent stopping drops it).
     pub(super) async fn serve_metrics(&self, listener: smol::net::TcpListener) {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else { continue };
-            // One request per connection, answered with Connection: close; a slow client gets 5 s.
+            let mut conn = match listener.accept().await {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    // E.g. out of file descriptors: do not spin.
+                    log::warn!("metrics: accept: {e}");
+                    smol::Timer::after(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            // One request per connection, answered with Connection: close, one connection at a
+            // time (a scrape endpoint on loopback); a slow client gets 5 s.
             let mut buf = vec![0u8; 4096];
             let read = smol::future::or(async { conn.read(&mut buf).await.ok() }, async {
                 smol::Timer::after(Duration::from_secs(5)).await;
