@@ -402,48 +402,6 @@ impl BatchDecoder {
     }
 }
 
-/// `batch` (decoded before the schema grew) as a batch of `target`: columns and struct fields it
-/// lacks are nulls (its rows had none of those keys); the rest is kept as it is.
-pub fn widen_batch(batch: &arrow_array::RecordBatch, target: &SchemaRef) -> Result<arrow_array::RecordBatch> {
-    let n = batch.num_rows();
-    let columns = target
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => widen(c, f.data_type()),
-            None => Ok(arrow_array::new_null_array(f.data_type(), n)),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(target.clone(), columns).map_err(|e| Error::decode(format!("widening a batch of {n} rows to the grown schema"), e))
-}
-
-fn widen(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
-    use arrow_array::{Array, ListArray, StructArray};
-    if array.data_type() == target {
-        return Ok(array.clone());
-    }
-    let fail = || Error::decode("widening a column to the grown schema", format!("{} cannot become {target}", array.data_type()));
-    match target {
-        DataType::Struct(children) => {
-            let s = array.as_any().downcast_ref::<StructArray>().ok_or_else(fail)?;
-            let arrays = children
-                .iter()
-                .map(|c| match s.column_by_name(c.name()) {
-                    Some(col) => widen(col, c.data_type()),
-                    None => Ok(arrow_array::new_null_array(c.data_type(), s.len())),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Arc::new(StructArray::try_new(children.clone(), arrays, s.nulls().cloned()).map_err(|e| Error::decode("widening a struct", e))?))
-        }
-        DataType::List(element) => {
-            let l = array.as_any().downcast_ref::<ListArray>().ok_or_else(fail)?;
-            let values = widen(l.values(), element.data_type())?;
-            Ok(Arc::new(ListArray::try_new(element.clone(), l.offsets().clone(), values, l.nulls().cloned()).map_err(|e| Error::decode("widening a list", e))?))
-        }
-        _ => Err(fail()),
-    }
-}
-
 fn json_decoder(schema: &SchemaRef) -> Result<arrow_json::reader::Decoder, ArrowError> {
     // coerce_primitive: numbers and booleans in string columns (fields whose samples
     // conflicted) are kept as their text instead of rejecting the row.

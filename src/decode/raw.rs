@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, LargeBinaryBuilder, StringBuilder};
-use arrow_array::{ArrayRef, BinaryArray, Int32Array, Int64Array, LargeBinaryArray, MapArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray};
+use arrow_array::{ArrayRef, BinaryArray, LargeBinaryArray, MapArray, RecordBatch, StringArray, StructArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
-use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, SchemaRef};
 use iceberg::spec::{MapType, NestedField, PrimitiveType, Schema, Type};
 
 use super::{META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, Rejected};
@@ -46,6 +46,21 @@ struct Row {
     key: Option<Box<[u8]>>,
     value: Option<Box<[u8]>>,
     headers: Vec<(String, Box<[u8]>)>,
+}
+
+impl super::meta::Origin for Row {
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+    fn timestamp_ms(&self) -> i64 {
+        self.timestamp_ms
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
 }
 
 /// Buffers records and builds batches of the table's Arrow schema (with its field ids).
@@ -120,21 +135,8 @@ impl RawDecoder {
                     _ => Arc::new(BinaryArray::from_iter(rows.iter().map(|r| r.value.as_deref()))),
                 },
                 HEADERS => headers_array(dt, &rows)?,
-                META_PARTITION => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.partition))),
-                META_OFFSET => Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.offset))),
-                META_TIMESTAMP => {
-                    let DataType::Timestamp(TimeUnit::Microsecond, tz) = dt else {
-                        return Err(Error::decode("raw table schema", format!("{META_TIMESTAMP} is {dt}")));
-                    };
-                    Arc::new(
-                        TimestampMicrosecondArray::from_iter(rows.iter().map(|r| (r.timestamp_ms >= 0).then(|| r.timestamp_ms.saturating_mul(1000))))
-                            .with_timezone_opt(tz.clone()),
-                    )
-                }
-                META_KEY => match dt {
-                    DataType::LargeBinary => Arc::new(LargeBinaryArray::from_iter(rows.iter().map(|r| r.key.as_deref()))),
-                    _ => Arc::new(BinaryArray::from_iter(rows.iter().map(|r| r.key.as_deref()))),
-                },
+                name @ (META_PARTITION | META_OFFSET | META_TIMESTAMP | META_KEY) => super::meta::meta_column(name, dt, &rows)
+                    .ok_or_else(|| Error::decode("raw table schema", format!("{name} is {dt}")))?,
                 other => return Err(Error::decode("raw table schema", format!("unexpected column `{other}` (a raw table has value, headers and the meta columns)"))),
             });
         }

@@ -397,7 +397,7 @@ fn time_fields_read_rfc3339_and_epoch_numbers() {
 
 #[test]
 fn batches_decoded_before_a_struct_grew_are_widened_with_nulls() {
-    use super::{evolve_schema, widen_batch};
+    use super::{evolve_schema, conform_batch};
     use arrow_array::{Array, Int64Array, StructArray};
     let old = infer_schema([br#"{"a": {"b": 1}, "l": [{"x": 1}]}"#.as_slice()]).unwrap();
     let mut d = BatchDecoder::new(&old).unwrap();
@@ -405,7 +405,7 @@ fn batches_decoded_before_a_struct_grew_are_widened_with_nulls() {
     let before = d.flush().unwrap().batch.unwrap();
     let grown = evolve_schema(&old, [br#"{"a": {"b": 8, "c": {"d": "x"}}, "l": [{"x": 4, "y": true}]}"#.as_slice()], 9, None).unwrap().unwrap();
     let target = BatchDecoder::new(&grown).unwrap().arrow_schema();
-    let widened = widen_batch(&before, &target).unwrap();
+    let widened = conform_batch(&before, &target).unwrap();
     assert_eq!(widened.schema(), target);
     let a = widened.column_by_name("a").unwrap().as_any().downcast_ref::<StructArray>().unwrap().clone();
     assert_eq!(a.column_by_name("b").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().value(0), 7, "old values stay");
