@@ -1,4 +1,5 @@
-//! The decode stage: Kafka messages with JSON object values → Arrow record batches.
+//! The decode stage: Kafka messages (JSON objects, Confluent-framed Avro, raw bytes or text) →
+//! Arrow record batches.
 //!
 //! [`infer_schema`] derives an Iceberg schema from sample values; [`BatchDecoder`] parses each
 //! message as it arrives (so a bad one is refused at once) and turns the buffered rows into one
@@ -10,12 +11,15 @@
 // `crate::Error` is large because of `iceberg::Error` (see src/error.rs); boxing belongs there,
 // not in every stage's signatures.
 
+pub mod avro;
 mod batch;
+mod conform;
 mod dead;
 mod fit;
 #[doc(hidden)]
 pub mod fuzz;
 mod infer;
+mod meta;
 pub mod raw;
 pub mod names;
 #[cfg(test)]
@@ -23,7 +27,8 @@ mod schema_tests;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{BatchDecoder, Flushed, Rejected, widen_batch};
+pub use batch::{BatchDecoder, Flushed, Rejected};
+pub use conform::conform_batch;
 pub use dead::{DeadLetter, dead_letter_batch, dead_letter_schema};
 pub use infer::{evolve_schema, infer_schema};
 
@@ -99,12 +104,16 @@ pub enum Format {
     Raw,
     /// UTF-8 text (`value` string, `headers` map); other bytes are dead letters.
     Text,
+    /// Avro in the Confluent wire format (magic byte 0, 4-byte schema id, body), with writer
+    /// schemas from a schema registry; the table follows the schemas' fields.
+    Avro,
 }
 
 /// The decoder of one partition's records, by format.
 pub enum Decoder {
     Json(BatchDecoder),
     Raw(raw::RawDecoder),
+    Avro(avro::AvroDecoder),
 }
 
 impl Decoder {
@@ -112,6 +121,7 @@ impl Decoder {
         Ok(match format {
             Format::Json => Decoder::Json(BatchDecoder::new(schema)?.with_epoch_unit(epoch_unit)),
             Format::Raw | Format::Text => Decoder::Raw(raw::RawDecoder::new(schema)?),
+            Format::Avro => Decoder::Avro(avro::AvroDecoder::new(schema)?),
         })
     }
 
@@ -119,6 +129,7 @@ impl Decoder {
         match self {
             Decoder::Json(d) => d.push(msg),
             Decoder::Raw(d) => d.push(msg, headers),
+            Decoder::Avro(d) => d.push(msg),
         }
     }
 
@@ -126,6 +137,7 @@ impl Decoder {
         match self {
             Decoder::Json(d) => d.len(),
             Decoder::Raw(d) => d.len(),
+            Decoder::Avro(d) => d.len(),
         }
     }
 
@@ -137,6 +149,7 @@ impl Decoder {
         match self {
             Decoder::Json(d) => d.flush(),
             Decoder::Raw(d) => Ok(Flushed { batch: d.flush()?, rejected: Vec::new(), unknown_fields: Default::default() }),
+            Decoder::Avro(d) => d.flush(),
         }
     }
 
@@ -144,6 +157,7 @@ impl Decoder {
         match self {
             Decoder::Json(d) => d.arrow_schema(),
             Decoder::Raw(d) => d.arrow_schema(),
+            Decoder::Avro(d) => d.arrow_schema(),
         }
     }
 
@@ -155,13 +169,14 @@ impl Decoder {
     pub fn fresh_samples(&self) -> Vec<&[u8]> {
         match self {
             Decoder::Json(d) => d.fresh_samples().collect(),
-            Decoder::Raw(_) => Vec::new(),
+            Decoder::Raw(_) | Decoder::Avro(_) => Vec::new(),
         }
     }
 
     pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> crate::Result<()> {
         match self {
             Decoder::Json(d) => d.grow(schema),
+            Decoder::Avro(d) => d.grow(schema),
             Decoder::Raw(_) => Err(crate::Error::decode("growing a schema", "a raw table's schema is fixed")),
         }
     }
