@@ -21,6 +21,8 @@ pub enum Error {
     Storage { context: String, source: object_store::Error },
     /// The REST catalog answered with an error status, or could not be reached (`status` is `None`).
     Catalog { context: String, status: Option<u16>, body: String },
+    /// The schema registry did not answer with a schema or a final "no such id".
+    Registry { context: String, status: Option<u16>, body: String },
     /// iceberg refused something (schema conversion, metadata, a transaction).
     Iceberg { context: String, source: Box<iceberg::Error> },
     /// A local I/O operation failed.
@@ -59,7 +61,7 @@ impl Error {
     /// and spooled data stays safe meanwhile.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Kafka { .. } | Error::Source { .. } => true,
+            Error::Kafka { .. } | Error::Source { .. } | Error::Registry { .. } => true,
             // A missing object or refused credentials will not fix themselves.
             Error::Storage { source, .. } => !matches!(
                 source,
@@ -88,6 +90,8 @@ impl fmt::Display for Error {
             Error::Storage { context, source } => write!(f, "object store: {context}: {source}"),
             Error::Catalog { context, status: Some(s), body } => write!(f, "catalog: {context}: HTTP {s}: {body}"),
             Error::Catalog { context, status: None, body } => write!(f, "catalog: {context}: {body}"),
+            Error::Registry { context, status: Some(s), body } => write!(f, "schema registry: {context}: HTTP {s}: {body}"),
+            Error::Registry { context, status: None, body } => write!(f, "schema registry: {context}: {body}"),
             Error::Iceberg { context, source } => write!(f, "iceberg: {context}: {source}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }

@@ -26,15 +26,16 @@ pub(super) fn parse_error(text: &str, e: &toml::de::Error) -> Error {
 pub(super) fn check_secret_file(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let table: toml::Table = toml::from_str(text).unwrap_or_default();
-    let s3 = table.get("storage").and_then(|s| s.get("s3"));
-    let secret = ["secret_access_key", "session_token"].into_iter().find(|k| s3.and_then(|t| t.get(*k)).is_some());
-    let Some(key) = secret else { return Ok(()) };
+    let section = |name: &str| name.split('.').try_fold(&table, |t, k| t.get(k).and_then(toml::Value::as_table));
+    let secrets = [("storage.s3", "secret_access_key"), ("storage.s3", "session_token"), ("schema_registry", "password")];
+    let found = secrets.into_iter().find(|(s, key)| section(s).is_some_and(|t| t.contains_key(*key)));
+    let Some((section, key)) = found else { return Ok(()) };
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
     if mode & 0o004 != 0 {
         return Err(Error::config(
-            format!("storage.s3.{key}"),
+            format!("{section}.{key}"),
             format!("{} holds a secret and every user can read it (mode {:o})", path.display(), mode & 0o777),
-            format!("chmod 600 {} (or 640 with frazil's group), or set it through the environment (FRAZIL__STORAGE__S3__{})", path.display(), key.to_ascii_uppercase()),
+            format!("chmod 600 {} (or 640 with frazil's group), or set it through the environment (FRAZIL__{}__{})", path.display(), section.replace('.', "__").to_ascii_uppercase(), key.to_ascii_uppercase()),
         ));
     }
     Ok(())

@@ -47,6 +47,19 @@ pub struct KafkaConfig {
     pub fetch_max_wait: Duration,
     /// Our own bound on any single broker request (rskafka has none).
     pub request_timeout: Duration,
+    /// A record whose key and value together are larger goes to the dead-letter table.
+    pub max_record_bytes: u64,
+}
+
+/// Where Avro topics' writer schemas come from.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM CA certificates trusted for an https URL (default: the built-in web roots).
+    pub ca_file: Option<PathBuf>,
+    pub request_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +107,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     pub catalog: CatalogConfig,
     pub s3: S3Settings,
+    /// Needed when some topic is Avro.
+    pub schema_registry: Option<RegistryConfig>,
     /// JSON fields that hold times.
     pub time_fields: crate::decode::TimeFields,
     /// Where `run` serves Prometheus metrics and its health check; `None`: nowhere.
@@ -117,6 +132,18 @@ struct RawConfig {
     json: RawJson,
     #[serde(default)]
     metrics: RawMetrics,
+    schema_registry: Option<RawRegistry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    request_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,6 +182,7 @@ struct RawKafka {
     fetch_max_bytes: Option<String>,
     fetch_max_wait: Option<String>,
     request_timeout: Option<String>,
+    max_record_bytes: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -288,7 +316,12 @@ fn format(key: &str, value: &str) -> Result<crate::decode::Format> {
         "json" => Ok(Format::Json),
         "raw" => Ok(Format::Raw),
         "text" => Ok(Format::Text),
-        other => Err(Error::config(key, format!("`{other}` is not a format"), "use \"json\" (objects, schema inferred), \"raw\" (bytes) or \"text\" (UTF-8)")),
+        "avro" => Ok(Format::Avro),
+        other => Err(Error::config(
+            key,
+            format!("`{other}` is not a format"),
+            "use \"json\" (objects, schema inferred), \"avro\" (Confluent wire format, with [schema_registry]), \"raw\" (bytes) or \"text\" (UTF-8)",
+        )),
     }
 }
 
@@ -361,6 +394,7 @@ fn validate(raw: RawConfig) -> Result<Config> {
         fetch_max_bytes,
         fetch_max_wait: duration("kafka.fetch_max_wait", k.fetch_max_wait, "10ms")?,
         request_timeout: duration("kafka.request_timeout", k.request_timeout, "30s")?,
+        max_record_bytes: size("kafka.max_record_bytes", k.max_record_bytes, "1MiB")?,
     };
 
     let s = raw.spool;
@@ -450,7 +484,29 @@ fn validate(raw: RawConfig) -> Result<Config> {
             Error::config("metrics.listen", format!("`{a}` is not an address and port ({e})"), "write e.g. \"127.0.0.1:9464\", or \"off\"")
         })?),
     };
-    Ok(Config { agent_id, kafka, spool, catalog, s3, time_fields, metrics_listen })
+    let schema_registry = match raw.schema_registry {
+        Some(r) => {
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+                return Err(Error::config("schema_registry.url", format!("`{}` is not an http(s) URL", r.url), "write the registry's base URL, e.g. \"http://127.0.0.1:8081\""));
+            }
+            if r.password.is_some() && r.username.is_none() || r.password_file.is_some() && r.username.is_none() {
+                return Err(Error::config("schema_registry.username", "is not set but a password is", "set username too (basic auth sends both)"));
+            }
+            Some(RegistryConfig {
+                url: r.url,
+                username: r.username,
+                password: secret("schema_registry.password", r.password, r.password_file)?,
+                ca_file: r.ca_file,
+                request_timeout: duration("schema_registry.request_timeout", r.request_timeout, "30s")?,
+            })
+        }
+        None => None,
+    };
+    let avro = kafka.format == crate::decode::Format::Avro || kafka.formats.values().any(|f| *f == crate::decode::Format::Avro);
+    if avro && schema_registry.is_none() {
+        return Err(Error::config("schema_registry.url", "is not set but a topic's format is \"avro\"", "add a [schema_registry] section with url = \"http://host:8081\""));
+    }
+    Ok(Config { agent_id, kafka, spool, catalog, s3, schema_registry, time_fields, metrics_listen })
 }
 
 impl Config {

@@ -4,6 +4,8 @@
 //! rskafka needs a tokio reactor, so each call is polled inside `async_compat::Compat`; rskafka
 //! has no per-request timeout (a silent broker hangs a call), so each call also gets ours.
 
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;

@@ -1,0 +1,134 @@
+//! A Confluent-compatible Schema Registry client: Avro writer schemas by id
+//! (`GET /schemas/ids/{id}`), cached for the life of the process (an id never changes meaning).
+//!
+//! Only two answers are final: the schema, or the registry saying it has no such id (404 with
+//! its error code 40403). The
+//! records that name such an id are dead letters. Anything else (the registry down, a 5xx) is an
+//! error the fetch loop retries with backoff: the records stay in Kafka and
+//! nothing is decided about them. Refused credentials are a configuration error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::RegistryConfig;
+use crate::{Error, Result};
+
+/// What the registry said about one id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Known {
+    /// The schema's JSON text.
+    Schema(Arc<str>),
+    /// No usable schema: the reason, for the dead-letter table.
+    Refused(String),
+}
+
+pub struct Registry {
+    base: String,
+    auth: Option<String>,
+    agent: ureq::Agent,
+    cache: Mutex<HashMap<u32, Known>>,
+}
+
+#[derive(Deserialize)]
+struct SchemaAnswer {
+    schema: String,
+    #[serde(rename = "schemaType")]
+    schema_type: Option<String>,
+}
+
+impl Registry {
+    pub fn new(cfg: &RegistryConfig) -> Result<Registry> {
+        let mut builder = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(cfg.request_timeout))
+            .timeout_connect(Some(cfg.request_timeout.min(Duration::from_secs(10))))
+            .user_agent(concat!("frazil/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::config("schema_registry.ca_file", format!("cannot read {}: {e}", path.display()), "point it at a PEM file of CA certificates")
+            })?;
+            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(Error::config("schema_registry.ca_file", format!("{} holds no PEM certificate", path.display()), "point it at a PEM file of CA certificates"));
+            }
+            let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+            builder = builder.tls_config(tls);
+        }
+        let auth = cfg.username.as_ref().map(|user| {
+            use base64::Engine as _;
+            let pair = format!("{user}:{}", cfg.password.as_deref().unwrap_or(""));
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        });
+        Ok(Registry { base: cfg.url.trim_end_matches('/').to_string(), auth, agent: builder.build().into(), cache: Mutex::new(HashMap::new()) })
+    }
+
+    /// What is known of `id` without asking.
+    pub fn cached(&self, id: u32) -> Option<Known> {
+        self.cache.lock().expect("not poisoned").get(&id).cloned()
+    }
+
+    /// The schema of `id`, from the cache or the registry (blocking: call it off the executor).
+    pub fn get(&self, id: u32) -> Result<Known> {
+        if let Some(k) = self.cached(id) {
+            return Ok(k);
+        }
+        let url = format!("{}/schemas/ids/{id}", self.base);
+        let fail = |status, body: String| Error::Registry { context: format!("GET {url}"), status, body };
+        let mut req = self.agent.get(&url).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().map_err(|e| fail(None, e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().map_err(|e| fail(Some(status), e.to_string()))?;
+        let known = match status {
+            200 => match serde_json::from_str::<SchemaAnswer>(&body) {
+                Ok(SchemaAnswer { schema_type: Some(t), .. }) if !t.eq_ignore_ascii_case("AVRO") => {
+                    Known::Refused(format!("schema id {id} is a {t} schema; frazil reads Avro"))
+                }
+                Ok(a) => Known::Schema(a.schema.into()),
+                Err(e) => return Err(fail(Some(status), format!("unreadable answer ({e}): {}", clip(&body)))),
+            },
+            // Only the registry's own "schema not found" (error code 40403) is final; any other
+            // 404 means the URL does not lead to a registry, and no record is judged by it.
+            404 if serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v["error_code"] == 40403) => {
+                Known::Refused(format!("schema id {id} is not in the schema registry ({})", clip(&body)))
+            }
+            404 => {
+                return Err(Error::config(
+                    "schema_registry.url",
+                    format!("GET {url} answered 404 without the registry's \"schema not found\" code 40403 ({})", clip(&body)),
+                    "point it at the schema registry's base URL, e.g. \"http://127.0.0.1:8081\"",
+                ));
+            }
+            // Credentials do not fix themselves: this stops the agent (exit 78) instead of
+            // retrying; the records wait in Kafka.
+            401 | 403 => {
+                return Err(Error::config(
+                    "schema_registry.password",
+                    format!("GET {url} was refused with HTTP {status} ({})", clip(&body)),
+                    "check schema_registry.username and password (or password_file)",
+                ));
+            }
+            _ => return Err(fail(Some(status), clip(&body))),
+        };
+        self.cache.lock().expect("not poisoned").insert(id, known.clone());
+        Ok(known)
+    }
+}
+
+fn clip(body: &str) -> String {
+    let t = body.trim();
+    match t.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &t[..i]),
+        None => t.to_string(),
+    }
+}
