@@ -15,6 +15,8 @@ const DECODE_CHUNK_ROWS: usize = 4096;
 
 pub struct PartitionBuffer {
     decoder: Decoder,
+    /// A record with more key and value bytes than this is a dead letter.
+    max_record_bytes: u64,
     batches: Vec<RecordBatch>,
     rows: usize,
     dead: Vec<DeadLetter>,
@@ -35,8 +37,8 @@ pub struct Rolled {
 }
 
 impl PartitionBuffer {
-    pub fn new(decoder: Decoder) -> Self {
-        PartitionBuffer { decoder, batches: Vec::new(), rows: 0, dead: Vec::new(), bytes: 0, range: None, since: None }
+    pub fn new(decoder: Decoder, max_record_bytes: u64) -> Self {
+        PartitionBuffer { decoder, max_record_bytes, batches: Vec::new(), rows: 0, dead: Vec::new(), bytes: 0, range: None, since: None }
     }
 
     /// Takes one record. A record the decoder refuses still counts as taken (its offset is in the
@@ -47,9 +49,21 @@ impl PartitionBuffer {
             Some((first, _)) => (first, msg.offset),
         });
         self.since.get_or_insert_with(Instant::now);
-        self.bytes += msg.value.map_or(0, <[u8]>::len) + msg.key.map_or(0, <[u8]>::len);
-        if let Err(rejected) = self.decoder.push(msg, headers) {
+        let size = msg.value.map_or(0, <[u8]>::len) + msg.key.map_or(0, <[u8]>::len);
+        self.bytes += size;
+        if size as u64 > self.max_record_bytes {
+            let reason = format!("record of {size} bytes is larger than kafka.max_record_bytes ({} bytes)", self.max_record_bytes);
+            self.dead.push(DeadLetter::new(msg, reason));
+        } else if let Err(rejected) = self.decoder.push(msg, headers) {
             self.dead.push(DeadLetter::new(msg, rejected.reason));
+        }
+    }
+
+    /// The decoder, when the partition's topic is Avro (it is told writer schemas as they come).
+    pub fn avro(&mut self) -> Option<&mut crate::decode::avro::AvroDecoder> {
+        match &mut self.decoder {
+            Decoder::Avro(d) => Some(d),
+            _ => None,
         }
     }
 
@@ -88,7 +102,7 @@ impl PartitionBuffer {
         self.decoder.grow(schema)?;
         let target = self.decoder.arrow_schema();
         for batch in &mut self.batches {
-            *batch = crate::decode::widen_batch(batch, &target)?;
+            *batch = crate::decode::conform_batch(batch, &target)?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The fetch loop: Kafka → hot buffers → spool files.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +12,16 @@ use rskafka::record::RecordAndOffset;
 use super::buffer::PartitionBuffer;
 use super::{Agent, Mode, tables};
 use crate::backoff::Backoff;
+
+/// How far a partition's fetch size grows to get past one oversized record batch.
+const MAX_GROWN_FETCH: i32 = 64 * 1024 * 1024;
 use crate::config::StartAt;
 use crate::decode::{self, Decoder, Format, Message};
 use crate::spool::Part;
 use iceberg::spec::PartitionSpec;
+use crate::source::registry::Known;
 use crate::source::{Source, TopicPartition, is_offset_out_of_range};
-use crate::{Result, commit};
+use crate::{Error, Result, commit};
 
 /// In flush mode, how many times in a row the broker may fail before the flush gives up.
 const FLUSH_BROKER_ATTEMPTS: u32 = 8;
@@ -56,7 +60,7 @@ impl Agent {
             }
         };
         // Flush drains to the high watermark seen now; records produced later wait for the next run.
-        let targets: Option<BTreeMap<TopicPartition, i64>> = match mode {
+        let mut targets: Option<BTreeMap<TopicPartition, i64>> = match mode {
             Mode::Run => None,
             Mode::Flush => {
                 let mut t = BTreeMap::new();
@@ -67,6 +71,12 @@ impl Agent {
             }
         };
         let max_bytes = self.cfg.kafka.fetch_max_bytes as i32;
+        // A fetch that returns nothing below the high watermark met a record batch larger than the
+        // fetch size (a broker that does not hand out an oversized first batch): that partition's
+        // size doubles up to this bound.
+        let biggest = max_bytes.max(MAX_GROWN_FETCH);
+        let mut sizes: BTreeMap<TopicPartition, i32> = BTreeMap::new();
+        let mut stalled: BTreeSet<(TopicPartition, i64)> = BTreeSet::new();
         let mut refreshed = std::time::Instant::now();
         let mut paused = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut was_paused = false;
@@ -120,15 +130,57 @@ impl Agent {
                 smol::Timer::after(self.cfg.kafka.refresh_interval.min(Duration::from_secs(1))).await;
                 continue;
             }
-            let fetches = active.iter().map(|tp| source.fetch(tp, next[*tp], max_bytes, self.cfg.kafka.fetch_max_wait));
+            let fetches = active.iter().map(|tp| {
+                let size = sizes.get(*tp).copied().unwrap_or(max_bytes);
+                source.fetch(tp, next[*tp], size, self.cfg.kafka.fetch_max_wait)
+            });
             let mut failure = None;
             for (tp, result) in active.iter().zip(join_all(fetches).await) {
                 match result {
+                    Ok(f) if f.records.is_empty() && next[*tp] < f.high_watermark => {
+                        let size = sizes.get(*tp).copied().unwrap_or(max_bytes);
+                        if size < biggest {
+                            let grown = size.saturating_mul(2).min(biggest);
+                            log::debug!("{}/{}: nothing returned at offset {}; fetching up to {grown} bytes", tp.0, tp.1, next[*tp]);
+                            sizes.insert((*tp).clone(), grown);
+                            continue;
+                        }
+                        // Nothing readable even at the largest size: transaction markers (which
+                        // hold offsets but no records), or a batch larger than `biggest`.
+                        let what = format!(
+                            "{}/{}: offsets {}..{} return no records even in a {biggest}-byte fetch (transaction markers, or a \
+                             record batch larger than that: raise kafka.fetch_max_bytes)",
+                            tp.0, tp.1, next[*tp], f.high_watermark
+                        );
+                        match targets.as_mut() {
+                            // A flush stops reading this partition where it is; nothing is skipped.
+                            Some(t) => {
+                                log::warn!("{what}; flush stops reading this partition at offset {}", next[*tp]);
+                                t.insert((*tp).clone(), next[*tp]);
+                            }
+                            // `run` keeps asking, as for a partition with nothing new; records
+                            // produced after the markers come with the next fetch.
+                            None => {
+                                if stalled.insert(((*tp).clone(), next[*tp])) {
+                                    log::info!("{what}; waiting for newer records");
+                                }
+                            }
+                        }
+                    }
                     Ok(f) => {
                         if let Some(last) = f.records.last() {
+                            sizes.remove(*tp);
+                            stalled.retain(|(t, _)| t != *tp);
                             let n = last.offset + 1;
-                            self.take(tp, &f.records).await?;
-                            next.insert((*tp).clone(), n);
+                            match self.take(tp, &f.records).await {
+                                Ok(()) => {
+                                    next.insert((*tp).clone(), n);
+                                }
+                                // The schema registry could not be asked: nothing was taken, and
+                                // the same records are fetched again after the backoff.
+                                Err(e) if e.is_transient() => failure = Some(e),
+                                Err(e) => return Err(e),
+                            }
                         }
                         self.gauges.positions.borrow_mut().insert((*tp).clone(), (next[*tp], f.high_watermark));
                     }
@@ -261,13 +313,23 @@ impl Agent {
         out
     }
 
-    /// Takes fetched records of one partition into its hot buffer.
+    /// Takes fetched records of one partition into its hot buffer. For an Avro topic the writer
+    /// schemas are looked up first, and the table grows before any record is decoded; a registry
+    /// that cannot be reached fails the call before anything is taken.
     async fn take(&self, tp: &TopicPartition, records: &[RecordAndOffset]) -> Result<()> {
+        let format = self.cfg.kafka.format_for(&tp.0);
+        let table = self.table_name(&tp.0);
+        let writers = match format {
+            Format::Avro => self.writer_schemas(records).await?,
+            _ => BTreeMap::new(),
+        };
         if !self.buffers.borrow().contains_key(tp) {
-            let table = self.table_name(&tp.0);
-            let format = self.cfg.kafka.format_for(&tp.0);
-            let schema = self.schema_for(&table, format, records).await?;
-            self.buffers.borrow_mut().insert(tp.clone(), PartitionBuffer::new(Decoder::new(format, &schema, self.cfg.time_fields.epoch_unit)?));
+            let schema = self.schema_for(&table, format, records, &writers).await?;
+            let decoder = Decoder::new(format, &schema, self.cfg.time_fields.epoch_unit)?;
+            self.buffers.borrow_mut().insert(tp.clone(), PartitionBuffer::new(decoder, self.cfg.kafka.max_record_bytes));
+        }
+        if format == Format::Avro {
+            self.follow_writers(&table, tp, &writers)?;
         }
         let mut buffers = self.buffers.borrow_mut();
         let buf = buffers.get_mut(tp).expect("inserted above");
@@ -284,10 +346,69 @@ impl Agent {
         }
         if buf.has_fresh_keys() {
             drop(buffers);
-            self.grow_schema(&self.table_name(&tp.0))?;
+            self.grow_schema(&table)?;
             buffers = self.buffers.borrow_mut();
         }
         buffers.get_mut(tp).expect("inserted above").settle(false)
+    }
+
+    /// What the schema registry says of each schema id these Avro records name (cached).
+    async fn writer_schemas(&self, records: &[RecordAndOffset]) -> Result<BTreeMap<u32, Known>> {
+        let registry = self.registry.clone().ok_or_else(|| Error::config("schema_registry.url", "is not set but a topic's format is \"avro\"", "add a [schema_registry] section"))?;
+        let ids: BTreeSet<u32> = records.iter().filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id)).collect();
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let known = match registry.cached(id) {
+                Some(k) => k,
+                None => {
+                    let r = registry.clone();
+                    let k = blocking::unblock(move || r.get(id)).await?;
+                    if let Known::Refused(why) = &k {
+                        log::warn!("schema registry: {why}; records with this id go to the dead-letter table");
+                    }
+                    k
+                }
+            };
+            out.insert(id, known);
+        }
+        Ok(out)
+    }
+
+    /// Grows an Avro topic's table by what new writer schemas add, then tells the partition's
+    /// decoder about them. A writer schema whose fields cannot fit the table (a type changed
+    /// incompatibly) leaves the table alone: its records become dead letters with the reason.
+    fn follow_writers(&self, table: &str, tp: &TopicPartition, writers: &BTreeMap<u32, Known>) -> Result<()> {
+        for (id, known) in writers {
+            if self.buffers.borrow_mut().get_mut(tp).and_then(|b| b.avro()).is_some_and(|d| d.knows(*id)) {
+                continue;
+            }
+            if let Known::Schema(text) = known
+                && let Ok(writer) = decode::avro::parse(text)
+            {
+                let old = self.schemas.borrow()[table].clone();
+                let (known_schema, table_last_id) = self.catalog_schema(table);
+                match decode::avro::evolve(&old, &writer, table_last_id, known_schema.as_deref()) {
+                    Ok(Some(grown)) => self.adopt_schema(table, &old, grown, &format!("writer schema id {id}"))?,
+                    Ok(None) => {}
+                    Err(e) => log::warn!("table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table"),
+                }
+            }
+            let mut buffers = self.buffers.borrow_mut();
+            let decoder = buffers.get_mut(tp).and_then(|b| b.avro()).expect("an Avro topic's buffer");
+            match known {
+                Known::Schema(text) => decoder.know(*id, Ok(text)),
+                Known::Refused(why) => decoder.know(*id, Err(why)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The table's schema in the catalog (another writer may have grown it) and its last field id.
+    fn catalog_schema(&self, table: &str) -> (Option<Arc<iceberg::spec::Schema>>, i32) {
+        match self.tables.borrow().get(table) {
+            Some(t) => (Some(t.metadata().current_schema().clone()), t.metadata().last_column_id()),
+            None => (None, 0),
+        }
     }
 
     /// Records with keys the table's schema has no column for: the schema grows by one optional
@@ -296,10 +417,7 @@ impl Agent {
     /// table follows at the next commit (`publish`). Nothing is dropped.
     fn grow_schema(&self, table: &str) -> Result<()> {
         let old = self.schemas.borrow()[table].clone();
-        let (known, table_last_id) = match self.tables.borrow().get(table) {
-            Some(t) => (Some(t.metadata().current_schema().clone()), t.metadata().last_column_id()),
-            None => (None, 0),
-        };
+        let (known, table_last_id) = self.catalog_schema(table);
         let grown = {
             let buffers = self.buffers.borrow();
             let samples = buffers.iter().filter(|((topic, _), _)| self.table_name(topic) == table).flat_map(|(_, b)| b.fresh_samples());
@@ -308,7 +426,14 @@ impl Agent {
         let Some(grown) = grown else { return Ok(()) };
         // New fields named as time fields are timestamps; the old ones keep their types.
         let grown = decode::with_time_fields(grown, &self.cfg.time_fields, old.highest_field_id().max(table_last_id))?;
-        let added: Vec<String> = grown.as_struct().fields().iter().skip(old.as_struct().fields().len()).map(|f| {
+        self.adopt_schema(table, &old, grown, "new keys")
+    }
+
+    /// Makes `grown` the schema of `table`'s spool files from now on: recorded in the spool
+    /// index, and every partition buffer of the table moves to it before anything more is
+    /// decoded. The catalog's table follows at the next commit (`publish`).
+    fn adopt_schema(&self, table: &str, old: &iceberg::spec::Schema, grown: iceberg::spec::Schema, why: &str) -> Result<()> {
+        let describe = |f: &iceberg::spec::NestedFieldRef| {
             let kind = match f.field_type.as_ref() {
                 iceberg::spec::Type::Primitive(p) => p.to_string(),
                 iceberg::spec::Type::Struct(_) => "struct".into(),
@@ -316,7 +441,23 @@ impl Agent {
                 iceberg::spec::Type::Map(_) => "map".into(),
             };
             format!("{} ({kind})", f.name)
-        }).collect();
+        };
+        // New top-level fields, and existing ones whose type grew (a wider type, or new fields inside).
+        let (mut added, mut changed) = (Vec::new(), Vec::new());
+        for f in grown.as_struct().fields() {
+            match old.as_struct().field_by_id(f.id) {
+                None => added.push(describe(f)),
+                Some(o) if o.field_type != f.field_type => changed.push(describe(f)),
+                Some(_) => {}
+            }
+        }
+        let mut what = Vec::new();
+        if !added.is_empty() {
+            what.push(format!("adds {}", added.join(", ")));
+        }
+        if !changed.is_empty() {
+            what.push(format!("widens {}", changed.join(", ")));
+        }
         tables::record(&self.spool, table, &grown)?;
         let grown = Arc::new(grown);
         self.schemas.borrow_mut().insert(table.to_string(), grown.clone());
@@ -325,7 +466,7 @@ impl Agent {
                 b.grow(&grown)?;
             }
         }
-        log::info!("table {table}: schema {} adds {}", grown.schema_id(), added.join(", "));
+        log::info!("table {table}: schema {} for {why} {}", grown.schema_id(), what.join("; "));
         Ok(())
     }
 
@@ -336,11 +477,19 @@ impl Agent {
     }
 
     /// The schema a table's spool files are written with (see `tables`).
-    async fn schema_for(&self, table: &str, format: Format, samples: &[RecordAndOffset]) -> Result<Arc<iceberg::spec::Schema>> {
+    async fn schema_for(&self, table: &str, format: Format, samples: &[RecordAndOffset], writers: &BTreeMap<u32, Known>) -> Result<Arc<iceberg::spec::Schema>> {
         let partition = self.cfg.partition_fields(table, false);
         self.decide(table, false, || match format {
             Format::Json => tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()), &self.cfg.time_fields, partition),
             Format::Raw | Format::Text => tables::raw(table, format == Format::Text, partition),
+            Format::Avro => {
+                // The writer schema of the first record that has a usable one.
+                let first = samples.iter().filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id)).find_map(|id| match &writers[&id] {
+                    Known::Schema(text) => decode::avro::parse(text).ok(),
+                    Known::Refused(_) => None,
+                });
+                tables::avro(table, first.as_ref(), partition)
+            }
         })
     }
 

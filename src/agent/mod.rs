@@ -80,6 +80,8 @@ pub struct Agent {
     /// Set when spooling hit a full disk, cleared by the next file spooled.
     disk_full: Cell<bool>,
     gauges: metrics::Gauges,
+    /// Where Avro topics' writer schemas come from (when configured).
+    registry: Option<Arc<crate::source::registry::Registry>>,
 }
 
 impl Agent {
@@ -101,7 +103,9 @@ impl Agent {
                 f.meta.last_offset
             );
         }
+        let registry = cfg.schema_registry.as_ref().map(crate::source::registry::Registry::new).transpose()?.map(Arc::new);
         Ok(Agent {
+            registry,
             stores: Arc::new(Stores::new(cfg.s3.clone())),
             cfg,
             spool: Arc::new(spool),

@@ -376,14 +376,14 @@ fn upload_groups<K: PartialEq>(files: Vec<SpoolFile>, target: u64, schema: impl 
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
-/// What files must share to be merged into one object: the field ids of their columns, from the
-/// DataFile kept with each (its `column_sizes` has one entry per column; ids are never reused, so
-/// files written before and after the schema grew differ), and their partition tuple.
-fn columns_of(f: &SpoolFile) -> (Vec<i64>, String) {
+/// What files must share to be merged into one object: their Parquet schema (row groups are
+/// copied as they are, so field ids and physical types must match: files written before and after
+/// a schema grew or a column widened differ), and their partition tuple.
+fn columns_of(f: &SpoolFile) -> (String, String) {
     let json: serde_json::Value = serde_json::from_slice(&f.meta.extra).unwrap_or_default();
-    let mut ids: Vec<i64> = json["column_sizes"].as_array().into_iter().flatten().filter_map(|e| e["key"].as_i64()).collect();
-    ids.sort_unstable();
-    (ids, json["partition"].to_string())
+    // An unreadable file gets a group of its own; its upload reports the problem.
+    let schema = crate::spool::merge::file_schema(&f.path).unwrap_or_else(|e| format!("unreadable {}: {e}", f.id));
+    (schema, json["partition"].to_string())
 }
 
 #[cfg(test)]
@@ -421,9 +421,6 @@ mod tests {
         let groups = upload_groups(files, 100, |f| f.id == 2 || f.id == 3);
         let ids: Vec<Vec<u64>> = groups.iter().map(|g| g.iter().map(|f| f.id).collect()).collect();
         assert_eq!(ids, vec![vec![0, 1], vec![2, 3], vec![4, 5]]);
-        let mut f = file(7, 1);
-        f.meta.extra = br#"{"column_sizes": [{"key": 3, "value": 10}, {"key": 1, "value": 5}]}"#.to_vec();
-        assert_eq!(columns_of(&f).0, vec![1, 3]);
     }
 
     #[test]

@@ -84,8 +84,25 @@ pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
 
 /// Infers a schema from sample values and numbers its fields (and the partition fields) the way a
 /// catalog does on create.
+/// When no sample is a JSON object the table starts with the meta columns alone (the records are
+/// dead letters) and grows with the first object that comes.
 pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>, time: &decode::TimeFields, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
-    canonical(table, decode::with_time_fields(decode::infer_schema(samples)?, time, 0)?, partition)
+    let inferred = decode::infer_schema(samples).or_else(|_| decode::infer_schema([b"{}".as_slice()]))?;
+    canonical(table, decode::with_time_fields(inferred, time, 0)?, partition)
+}
+
+/// The schema of an Avro topic's table from the writer schema of its first records (the meta
+/// columns alone when none of them had a usable one: the table grows with the first that does).
+pub fn avro(table: &str, writer: Option<&decode::avro::Avro>, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
+    let schema = match writer.map(decode::avro::table_schema) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            log::warn!("table {table}: {e}; starting with the meta columns alone");
+            decode::infer_schema([b"{}".as_slice()])?
+        }
+        None => decode::infer_schema([b"{}".as_slice()])?,
+    };
+    canonical(table, schema, partition)
 }
 
 /// The fixed schema of a raw or text topic's table, numbered the way a catalog does on create.

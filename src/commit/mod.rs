@@ -95,7 +95,7 @@ impl Committer {
 
     /// Makes the table's schema hold every field of `wanted` (the schema the spool files were
     /// written with, grown by new keys, also inside structs): adds the missing fields, with
-    /// `wanted`'s ids, as a new current schema. Returns the table as it is then. The commit asserts the current
+    /// `wanted`'s ids, and widens the columns `wanted` has wider, as a new current schema. Returns the table as it is then. The commit asserts the current
     /// schema and the last assigned field id, so a concurrent change is reloaded and looked at
     /// again, never overwritten. Refused when the table used a missing field's id or name for
     /// something else (another writer grew it differently): the files stay spooled.
@@ -106,7 +106,15 @@ impl Committer {
             let md = table.metadata();
             let current = md.current_schema();
             let missing: Vec<i32> = field_ids(wanted).into_iter().filter(|id| current.field_by_id(*id).is_none()).collect();
-            if missing.is_empty() {
+            // Columns the spool files have wider (`int` → `long`, `float` → `double`, a wider decimal).
+            let promoted: Vec<i32> = field_ids(wanted)
+                .into_iter()
+                .filter(|id| match (current.field_by_id(*id), wanted.field_by_id(*id)) {
+                    (Some(c), Some(w)) => c.field_type.is_primitive() && c.field_type != w.field_type,
+                    _ => false,
+                })
+                .collect();
+            if missing.is_empty() && promoted.is_empty() {
                 return Ok(table);
             }
             let clash = |detail: String| Error::Catalog {
@@ -122,6 +130,8 @@ impl Committer {
             // add ours beside them (our new fields inside their structs cannot be merged).
             let fields = if field_ids(current).iter().all(|id| wanted.field_by_id(*id).is_some()) {
                 wanted.as_struct().fields().to_vec()
+            } else if !promoted.is_empty() {
+                return Err(clash(format!("field id {} is wider in the spooled files", promoted[0])));
             } else {
                 let mut fields = current.as_struct().fields().to_vec();
                 for f in wanted.as_struct().fields() {
@@ -146,7 +156,7 @@ impl Committer {
                 .build()
                 .map_err(|e| Error::iceberg(format!("grown schema of {ident}"), e))?;
             // The new fields by name, without the fields inside new fields (`location`, not also `location.lat`).
-            let all: Vec<String> = missing.iter().filter_map(|id| schema.name_by_field_id(*id).map(str::to_string)).collect();
+            let all: Vec<String> = missing.iter().chain(&promoted).filter_map(|id| schema.name_by_field_id(*id).map(str::to_string)).collect();
             let names: Vec<&str> = all.iter().filter(|n| !all.iter().any(|p| n.starts_with(&format!("{p}.")))).map(String::as_str).collect();
             let requirements = vec![
                 TableRequirement::CurrentSchemaIdMatch { current_schema_id: current.schema_id() },

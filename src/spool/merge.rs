@@ -314,6 +314,16 @@ fn same_file<'a>(out: &Path, inputs: &'a [PathBuf]) -> Option<&'a PathBuf> {
         .find(|i| std::fs::canonicalize(i).is_ok_and(|i| i == out))
 }
 
+/// The Parquet schema of a spool file as text (names, types, repetition, field ids): files merge
+/// only when theirs are equal.
+pub fn file_schema(path: &Path) -> Result<String> {
+    let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|e| Error::decode(format!("read the footer of {}", path.display()), e))?;
+    Ok(schema_text(&metadata))
+}
+
 fn schema_text(metadata: &ParquetMetaData) -> String {
     let mut buf = Vec::new();
     parquet::schema::printer::print_schema(&mut buf, metadata.file_metadata().schema());
