@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod proxy;
+pub mod registry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

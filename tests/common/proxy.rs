@@ -200,11 +200,18 @@ fn decide(state: &State, commit: bool) -> Fault {
     fault
 }
 
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// One HTTP request as read off a connection.
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
 }
 
 fn read_line(r: &mut impl BufRead) -> std::io::Result<String> {
@@ -285,7 +292,7 @@ fn read_body(
     }
 }
 
-fn read_request(r: &mut impl BufRead) -> std::io::Result<Request> {
+pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Request> {
     let line = read_line(r)?;
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
@@ -393,7 +400,7 @@ fn forward(state: &State, req: &Request) -> std::io::Result<Answer> {
     })
 }
 
-fn answer(
+pub fn answer(
     client: &mut TcpStream,
     status_line: &str,
     headers: &[(String, String)],

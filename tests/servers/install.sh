@@ -34,10 +34,10 @@ if want python; then
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import pyiceberg, duckdb, duckdb_ext, confluent_kafka' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import pyiceberg, duckdb, duckdb_ext, confluent_kafka, fastavro' 2>/dev/null; then
     "$VENV/bin/pip" install --quiet \
       "pyiceberg[pyarrow,pyiceberg-core]==0.12.*" "duckdb==1.4.4" "duckdb-ext[iceberg,avro,httpfs]==0.1.2" \
-      "confluent-kafka==2.16.*"
+      "confluent-kafka==2.16.*" "fastavro==1.13.*"
   fi
   echo "install.sh: python reader ready in $VENV"
 fi

@@ -1,0 +1,167 @@
+//! Avro topics end to end: Confluent-framed messages made by fastavro (an encoder that shares no
+//! code with frazil) are produced to the real broker, their writer schemas are served by a schema
+//! registry stand-in with basic auth, and the table is read back by pyiceberg and DuckDB.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use base64::Engine as _;
+use common::registry::Registry;
+use common::*;
+use serde_json::{Value, json};
+
+fn v1_schema() -> Value {
+    json!({"type": "record", "name": "Reading", "namespace": "edge", "fields": [
+        {"name": "id", "type": "int"},
+        {"name": "device", "type": "string"},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {"name": "uid", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "state", "type": {"type": "enum", "name": "State", "symbols": ["OK", "WARN", "FAIL"]}},
+        {"name": "tags", "type": {"type": "array", "items": "string"}}
+    ]})
+}
+
+/// A compatible evolution of v1: `id` widened to long, an optional struct and a map added.
+fn v2_schema() -> Value {
+    let mut s = v1_schema();
+    let fields = s["fields"].as_array_mut().unwrap();
+    fields[0] = json!({"name": "id", "type": "long"});
+    fields.push(json!({"name": "pos", "type": ["null", {"type": "record", "name": "Pos", "fields": [
+        {"name": "lat", "type": "double"}, {"name": "lon", "type": "double"}]}], "default": null}));
+    fields.push(json!({"name": "attrs", "type": {"type": "map", "values": "long"}, "default": {}}));
+    s
+}
+
+fn v1(id: i64, device: &str) -> Value {
+    json!({"id": id, "device": device, "at": 1_700_000_000_123i64 + id, "day": 19675, "price": "12.30",
+           "uid": "0b8c5f4e-3c1a-4d7e-9a65-2f1d3e4c5b6a", "state": "WARN", "tags": ["a", "b"]})
+}
+
+fn v2(id: i64, pos: Option<(f64, f64)>, attrs: Value) -> Value {
+    let mut r = v1(id, "gw-2");
+    r["price"] = json!("-0.05");
+    r["state"] = json!("OK");
+    r["tags"] = json!([]);
+    r["pos"] = pos.map_or(Value::Null, |(lat, lon)| json!({"lat": lat, "lon": lon}));
+    r["attrs"] = attrs;
+    r
+}
+
+/// The row read_table.py prints for a record (its conventions: ISO timestamps, decimal strings,
+/// maps as key/value lists), with the record's offset.
+fn row(record: &Value, offset: i64) -> Value {
+    let at = chrono::DateTime::from_timestamp_millis(record["at"].as_i64().unwrap()).unwrap();
+    let attrs = match record.get("attrs") {
+        Some(Value::Object(m)) => Value::Array(m.iter().map(|(k, v)| json!({"key": k, "value": v})).collect()),
+        _ => Value::Null,
+    };
+    json!({
+        "id": record["id"], "device": record["device"],
+        "at": at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(), "day": "2023-11-14",
+        "price": record["price"], "uid": record["uid"], "state": record["state"], "tags": record["tags"],
+        "pos": record.get("pos").cloned().unwrap_or(Value::Null), "attrs": attrs, "_kafka_offset": offset,
+    })
+}
+
+/// Confluent frames of `messages` (schema id, record), encoded by tests/check/avro_encode.py.
+fn encode(dir: &std::path::Path, schemas: &BTreeMap<u32, String>, messages: &[(u32, Value)]) -> Vec<Vec<u8>> {
+    let spec = json!({
+        "schemas": schemas.iter().map(|(id, s)| (id.to_string(), serde_json::from_str::<Value>(s).unwrap())).collect::<serde_json::Map<_, _>>(),
+        "messages": messages.iter().map(|(id, r)| json!({"schema_id": id, "record": r})).collect::<Vec<_>>(),
+    });
+    let (spec_path, out_path) = (dir.join("avro-spec.json"), dir.join("avro-frames.txt"));
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let out = Command::new(venv_python()).arg(repo().join("tests/check/avro_encode.py")).arg(&spec_path).arg(&out_path).output().expect("run avro_encode.py");
+    assert!(out.status.success(), "avro_encode.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(&out_path).unwrap().lines().map(|l| base64::engine::general_purpose::STANDARD.decode(l).unwrap()).collect()
+}
+
+#[test]
+fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let schemas: BTreeMap<u32, String> = [(1, v1_schema().to_string()), (2, v2_schema().to_string())].into();
+    let registry = Registry::start("frazil", "s3cret", schemas.clone());
+
+    let good = [(1, v1(1, "gw-1")), (1, v1(2, "gw-1")), (2, v2(1 << 40, Some((52.5, 13.4)), json!({"rssi": -70, "snr": 9}))), (2, v2(4, None, json!({}))), (1, v1(5, "gw-1"))];
+    let frames = encode(servers.dir.path(), &schemas, &good);
+    let mut truncated = frames[2].clone();
+    truncated.truncate(truncated.len() - 4);
+    let mut unknown_id = frames[0].clone();
+    unknown_id[1..5].copy_from_slice(&99u32.to_be_bytes());
+    // Above kafka.max_record_bytes (1 MiB by default), whatever its contents, and larger than
+    // one fetch (2 MiB below), so the partition's fetch size has to grow to reach it. (The test
+    // broker never returns more than 5 MiB in one fetch.)
+    let mut huge = frames[0].clone();
+    huge.resize(3 * 1024 * 1024, b'x');
+    // (value, what the dead letter's reason must say); `None` in the reason column: a good record.
+    let values: Vec<(Vec<u8>, Option<&str>)> = vec![
+        (frames[0].clone(), None),
+        (frames[1].clone(), None),
+        (br#"{"id": 3}"#.to_vec(), Some("first byte is 0x7b")),
+        (frames[2].clone(), None),
+        (truncated, Some("truncated")),
+        (unknown_id, Some("schema id 99 is not in the schema registry")),
+        (huge, Some("larger than kafka.max_record_bytes")),
+        (frames[3].clone(), None),
+        (frames[4].clone(), None),
+    ];
+    block_on(create_topic(&kafka, "readings", 1));
+    let offsets = block_on(produce_raw(&kafka, "readings", 0, values.iter().map(|(v, _)| Some(v.clone())).collect()));
+
+    let password = servers.dir.path().join("registry-password");
+    write_config(&password, "wrong\n");
+    let config = servers.config(&["readings"], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[kafka]\n", "[kafka]\nformat = \"avro\"\nfetch_max_bytes = \"2MiB\"\n")
+        + &format!("\n[schema_registry]\nurl = \"{}\"\nusername = \"frazil\"\npassword_file = \"{}\"\n", registry.url, password.display());
+    write_config(&config, &text);
+
+    // Refused credentials stop the flush at once with a config error; nothing is taken.
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("schema_registry.password") && log.contains("HTTP 401"), "{log}");
+    assert!(registry.requests().iter().all(|(_, status)| *status == 401));
+    assert_eq!(servers.rows_now("readings"), 0);
+
+    write_config(&password, "s3cret\n");
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("(4 to dead-letter tables)"), "{log}");
+    assert!(log.contains("writer schema id 2 adds pos (struct), attrs (map); widens id (long)"), "{log}");
+    // Each schema id is asked for once (then cached); id 99 got the registry's 404.
+    let asked: Vec<(String, u16)> = registry.requests().into_iter().filter(|(_, s)| *s != 401).collect();
+    assert_eq!(asked, [("/schemas/ids/1".to_string(), 200), ("/schemas/ids/2".to_string(), 200), ("/schemas/ids/99".to_string(), 404)]);
+
+    let mut good_rows = good.iter();
+    let expected: Vec<Value> = values
+        .iter()
+        .zip(&offsets)
+        .filter(|((_, why), _)| why.is_none())
+        .map(|(_, offset)| row(&good_rows.next().unwrap().1, *offset))
+        .collect();
+    let columns = ["id", "device", "at", "day", "price", "uid", "state", "tags", "pos", "attrs", "_kafka_offset"];
+    for reader in ["pyiceberg", "duckdb"] {
+        let (mut rows, _) = servers.read_columns("readings", reader, &columns);
+        rows.sort_by_key(|r| r["_kafka_offset"].as_i64());
+        assert_eq!(rows.len(), expected.len(), "{reader}: {rows:?}");
+        for (got, want) in rows.iter().zip(&expected) {
+            for c in columns {
+                assert!(same_json(&want[c], &got[c]), "{reader}: column {c}: got {} want {}\nrow {got}", got[c], want[c]);
+            }
+        }
+        let (mut dead, _) = servers.read_columns("readings__dlq", reader, &["offset", "reason", "value"]);
+        dead.sort_by_key(|r| r["offset"].as_i64());
+        let bad: Vec<(&i64, &(Vec<u8>, Option<&str>))> = offsets.iter().zip(&values).filter(|(_, (_, why))| why.is_some()).collect();
+        assert_eq!(dead.len(), bad.len(), "{reader}: {dead:?}");
+        for (d, (offset, (value, why))) in dead.iter().zip(bad) {
+            assert_eq!(d["offset"].as_i64(), Some(*offset), "{reader}");
+            let reason = d["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains(why.unwrap()), "{reader}: offset {offset}: `{reason}` should say `{}`", why.unwrap());
+            assert_eq!(d["value"].as_str().map(|v| base64::engine::general_purpose::STANDARD.decode(v).unwrap()).as_ref(), Some(value), "{reader}: offset {offset}: the raw value, byte for byte");
+        }
+    }
+}
