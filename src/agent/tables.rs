@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use frazil_spool::Spool;
 use iceberg::TableCreation;
-use iceberg::spec::{PartitionSpec, Schema, TableMetadataBuilder, UnboundPartitionSpec};
+use iceberg::spec::{NullOrder, PartitionSpec, Schema, SortDirection, SortField, SortOrder, TableMetadataBuilder, Transform, Type, UnboundPartitionSpec};
 
 use crate::config::partition::PartitionField;
+use crate::config::per_table::SortKey;
 
 use crate::decode::{self, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP};
 use crate::{Error, Result};
@@ -30,6 +31,57 @@ fn spec_key(table: &str) -> String {
 
 /// The partition spec recorded for `table` (`None`: recorded before partitioning existed, i.e.
 /// unpartitioned).
+fn sort_key(table: &str) -> String {
+    format!("sort/{table}")
+}
+
+/// The sort order recorded for `table` (`None`: none recorded, e.g. a spool from before sort
+/// orders existed).
+pub fn recorded_sort(spool: &Spool, table: &str) -> Result<Option<SortOrder>> {
+    let Some(bytes) = spool.get_meta(&sort_key(table))? else { return Ok(None) };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("sort order of {table} in the spool index"), e))
+}
+
+pub fn record_sort(spool: &Spool, table: &str, order: &SortOrder) -> Result<()> {
+    let bytes = serde_json::to_vec(order).map_err(|e| Error::decode(format!("sort order of {table}"), e))?;
+    Ok(spool.put_meta(&sort_key(table), &bytes)?)
+}
+
+/// The sort order of `keys` over `schema` (order id 1; unsorted when there are no keys). Each key
+/// must name a top-level primitive column.
+pub fn sort_order(table: &str, schema: &Schema, keys: &[SortKey]) -> Result<SortOrder> {
+    if keys.is_empty() {
+        return Ok(SortOrder::unsorted_order());
+    }
+    let mut order = SortOrder::builder();
+    order.with_order_id(1);
+    for k in keys {
+        let field = schema.as_struct().field_by_name(&k.column).filter(|f| matches!(f.field_type.as_ref(), Type::Primitive(_))).ok_or_else(|| {
+            Error::config(
+                format!("tables.\"{table}\".sort_by"),
+                format!("table {table} has no top-level column `{}` of a primitive type to sort by", k.column),
+                "name a column such as \"device\" or \"_kafka_timestamp desc\" (or set it in [tables.\"*\"] only for tables that have it)",
+            )
+        })?;
+        order.with_sort_field(
+            SortField::builder()
+                .source_id(field.id)
+                .transform(Transform::Identity)
+                .direction(if k.descending { SortDirection::Descending } else { SortDirection::Ascending })
+                .null_order(if k.nulls_first { NullOrder::First } else { NullOrder::Last })
+                .build(),
+        );
+    }
+    order.build(schema).map_err(|e| Error::iceberg(format!("sort order of {table}"), e))
+}
+
+/// `order` when frazil can write rows in it (identity transforms of top-level columns), else
+/// unsorted: a table created elsewhere may sort by a transform, which its own engines apply.
+pub fn writable_sort(order: &SortOrder, schema: &Schema) -> SortOrder {
+    let ok = order.fields.iter().all(|f| f.transform == Transform::Identity && schema.as_struct().field_by_id(f.source_id).is_some());
+    if ok { order.clone() } else { SortOrder::unsorted_order() }
+}
+
 pub fn recorded_spec(spool: &Spool, table: &str) -> Result<Option<PartitionSpec>> {
     let Some(bytes) = spool.get_meta(&spec_key(table))? else { return Ok(None) };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("partition spec of {table} in the spool index"), e))
@@ -122,7 +174,7 @@ fn canonical(table: &str, schema: Schema, partition: &[PartitionField]) -> Resul
     for f in partition {
         let source = schema.as_struct().field_by_name(&f.column).ok_or_else(|| {
             Error::config(
-                "catalog.partition_by",
+                format!("tables.\"{table}\".partition_by"),
                 format!("table {table} has no column `{}` to partition by ({})", f.column, f.name()),
                 "name a top-level column of the table, e.g. \"day(_kafka_timestamp)\"",
             )

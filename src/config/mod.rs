@@ -4,6 +4,7 @@
 
 mod load;
 pub mod partition;
+pub mod per_table;
 mod units;
 
 pub use load::ENV_PREFIX;
@@ -91,9 +92,6 @@ pub struct CatalogConfig {
     pub dead_letter_table: String,
     /// Explicit topic → table entries; they win over the template.
     pub tables: BTreeMap<String, String>,
-    /// Partition fields per table (`"*"`: every table without an entry of its own; never a
-    /// dead-letter table). Used when frazil creates the table.
-    pub partition_by: BTreeMap<String, Vec<partition::PartitionField>>,
     pub commit_interval: Duration,
     pub request_timeout: Duration,
 }
@@ -109,6 +107,8 @@ pub struct Config {
     pub s3: S3Settings,
     /// Needed when some topic is Avro.
     pub schema_registry: Option<RegistryConfig>,
+    /// `[tables."<table>"]` entries (`"*"`: every table without its own value for a key).
+    pub tables: BTreeMap<String, per_table::TableSettings>,
     /// JSON fields that hold times.
     pub time_fields: crate::decode::TimeFields,
     /// Where `run` serves Prometheus metrics and its health check; `None`: nowhere.
@@ -133,6 +133,8 @@ struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     schema_registry: Option<RawRegistry>,
+    #[serde(default)]
+    tables: BTreeMap<String, per_table::RawTable>,
 }
 
 #[derive(Deserialize)]
@@ -207,8 +209,8 @@ struct RawCatalog {
     dead_letter_table: Option<String>,
     #[serde(default)]
     tables: BTreeMap<String, String>,
-    #[serde(default)]
-    partition_by: BTreeMap<String, Vec<String>>,
+    /// Moved to `[tables."<table>"] partition_by`; kept here only to say so.
+    partition_by: Option<toml::Value>,
     commit_interval: Option<String>,
     request_timeout: Option<String>,
 }
@@ -330,6 +332,16 @@ fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration>
     parse_duration(&v).map_err(|p| Error::config(key, p, format!("write a duration such as \"{default}\"")))
 }
 
+/// A duration that may be left unset (`None`), else parsed as [`duration`] does.
+fn duration_opt(key: &str, value: Option<String>, example: &str) -> Result<Option<Duration>> {
+    value.map(|v| duration(key, Some(v), example)).transpose()
+}
+
+/// A size that may be left unset (`None`), else parsed as [`size`] does.
+fn size_opt(key: &str, value: Option<String>, example: &str) -> Result<Option<u64>> {
+    value.map(|v| size(key, Some(v), example)).transpose()
+}
+
 fn size(key: &str, value: Option<String>, default: &str) -> Result<u64> {
     let v = value.unwrap_or_else(|| default.to_string());
     parse_size(&v).map_err(|p| Error::config(key, p, format!("write a size such as \"{default}\"")))
@@ -440,14 +452,12 @@ fn validate(raw: RawConfig) -> Result<Config> {
             ));
         }
     }
-    let mut partition_by = BTreeMap::new();
-    for (table, fields) in &c.partition_by {
-        let parsed = fields
-            .iter()
-            .map(|f| partition::parse(f))
-            .collect::<std::result::Result<Vec<_>, String>>()
-            .map_err(|problem| Error::config(format!("catalog.partition_by.\"{table}\""), problem, "write e.g. [\"day(_kafka_timestamp)\", \"identity(site)\"]"))?;
-        partition_by.insert(table.clone(), parsed);
+    if c.partition_by.is_some() {
+        return Err(Error::config(
+            "catalog.partition_by",
+            "has moved to the per-table settings",
+            "write [tables.\"<table>\"] (or [tables.\"*\"]) with partition_by = [\"day(_kafka_timestamp)\"]",
+        ));
     }
     let catalog = CatalogConfig {
         uri: c.uri.trim_end_matches('/').to_string(),
@@ -456,7 +466,6 @@ fn validate(raw: RawConfig) -> Result<Config> {
         table,
         dead_letter_table,
         tables: c.tables,
-        partition_by,
         commit_interval: duration("catalog.commit_interval", c.commit_interval, "60s")?,
         request_timeout: duration("catalog.request_timeout", c.request_timeout, "30s")?,
     };
@@ -506,7 +515,8 @@ fn validate(raw: RawConfig) -> Result<Config> {
     if avro && schema_registry.is_none() {
         return Err(Error::config("schema_registry.url", "is not set but a topic's format is \"avro\"", "add a [schema_registry] section with url = \"http://host:8081\""));
     }
-    Ok(Config { agent_id, kafka, spool, catalog, s3, schema_registry, time_fields, metrics_listen })
+    let tables = per_table::settings(raw.tables)?;
+    Ok(Config { agent_id, kafka, spool, catalog, s3, schema_registry, tables, time_fields, metrics_listen })
 }
 
 impl Config {
@@ -516,7 +526,36 @@ impl Config {
         if dead_letter {
             return &[];
         }
-        self.catalog.partition_by.get(table).or_else(|| self.catalog.partition_by.get("*")).map_or(&[], Vec::as_slice)
+        self.table_setting(table, |t| t.partition_by.as_ref()).map_or(&[], Vec::as_slice)
+    }
+
+    /// The sort order frazil creates `table` with and writes each spool file's rows in (none for
+    /// dead-letter tables).
+    pub fn sort_keys(&self, table: &str, dead_letter: bool) -> &[per_table::SortKey] {
+        if dead_letter {
+            return &[];
+        }
+        self.table_setting(table, |t| t.sort_by.as_ref()).map_or(&[], Vec::as_slice)
+    }
+
+    /// The size `table`'s spool files are merged up to for upload.
+    pub fn upload_target_bytes(&self, table: &str) -> u64 {
+        self.table_setting(table, |t| t.upload_target_bytes.as_ref()).copied().unwrap_or(self.spool.upload_target_bytes)
+    }
+
+    /// How often `run` uploads and commits `table`.
+    pub fn commit_interval(&self, table: &str) -> Duration {
+        self.table_setting(table, |t| t.commit_interval.as_ref()).copied().unwrap_or(self.catalog.commit_interval)
+    }
+
+    /// The shortest commit interval of any table: how often `run` looks for tables that are due.
+    pub fn shortest_commit_interval(&self) -> Duration {
+        self.tables.values().filter_map(|t| t.commit_interval).fold(self.catalog.commit_interval, Duration::min)
+    }
+
+    /// A key of `[tables."<table>"]`, else of `[tables."*"]`.
+    fn table_setting<'a, T>(&'a self, table: &str, key: impl Fn(&'a per_table::TableSettings) -> Option<&'a T>) -> Option<&'a T> {
+        self.tables.get(table).and_then(&key).or_else(|| self.tables.get("*").and_then(&key))
     }
 
     /// The table `topic` goes to: its explicit entry in `catalog.tables`, else the template.

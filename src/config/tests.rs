@@ -167,3 +167,53 @@ fn secrets_can_come_from_files() {
     assert_eq!(key, "storage.s3.secret_access_key_file");
     assert!(problem.contains("cannot read"), "{problem}");
 }
+
+#[test]
+fn table_settings_fall_back_key_by_key_to_star_then_global() {
+    let c = Config::parse(&format!(
+        r#"{MINIMAL}commit_interval = "5m"
+[spool]
+upload_target_size = "64MiB"
+[tables."*"]
+partition_by = ["day(_kafka_timestamp)"]
+commit_interval = "30s"
+[tables.temperatures]
+partition_by = ["identity(site)"]
+sort_by = ["site", "_kafka_timestamp desc nulls first"]
+upload_target_size = "8MiB"
+"#
+    ))
+    .unwrap();
+    let names = |t: &str| c.partition_fields(t, false).iter().map(|f| f.name()).collect::<Vec<_>>();
+    assert_eq!(names("temperatures"), ["site"]);
+    assert_eq!(names("other"), ["_kafka_timestamp_day"]);
+    assert!(c.partition_fields("other", true).is_empty(), "dead-letter tables are never partitioned");
+    assert_eq!(c.sort_keys("temperatures", false).len(), 2);
+    assert!(c.sort_keys("temperatures", false)[1].descending && c.sort_keys("temperatures", false)[1].nulls_first);
+    assert!(c.sort_keys("other", false).is_empty() && c.sort_keys("temperatures", true).is_empty());
+    assert_eq!(c.upload_target_bytes("temperatures"), 8 << 20);
+    assert_eq!(c.upload_target_bytes("other"), 64 << 20);
+    // temperatures sets no interval: "*"'s, not the global one.
+    assert_eq!(c.commit_interval("temperatures"), Duration::from_secs(30));
+    assert_eq!(c.catalog.commit_interval, Duration::from_secs(300));
+    assert_eq!(c.shortest_commit_interval(), Duration::from_secs(30));
+    assert_eq!(Config::parse(MINIMAL).unwrap().shortest_commit_interval(), Duration::from_secs(60));
+}
+
+#[test]
+fn bad_table_settings_name_the_table_and_key() {
+    let (key, problem, fix) = err(&format!("{MINIMAL}[tables.t]\nsort_by = [\"site sideways\"]\n"));
+    assert_eq!(key, "tables.\"t\".sort_by");
+    assert!(problem.contains("site sideways"), "{problem}");
+    assert!(fix.contains("desc"), "{fix}");
+    let (key, ..) = err(&format!("{MINIMAL}[tables.t]\ncommit_interval = \"0s\"\n"));
+    assert_eq!(key, "tables.\"t\".commit_interval");
+    let (key, ..) = err(&format!("{MINIMAL}[tables.t]\nupload_target_size = \"lots\"\n"));
+    assert_eq!(key, "tables.\"t\".upload_target_size");
+    let (key, ..) = err(&format!("{MINIMAL}[tables.t]\npartition_by = [\"week(ts)\"]\n"));
+    assert_eq!(key, "tables.\"t\".partition_by");
+    // The old place of partition_by says where it went.
+    let (key, problem, fix) = err(&format!("{MINIMAL}\n[catalog.partition_by]\nt = [\"day(ts)\"]\n"));
+    assert_eq!(key, "catalog.partition_by");
+    assert!(problem.contains("moved") && fix.contains("[tables."), "{problem} / {fix}");
+}

@@ -1,0 +1,114 @@
+//! `[tables."<table>"]`: settings of one table (or of every table, `"*"`), each falling back on
+//! its own to the `"*"` entry and then to the global default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::partition::{self, PartitionField};
+use super::{duration_opt, size_opt};
+use crate::{Error, Result};
+
+/// One sort key: a top-level column, its direction and where its nulls go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortKey {
+    pub column: String,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+/// What `[tables."<table>"]` sets; `None`: not set here.
+#[derive(Clone, Debug, Default)]
+pub struct TableSettings {
+    pub partition_by: Option<Vec<PartitionField>>,
+    pub sort_by: Option<Vec<SortKey>>,
+    pub upload_target_bytes: Option<u64>,
+    pub commit_interval: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTable {
+    partition_by: Option<Vec<String>>,
+    sort_by: Option<Vec<String>>,
+    upload_target_size: Option<String>,
+    commit_interval: Option<String>,
+}
+
+pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<String, TableSettings>> {
+    let mut out = BTreeMap::new();
+    for (table, r) in raw {
+        let key = |k: &str| format!("tables.\"{table}\".{k}");
+        let partition_by = match r.partition_by {
+            None => None,
+            Some(fields) => Some(
+                fields
+                    .iter()
+                    .map(|f| partition::parse(f))
+                    .collect::<std::result::Result<Vec<_>, String>>()
+                    .map_err(|p| Error::config(key("partition_by"), p, "write e.g. [\"day(_kafka_timestamp)\", \"identity(site)\"]"))?,
+            ),
+        };
+        let sort_by = match r.sort_by {
+            None => None,
+            Some(keys) => Some(
+                keys.iter()
+                    .map(|k| parse_sort_key(k))
+                    .collect::<std::result::Result<Vec<_>, String>>()
+                    .map_err(|p| Error::config(key("sort_by"), p, "write e.g. [\"device\", \"_kafka_timestamp desc\"]"))?,
+            ),
+        };
+        let upload_target_bytes = size_opt(&key("upload_target_size"), r.upload_target_size, "128MiB")?;
+        let commit_interval = duration_opt(&key("commit_interval"), r.commit_interval, "60s")?;
+        if commit_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::config(key("commit_interval"), "must be longer than zero", "write a duration such as \"60s\""));
+        }
+        out.insert(table, TableSettings { partition_by, sort_by, upload_target_bytes, commit_interval });
+    }
+    Ok(out)
+}
+
+/// Parses `column`, `column desc`, `column asc nulls last`... (ascending with nulls first by
+/// default, as Iceberg's own default sort field).
+pub fn parse_sort_key(text: &str) -> std::result::Result<SortKey, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (column, rest) = words.split_first().ok_or_else(|| "an empty sort key names no column".to_string())?;
+    let mut key = SortKey { column: column.to_string(), descending: false, nulls_first: true };
+    let mut rest = rest;
+    if let Some((dir, tail)) = rest.split_first()
+        && matches!(dir.to_ascii_lowercase().as_str(), "asc" | "desc")
+    {
+        key.descending = dir.eq_ignore_ascii_case("desc");
+        // Iceberg's default: nulls first when ascending, last when descending.
+        key.nulls_first = !key.descending;
+        rest = tail;
+    }
+    match rest.iter().map(|w| w.to_ascii_lowercase()).collect::<Vec<_>>().as_slice() {
+        [] => {}
+        [n, f] if n == "nulls" && f == "first" => key.nulls_first = true,
+        [n, l] if n == "nulls" && l == "last" => key.nulls_first = false,
+        _ => return Err(format!("`{text}` is not `column [asc|desc] [nulls first|nulls last]`")),
+    }
+    if key.column.contains('(') {
+        return Err(format!("`{text}`: sort keys are plain top-level columns (no transforms)"));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_parse_with_iceberg_defaults() {
+        let k = |c: &str, descending, nulls_first| SortKey { column: c.into(), descending, nulls_first };
+        assert_eq!(parse_sort_key("site"), Ok(k("site", false, true)));
+        assert_eq!(parse_sort_key(" ts  DESC "), Ok(k("ts", true, false)));
+        assert_eq!(parse_sort_key("ts desc nulls first"), Ok(k("ts", true, true)));
+        assert_eq!(parse_sort_key("ts nulls last"), Ok(k("ts", false, false)));
+        assert!(parse_sort_key("").is_err());
+        assert!(parse_sort_key("ts sideways").unwrap_err().contains("asc|desc"));
+        assert!(parse_sort_key("day(ts)").unwrap_err().contains("no transforms"));
+    }
+}
