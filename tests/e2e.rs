@@ -252,7 +252,7 @@ fn a_partitioned_table_gets_one_file_per_partition_value_and_prunes() {
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let config = servers.config(
         &["zoned"],
-        "commit_interval = \"1s\"\n\n[catalog.partition_by]\nzoned = [\"identity(zone)\", \"day(_kafka_timestamp)\"]",
+        "commit_interval = \"1s\"\n\n[tables.zoned]\npartition_by = [\"identity(zone)\", \"day(_kafka_timestamp)\"]",
     );
     block_on(create_topic(&kafka, "zoned", 2));
     let zones = ["north", "south", "east"];
@@ -338,7 +338,7 @@ fn raw_and_text_topics_keep_values_and_headers_as_they_are() {
 fn time_fields_become_timestamps_from_text_or_epoch_numbers() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
-    let config = servers.config(&["readings"], "\n[catalog.partition_by]\nreadings = [\"day(event_time)\"]");
+    let config = servers.config(&["readings"], "\n[tables.readings]\npartition_by = [\"day(event_time)\"]");
     let text = std::fs::read_to_string(&config).unwrap() + "\n[json]\ntimestamp_fields = [\"event_time\"]\nepoch_unit = \"ms\"\n";
     write_config(&config, &text);
     block_on(create_topic(&kafka, "readings", 2));
@@ -362,6 +362,55 @@ fn time_fields_become_timestamps_from_text_or_epoch_numbers() {
     let report = partitions(&servers, "readings", "id", "0");
     let days: std::collections::BTreeSet<&str> = report["files"].as_array().unwrap().iter().map(|f| f["partition"]["event_time_day"].as_str().unwrap()).collect();
     assert_eq!(days.into_iter().collect::<Vec<_>>(), ["2024-05-06", "2024-05-07", "2024-05-08"], "{report}");
+}
+
+#[test]
+fn per_table_settings_sort_each_file_and_set_each_tables_commit_pace() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    // `quick` commits every second with its rows sorted; `slow` keeps the global hour, so `run`
+    // leaves it spooled until it stops.
+    let config = servers.config(
+        &["quick", "slow"],
+        "commit_interval = \"1h\"\n\n[tables.quick]\nsort_by = [\"site nulls last\", \"_kafka_offset desc\"]\ncommit_interval = \"1s\"",
+    );
+    block_on(create_topic(&kafka, "quick", 2));
+    block_on(create_topic(&kafka, "slow", 1));
+    let quick = block_on(produce(&kafka, "quick", 2, 0..2_000));
+    let slow = block_on(produce(&kafka, "slow", 1, 0..500));
+
+    let child = start_run(&config);
+    let landed = wait_until(Duration::from_secs(90), || servers.rows_now("quick") == 2_000);
+    let slow_meanwhile = servers.rows_now("slow");
+    let log = sigterm_and_wait(child);
+    assert!(landed, "quick's rows did not land within its commit interval:\n{log}");
+    assert_eq!(slow_meanwhile, 0, "slow was committed before its interval passed:\n{log}");
+    assert!(log.contains("table quick: rows written in sort order"), "{log}");
+    // The stop publishes every table, whatever its interval.
+    assert_table_exactly(&servers, "quick", &quick);
+    assert_table_exactly(&servers, "slow", &slow);
+
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(repo().join("tests/check/sorting.py"));
+    servers.catalog_args(&mut cmd, "quick");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["sort_order"],
+        json!([{"column": "site", "direction": "asc", "null_order": "nulls-last"}, {"column": "_kafka_offset", "direction": "desc", "null_order": "nulls-last"}]),
+        "{report}"
+    );
+    let files = report["files"].as_array().unwrap();
+    assert!(!files.is_empty() && files.iter().all(|f| f["sorted"] == json!(true)), "{report}");
+    assert_eq!(files.iter().map(|f| f["rows"].as_u64().unwrap()).sum::<u64>(), 2_000, "{report}");
+    // A table with no sort_by of its own (and no "*" entry) is created unsorted.
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(repo().join("tests/check/sorting.py"));
+    servers.catalog_args(&mut cmd, "slow");
+    let out = cmd.output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["sort_order"], json!([]), "{report}");
 }
 
 /// tests/check/partitions.py's report on a table, with a filter `column = value`.

@@ -520,6 +520,24 @@ impl Agent {
                 (s, spec)
             }
         };
+        // The order rows are written in: the table's own when it exists (and frazil can apply it),
+        // else the configured one; decided once, like the spec.
+        let sort = match tables::recorded_sort(&self.spool, table)? {
+            Some(o) => o,
+            None => {
+                let existing = self.tables.borrow().get(table).map(|t| t.metadata().default_sort_order().as_ref().clone());
+                let o = match existing {
+                    Some(o) => tables::writable_sort(&o, &schema),
+                    None => tables::sort_order(table, &schema, self.cfg.sort_keys(table, dead_letter))?,
+                };
+                if !o.is_unsorted() {
+                    log::info!("table {table}: rows written in sort order {}", serde_json::to_string(&o.fields).unwrap_or_default());
+                }
+                tables::record_sort(&self.spool, table, &o)?;
+                o
+            }
+        };
+        self.sorts.borrow_mut().insert(table.to_string(), Arc::new(sort));
         self.specs.borrow_mut().insert(table.to_string(), Arc::new(spec));
         self.schemas.borrow_mut().insert(table.to_string(), schema.clone());
         Ok(schema)
@@ -559,13 +577,15 @@ impl Agent {
             if r.rows > 0 {
                 let schema = self.schemas.borrow()[&table].clone();
                 let spec = self.specs.borrow()[&table].clone();
-                parts.push(Part { schema, spec, batches: r.batches.clone(), meta: meta(&table, r.rows) });
+                let sort = self.sorts.borrow()[&table].clone();
+                parts.push(Part { schema, spec, sort, batches: r.batches.clone(), meta: meta(&table, r.rows) });
             }
             if !r.dead.is_empty() {
                 let schema = self.dead_letter_schema(&dead_table)?;
                 let batch = decode::dead_letter_batch(&tp.0, &r.dead, &schema)?;
                 let spec = self.specs.borrow()[&dead_table].clone();
-                parts.push(Part { schema, spec, batches: vec![batch], meta: meta(&dead_table, r.dead.len() as u64) });
+                let sort = self.sorts.borrow()[&dead_table].clone();
+                parts.push(Part { schema, spec, sort, batches: vec![batch], meta: meta(&dead_table, r.dead.len() as u64) });
             }
             if parts.is_empty() {
                 continue; // only dead letters that are already committed

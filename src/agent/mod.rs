@@ -67,6 +67,8 @@ pub struct Agent {
     schemas: RefCell<HashMap<String, Arc<Schema>>>,
     /// Per table, the partition spec its spool files are split by (decided with the schema).
     specs: RefCell<HashMap<String, Arc<iceberg::spec::PartitionSpec>>>,
+    /// The order each table's spool files are written in (decided with the spec).
+    sorts: RefCell<HashMap<String, Arc<iceberg::spec::SortOrder>>>,
     tables: RefCell<HashMap<String, Table>>,
     /// Per partition, the next offset after the dead letters this agent committed to the
     /// dead-letter table (read at start): a record below it that fails again is not written twice.
@@ -76,6 +78,10 @@ pub struct Agent {
     /// Publish cycles finished, and whether the last one succeeded: the fetch loop watches these
     /// while it waits for room in a full spool.
     publishes: Cell<u64>,
+    /// When each table was last published (uploaded and committed); a table whose own commit
+    /// interval has not passed since is left for a later cycle. Absent: since the agent opened.
+    published_at: RefCell<HashMap<String, std::time::Instant>>,
+    opened_at: std::time::Instant,
     last_publish_ok: Cell<bool>,
     /// Set when spooling hit a full disk, cleared by the next file spooled.
     disk_full: Cell<bool>,
@@ -112,11 +118,14 @@ impl Agent {
             committer: RefCell::new(None),
             schemas: RefCell::new(HashMap::new()),
             specs: RefCell::new(HashMap::new()),
+            sorts: RefCell::new(HashMap::new()),
             tables: RefCell::new(HashMap::new()),
             dead_floor: RefCell::new(BTreeMap::new()),
             buffers: RefCell::new(BTreeMap::new()),
             report: RefCell::new(Report::default()),
             publishes: Cell::new(0),
+            published_at: RefCell::new(HashMap::new()),
+            opened_at: std::time::Instant::now(),
             last_publish_ok: Cell::new(false),
             disk_full: Cell::new(false),
             gauges: metrics::Gauges::default(),
@@ -160,28 +169,28 @@ impl Agent {
         };
         let publish = async {
             loop {
+                // Tables are looked at as often as the shortest commit interval asks; each is
+                // published when its own interval has passed, or at once when the spool is full.
                 let tick = async {
-                    smol::future::or(smol::Timer::after(self.cfg.catalog.commit_interval), async {
-                        let _ = kick_rx.recv().await;
-                        std::time::Instant::now()
-                    })
-                    .await;
-                    false
+                    smol::Timer::after(self.cfg.shortest_commit_interval()).await;
+                    Some(false)
+                };
+                let kick = async {
+                    let _ = kick_rx.recv().await;
+                    Some(true)
                 };
                 let done = async {
                     let _ = done_rx.recv().await;
-                    true
+                    None
                 };
-                if smol::future::or(tick, done).await {
-                    break;
-                }
-                let result = self.publish().await;
+                let Some(all) = smol::future::or(smol::future::or(tick, kick), done).await else { break };
+                let result = self.publish(all).await;
                 self.last_publish_ok.set(result.is_ok());
                 self.publishes.set(self.publishes.get() + 1);
                 *self.gauges.last_error.borrow_mut() = result.as_ref().err().map(ToString::to_string);
                 if let Err(e) = result {
                     self.gauges.publish_failures.set(self.gauges.publish_failures.get() + 1);
-                    log::warn!("publish: {e}; the files stay spooled and are retried in {:?}", self.cfg.catalog.commit_interval);
+                    log::warn!("publish: {e}; the files stay spooled and are retried in {:?}", self.cfg.shortest_commit_interval());
                 }
             }
             self.final_publish(mode).await
@@ -241,7 +250,7 @@ impl Agent {
         let attempts = if mode == Mode::Flush { 5 } else { 1 };
         let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         for attempt in 1..=attempts {
-            match self.publish().await {
+            match self.publish(true).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() || matches!(e, Error::Spool(_)) => {
                     log::warn!("publish (attempt {attempt} of {attempts}): {e}");

@@ -20,12 +20,13 @@ use crate::source::TopicPartition;
 use crate::{Error, Result};
 
 impl Agent {
-    pub(super) async fn publish(&self) -> Result<()> {
+    /// Uploads and commits the spooled files of every table that is due (`all`: every table).
+    pub(super) async fn publish(&self, all: bool) -> Result<()> {
         let committer = match self.committer().await {
             Ok(c) => c,
             Err(e) => return Err(e.with_context("connect to the catalog")),
         };
-        let result = self.publish_with(&committer).await;
+        let result = self.publish_with(&committer, all).await;
         if result.as_ref().is_err_and(Error::is_transient) {
             // Reconnect next time: the catalog may have moved or restarted with another config.
             self.committer.borrow_mut().take();
@@ -33,19 +34,22 @@ impl Agent {
         result
     }
 
-    async fn publish_with(&self, committer: &Committer) -> Result<()> {
+    async fn publish_with(&self, committer: &Committer, all: bool) -> Result<()> {
+        // A commit whose outcome is unknown is settled first, whatever its table's interval.
         for p in self.run_blocking(|s| s.pending_commits()).await? {
             self.settle(committer, &p).await?;
         }
 
+        let files = self.run_blocking(|s| s.files()).await?;
+        let due = self.due_tables(files.iter().map(|f| f.meta.table.as_str()), all);
         let mut written: BTreeMap<String, Vec<SpoolFile>> = BTreeMap::new();
-        for f in self.run_blocking(|s| s.files()).await? {
-            if f.state == FileState::Written {
+        for f in files {
+            if f.state == FileState::Written && due.contains(&f.meta.table) {
                 written.entry(f.meta.table.clone()).or_default().push(f);
             }
         }
         for (table, files) in written {
-            for group in upload_groups(files, self.cfg.spool.upload_target_bytes, columns_of) {
+            for group in upload_groups(files, self.cfg.upload_target_bytes(&table), columns_of) {
                 self.upload(committer, &table, group).await?;
             }
         }
@@ -53,7 +57,7 @@ impl Agent {
         let files = self.run_blocking(|s| s.files()).await?;
         let mut by_table: BTreeMap<String, Vec<SpoolFile>> = BTreeMap::new();
         for f in files {
-            if matches!(f.state, FileState::Uploaded { .. }) {
+            if matches!(f.state, FileState::Uploaded { .. }) && due.contains(&f.meta.table) {
                 by_table.entry(f.meta.table.clone()).or_default().push(f);
             }
         }
@@ -64,8 +68,10 @@ impl Agent {
             by_table.keys().map(|t| crate::config::dead_letter_table_name(&self.cfg.catalog.dead_letter_table, t)).collect();
         let mut order: Vec<(String, Vec<SpoolFile>)> = by_table.into_iter().collect();
         order.sort_by_key(|(t, _)| !dead.contains(t));
+        let now = std::time::Instant::now();
         for (table, files) in order {
             self.commit(committer, &table, files).await?;
+            self.published_at.borrow_mut().insert(table, now);
         }
 
         let removed = self.run_blocking(|s| s.remove_committed()).await?;
@@ -73,6 +79,22 @@ impl Agent {
             log::debug!("spool: removed {removed} committed files");
         }
         Ok(())
+    }
+
+    /// The tables among `tables` to publish now: those whose commit interval has passed since
+    /// they were last published (all of them when `all`), with the dead-letter table of each,
+    /// which must never be committed after its table.
+    fn due_tables<'a>(&self, tables: impl Iterator<Item = &'a str>, all: bool) -> BTreeSet<String> {
+        let published = self.published_at.borrow();
+        let mut due = BTreeSet::new();
+        for t in tables {
+            let since = published.get(t).copied().unwrap_or(self.opened_at);
+            if all || since.elapsed() >= self.cfg.commit_interval(t) {
+                due.insert(crate::config::dead_letter_table_name(&self.cfg.catalog.dead_letter_table, t));
+                due.insert(t.to_string());
+            }
+        }
+        due
     }
 
     /// Runs a spool call on the blocking pool.
@@ -154,7 +176,8 @@ impl Agent {
                 let schema = tables::creation(&self.spool, name)?
                     .ok_or_else(|| Error::decode(format!("table {name}"), "spool files exist but no schema was recorded for them"))?;
                 let spec = tables::recorded_spec(&self.spool, name)?.unwrap_or_else(PartitionSpec::unpartition_spec);
-                let t = committer.create(name, &schema, &spec).await?;
+                let order = tables::recorded_sort(&self.spool, name)?.unwrap_or_else(iceberg::spec::SortOrder::unsorted_order);
+                let t = committer.create(name, &schema, &spec, &order).await?;
                 if !tables::same_fields(t.metadata().current_schema(), &schema) {
                     return Err(Error::decode(
                         format!("table {name}"),

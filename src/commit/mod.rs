@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_compat::Compat;
 use iceberg::io::FileIO;
-use iceberg::spec::{DataFile, FormatVersion, PartitionSpec, Schema, StructType, deserialize_data_file_from_json, serialize_data_file_to_json};
+use iceberg::spec::{DataFile, FormatVersion, PartitionSpec, Schema, SortOrder, StructType, deserialize_data_file_from_json, serialize_data_file_to_json};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
@@ -74,13 +74,13 @@ impl Committer {
 
     /// Creates the namespace if needed and the table (format v2) with `schema` and `spec`; if another writer
     /// created it meanwhile, returns theirs.
-    pub async fn create(&self, table: &str, schema: &Schema, spec: &PartitionSpec) -> Result<Table> {
+    pub async fn create(&self, table: &str, schema: &Schema, spec: &PartitionSpec, order: &SortOrder) -> Result<Table> {
         let ident = self.ident(table);
         let rest = self.adapter.rest.clone();
-        let (id, s, p) = (ident.clone(), schema.clone(), spec.clone());
+        let (id, s, p, o) = (ident.clone(), schema.clone(), spec.clone(), order.clone());
         let (loaded, created) = blocking::unblock(move || {
             rest.ensure_namespace(id.namespace())?;
-            rest.create_table(&id, &s, &p)
+            rest.create_table(&id, &s, &p, &o)
         })
         .await?;
         if created {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use iceberg::spec::{PartitionSpec, Schema, TableMetadata};
+use iceberg::spec::{PartitionSpec, Schema, SortOrder, TableMetadata};
 use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -151,12 +151,13 @@ impl RestCatalog {
 
     /// Creates a format-v2 table with `schema`, or loads it if another writer created it first;
     /// the flag says whether this call created it.
-    pub fn create_table(&self, ident: &TableIdent, schema: &Schema, spec: &PartitionSpec) -> Result<(LoadedTable, bool)> {
+    pub fn create_table(&self, ident: &TableIdent, schema: &Schema, spec: &PartitionSpec, order: &SortOrder) -> Result<(LoadedTable, bool)> {
         let url = format!("{}/namespaces/{}/tables", self.base, ns_path(ident.namespace()));
         let req = json!({
             "name": ident.name(),
             "schema": schema,
             "partition-spec": spec,
+            "write-order": order,
             "stage-create": false,
             "properties": { "format-version": "2", "write.parquet.compression-codec": "zstd" },
         });

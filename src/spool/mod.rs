@@ -16,7 +16,7 @@ use iceberg::io::FileIO;
 use std::collections::HashMap;
 
 use iceberg::arrow::RecordBatchPartitionSplitter;
-use iceberg::spec::{DataFile, PartitionSpec, Schema, Struct};
+use iceberg::spec::{DataFile, NullOrder, PartitionSpec, Schema, SortDirection, SortOrder, Struct};
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -28,6 +28,8 @@ use crate::{Error, Result};
 pub struct Part {
     pub schema: Arc<Schema>,
     pub spec: Arc<PartitionSpec>,
+    /// Each file's rows are written in this order (identity transforms of top-level columns).
+    pub sort: Arc<SortOrder>,
     pub batches: Vec<RecordBatch>,
     pub meta: FileMeta,
 }
@@ -47,6 +49,7 @@ pub async fn spill(spool: Arc<Spool>, parts: Vec<Part>) -> Result<Vec<SpoolFile>
                     let path = tmp.to_str().ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?.to_string();
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                     written.push((tmp, FileMeta { extra: Vec::new(), rows: rows as u64, ..part.meta.clone() }));
+                    let batches = sorted(&part.schema, &part.sort, batches)?;
                     let tuple = partition.map(|p| (p, part.spec.spec_id()));
                     let data_file = smol::block_on(Compat::new(write_parquet(&path, part.schema.clone(), &batches, tuple)))?;
                     written.last_mut().expect("pushed above").1.extra = crate::commit::data_file_to_json(data_file, &partition_type)?;
@@ -87,6 +90,34 @@ fn split(part: &Part) -> Result<Vec<(Option<Struct>, Vec<RecordBatch>)>> {
         }
     }
     Ok(groups)
+}
+
+/// The rows of `batches` as one batch in `order` (as they are when unsorted). Sorting per file
+/// keeps each row group's column ranges narrow, so readers skip more when they filter on the
+/// sort columns; a merged upload is a run of such sorted row groups.
+fn sorted(schema: &Schema, order: &SortOrder, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    if order.is_unsorted() || batches.is_empty() {
+        return Ok(batches);
+    }
+    let ctx = |e: arrow_schema::ArrowError| Error::decode("sort the rows of a spool file", e);
+    let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).map_err(ctx)?;
+    let mut columns = Vec::with_capacity(order.fields.len());
+    for f in &order.fields {
+        let name = schema
+            .name_by_field_id(f.source_id)
+            .ok_or_else(|| Error::decode("sort the rows of a spool file", format!("no field with id {}", f.source_id)))?;
+        let values = batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::decode("sort the rows of a spool file", format!("no top-level column `{name}`")))?
+            .clone();
+        let options = arrow_schema::SortOptions {
+            descending: f.direction == SortDirection::Descending,
+            nulls_first: f.null_order == NullOrder::First,
+        };
+        columns.push(arrow_ord::sort::SortColumn { values, options: Some(options) });
+    }
+    let indices = arrow_ord::sort::lexsort_to_indices(&columns, None).map_err(ctx)?;
+    Ok(vec![arrow_select::take::take_record_batch(&batch, &indices).map_err(ctx)?])
 }
 
 /// True when `e` comes from a full disk (or quota): the caller keeps the rows and pauses.
