@@ -62,3 +62,85 @@ pub fn raw(data: &[u8]) {
         assert_eq!(rows + refused, values.len());
     }
 }
+
+/// Writer schema 1 of the Avro target: every type and logical type frazil maps.
+pub const AVRO_W1: &str = r#"{"type":"record","name":"R","fields":[
+ {"name":"i","type":"int"},{"name":"l","type":"long"},{"name":"f","type":"float"},{"name":"d","type":"double"},
+ {"name":"b","type":"boolean"},{"name":"s","type":"string"},{"name":"y","type":"bytes"},
+ {"name":"x","type":{"type":"fixed","name":"F4","size":4}},
+ {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B","C"]}},
+ {"name":"a","type":{"type":"array","items":"long"}},
+ {"name":"m","type":{"type":"map","values":"string"}},
+ {"name":"n","type":["null",{"type":"record","name":"N","fields":[{"name":"v","type":"double"}]}]},
+ {"name":"o","type":["string","null"]},
+ {"name":"day","type":{"type":"int","logicalType":"date"}},
+ {"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}},
+ {"name":"tm","type":{"type":"int","logicalType":"time-millis"}},
+ {"name":"dec","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}},
+ {"name":"u","type":{"type":"string","logicalType":"uuid"}}]}"#;
+
+/// Writer schema 2: schema 1 with `i` widened to long and a field added inside `n`.
+pub const AVRO_W2: &str = r#"{"type":"record","name":"R","fields":[
+ {"name":"i","type":"long"},{"name":"l","type":"long"},{"name":"f","type":"double"},{"name":"d","type":"double"},
+ {"name":"b","type":"boolean"},{"name":"s","type":"string"},{"name":"y","type":"bytes"},
+ {"name":"x","type":{"type":"fixed","name":"F4","size":4}},
+ {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B","C"]}},
+ {"name":"a","type":{"type":"array","items":"long"}},
+ {"name":"m","type":{"type":"map","values":"string"}},
+ {"name":"n","type":["null",{"type":"record","name":"N","fields":[{"name":"v","type":"double"},{"name":"w","type":["null","string"],"default":null}]}]},
+ {"name":"o","type":["string","null"]},
+ {"name":"day","type":{"type":"int","logicalType":"date"}},
+ {"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}},
+ {"name":"tm","type":{"type":"int","logicalType":"time-millis"}},
+ {"name":"dec","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}},
+ {"name":"u","type":{"type":"string","logicalType":"uuid"}}]}"#;
+
+/// Avro: input starting with `{` is a schema text (parsed and mapped, never a panic). Anything
+/// else is up to 16 records, each `[schema byte][length byte][body]`: the schema byte's low bits
+/// pick writer id 1, 2 or an unknown id 3, and the body is framed and decoded with the table made
+/// from schema 1. Every record ends as a row or a dead letter; the batch has the decoder's schema;
+/// a body the checker passes never fails in arrow-avro. Returns the rows and the refused records.
+pub fn avro(data: &[u8]) -> (usize, usize) {
+    use super::avro::{self as a, AvroDecoder};
+    if data.first() == Some(&b'{') {
+        if let Ok(schema) = std::str::from_utf8(data).map_err(|e| e.to_string()).and_then(|t| a::parse(t))
+            && let Ok(table) = a::table_schema(&schema)
+        {
+            let _ = AvroDecoder::new(&table).map(|mut d| d.know(1, Ok(&std::sync::Arc::from(std::str::from_utf8(data).unwrap()))));
+            let _ = a::check::check(&schema, &data[1..]);
+        }
+        return (0, 0);
+    }
+    let w1 = a::parse(AVRO_W1).expect("schema 1 parses");
+    let table = a::table_schema(&w1).expect("schema 1 maps");
+    let mut decoder = AvroDecoder::new(&table).expect("a table from schema 1");
+    decoder.know(1, Ok(&std::sync::Arc::from(AVRO_W1)));
+    decoder.know(2, Ok(&std::sync::Arc::from(AVRO_W2)));
+    decoder.know(3, Err("schema id 3 is not in the schema registry"));
+    if let Ok(Some(grown)) = a::evolve(&table, &a::parse(AVRO_W2).expect("schema 2 parses"), table.highest_field_id(), None) {
+        decoder.grow(&grown).expect("a grown schema is decodable");
+    }
+    let mut rest = data;
+    let (mut n, mut refused) = (0, 0);
+    while rest.len() >= 2 && n < 16 {
+        let (id, len) = (u32::from(rest[0] % 3) + 1, usize::from(rest[1]).min(rest.len() - 2));
+        let mut value = vec![0];
+        value.extend(id.to_be_bytes());
+        value.extend(&rest[2..2 + len]);
+        rest = &rest[2 + len..];
+        if decoder.push(&message(n, &value)).is_err() {
+            refused += 1;
+        }
+        n += 1;
+    }
+    let accepted = decoder.len();
+    let flushed = decoder.flush().expect("checked records decode or are refused");
+    let rows = flushed.batch.as_ref().map_or(0, |b| b.num_rows());
+    if let Some(b) = &flushed.batch {
+        assert_eq!(b.schema(), decoder.arrow_schema(), "a batch has the decoder's schema");
+    }
+    assert!(flushed.rejected.is_empty(), "a body the checker passed failed to decode: {:?}", flushed.rejected.first().map(|d| &d.reason));
+    assert_eq!(rows + flushed.rejected.len(), accepted, "every accepted record is a row or a dead letter");
+    assert_eq!(accepted + refused, n, "every record is accepted or refused");
+    (rows, refused)
+}
