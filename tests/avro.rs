@@ -164,4 +164,8 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
             assert_eq!(d["value"].as_str().map(|v| base64::engine::general_purpose::STANDARD.decode(v).unwrap()).as_ref(), Some(value), "{reader}: offset {offset}: the raw value, byte for byte");
         }
     }
+    // `frazil status` counts them from the catalog.
+    let status = status_json(&config, &[]);
+    let table = status["tables"].as_array().unwrap().iter().find(|t| t["table"] == "readings").cloned().unwrap_or_default();
+    assert_eq!(table["dead_letters"], json!({"table": "readings__dlq", "rows": 4}), "{status}");
 }

@@ -73,6 +73,15 @@ pub struct TableStatus {
     pub last_commit: Option<LastCommit>,
     /// Whether the catalog has the table (`None` when not checked or unreachable).
     pub exists: Option<bool>,
+    /// Rows in the table's dead-letter table, from the catalog, by every agent (`None` when not
+    /// checked or unreachable, and for a dead-letter table itself).
+    pub dead_letters: Option<DeadLetters>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetters {
+    pub table: String,
+    pub rows: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -204,6 +213,13 @@ fn partition<'a>(st: &'a mut Status, tp: &TopicPartition) -> &'a mut PartitionSt
     &mut st.partitions[i]
 }
 
+/// Rows in a table's current snapshot, from its summary (0 with no snapshot).
+fn total_records(md: &iceberg::spec::TableMetadata) -> u64 {
+    md.current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get("total-records").and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn reach(result: Result<()>) -> Reach {
     match result {
         Ok(()) => Reach { reachable: true, error: None },
@@ -243,6 +259,18 @@ async fn check_catalog(cfg: &Config, st: &mut Status) -> Reach {
     let result: Result<()> = async {
         let committer = Committer::connect(&cfg.catalog, Stores::new(cfg.s3.clone()).file_io(), &cfg.agent_id).await?;
         let names: BTreeSet<String> = st.tables.iter().map(|t| t.table.clone()).collect();
+        let dead_letter_name = |t: &str| crate::config::dead_letter_table_name(&cfg.catalog.dead_letter_table, t);
+        for name in &names {
+            if names.iter().any(|n| dead_letter_name(n) == *name) {
+                continue;
+            }
+            let table = dead_letter_name(name);
+            let rows = match committer.load(&table).await? {
+                Some(dlq) => total_records(dlq.metadata()),
+                None => 0,
+            };
+            st.tables.iter_mut().find(|t| t.table == *name).expect("listed above").dead_letters = Some(DeadLetters { table, rows });
+        }
         for name in names {
             let table = committer.load(&name).await?;
             let mut committed = BTreeMap::new();
@@ -308,6 +336,9 @@ impl fmt::Display for Status {
             writeln!(f, "table {}: {} files to upload, {} to commit ({})", t.table, t.files_written, t.files_uploaded, mib(t.bytes))?;
             if let Some(p) = &t.pending_commit {
                 writeln!(f, "  pending commit {p}: checked against the table's history before anything is retried")?;
+            }
+            if let Some(d) = t.dead_letters.as_ref().filter(|d| d.rows > 0) {
+                writeln!(f, "  dead letters: {} in {}", d.rows, d.table)?;
             }
             match (&t.last_commit, t.exists) {
                 (Some(c), _) => writeln!(f, "  last commit: snapshot {} at {} ({})", c.snapshot_id, when(c.timestamp_ms), c.commit_id.as_deref().unwrap_or("no commit id"))?,
