@@ -15,6 +15,7 @@ mod error;
 pub mod fault;
 pub mod source;
 pub mod spool;
+mod tls;
 pub mod upload;
 
 pub use error::{Error, Result};

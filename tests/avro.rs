@@ -169,3 +169,44 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
     let table = status["tables"].as_array().unwrap().iter().find(|t| t["table"] == "readings").cloned().unwrap_or_default();
     assert_eq!(table["dead_letters"], json!({"table": "readings__dlq", "rows": 4}), "{status}");
 }
+
+#[test]
+fn a_registry_over_https_is_trusted_through_its_ca_file_only() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let schemas: BTreeMap<u32, String> = [(1, v1_schema().to_string())].into();
+    let registry = Registry::start("frazil", "s3cret", schemas.clone());
+    let upstream = registry.url.trim_start_matches("http://").parse().unwrap();
+    let tls = common::tls::TlsProxy::start(upstream, servers.dir.path());
+    let frames = encode(servers.dir.path(), &schemas, &[(1, v1(1, "gw-1")), (1, v1(2, "gw-1"))]);
+    block_on(create_topic(&kafka, "secure", 1));
+    block_on(produce_raw(&kafka, "secure", 0, frames.into_iter().map(Some).collect()));
+
+    let password = servers.dir.path().join("registry-password");
+    write_config(&password, "s3cret");
+    let config = servers.config(&["secure"], "");
+    let base = std::fs::read_to_string(&config).unwrap().replace("[kafka]\n", "[kafka]\nformat = \"avro\"\n");
+    let with_ca = |ca: &std::path::Path| {
+        let registry = format!(
+            "\n[schema_registry]\nurl = \"{}\"\nusername = \"frazil\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
+            tls.url(),
+            password.display(),
+            ca.display()
+        );
+        write_config(&config, &(base.clone() + &registry));
+    };
+
+    // A CA that did not sign the registry's certificate: a config error naming the key, at once.
+    with_ca(&tls.other_ca_file);
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("schema_registry.ca_file") && log.contains("not trusted"), "{log}");
+    assert!(registry.requests().is_empty(), "no request got through the TLS handshake: {:?}", registry.requests());
+
+    with_ca(&tls.ca_file);
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(registry.requests(), [("/schemas/ids/1".to_string(), 200)]);
+    let (rows, _) = servers.read_columns("secure", "duckdb", &["id", "device"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+}

@@ -46,20 +46,7 @@ impl Registry {
             .timeout_global(Some(cfg.request_timeout))
             .timeout_connect(Some(cfg.request_timeout.min(Duration::from_secs(10))))
             .user_agent(concat!("frazil/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::config("schema_registry.ca_file", format!("cannot read {}: {e}", path.display()), "point it at a PEM file of CA certificates")
-            })?;
-            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(Error::config("schema_registry.ca_file", format!("{} holds no PEM certificate", path.display()), "point it at a PEM file of CA certificates"));
-            }
-            let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+        if let Some(tls) = crate::tls::config(cfg.ca_file.as_deref(), "schema_registry.ca_file")? {
             builder = builder.tls_config(tls);
         }
         let auth = cfg.username.as_ref().map(|user| {
@@ -86,7 +73,9 @@ impl Registry {
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
         }
-        let mut resp = req.call().map_err(|e| fail(None, e.to_string()))?;
+        let mut resp = req.call().map_err(|e| {
+            if crate::tls::is_untrusted(&e) { crate::tls::untrusted("schema_registry.ca_file", &self.base, &e) } else { fail(None, e.to_string()) }
+        })?;
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().map_err(|e| fail(Some(status), e.to_string()))?;
         let known = match status {

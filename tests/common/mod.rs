@@ -6,6 +6,7 @@
 
 pub mod proxy;
 pub mod registry;
+pub mod tls;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
