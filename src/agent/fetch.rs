@@ -30,7 +30,8 @@ impl Agent {
     pub(super) async fn fetch_loop(&self, mode: Mode, stopping: &Cell<bool>, kick: &smol::channel::Sender<()>) -> Result<()> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let retry = async |e: crate::Error, backoff: &mut Backoff| -> Result<()> {
-            if mode == Mode::Flush && backoff.attempts() >= FLUSH_BROKER_ATTEMPTS {
+            // A configuration error (refused credentials, say) is the same the next time.
+            if matches!(e, Error::Config { .. }) || mode == Mode::Flush && backoff.attempts() >= FLUSH_BROKER_ATTEMPTS {
                 return Err(e);
             }
             let delay = backoff.next_delay();
@@ -256,7 +257,7 @@ impl Agent {
             let spool = self.spool.clone();
             blocking::unblock(move || spool.offsets()).await?
         };
-        let committed = self.committed_offsets(partitions).await;
+        let committed = self.committed_offsets(partitions).await?;
         let mut next = BTreeMap::new();
         for tp in partitions {
             let known = [spooled.get(tp), committed.get(tp)].into_iter().flatten().max().copied();
@@ -278,13 +279,16 @@ impl Agent {
 
     /// Offsets this agent committed to the tables of these partitions, when the catalog answers.
     /// Without it the spool index alone decides (it has recorded every offset ever spooled).
-    async fn committed_offsets(&self, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
+    /// An unreachable catalog is no reason not to start (the spool index knows where to resume);
+    /// a refused credential or certificate is: it stops frazil here, before anything is fetched.
+    async fn committed_offsets(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>> {
         let mut out = BTreeMap::new();
         let committer = match self.committer().await {
             Ok(c) => c,
+            Err(e @ Error::Config { .. }) => return Err(e),
             Err(e) => {
                 log::warn!("catalog not reachable at start ({e}); resuming from the spool index alone");
-                return out;
+                return Ok(out);
             }
         };
         let mut names: Vec<String> = partitions.iter().map(|(t, _)| self.table_name(t)).collect();
@@ -306,11 +310,12 @@ impl Agent {
                         self.tables.borrow_mut().insert(table, t);
                     }
                     Ok(None) => {}
+                    Err(e @ Error::Config { .. }) => return Err(e),
                     Err(e) => log::warn!("table {table}: could not read committed offsets ({e})"),
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Takes fetched records of one partition into its hot buffer. For an Avro topic the writer

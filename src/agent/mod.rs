@@ -78,6 +78,8 @@ pub struct Agent {
     /// Publish cycles finished, and whether the last one succeeded: the fetch loop watches these
     /// while it waits for room in a full spool.
     publishes: Cell<u64>,
+    /// The configuration error the catalog connection failed with, if it did (key, problem, fix).
+    catalog_refused: RefCell<Option<(String, String, String)>>,
     /// When each table was last published (uploaded and committed); a table whose own commit
     /// interval has not passed since is left for a later cycle. Absent: since the agent opened.
     published_at: RefCell<HashMap<String, std::time::Instant>>,
@@ -124,6 +126,7 @@ impl Agent {
             buffers: RefCell::new(BTreeMap::new()),
             report: RefCell::new(Report::default()),
             publishes: Cell::new(0),
+            catalog_refused: RefCell::new(None),
             published_at: RefCell::new(HashMap::new()),
             opened_at: std::time::Instant::now(),
             last_publish_ok: Cell::new(false),
@@ -286,7 +289,19 @@ impl Agent {
         if let Some(c) = self.committer.borrow().as_ref() {
             return Ok(c.clone());
         }
-        let c = Rc::new(Committer::connect(&self.cfg.catalog, self.stores.file_io(), &self.cfg.agent_id).await?);
+        // Refused credentials or certificates stay refused for this process: say so again
+        // without asking the catalog (or its token endpoint) once more.
+        if let Some((key, problem, fix)) = self.catalog_refused.borrow().clone() {
+            return Err(Error::Config { key, problem, fix });
+        }
+        let c = match Committer::connect(&self.cfg.catalog, self.stores.file_io(), &self.cfg.agent_id).await {
+            Ok(c) => Rc::new(c),
+            Err(Error::Config { key, problem, fix }) => {
+                *self.catalog_refused.borrow_mut() = Some((key.clone(), problem.clone(), fix.clone()));
+                return Err(Error::Config { key, problem, fix });
+            }
+            Err(e) => return Err(e),
+        };
         *self.committer.borrow_mut() = Some(c.clone());
         Ok(c)
     }

@@ -5,6 +5,7 @@
 //! Conflicts (HTTP 409) are rebased and retried; an unanswered commit is looked up in the table's
 //! history before anything is retried, so a commit is never applied twice.
 
+mod auth;
 mod catalog;
 pub mod protocol;
 pub mod rest;

@@ -19,6 +19,7 @@ pub struct RestCatalog {
     /// `{uri}/v1` or `{uri}/v1/{prefix}`.
     base: String,
     agent: ureq::Agent,
+    auth: super::auth::Auth,
     warehouse: Option<String>,
     /// Properties the catalog handed us (its `/v1/config` defaults and overrides, merged), e.g. S3 settings.
     pub properties: HashMap<String, String>,
@@ -73,6 +74,13 @@ fn seg(s: &str) -> String {
     out
 }
 
+fn with_auth<B>(r: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => r.header("Authorization", a),
+        None => r,
+    }
+}
+
 /// A namespace in a URL path: levels joined by the unit separator, then percent-encoded.
 fn ns_path(ns: &NamespaceIdent) -> String {
     seg(&ns.as_ref().join("\u{1f}"))
@@ -81,14 +89,17 @@ fn ns_path(ns: &NamespaceIdent) -> String {
 impl RestCatalog {
     /// Builds a client and reads `/v1/config` (the prefix and the catalog's defaults).
     pub fn connect(cfg: &CatalogConfig) -> Result<RestCatalog> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(cfg.request_timeout))
             .timeout_connect(Some(cfg.request_timeout.min(Duration::from_secs(10))))
-            .user_agent(concat!("frazil/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        let mut catalog = RestCatalog { base: format!("{}/v1", cfg.uri), agent, warehouse: cfg.warehouse.clone(), properties: HashMap::new() };
+            .user_agent(concat!("frazil/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = crate::tls::config(cfg.ca_file.as_deref(), "catalog.ca_file")? {
+            builder = builder.tls_config(tls);
+        }
+        let agent: ureq::Agent = builder.build().into();
+        let auth = super::auth::Auth::new(cfg.auth.clone());
+        let mut catalog = RestCatalog { base: format!("{}/v1", cfg.uri), agent, auth, warehouse: cfg.warehouse.clone(), properties: HashMap::new() };
         let mut url = format!("{}/config", catalog.base);
         if let Some(w) = &catalog.warehouse {
             url.push_str(&format!("?warehouse={}", seg(w)));
@@ -108,20 +119,44 @@ impl RestCatalog {
         Ok(catalog)
     }
 
-    /// Sends one request; `Err` only when no HTTP answer came back (the request may still have been applied).
+    /// Sends one request with the catalog's credentials. `Err` when no HTTP answer came back (the
+    /// request may still have been applied), or a configuration error when the catalog or its
+    /// token endpoint refuses the credentials or the TLS certificate (nothing was applied then).
     fn send(&self, method: &str, url: &str, body: Option<&serde_json::Value>) -> Result<(u16, String)> {
-        let unreachable = |e: ureq::Error| Error::Catalog { context: format!("{method} {url}"), status: None, body: e.to_string() };
-        let mut resp = match (method, body) {
-            ("GET", _) => self.agent.get(url).call(),
-            ("POST", Some(b)) => self.agent.post(url).send_json(b),
-            ("POST", None) => self.agent.post(url).send_empty(),
-            ("DELETE", _) => self.agent.delete(url).call(),
-            _ => unreachable!("frazil sends only GET, POST and DELETE"),
+        let unreachable = |e: ureq::Error| {
+            if crate::tls::is_untrusted(&e) {
+                crate::tls::untrusted("catalog.ca_file", url, &e)
+            } else {
+                Error::Catalog { context: format!("{method} {url}"), status: None, body: e.to_string() }
+            }
+        };
+        let mut retried = false;
+        loop {
+            let auth = self.auth.header(&self.agent)?;
+            let mut resp = match (method, body) {
+                ("GET", _) => with_auth(self.agent.get(url), &auth).call(),
+                ("POST", Some(b)) => with_auth(self.agent.post(url), &auth).send_json(b),
+                ("POST", None) => with_auth(self.agent.post(url), &auth).send_empty(),
+                ("DELETE", _) => with_auth(self.agent.delete(url), &auth).call(),
+                _ => unreachable!("frazil sends only GET, POST and DELETE"),
+            }
+            .map_err(unreachable)?;
+            let status = resp.status().as_u16();
+            let text = resp.body_mut().read_to_string().map_err(unreachable)?;
+            if status == 401 {
+                // An expired or revoked token: one more try with a new one.
+                if !retried && self.auth.rejected() {
+                    retried = true;
+                    continue;
+                }
+                return Err(Error::config(
+                    self.auth.key(),
+                    format!("the catalog refused the credentials: {method} {url}: HTTP 401: {}", text.chars().take(300).collect::<String>()),
+                    "set catalog.token, or catalog.credential (\"<client_id>:<client_secret>\") for OAuth2, to what the catalog accepts",
+                ));
+            }
+            return Ok((status, text));
         }
-        .map_err(unreachable)?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().map_err(unreachable)?;
-        Ok((status, text))
     }
 
     fn table_url(&self, ident: &TableIdent) -> String {
@@ -180,6 +215,8 @@ impl RestCatalog {
             .map_err(|e| Error::decode(format!("encode commit for {ident}"), e))?;
         let (status, body) = match self.send("POST", &url, Some(&req)) {
             Ok(answer) => answer,
+            // Refused before anything was applied.
+            Err(e @ Error::Config { .. }) => return Err(e),
             Err(e) => return Ok(CommitAnswer::Unknown(e)),
         };
         Ok(match status {

@@ -94,6 +94,20 @@ pub struct CatalogConfig {
     pub tables: BTreeMap<String, String>,
     pub commit_interval: Duration,
     pub request_timeout: Duration,
+    /// PEM CA certificates trusted for an https URI (default: the bundled Mozilla roots).
+    pub ca_file: Option<PathBuf>,
+    pub auth: CatalogAuth,
+}
+
+/// How frazil proves itself to the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogAuth {
+    None,
+    /// A fixed bearer token.
+    Token(String),
+    /// OAuth2 client credentials, exchanged at `endpoint` for tokens that are refreshed before
+    /// they expire.
+    Client { id: String, secret: String, endpoint: String, scope: String },
 }
 
 #[derive(Clone, Debug)]
@@ -213,6 +227,13 @@ struct RawCatalog {
     partition_by: Option<toml::Value>,
     commit_interval: Option<String>,
     request_timeout: Option<String>,
+    ca_file: Option<PathBuf>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    credential: Option<String>,
+    credential_file: Option<PathBuf>,
+    oauth2_server_uri: Option<String>,
+    scope: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -238,6 +259,39 @@ struct RawS3 {
 
 /// A secret given inline or as a file holding it (e.g. a systemd credential or a mounted secret;
 /// a trailing newline is dropped). Both at once is an error.
+/// `catalog.token` or `catalog.credential` ("client_id:client_secret"), each also from a file.
+fn catalog_auth(
+    uri: &str,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    credential: Option<String>,
+    credential_file: Option<PathBuf>,
+    server_uri: Option<String>,
+    scope: Option<String>,
+) -> Result<CatalogAuth> {
+    // An empty value is no value, as for `warehouse`.
+    let token = secret("catalog.token", token, token_file)?.filter(|t| !t.is_empty());
+    let credential = secret("catalog.credential", credential, credential_file)?.filter(|c| !c.is_empty());
+    let server_uri = server_uri.filter(|u| !u.is_empty());
+    Ok(match (token, credential) {
+        (Some(_), Some(_)) => {
+            return Err(Error::config("catalog.credential", "is set together with catalog.token", "keep one: a fixed token, or client credentials to get tokens with"));
+        }
+        (Some(t), None) => CatalogAuth::Token(t),
+        (None, Some(c)) => {
+            let Some((id, secret)) = c.split_once(':').filter(|(id, _)| !id.is_empty()) else {
+                return Err(Error::config("catalog.credential", "is not of the form client_id:client_secret", "write e.g. \"frazil-gw7:the-secret\""));
+            };
+            let endpoint = server_uri.unwrap_or_else(|| format!("{uri}/v1/oauth/tokens"));
+            if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+                return Err(Error::config("catalog.oauth2_server_uri", format!("`{endpoint}` is not an http(s) URL"), "write e.g. \"https://auth.example.com/oauth/token\""));
+            }
+            CatalogAuth::Client { id: id.to_string(), secret: secret.to_string(), endpoint, scope: scope.unwrap_or_else(|| "catalog".into()) }
+        }
+        (None, None) => CatalogAuth::None,
+    })
+}
+
 fn secret(key: &str, inline: Option<String>, file: Option<PathBuf>) -> Result<Option<String>> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(Error::config(format!("{key}_file"), format!("is set together with {key}"), format!("keep one of {key} and {key}_file"))),
@@ -459,8 +513,8 @@ fn validate(raw: RawConfig) -> Result<Config> {
             "write [tables.\"<table>\"] (or [tables.\"*\"]) with partition_by = [\"day(_kafka_timestamp)\"]",
         ));
     }
+    let uri = c.uri.trim_end_matches('/').to_string();
     let catalog = CatalogConfig {
-        uri: c.uri.trim_end_matches('/').to_string(),
         warehouse: c.warehouse.filter(|w| !w.is_empty()),
         namespace,
         table,
@@ -468,6 +522,9 @@ fn validate(raw: RawConfig) -> Result<Config> {
         tables: c.tables,
         commit_interval: duration("catalog.commit_interval", c.commit_interval, "60s")?,
         request_timeout: duration("catalog.request_timeout", c.request_timeout, "30s")?,
+        ca_file: c.ca_file,
+        auth: catalog_auth(&uri, c.token, c.token_file, c.credential, c.credential_file, c.oauth2_server_uri, c.scope)?,
+        uri,
     };
 
     let s3 = raw.storage.s3;

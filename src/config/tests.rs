@@ -217,3 +217,23 @@ fn bad_table_settings_name_the_table_and_key() {
     assert_eq!(key, "catalog.partition_by");
     assert!(problem.contains("moved") && fix.contains("[tables."), "{problem} / {fix}");
 }
+
+#[test]
+fn catalog_credentials_token_or_client_credentials() {
+    let with = |extra: &str| Config::parse(&format!("{MINIMAL}{extra}\n"));
+    assert_eq!(with("").unwrap().catalog.auth, CatalogAuth::None);
+    assert_eq!(with("token = \"t0k\"").unwrap().catalog.auth, CatalogAuth::Token("t0k".into()));
+    assert_eq!(
+        with("credential = \"gw-7:s3:cret\"").unwrap().catalog.auth,
+        CatalogAuth::Client { id: "gw-7".into(), secret: "s3:cret".into(), endpoint: "http://127.0.0.1:8181/v1/oauth/tokens".into(), scope: "catalog".into() }
+    );
+    let c = with("credential = \"a:b\"\noauth2_server_uri = \"https://idp.example/token\"\nscope = \"lake\"").unwrap();
+    assert!(matches!(c.catalog.auth, CatalogAuth::Client { ref endpoint, ref scope, .. } if endpoint == "https://idp.example/token" && scope == "lake"));
+    let (key, ..) = err(&format!("{MINIMAL}credential = \"no-colon\"\n"));
+    assert_eq!(key, "catalog.credential");
+    let (key, problem, _) = err(&format!("{MINIMAL}credential = \"a:b\"\ntoken = \"t\"\n"));
+    assert_eq!(key, "catalog.credential");
+    assert!(problem.contains("catalog.token"), "{problem}");
+    let (key, ..) = err(&format!("{MINIMAL}credential = \"a:b\"\noauth2_server_uri = \"idp.example\"\n"));
+    assert_eq!(key, "catalog.oauth2_server_uri");
+}

@@ -78,6 +78,19 @@ struct State {
     faulted_forwarded: AtomicU32,
     log: Mutex<Vec<Exchange>>,
     stop: AtomicBool,
+    /// When set, the proxy stands for the catalog's OAuth2 server and checks bearer tokens.
+    auth: Mutex<Option<Tokens>>,
+}
+
+/// OAuth2 client credentials in front of the catalog (which runs without auth here): the proxy
+/// answers `POST …/v1/oauth/tokens` itself, and every other request needs a bearer token it
+/// issued that has not expired, or the fixed token, else it gets 401 and is not forwarded.
+struct Tokens {
+    client_id: String,
+    secret: String,
+    lifetime: Duration,
+    fixed: Option<String>,
+    issued: Vec<(String, std::time::Instant)>,
 }
 
 pub struct Proxy {
@@ -109,6 +122,7 @@ impl Proxy {
             faulted_forwarded: AtomicU32::new(0),
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            auth: Mutex::new(None),
         });
         let st = state.clone();
         let thread = std::thread::Builder::new()
@@ -130,6 +144,18 @@ impl Proxy {
             state,
             thread: Some(thread),
         }
+    }
+
+    /// From now on, requests need a token: one issued for `client_id`/`secret` at
+    /// `…/v1/oauth/tokens`, valid for `lifetime`, or `fixed`.
+    pub fn require_tokens(&self, client_id: &str, secret: &str, lifetime: Duration, fixed: Option<&str>) {
+        *self.state.auth.lock().unwrap() = Some(Tokens {
+            client_id: client_id.into(),
+            secret: secret.into(),
+            lifetime,
+            fixed: fixed.map(Into::into),
+            issued: Vec::new(),
+        });
     }
 
     /// From now on, `fault` applies every time.
@@ -440,6 +466,42 @@ fn injected(client: &mut TcpStream, status: u16, reason: &str, what: &str) -> st
     )
 }
 
+/// With tokens required: answers the token endpoint, or a request without a valid token (401).
+/// `None`: the request may go on to the catalog.
+fn authorize(state: &State, req: &Request, client: &mut TcpStream) -> Option<u16> {
+    let mut auth = state.auth.lock().unwrap();
+    let tokens = auth.as_mut()?;
+    let json = [("Content-Type".to_string(), "application/json".to_string())];
+    if req.method == "POST" && req.target.ends_with("/v1/oauth/tokens") {
+        let form: std::collections::HashMap<String, String> = String::from_utf8_lossy(&req.body)
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.replace("%3A", ":").replace('+', " ")))
+            .collect();
+        let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+            && form.get("client_id") == Some(&tokens.client_id)
+            && form.get("client_secret") == Some(&tokens.secret);
+        if !ok {
+            let _ = answer(client, "HTTP/1.1 401 Unauthorized", &json, br#"{"error":"invalid_client"}"#);
+            return Some(401);
+        }
+        let token = format!("tok-{}", tokens.issued.len() + 1);
+        tokens.issued.push((token.clone(), std::time::Instant::now()));
+        let body = format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":{}}}"#, tokens.lifetime.as_secs());
+        let _ = answer(client, "HTTP/1.1 200 OK", &json, body.as_bytes());
+        return Some(200);
+    }
+    let bearer = req.header("Authorization").and_then(|a| a.strip_prefix("Bearer "));
+    let valid = bearer.is_some_and(|b| {
+        tokens.fixed.as_deref() == Some(b) || tokens.issued.iter().any(|(t, at)| t == b && at.elapsed() < tokens.lifetime)
+    });
+    if valid {
+        return None;
+    }
+    let _ = answer(client, "HTTP/1.1 401 Unauthorized", &json, br#"{"error":{"message":"not authorized","type":"NotAuthorizedException","code":401}}"#);
+    Some(401)
+}
+
 fn handle(mut client: TcpStream, state: &State) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(60)));
     let req = {
@@ -452,6 +514,19 @@ fn handle(mut client: TcpStream, state: &State) {
             Err(_) => return, // the wake-up connection of Drop, or a client that went away
         }
     };
+    if let Some(status) = authorize(state, &req, &mut client) {
+        let _ = client.shutdown(Shutdown::Both);
+        state.log.lock().unwrap().push(Exchange {
+            method: req.method.clone(),
+            path: req.target.clone(),
+            commit: false,
+            commit_id: None,
+            fault: Fault::Pass,
+            upstream: None,
+            answered: Some(status),
+        });
+        return;
+    }
     let commit = is_commit(&req.method, &req.target);
     let commit_id = if commit {
         serde_json::from_slice(&req.body)
