@@ -27,7 +27,7 @@ pub(super) fn check_secret_file(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let table: toml::Table = toml::from_str(text).unwrap_or_default();
     let section = |name: &str| name.split('.').try_fold(&table, |t, k| t.get(k).and_then(toml::Value::as_table));
-    let secrets = [("storage.s3", "secret_access_key"), ("storage.s3", "session_token"), ("schema_registry", "password"), ("catalog", "token"), ("catalog", "credential")];
+    let secrets = [("storage.s3", "secret_access_key"), ("storage.s3", "session_token"), ("schema_registry", "password"), ("catalog", "token"), ("catalog", "credential"), ("kafka", "password")];
     let found = secrets.into_iter().find(|(s, key)| section(s).is_some_and(|t| t.contains_key(*key)));
     let Some((section, key)) = found else { return Ok(()) };
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);

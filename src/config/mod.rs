@@ -50,6 +50,32 @@ pub struct KafkaConfig {
     pub request_timeout: Duration,
     /// A record whose key and value together are larger goes to the dead-letter table.
     pub max_record_bytes: u64,
+    /// TLS to the brokers (`None`: plaintext).
+    pub tls: Option<KafkaTls>,
+    pub sasl: Option<KafkaSasl>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaTls {
+    /// PEM CA certificates to trust (default: the bundled Mozilla roots).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain and its key (PEM), for brokers that ask for one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslMechanism {
+    Plain,
+    ScramSha256,
+    ScramSha512,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
 }
 
 /// Where Avro topics' writer schemas come from.
@@ -199,6 +225,14 @@ struct RawKafka {
     fetch_max_wait: Option<String>,
     request_timeout: Option<String>,
     max_record_bytes: Option<String>,
+    tls: Option<bool>,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    sasl_mechanism: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -259,6 +293,41 @@ struct RawS3 {
 
 /// A secret given inline or as a file holding it (e.g. a systemd credential or a mounted secret;
 /// a trailing newline is dropped). Both at once is an error.
+/// TLS is on when asked for, or when any of its files is named.
+fn kafka_tls(on: Option<bool>, ca_file: Option<PathBuf>, cert_file: Option<PathBuf>, key_file: Option<PathBuf>) -> Result<Option<KafkaTls>> {
+    let set = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    let (ca_file, cert_file, key_file) = (set(ca_file), set(cert_file), set(key_file));
+    if cert_file.is_some() != key_file.is_some() {
+        let key = if cert_file.is_some() { "kafka.key_file" } else { "kafka.cert_file" };
+        return Err(Error::config(key, "a client certificate needs both kafka.cert_file and kafka.key_file", "name both PEM files, or neither"));
+    }
+    let named = ca_file.is_some() || cert_file.is_some();
+    match (on, named) {
+        (Some(false), true) => Err(Error::config("kafka.tls", "is false but TLS files are named", "set tls = true, or remove ca_file, cert_file and key_file")),
+        (Some(true), _) | (None, true) => Ok(Some(KafkaTls { ca_file, cert_file, key_file })),
+        _ => Ok(None),
+    }
+}
+
+/// SASL when a mechanism is named; it needs a user name and a password.
+fn kafka_sasl(mechanism: Option<String>, username: Option<String>, password: Option<String>) -> Result<Option<KafkaSasl>> {
+    let Some(m) = mechanism.filter(|m| !m.is_empty()) else {
+        if username.is_some_and(|u| !u.is_empty()) {
+            return Err(Error::config("kafka.sasl_mechanism", "is not set but kafka.username is", "set sasl_mechanism = \"SCRAM-SHA-256\" (or \"SCRAM-SHA-512\", \"PLAIN\")"));
+        }
+        return Ok(None);
+    };
+    let mechanism = match m.to_ascii_uppercase().as_str() {
+        "PLAIN" => SaslMechanism::Plain,
+        "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+        "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+        _ => return Err(Error::config("kafka.sasl_mechanism", format!("`{m}` is not a SASL mechanism frazil speaks"), "write \"SCRAM-SHA-256\", \"SCRAM-SHA-512\" or \"PLAIN\"")),
+    };
+    let username = username.filter(|u| !u.is_empty()).ok_or_else(|| Error::config("kafka.username", "is needed for SASL", "set the user name the broker knows"))?;
+    let password = password.ok_or_else(|| Error::config("kafka.password", "is needed for SASL", "set it, or password_file"))?;
+    Ok(Some(KafkaSasl { mechanism, username, password }))
+}
+
 /// `catalog.token` or `catalog.credential` ("client_id:client_secret"), each also from a file.
 fn catalog_auth(
     uri: &str,
@@ -461,6 +530,8 @@ fn validate(raw: RawConfig) -> Result<Config> {
         fetch_max_wait: duration("kafka.fetch_max_wait", k.fetch_max_wait, "10ms")?,
         request_timeout: duration("kafka.request_timeout", k.request_timeout, "30s")?,
         max_record_bytes: size("kafka.max_record_bytes", k.max_record_bytes, "1MiB")?,
+        tls: kafka_tls(k.tls, k.ca_file, k.cert_file, k.key_file)?,
+        sasl: kafka_sasl(k.sasl_mechanism, k.username, secret("kafka.password", k.password, k.password_file)?)?,
     };
 
     let s = raw.spool;

@@ -237,3 +237,25 @@ fn catalog_credentials_token_or_client_credentials() {
     let (key, ..) = err(&format!("{MINIMAL}credential = \"a:b\"\noauth2_server_uri = \"idp.example\"\n"));
     assert_eq!(key, "catalog.oauth2_server_uri");
 }
+
+#[test]
+fn kafka_tls_and_sasl_settings() {
+    let with = |extra: &str| Config::parse(&MINIMAL.replace("topics = [\"events\"]", &format!("topics = [\"events\"]\n{extra}")));
+    let c = with("").unwrap();
+    assert!(c.kafka.tls.is_none() && c.kafka.sasl.is_none());
+    assert_eq!(with("tls = true").unwrap().kafka.tls, Some(KafkaTls { ca_file: None, cert_file: None, key_file: None }));
+    // Naming a CA file turns TLS on.
+    assert!(with("ca_file = \"/etc/ssl/ca.pem\"").unwrap().kafka.tls.is_some());
+    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\ncert_file = \"c.pem\""));
+    assert_eq!(key, "kafka.key_file");
+    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\ntls = false\nca_file = \"ca.pem\""));
+    assert_eq!(key, "kafka.tls");
+    let sasl = with("sasl_mechanism = \"scram-sha-512\"\nusername = \"gw\"\npassword = \"pw\"").unwrap().kafka.sasl.unwrap();
+    assert_eq!((sasl.mechanism, sasl.username.as_str(), sasl.password.as_str()), (SaslMechanism::ScramSha512, "gw", "pw"));
+    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nsasl_mechanism = \"GSSAPI\""));
+    assert_eq!(key, "kafka.sasl_mechanism");
+    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nsasl_mechanism = \"PLAIN\"\nusername = \"gw\""));
+    assert_eq!(key, "kafka.password");
+    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nusername = \"gw\""));
+    assert_eq!(key, "kafka.sasl_mechanism");
+}

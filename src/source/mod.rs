@@ -5,6 +5,7 @@
 //! has no per-request timeout (a silent broker hangs a call), so each call also gets ours.
 
 pub mod registry;
+mod security;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -46,8 +47,16 @@ impl Source {
             base: 2.0,
             deadline: Some(cfg.request_timeout),
         };
-        let builder = ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff);
-        let client = timed(cfg.request_timeout, "connect to the brokers", builder.build()).await?;
+        let mut builder = ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff);
+        if let Some(tls) = &cfg.tls {
+            builder = builder.tls_config(security::tls_config(tls)?);
+        }
+        if let Some(sasl) = &cfg.sasl {
+            builder = builder.sasl_config(security::sasl_config(sasl));
+        }
+        let client = timed(cfg.request_timeout, "connect to the brokers", builder.build())
+            .await
+            .map_err(|e| security::refused(&e).unwrap_or(e))?;
         Ok(Source { cfg: cfg.clone(), client, partitions: BTreeMap::new() })
     }
 

@@ -38,6 +38,11 @@ pub struct Servers {
 
 impl Servers {
     pub fn start() -> Servers {
+        Servers::start_with(&[])
+    }
+
+    /// Like [`Servers::start`], with `env` for tests/servers/start.sh (e.g. `FRAZIL_KAFKA_CERT`).
+    pub fn start_with(env: &[(&str, &str)]) -> Servers {
         let dir = tempfile::Builder::new()
             .prefix("frazil-test-")
             .tempdir()
@@ -51,6 +56,7 @@ impl Servers {
             let out = Command::new("bash")
                 .arg(repo().join("tests/servers/start.sh"))
                 .arg(&state)
+                .envs(env.iter().copied())
                 .output()
                 .expect("run tests/servers/start.sh");
             if out.status.success() {
@@ -136,7 +142,13 @@ path_style = true
     /// Stops (`"stop"`, SIGTERM or with `kill` SIGKILL) or starts again (`"start"`) one server:
     /// `"s3"`, `"catalog"` or `"kafka"`, on the same port with the same data (tests/servers/ctl.sh).
     pub fn ctl(&self, action: &str, server: &str, kill: bool) {
+        self.ctl_with(action, server, kill, &[]);
+    }
+
+    /// [`Servers::ctl`] with `env` for tests/servers/ctl.sh (e.g. `FRAZIL_KAFKA_AUTH=1` on start).
+    pub fn ctl_with(&self, action: &str, server: &str, kill: bool, env: &[(&str, &str)]) {
         let mut cmd = Command::new("bash");
+        cmd.envs(env.iter().copied());
         cmd.arg(repo().join("tests/servers/ctl.sh"))
             .arg(self.dir.path().join("servers"))
             .args([action, server]);
@@ -262,9 +274,28 @@ pub struct Produced {
     pub timestamp_ms: i64,
 }
 
+type Secured = std::sync::Mutex<BTreeMap<String, (std::sync::Arc<rustls::ClientConfig>, Option<rskafka::client::SaslConfig>)>>;
+
+/// Brokers the harness reaches over TLS with a SASL login (the Kafka security tests), by address.
+static SECURED: Secured = std::sync::Mutex::new(BTreeMap::new());
+
+/// From now on the harness talks to `kafka` over TLS, with this SASL login if any.
+pub fn secure_broker(kafka: &str, tls: std::sync::Arc<rustls::ClientConfig>, sasl: Option<rskafka::client::SaslConfig>) {
+    SECURED.lock().unwrap().insert(kafka.to_string(), (tls, sasl));
+}
+
+fn client_builder(kafka: &str) -> ClientBuilder {
+    let builder = ClientBuilder::new(vec![kafka.to_string()]);
+    match SECURED.lock().unwrap().get(kafka) {
+        Some((tls, Some(sasl))) => builder.tls_config(tls.clone()).sasl_config(sasl.clone()),
+        Some((tls, None)) => builder.tls_config(tls.clone()),
+        None => builder,
+    }
+}
+
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(kafka: &str, topic: &str, partitions: i32) {
-    let client = ClientBuilder::new(vec![kafka.to_string()])
+    let client = client_builder(kafka)
         .build()
         .await
         .expect("connect to the broker");
@@ -322,7 +353,7 @@ pub async fn produce_small(kafka: &str, topic: &str, partitions: i32, ids: std::
 
 /// A client for one partition, on a client of its own.
 async fn partition_client(kafka: &str, topic: &str, partition: i32) -> rskafka::client::partition::PartitionClient {
-    let client = ClientBuilder::new(vec![kafka.to_string()]).build().await.expect("connect to the broker");
+    let client = client_builder(kafka).build().await.expect("connect to the broker");
     client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.expect("partition client")
 }
 

@@ -1,15 +1,18 @@
 //! A TLS-terminating TCP proxy on 127.0.0.1 for the tests: it makes a test CA and a server
 //! certificate for 127.0.0.1 signed by it, takes TLS connections, and passes the plaintext bytes
-//! both ways to an upstream server (the registry stub, or the real catalog). std threads only.
+//! both ways to an upstream server (the registry stub, the real catalog, or the real broker,
+//! whose own TLS options cannot be used: tansu 0.6's command line refuses --cert with --key).
+//! std threads only.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub struct TlsProxy {
@@ -19,6 +22,7 @@ pub struct TlsProxy {
     /// PEM of another CA, which did not: a client trusting only it must refuse the proxy.
     pub other_ca_file: PathBuf,
     stop: Arc<AtomicBool>,
+    upstream: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
@@ -30,9 +34,19 @@ fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
     (params.self_signed(&key).expect("a self-signed CA"), key)
 }
 
-impl TlsProxy {
-    /// Starts the proxy in front of `upstream`; the CA files are written into `dir`.
-    pub fn start(upstream: SocketAddr, dir: &Path) -> TlsProxy {
+/// A test CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA, as PEM files.
+pub struct TestCerts {
+    pub ca_file: PathBuf,
+    pub other_ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+impl TestCerts {
+    /// Makes them in `dir`, with `name` in the file names.
+    pub fn new(dir: &Path, name: &str) -> TestCerts {
         let (ca_cert, ca_key) = ca("frazil test CA");
         let (other, _) = ca("some other CA");
         let key = KeyPair::generate().expect("a server key");
@@ -40,31 +54,77 @@ impl TlsProxy {
         params.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
         params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
         let cert = params.signed_by(&key, &ca_cert, &ca_key).expect("a server certificate");
-        let ca_file = dir.join(format!("ca-{}.pem", upstream.port()));
-        let other_ca_file = dir.join(format!("other-ca-{}.pem", upstream.port()));
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-        std::fs::write(&other_ca_file, other.pem()).unwrap();
+        let file = |kind: &str| dir.join(format!("{name}-{kind}.pem"));
+        let certs = TestCerts {
+            ca_file: file("ca"),
+            other_ca_file: file("other-ca"),
+            cert_file: file("cert"),
+            key_file: file("key"),
+            cert_der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
+        };
+        std::fs::write(&certs.ca_file, ca_cert.pem()).unwrap();
+        std::fs::write(&certs.other_ca_file, other.pem()).unwrap();
+        std::fs::write(&certs.cert_file, cert.pem()).unwrap();
+        std::fs::write(&certs.key_file, key.serialize_pem()).unwrap();
+        certs
+    }
 
+    /// A rustls client config that trusts the test CA.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(&self.ca_file).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
             .with_no_client_auth()
-            .with_single_cert(vec![CertificateDer::from(cert.der().to_vec())], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+            .with_single_cert(vec![CertificateDer::from(self.cert_der.clone())], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())))
             .expect("the server certificate");
-        let config = Arc::new(config);
+        Arc::new(config)
+    }
+}
+
+impl TlsProxy {
+    /// Starts the proxy in front of `upstream`; the CA files are written into `dir`.
+    pub fn start(upstream: SocketAddr, dir: &Path) -> TlsProxy {
+        let certs = TestCerts::new(dir, &format!("proxy-{}", upstream.port()));
+        let proxy = TlsProxy::listen(&certs);
+        proxy.set_upstream(upstream);
+        proxy
+    }
+
+    /// Starts the proxy with `certs` before its upstream is known (a broker must be told the
+    /// proxy's port to advertise it): connections fail until [`TlsProxy::set_upstream`].
+    pub fn listen(certs: &TestCerts) -> TlsProxy {
+        let config = certs.server_config();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
+        let upstream: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+        let (stopping, target) = (stop.clone(), upstream.clone());
         std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let config = config.clone();
+                        let Some(up) = *target.lock().unwrap() else { continue };
                         std::thread::spawn(move || {
-                            let _ = pump(client, upstream, config);
+                            let _ = pump(client, up, config);
                         });
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
@@ -72,7 +132,11 @@ impl TlsProxy {
                 }
             }
         });
-        TlsProxy { port, ca_file, other_ca_file, stop }
+        TlsProxy { port, ca_file: certs.ca_file.clone(), other_ca_file: certs.other_ca_file.clone(), stop, upstream }
+    }
+
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap() = Some(upstream);
     }
 
     pub fn url(&self) -> String {

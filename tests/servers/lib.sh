@@ -69,16 +69,22 @@ launch_catalog() {
 
 # launch_kafka PORT: tansu with the sqlite engine in STATE/tansu. The sqlite path is relative to
 # the working directory, so it starts from its data directory. Variables tansu would otherwise
-# pick up are unset.
+# pick up are unset. FRAZIL_KAFKA_ADVERTISED (host:port) makes it advertise another address, e.g.
+# a TLS proxy in front of it; with FRAZIL_KAFKA_AUTH=1 it requires a SASL login.
 launch_kafka() {
   local log="$STATE/logs/tansu.log"
+  local advertised="${FRAZIL_KAFKA_ADVERTISED:-127.0.0.1:$1}"
+  local extra=()
+  if [ "${FRAZIL_KAFKA_AUTH:-}" = 1 ]; then
+    extra+=(--authentication)
+  fi
   (
     cd "$STATE/tansu"
     exec env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u DATA_LAKE -u CLUSTER_ID NO_COLOR=1 \
       "$BIN/tansu" broker \
       --listener-url "tcp://127.0.0.1:$1" \
-      --advertised-listener-url "tcp://127.0.0.1:$1" \
-      --storage-engine "sqlite://tansu.db"
+      --advertised-listener-url "tcp://$advertised" \
+      --storage-engine "sqlite://tansu.db" "${extra[@]}"
   ) </dev/null >>"$log" 2>&1 &
   LAUNCHED_PID=$!
   wait_port tansu "$LAUNCHED_PID" "$1" "$log"
