@@ -155,7 +155,7 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
         }
         let (mut dead, _) = servers.read_columns("readings__dlq", reader, &["offset", "reason", "value"]);
         dead.sort_by_key(|r| r["offset"].as_i64());
-        let bad: Vec<(&i64, &(Vec<u8>, Option<&str>))> = offsets.iter().zip(&values).filter(|(_, (_, why))| why.is_some()).collect();
+        let bad: Vec<_> = offsets.iter().zip(&values).filter(|(_, (_, why))| why.is_some()).collect();
         assert_eq!(dead.len(), bad.len(), "{reader}: {dead:?}");
         for (d, (offset, (value, why))) in dead.iter().zip(bad) {
             assert_eq!(d["offset"].as_i64(), Some(*offset), "{reader}");

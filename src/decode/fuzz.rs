@@ -103,7 +103,7 @@ pub const AVRO_W2: &str = r#"{"type":"record","name":"R","fields":[
 pub fn avro(data: &[u8]) -> (usize, usize) {
     use super::avro::{self as a, AvroDecoder};
     if data.first() == Some(&b'{') {
-        if let Ok(schema) = std::str::from_utf8(data).map_err(|e| e.to_string()).and_then(|t| a::parse(t))
+        if let Ok(schema) = std::str::from_utf8(data).map_err(|e| e.to_string()).and_then(a::parse)
             && let Ok(table) = a::table_schema(&schema)
         {
             let _ = AvroDecoder::new(&table).map(|mut d| d.know(1, Ok(&std::sync::Arc::from(std::str::from_utf8(data).unwrap()))));
