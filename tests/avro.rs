@@ -202,11 +202,18 @@ fn a_registry_over_https_is_trusted_through_its_ca_file_only() {
     assert_eq!(code, 78, "{log}");
     assert!(log.contains("schema_registry.ca_file") && log.contains("not trusted"), "{log}");
     assert!(registry.requests().is_empty(), "no request got through the TLS handshake: {:?}", registry.requests());
+    // `frazil check` says the same on the registry's own line.
+    let (code, out) = frazil_out(&["check", "--config", path_str(&config)]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("FAIL schema registry:") && l.contains("not trusted")), "{out}");
 
     with_ca(&tls.ca_file);
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "{log}");
     assert_eq!(registry.requests(), [("/schemas/ids/1".to_string(), 200)]);
+    let (code, out) = frazil_out(&["check", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("ok   schema registry: {} answers (0 subjects)", tls.url())), "{out}");
     let (rows, _) = servers.read_columns("secure", "duckdb", &["id", "device"]);
     assert_eq!(rows.len(), 2, "{rows:?}");
 }

@@ -91,11 +91,6 @@ fn flush_max_duration_ends_cleanly_and_the_next_flush_finishes() {
 }
 
 /// `frazil <args>`: exit code and stdout+stderr.
-fn frazil_out(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_frazil")).args(args).output().expect("run frazil");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
 #[test]
 fn run_serves_metrics_and_a_health_check_that_follows_the_link() {
     let servers = Servers::start();

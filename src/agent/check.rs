@@ -1,6 +1,6 @@
 //! `frazil check`: the config is valid (or the load already said which key is wrong); then each
-//! part frazil needs is tried for real (the spool directory, the broker, the catalog, the object
-//! store) and each gets one line saying what works and what does not, with the fix where one is
+//! part frazil needs is tried for real (the spool directory, the broker, the schema registry
+//! when a topic is Avro, the catalog, the object store) and each gets one line saying what works and what does not, with the fix where one is
 //! known. Nothing is fetched or committed; the object-store probe writes and removes one small
 //! object.
 
@@ -48,6 +48,9 @@ pub fn check(cfg: &Config, config_path: &std::path::Path) -> Checked {
     smol::block_on(async {
         let (broker, topics) = broker(cfg).await;
         lines.push(broker);
+        if let Some(r) = &cfg.schema_registry {
+            lines.push(registry(r).await);
+        }
         let (catalog, location) = catalog(cfg, &topics).await;
         lines.push(catalog);
         if let Some(location) = location {
@@ -61,6 +64,18 @@ pub fn check(cfg: &Config, config_path: &std::path::Path) -> Checked {
         }
     });
     Checked(lines)
+}
+
+async fn registry(cfg: &crate::config::RegistryConfig) -> Line {
+    let what = "schema registry".to_string();
+    let result = match crate::source::registry::Registry::new(cfg) {
+        Ok(r) => blocking::unblock(move || r.probe()).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(n) => Line { ok: true, what, detail: format!("{} answers ({n} subjects)", cfg.url) },
+        Err(e) => Line { ok: false, what, detail: e.to_string() },
+    }
 }
 
 fn spool(cfg: &Config) -> Line {

@@ -100,18 +100,48 @@ impl Registry {
             }
             // Credentials do not fix themselves: this stops the agent (exit 78) instead of
             // retrying; the records wait in Kafka.
-            401 | 403 => {
-                return Err(Error::config(
-                    "schema_registry.password",
-                    format!("GET {url} was refused with HTTP {status} ({})", clip(&body)),
-                    "check schema_registry.username and password (or password_file)",
-                ));
-            }
+            401 | 403 => return Err(refused_credentials(&url, status, &body)),
             _ => return Err(fail(Some(status), clip(&body))),
         };
         self.cache.lock().expect("not poisoned").insert(id, known.clone());
         Ok(known)
     }
+}
+
+impl Registry {
+    /// Asks the registry for its subjects (`GET /subjects`), for `frazil check`: `Ok` with how
+    /// many it has, or the error a schema lookup would get.
+    pub fn probe(&self) -> Result<usize> {
+        let url = format!("{}/subjects", self.base);
+        let mut req = self.agent.get(&url).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().map_err(|e| {
+            if crate::tls::is_untrusted(&e) {
+                crate::tls::untrusted("schema_registry.ca_file", &self.base, &e)
+            } else {
+                Error::Registry { context: format!("GET {url}"), status: None, body: e.to_string() }
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        match status {
+            200 => serde_json::from_str::<Vec<serde_json::Value>>(&body)
+                .map(|s| s.len())
+                .map_err(|e| Error::Registry { context: format!("GET {url}"), status: Some(status), body: format!("not a subject list ({e}): {}", clip(&body)) }),
+            401 | 403 => Err(refused_credentials(&url, status, &body)),
+            _ => Err(Error::Registry { context: format!("GET {url}"), status: Some(status), body: clip(&body) }),
+        }
+    }
+}
+
+fn refused_credentials(url: &str, status: u16, body: &str) -> Error {
+    Error::config(
+        "schema_registry.password",
+        format!("GET {url} was refused with HTTP {status} ({})", clip(body)),
+        "check schema_registry.username and password (or password_file)",
+    )
 }
 
 fn clip(body: &str) -> String {

@@ -524,6 +524,12 @@ pub fn start_frazil(cmd: &str, config: &Path, log: &Path, env: &[(&str, &str)]) 
     Guard(Some(child))
 }
 
+/// Runs frazil; returns its exit code and its stdout then stderr.
+pub fn frazil_out(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_frazil")).args(args).output().expect("run frazil");
+    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
 /// Writes a config file readable by its owner only: frazil refuses a world-readable one that
 /// holds a secret (these hold the S3 test key).
 pub fn write_config(path: &Path, text: &str) {

@@ -1,7 +1,8 @@
 //! A stand-in for a Confluent Schema Registry on 127.0.0.1 (none can be installed here): it
 //! serves the registry's documented answers to `GET /schemas/ids/{id}`, `{"schema": "<text>"}`,
 //! checks HTTP basic auth (401 otherwise), and answers an unknown id with 404 and the registry's
-//! error code 40403. Every request is recorded with the status it got.
+//! error code 40403, and `GET /subjects` with an empty list. Every request is recorded with the
+//! status it got.
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -74,6 +75,8 @@ fn handle(mut conn: TcpStream, state: &State) {
         (401, serde_json::json!({"error_code": 401, "message": "Unauthorized"}))
     } else {
         match (req.method.as_str(), id) {
+            // The registry's subject list; this stand-in has no subjects, only schemas by id.
+            ("GET", None) if req.target == "/subjects" => (200, serde_json::json!([])),
             ("GET", Some(id)) => match state.schemas.get(&id) {
                 Some(text) => (200, serde_json::json!({"schema": text})),
                 None => (404, serde_json::json!({"error_code": 40403, "message": format!("Schema {id} not found")})),
