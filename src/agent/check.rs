@@ -132,8 +132,11 @@ async fn broker(cfg: &Config) -> (Line, Vec<String>) {
 /// Reads the catalog's config and the tables of `topics`; returns a location to probe the
 /// object store at (an existing table's, else the warehouse the catalog advertises).
 async fn catalog(cfg: &Config, topics: &[String]) -> (Line, Option<String>) {
-    let what = format!("catalog {}", cfg.catalog.uri);
-    let committer = match Committer::connect(&cfg.catalog, Stores::new(cfg.s3.clone()).file_io(), &cfg.agent_id).await {
+    let what = match cfg.catalog.kind {
+        crate::config::CatalogKind::Rest => format!("catalog {}", cfg.catalog.uri),
+        crate::config::CatalogKind::Filesystem => format!("catalog in {}", cfg.catalog.warehouse.as_deref().unwrap_or_default()),
+    };
+    let committer = match Committer::connect(&cfg.catalog, &Stores::new(cfg.s3.clone()), &cfg.agent_id).await {
         Ok(c) => c,
         Err(e) => return (Line { ok: false, what, detail: e.to_string() }, None),
     };
@@ -152,7 +155,9 @@ async fn catalog(cfg: &Config, topics: &[String]) -> (Line, Option<String>) {
             Err(e) => return (Line { ok: false, what, detail: format!("table {name}: {e}") }, None),
         }
     }
-    let location = location.or_else(|| committer.catalog_properties().get("warehouse").cloned());
+    let location = location
+        .or_else(|| committer.catalog_properties().get("warehouse").cloned())
+        .or_else(|| cfg.catalog.warehouse.clone().filter(|_| cfg.catalog.kind == crate::config::CatalogKind::Filesystem));
     let missing = names.len() - exist.len();
     let detail = format!(
         "reachable; {} of {} tables exist{}",

@@ -294,7 +294,7 @@ impl Agent {
         if let Some((key, problem, fix)) = self.catalog_refused.borrow().clone() {
             return Err(Error::Config { key, problem, fix });
         }
-        let c = match Committer::connect(&self.cfg.catalog, self.stores.file_io(), &self.cfg.agent_id).await {
+        let c = match Committer::connect(&self.cfg.catalog, &self.stores, &self.cfg.agent_id).await {
             Ok(c) => Rc::new(c),
             Err(Error::Config { key, problem, fix }) => {
                 *self.catalog_refused.borrow_mut() = Some((key.clone(), problem.clone(), fix.clone()));

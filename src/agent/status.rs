@@ -257,7 +257,7 @@ async fn check_broker(cfg: &Config, st: &mut Status) -> Reach {
 /// This agent's last commit to each table, and the offsets it committed.
 async fn check_catalog(cfg: &Config, st: &mut Status) -> Reach {
     let result: Result<()> = async {
-        let committer = Committer::connect(&cfg.catalog, Stores::new(cfg.s3.clone()).file_io(), &cfg.agent_id).await?;
+        let committer = Committer::connect(&cfg.catalog, &Stores::new(cfg.s3.clone()), &cfg.agent_id).await?;
         let names: BTreeSet<String> = st.tables.iter().map(|t| t.table.clone()).collect();
         let dead_letter_name = |t: &str| crate::config::dead_letter_table_name(&cfg.catalog.dead_letter_table, t);
         for name in &names {

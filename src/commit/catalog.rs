@@ -1,6 +1,6 @@
 //! iceberg's `Transaction` commits through the `iceberg::Catalog` trait. This adapter is that
-//! catalog: it loads tables and sends the transaction's requirements and updates through our ureq
-//! REST client, and keeps the real answer (conflict, unknown outcome, ...) for the caller, because
+//! catalog: it loads tables and sends the transaction's requirements and updates through our
+//! catalog backend (the ureq REST client, or metadata files in the warehouse), and keeps the real answer (conflict, unknown outcome, ...) for the caller, because
 //! the caller, not iceberg's retry loop, decides what an unanswered commit means. It also adds the
 //! agent's tag to every snapshot it sends, in the same request.
 
@@ -14,7 +14,8 @@ use iceberg::Runtime;
 use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent};
 
-use super::rest::{CommitAnswer, LoadedTable, RestCatalog};
+use super::backend::Backend;
+use super::rest::{CommitAnswer, LoadedTable};
 use crate::Error;
 
 /// What went wrong in the last `update_table`, in frazil's terms.
@@ -25,7 +26,7 @@ pub(crate) enum Failure {
 }
 
 pub(crate) struct Adapter {
-    pub rest: Arc<RestCatalog>,
+    pub rest: Arc<dyn Backend>,
     pub file_io: FileIO,
     /// Every snapshot sent through this adapter moves this agent's tag (`protocol::tag_new_snapshot`).
     pub agent: String,

@@ -6,7 +6,9 @@
 //! history before anything is retried, so a commit is never applied twice.
 
 mod auth;
+mod backend;
 mod catalog;
+mod files;
 pub mod protocol;
 pub mod rest;
 
@@ -22,7 +24,8 @@ use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
 
 use crate::backoff::Backoff;
-use crate::config::CatalogConfig;
+use crate::config::{CatalogConfig, CatalogKind};
+use crate::upload::Stores;
 use crate::source::TopicPartition;
 use crate::{Error, Result};
 use catalog::{Adapter, Failure};
@@ -40,13 +43,22 @@ pub struct Committer {
 
 impl Committer {
     /// Reads the catalog's configuration. Fails when the catalog cannot be reached.
-    pub async fn connect(cfg: &CatalogConfig, file_io: FileIO, agent_id: &str) -> Result<Committer> {
-        let c = cfg.clone();
-        let rest = blocking::unblock(move || rest::RestCatalog::connect(&c)).await?;
+    pub async fn connect(cfg: &CatalogConfig, stores: &Stores, agent_id: &str) -> Result<Committer> {
+        let file_io: FileIO = stores.file_io();
+        let rest: Arc<dyn backend::Backend> = match &cfg.kind {
+            CatalogKind::Rest => {
+                let c = cfg.clone();
+                Arc::new(blocking::unblock(move || rest::RestCatalog::connect(&c)).await?)
+            }
+            CatalogKind::Filesystem => {
+                let warehouse = cfg.warehouse.as_deref().expect("the config requires a warehouse for a filesystem catalog");
+                Arc::new(files::FilesCatalog::new(warehouse, stores.clone())?)
+            }
+        };
         let namespace = NamespaceIdent::from_vec(cfg.namespace.clone())
             .map_err(|e| Error::config("catalog.namespace", e.to_string(), "write e.g. \"edge\""))?;
         Ok(Committer {
-            adapter: Arc::new(Adapter { rest: Arc::new(rest), file_io, agent: agent_id.to_string(), last_failure: Mutex::new(None) }),
+            adapter: Arc::new(Adapter { rest, file_io, agent: agent_id.to_string(), last_failure: Mutex::new(None) }),
             namespace,
             agent_id: agent_id.to_string(),
         })
@@ -54,7 +66,7 @@ impl Committer {
 
     /// Properties the catalog advertised in `/v1/config` (e.g. S3 settings for its warehouse).
     pub fn catalog_properties(&self) -> &HashMap<String, String> {
-        &self.adapter.rest.properties
+        self.adapter.rest.properties()
     }
 
     pub fn ident(&self, table: &str) -> TableIdent {

@@ -106,10 +106,21 @@ pub struct SpoolConfig {
     pub min_free: Option<u64>,
 }
 
+/// Where table metadata is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogKind {
+    /// An Iceberg REST catalog at `uri`.
+    Rest,
+    /// Metadata files in the warehouse itself, committed with create-if-absent writes.
+    Filesystem,
+}
+
 #[derive(Clone, Debug)]
 pub struct CatalogConfig {
+    pub kind: CatalogKind,
+    /// The REST catalog's base URL (empty for a filesystem catalog).
     pub uri: String,
-    /// Sent as `warehouse` to the catalog; `None` sends nothing.
+    /// Sent as `warehouse` to a REST catalog (`None` sends nothing); a filesystem catalog's root.
     pub warehouse: Option<String>,
     pub namespace: Vec<String>,
     /// Table name template; `{topic}` is replaced by the topic name made safe for Iceberg.
@@ -250,7 +261,9 @@ struct RawSpool {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCatalog {
-    uri: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    uri: Option<String>,
     warehouse: Option<String>,
     namespace: Option<String>,
     table: Option<String>,
@@ -549,8 +562,27 @@ fn validate(raw: RawConfig) -> Result<Config> {
     }
 
     let c = raw.catalog;
-    if !(c.uri.starts_with("http://") || c.uri.starts_with("https://")) {
-        return Err(Error::config("catalog.uri", format!("`{}` is not an http(s) URL", c.uri), "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\""));
+    let kind = match c.kind.as_deref().unwrap_or("rest") {
+        "rest" => CatalogKind::Rest,
+        "filesystem" => CatalogKind::Filesystem,
+        other => return Err(Error::config("catalog.type", format!("`{other}` is not a catalog type"), "write \"rest\" (a REST catalog at catalog.uri) or \"filesystem\" (metadata kept in catalog.warehouse)")),
+    };
+    let uri = match (&kind, c.uri) {
+        (CatalogKind::Rest, None) => return Err(Error::config("catalog.uri", "is required for a REST catalog", "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\", or set type = \"filesystem\"")),
+        (CatalogKind::Rest, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            return Err(Error::config("catalog.uri", format!("`{u}` is not an http(s) URL"), "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\""));
+        }
+        (_, u) => u.unwrap_or_default().trim_end_matches('/').to_string(),
+    };
+    if kind == CatalogKind::Filesystem {
+        let w = c.warehouse.as_deref().unwrap_or("");
+        if !(w.starts_with("file:///") || w.starts_with("s3://") || w.starts_with("s3a://")) {
+            return Err(Error::config(
+                "catalog.warehouse",
+                format!("`{w}` is not a warehouse URL a filesystem catalog can keep tables in"),
+                "write e.g. \"file:///var/lib/frazil/warehouse\" or \"s3://bucket/warehouse\"",
+            ));
+        }
     }
     let namespace: Vec<String> = c.namespace.as_deref().unwrap_or("frazil").split('.').map(str::to_string).collect();
     if namespace.iter().any(|p| p.is_empty()) {
@@ -584,8 +616,8 @@ fn validate(raw: RawConfig) -> Result<Config> {
             "write [tables.\"<table>\"] (or [tables.\"*\"]) with partition_by = [\"day(_kafka_timestamp)\"]",
         ));
     }
-    let uri = c.uri.trim_end_matches('/').to_string();
     let catalog = CatalogConfig {
+        kind,
         warehouse: c.warehouse.filter(|w| !w.is_empty()),
         namespace,
         table,

@@ -259,3 +259,19 @@ fn kafka_tls_and_sasl_settings() {
     let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nusername = \"gw\""));
     assert_eq!(key, "kafka.sasl_mechanism");
 }
+
+#[test]
+fn a_filesystem_catalog_needs_a_warehouse_url_and_no_uri() {
+    let fs = |warehouse: &str| Config::parse(&format!("[kafka]\nbrokers = [\"127.0.0.1:9092\"]\ntopics = [\"e\"]\n[catalog]\ntype = \"filesystem\"\n{warehouse}\n"));
+    let c = fs("warehouse = \"file:///var/lib/lake\"").unwrap();
+    assert_eq!((c.catalog.kind, c.catalog.uri.as_str(), c.catalog.warehouse.as_deref()), (CatalogKind::Filesystem, "", Some("file:///var/lib/lake")));
+    assert!(fs("warehouse = \"s3://lake/wh\"").is_ok());
+    for bad in ["", "warehouse = \"/var/lib/lake\"", "warehouse = \"lake\""] {
+        let Err(Error::Config { key, .. }) = fs(bad) else { panic!("`{bad}` accepted") };
+        assert_eq!(key, "catalog.warehouse");
+    }
+    let (key, ..) = err("[kafka]\nbrokers = [\"127.0.0.1:9092\"]\ntopics = [\"e\"]\n[catalog]\nnamespace = \"edge\"\n");
+    assert_eq!(key, "catalog.uri");
+    let (key, ..) = err("[kafka]\nbrokers = [\"127.0.0.1:9092\"]\ntopics = [\"e\"]\n[catalog]\ntype = \"hive\"\n");
+    assert_eq!(key, "catalog.type");
+}

@@ -212,19 +212,39 @@ def namespace_parts(ns):
     return parts
 
 
-def pyiceberg_table(args):
-    """The table through pyiceberg's REST catalog client (also used by expire.py)."""
-    from pyiceberg.catalog import load_catalog
-
-    props = {
-        "type": "rest",
-        "uri": args.catalog,
+def _s3_props(args):
+    return {
         "s3.endpoint": args.s3_endpoint,
         "s3.access-key-id": args.s3_access_key,
         "s3.secret-access-key": args.s3_secret_key,
         "s3.region": args.s3_region,
         "s3.path-style-access": "true",
     }
+
+
+def static_metadata_file(args):
+    """--metadata as a metadata file: itself, or for a table directory the version its
+    metadata/version-hint.text names."""
+    if args.metadata.endswith(".json"):
+        return args.metadata
+    from pyiceberg.io import load_file_io
+
+    io = load_file_io(_s3_props(args), args.metadata)
+    with io.new_input(args.metadata.rstrip("/") + "/metadata/version-hint.text").open() as f:
+        n = f.read().decode().strip()
+    return "%s/metadata/v%s.metadata.json" % (args.metadata.rstrip("/"), n)
+
+
+def pyiceberg_table(args):
+    """The table through pyiceberg's REST catalog client (also used by expire.py), or with
+    --metadata, pyiceberg's StaticTable (no catalog at all)."""
+    from pyiceberg.catalog import load_catalog
+
+    if getattr(args, "metadata", ""):
+        from pyiceberg.table import StaticTable
+
+        return StaticTable.from_metadata(static_metadata_file(args), properties=_s3_props(args))
+    props = dict(_s3_props(args), type="rest", uri=args.catalog)
     if args.warehouse:
         props["warehouse"] = args.warehouse
     catalog = load_catalog("frazil-check", **props)
@@ -232,7 +252,9 @@ def pyiceberg_table(args):
 
 
 def add_catalog_args(p):
-    p.add_argument("--catalog", required=True, help="REST catalog URI, e.g. http://127.0.0.1:8181")
+    p.add_argument("--catalog", default="", help="REST catalog URI, e.g. http://127.0.0.1:8181")
+    p.add_argument("--metadata", default="", help="instead of a catalog: a metadata.json URL, or a table directory "
+                   "whose metadata/version-hint.text names the version (pyiceberg StaticTable, DuckDB iceberg_scan)")
     p.add_argument("--warehouse", default="", help="warehouse string to send ('' sends none)")
     p.add_argument("--namespace", required=True, help="namespace; dots separate levels")
     p.add_argument("--table", required=True)
@@ -311,9 +333,16 @@ def read_duckdb(args):
     import duckdb
     import duckdb_ext
 
-    cfg, loaded = rest_load_table(args)
+    if args.metadata:
+        # No catalog: the metadata as pyiceberg reads it, the rows as DuckDB's iceberg_scan reads
+        # the table directory (following its version hint) or the file.
+        table = pyiceberg_table(args)
+        cfg, loaded = {}, {"metadata": json.loads(table.metadata.model_dump_json(by_alias=True)), "metadata-location": table.metadata_location}
+        args.duckdb_mode = "scan"
+    else:
+        cfg, loaded = rest_load_table(args)
     md = loaded.get("metadata") or {}
-    metadata_location = loaded.get("metadata-location")
+    metadata_location = args.metadata or loaded.get("metadata-location")
     current_id = md.get("current-snapshot-id")
     snapshots = md.get("snapshots") or []
     summary = {}

@@ -209,26 +209,24 @@ path_style = true
         if !columns.is_empty() {
             cmd.args(["--select", &columns.join(",")]);
         }
-        let out = cmd.output().expect("run read_table.py");
-        assert!(
-            out.status.success(),
-            "read_table.py --reader {reader} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let summary: Value = serde_json::from_str(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .last()
-                .expect("a summary line"),
-        )
-        .expect("summary is JSON");
-        let rows = std::fs::read_to_string(&out_file)
-            .expect("rows file")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("row is JSON"))
-            .collect();
-        (rows, summary)
+        read_rows(cmd, reader, &out_file)
+    }
+
+    /// Reads a table with no catalog: `metadata` is a metadata.json URL or a table directory
+    /// whose version hint names the version (pyiceberg's StaticTable, DuckDB's iceberg_scan).
+    pub fn read_static(&self, metadata: &str, reader: &str) -> (Vec<Value>, Value) {
+        let out_file = self.dir.path().join(format!("static-{reader}.jsonl"));
+        let mut cmd = Command::new(venv_python());
+        cmd.arg(repo().join("tests/check/read_table.py"))
+            .args(["--metadata", metadata, "--namespace", "-", "--table", "-"])
+            .args(["--s3-endpoint", self.get("FRAZIL_S3_ENDPOINT")])
+            .args(["--s3-access-key", self.get("FRAZIL_S3_ACCESS_KEY")])
+            .args(["--s3-secret-key", self.get("FRAZIL_S3_SECRET_KEY")])
+            .args(["--s3-region", self.get("FRAZIL_S3_REGION")])
+            .args(["--reader", reader])
+            .arg("--out")
+            .arg(&out_file);
+        read_rows(cmd, reader, &out_file)
     }
 
     /// Runs `frazil <args>` against these servers and returns its exit code and stderr.
@@ -522,6 +520,30 @@ pub fn start_frazil(cmd: &str, config: &Path, log: &Path, env: &[(&str, &str)]) 
         .spawn()
         .unwrap_or_else(|e| panic!("start frazil {cmd}: {e}"));
     Guard(Some(child))
+}
+
+/// Runs read_table.py as `cmd`; returns its rows (from `out_file`) and its summary line.
+fn read_rows(mut cmd: Command, reader: &str, out_file: &Path) -> (Vec<Value>, Value) {
+    let out = cmd.output().expect("run read_table.py");
+    assert!(
+        out.status.success(),
+        "read_table.py --reader {reader} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("a summary line"),
+    )
+    .expect("summary is JSON");
+    let rows = std::fs::read_to_string(&out_file)
+        .expect("rows file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row is JSON"))
+        .collect();
+    (rows, summary)
 }
 
 /// Runs frazil; returns its exit code and its stdout then stderr.

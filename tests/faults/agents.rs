@@ -145,3 +145,55 @@ fn wait_for_agents(
     }
     (commits, conflicts)
 }
+
+/// The catalog-less mode: the same two agents with no catalog service, the table's metadata kept
+/// in the warehouse (S3) and each commit a create-if-absent write of the next metadata version.
+/// Read back with no catalog either: pyiceberg's StaticTable and DuckDB's iceberg_scan.
+#[test]
+fn two_agents_share_one_table_with_no_catalog_service() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let logs = logs_dir("two-agents-filesystem");
+    let agents = [("agent-north", "north", 2, 0u64), ("agent-south", "south", 3, 1_000_000u64)];
+    let warehouse = "s3://warehouse/nocatalog";
+    let mut configs = Vec::new();
+    for (agent, topic, partitions, _) in agents {
+        block_on(create_topic(&kafka, topic, partitions));
+        let spool = servers.dir.path().join(format!("spool-{topic}"));
+        let mut edits = busy_edits(&spool);
+        edits.push(("id = \"test-gateway\"".into(), format!("id = \"{agent}\"")));
+        edits.push((format!("uri = \"{}\"", servers.get("FRAZIL_CATALOG")), "type = \"filesystem\"".into()));
+        edits.push((format!("warehouse = \"{}\"", servers.get("FRAZIL_WAREHOUSE")), format!("warehouse = \"{warehouse}\"")));
+        let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        configs.push(config_as(&servers, agent, &[topic], "table = \"shared\"", &edits));
+    }
+    let mut expected: Vec<BTreeMap<(i32, i64), Produced>> = vec![BTreeMap::new(), BTreeMap::new()];
+    let mut next: Vec<u64> = agents.iter().map(|a| a.3).collect();
+    let (mut commits, mut conflicts) = (0, 0);
+    for round in 0..4 {
+        for (i, (_, topic, partitions, _)) in agents.iter().enumerate() {
+            let n = 1_000 + 300 * round as u64;
+            expected[i].extend(block_on(produce(&kafka, topic, *partitions, next[i]..next[i] + n)));
+            next[i] += n;
+        }
+        let paths: Vec<PathBuf> = agents.iter().map(|(a, ..)| logs.join(format!("round-{round}-{a}.log"))).collect();
+        let children: Vec<Guard> = configs.iter().zip(&paths).map(|(c, l)| spawn_frazil("flush", c, l)).collect();
+        let (c, k) = wait_for_agents(children, &paths, &agents, &format!("round {round}"));
+        commits += c;
+        conflicts += k;
+    }
+
+    // Versions 1..=N all exist (each commit created the next one), and the hint names N.
+    let table = format!("{warehouse}/edge/shared");
+    let metadata_dir = servers.dir.path().join("servers/s3/warehouse/nocatalog/edge/shared/metadata");
+    let hint: u64 = std::fs::read_to_string(metadata_dir.join("version-hint.text")).unwrap().trim().parse().unwrap();
+    let versions: BTreeSet<u64> = std::fs::read_dir(&metadata_dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.strip_prefix('v')?.strip_suffix(".metadata.json")?.parse().ok()))
+        .collect();
+    assert_eq!(versions, (1..=hint).collect::<BTreeSet<u64>>(), "metadata versions are 1..={hint} with no gap");
+    assert!(hint as usize > commits, "every commit wrote a version (plus the table's creation): {hint} versions, {commits} commits");
+
+    assert_split_rows(|reader| servers.read_static(&table, reader).0, 1_000_000, &expected[0], &expected[1]);
+    println!("no catalog: {} + {} events exactly once in {hint} metadata versions, {commits} commits, {conflicts} conflicts", expected[0].len(), expected[1].len());
+}

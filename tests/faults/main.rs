@@ -295,8 +295,18 @@ fn assert_split_exactly(
     low: &BTreeMap<(i32, i64), Produced>,
     high: &BTreeMap<(i32, i64), Produced>,
 ) {
+    assert_split_rows(|reader| servers.read_table(table, reader).0, split, low, high);
+}
+
+/// [`assert_split_exactly`] over rows read by `read(reader)`, for both readers.
+fn assert_split_rows(
+    read: impl Fn(&str) -> Vec<Value>,
+    split: u64,
+    low: &BTreeMap<(i32, i64), Produced>,
+    high: &BTreeMap<(i32, i64), Produced>,
+) {
     for reader in ["pyiceberg", "duckdb"] {
-        let (rows, _) = servers.read_table(table, reader);
+        let rows = read(reader);
         let (below, above): (Vec<Value>, Vec<Value>) = rows.into_iter().partition(|r| {
             r["id"]
                 .as_u64()
