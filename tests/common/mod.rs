@@ -538,7 +538,7 @@ fn read_rows(mut cmd: Command, reader: &str, out_file: &Path) -> (Vec<Value>, Va
             .expect("a summary line"),
     )
     .expect("summary is JSON");
-    let rows = std::fs::read_to_string(&out_file)
+    let rows = std::fs::read_to_string(out_file)
         .expect("rows file")
         .lines()
         .map(|l| serde_json::from_str(l).expect("row is JSON"))
