@@ -1,13 +1,29 @@
-//! TLS for the HTTP clients (the schema registry, the REST catalog): rustls through ureq, trusting
+//! The HTTP clients (the schema registry, the REST catalog): ureq agents with rustls, trusting
 //! the bundled Mozilla roots or, when a CA file is configured, only the certificates in it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::{Error, Result};
 
+/// A ureq agent for a JSON-over-HTTP service: statuses are answers (not errors), `timeout`
+/// bounds each request (and at most 10 s of it the connect), and `ca_file` (config key `key`)
+/// replaces the trusted roots.
+pub fn http_agent(timeout: Duration, ca_file: Option<&Path>, key: &str) -> Result<ureq::Agent> {
+    let mut builder = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+        .user_agent(concat!("frazil/", env!("CARGO_PKG_VERSION")));
+    if let Some(tls) = config(ca_file, key)? {
+        builder = builder.tls_config(tls);
+    }
+    Ok(builder.build().into())
+}
+
 /// The TLS settings for a ureq agent: `None` keeps ureq's default roots. `key` names the config
 /// key of the CA file in errors.
-pub fn config(ca_file: Option<&Path>, key: &str) -> Result<Option<ureq::tls::TlsConfig>> {
+fn config(ca_file: Option<&Path>, key: &str) -> Result<Option<ureq::tls::TlsConfig>> {
     let Some(path) = ca_file else { return Ok(None) };
     let fix = "point it at a PEM file of the CA certificates that signed the server's certificate";
     let pem = std::fs::read(path).map_err(|e| Error::config(key, format!("cannot read {}: {e}", path.display()), fix))?;

@@ -5,7 +5,6 @@
 //! Only what frazil needs: `/v1/config`, create namespace, load/create table, commit table.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use iceberg::spec::{PartitionSpec, Schema, SortOrder, TableMetadata};
 use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
@@ -89,15 +88,7 @@ fn ns_path(ns: &NamespaceIdent) -> String {
 impl RestCatalog {
     /// Builds a client and reads `/v1/config` (the prefix and the catalog's defaults).
     pub fn connect(cfg: &CatalogConfig) -> Result<RestCatalog> {
-        let mut builder = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(cfg.request_timeout))
-            .timeout_connect(Some(cfg.request_timeout.min(Duration::from_secs(10))))
-            .user_agent(concat!("frazil/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = crate::tls::config(cfg.ca_file.as_deref(), "catalog.ca_file")? {
-            builder = builder.tls_config(tls);
-        }
-        let agent: ureq::Agent = builder.build().into();
+        let agent = crate::tls::http_agent(cfg.request_timeout, cfg.ca_file.as_deref(), "catalog.ca_file")?;
         let auth = super::auth::Auth::new(cfg.auth.clone());
         let mut catalog = RestCatalog { base: format!("{}/v1", cfg.uri), agent, auth, warehouse: cfg.warehouse.clone(), properties: HashMap::new() };
         let mut url = format!("{}/config", catalog.base);

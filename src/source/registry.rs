@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -41,20 +40,13 @@ struct SchemaAnswer {
 
 impl Registry {
     pub fn new(cfg: &RegistryConfig) -> Result<Registry> {
-        let mut builder = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(cfg.request_timeout))
-            .timeout_connect(Some(cfg.request_timeout.min(Duration::from_secs(10))))
-            .user_agent(concat!("frazil/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = crate::tls::config(cfg.ca_file.as_deref(), "schema_registry.ca_file")? {
-            builder = builder.tls_config(tls);
-        }
+        let agent = crate::tls::http_agent(cfg.request_timeout, cfg.ca_file.as_deref(), "schema_registry.ca_file")?;
         let auth = cfg.username.as_ref().map(|user| {
             use base64::Engine as _;
             let pair = format!("{user}:{}", cfg.password.as_deref().unwrap_or(""));
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
         });
-        Ok(Registry { base: cfg.url.trim_end_matches('/').to_string(), auth, agent: builder.build().into(), cache: Mutex::new(HashMap::new()) })
+        Ok(Registry { base: cfg.url.trim_end_matches('/').to_string(), auth, agent, cache: Mutex::new(HashMap::new()) })
     }
 
     /// What is known of `id` without asking.
