@@ -15,6 +15,10 @@ use frazil::upload::{S3Settings, Stores};
 use iceberg::io::FileRead;
 use object_store::{BackoffConfig, RetryConfig};
 
+#[path = "common/tls.rs"]
+#[allow(dead_code)]
+mod tls;
+
 const BUCKET: &str = "warehouse";
 
 fn s3s_fs() -> PathBuf {
@@ -91,6 +95,7 @@ fn settings_for(port: u16) -> S3Settings {
         session_token: None,
         path_style: true,
         allow_http: true,
+        ca_file: None,
     }
 }
 
@@ -274,4 +279,28 @@ fn a_silent_server_times_out_instead_of_hanging() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}: {e}");
     eprintln!("silent server: get failed after {elapsed:?}: {e}");
     drop(listener);
+}
+
+#[test]
+fn an_https_endpoint_is_trusted_through_the_configured_ca_only() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = tls::TlsProxy::start(format!("127.0.0.1:{}", server.port).parse().unwrap(), dir.path());
+    let https = |ca_file: Option<PathBuf>| S3Settings { endpoint: Some(proxy.url()), allow_http: false, ca_file, ..settings_for(server.port) };
+    let url = format!("s3://{BUCKET}/tls/object");
+    let stores = Stores::new(https(Some(proxy.ca_file.clone())));
+    run(stores.put(&url, Bytes::from_static(b"over TLS"))).expect("put through the TLS endpoint");
+    assert_eq!(run(stores.get(&url)).expect("get"), Bytes::from_static(b"over TLS"));
+
+    // Without the CA file the system's roots are trusted, and they do not know the test CA.
+    let retry = RetryConfig {
+        backoff: BackoffConfig { init_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50), base: 2.0 },
+        max_retries: 1,
+        retry_timeout: Duration::from_secs(5),
+    };
+    let other = format!("s3://{BUCKET}/tls/refused");
+    let err = run(Stores::new(https(None)).with_retry(retry).put(&other, Bytes::from_static(b"x"))).expect_err("an unknown CA is refused");
+    let text = format!("{err:?}");
+    assert!(text.contains("certificate") || text.contains("UnknownIssuer"), "{text}");
+    assert!(!server.root.path().join(BUCKET).join("tls/refused").exists());
 }

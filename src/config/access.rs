@@ -7,7 +7,7 @@ use crate::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaTls {
-    /// PEM CA certificates to trust (default: the bundled Mozilla roots).
+    /// PEM CA certificates to trust (default: the system's CA store).
     pub ca_file: Option<PathBuf>,
     /// A client certificate chain and its key (PEM), for brokers that ask for one.
     pub cert_file: Option<PathBuf>,

@@ -64,7 +64,7 @@ pub struct RegistryConfig {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// PEM CA certificates trusted for an https URL (default: the built-in web roots).
+    /// PEM CA certificates trusted for an https URL (default: the system's CA store).
     pub ca_file: Option<PathBuf>,
     pub request_timeout: Duration,
 }
@@ -111,7 +111,7 @@ pub struct CatalogConfig {
     pub tables: BTreeMap<String, String>,
     pub commit_interval: Duration,
     pub request_timeout: Duration,
-    /// PEM CA certificates trusted for an https URI (default: the bundled Mozilla roots).
+    /// PEM CA certificates trusted for an https URI (default: the system's CA store).
     pub ca_file: Option<PathBuf>,
     pub auth: CatalogAuth,
 }
@@ -271,6 +271,7 @@ struct RawS3 {
     session_token_file: Option<PathBuf>,
     path_style: Option<bool>,
     allow_http: Option<bool>,
+    ca_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_PATH: &str = "/etc/frazil/frazil.toml";
@@ -527,6 +528,7 @@ fn validate(raw: RawConfig) -> Result<Config> {
         secret_access_key: secret("storage.s3.secret_access_key", s3.secret_access_key, s3.secret_access_key_file)?,
         session_token: secret("storage.s3.session_token", s3.session_token, s3.session_token_file)?,
         path_style: s3.path_style.unwrap_or(false),
+        ca_file: s3.ca_file.filter(|p| !p.as_os_str().is_empty()),
     };
     let epoch_unit = match raw.json.epoch_unit.as_deref().unwrap_or("ms") {
         "s" => crate::decode::EpochUnit::Seconds,

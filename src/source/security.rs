@@ -6,23 +6,13 @@ use std::sync::Arc;
 
 use rskafka::client::{Credentials, SaslConfig};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::PrivateKeyDer;
 
 use crate::config::{KafkaSasl, KafkaTls, SaslMechanism};
 use crate::{Error, Result};
 
 pub fn tls_config(tls: &KafkaTls) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &tls.ca_file {
-        Some(path) => {
-            let certs = read_certs(path, "kafka.ca_file")?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(Error::config("kafka.ca_file", format!("{} holds no usable CA certificate", path.display()), "point it at the PEM of the CA that signed the brokers' certificates"));
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
+    let roots = crate::tls::root_store(crate::tls::roots(tls.ca_file.as_deref(), "kafka.ca_file")?);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -30,7 +20,7 @@ pub fn tls_config(tls: &KafkaTls) -> Result<Arc<rustls::ClientConfig>> {
         .with_root_certificates(roots);
     let config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            let chain = read_certs(cert, "kafka.cert_file")?;
+            let chain = crate::tls::pem_certs(cert, "kafka.cert_file", "point it at the PEM client certificate (and its chain)")?;
             let key = PrivateKeyDer::from_pem_file(key)
                 .map_err(|e| Error::config("kafka.key_file", format!("no private key read from {}: {e}", key.display()), "point it at the PEM private key of kafka.cert_file"))?;
             builder
@@ -40,16 +30,6 @@ pub fn tls_config(tls: &KafkaTls) -> Result<Arc<rustls::ClientConfig>> {
         _ => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
-}
-
-fn read_certs(path: &std::path::Path, key: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| Error::config(key, format!("cannot read PEM certificates from {}: {e}", path.display()), "point it at a PEM file"))?;
-    if certs.is_empty() {
-        return Err(Error::config(key, format!("{} holds no PEM certificate", path.display()), "point it at a PEM file"));
-    }
-    Ok(certs)
 }
 
 pub fn sasl_config(sasl: &KafkaSasl) -> SaslConfig {

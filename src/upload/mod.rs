@@ -49,6 +49,9 @@ pub struct S3Settings {
     /// Allow a plain `http://` endpoint.
     #[serde(default)]
     pub allow_http: bool,
+    /// PEM CA certificates to trust for an `https://` endpoint (default: the system's).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Debug without the secrets (settings end up in logs).
@@ -63,6 +66,7 @@ impl fmt::Debug for S3Settings {
             .field("session_token", &redacted(&self.session_token))
             .field("path_style", &self.path_style)
             .field("allow_http", &self.allow_http)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -198,7 +202,7 @@ impl Stores {
         let s3 = &*self.s3;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_http_connector(UreqConnector)
+            .with_http_connector(UreqConnector::new(crate::tls::roots(s3.ca_file.as_deref(), "storage.s3.ca_file")?))
             .with_retry(self.retry.clone())
             .with_client_options(self.client.clone().with_allow_http(s3.allow_http))
             .with_allow_http(s3.allow_http)

@@ -27,13 +27,22 @@ use object_store::client::{
 };
 use object_store::{ClientConfigKey, ClientOptions};
 
-/// The [`HttpConnector`] given to every S3 store: ureq on the `blocking` thread pool.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UreqConnector;
+/// The [`HttpConnector`] given to every S3 store: ureq on the `blocking` thread pool, trusting
+/// `roots` (see `crate::tls`: empty means the bundled Mozilla roots).
+#[derive(Debug, Default, Clone)]
+pub struct UreqConnector {
+    roots: std::sync::Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
+}
+
+impl UreqConnector {
+    pub fn new(roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Self {
+        UreqConnector { roots: std::sync::Arc::new(roots) }
+    }
+}
 
 impl HttpConnector for UreqConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
-        Ok(HttpClient::new(UreqService::new(options)?))
+        Ok(HttpClient::new(UreqService::new(options, &self.roots)?))
     }
 }
 
@@ -53,12 +62,12 @@ fn option_bool(options: &ClientOptions, key: ClientConfigKey) -> bool {
 }
 
 impl UreqService {
-    fn new(options: &ClientOptions) -> object_store::Result<Self> {
+    fn new(options: &ClientOptions, roots: &[rustls::pki_types::CertificateDer<'static>]) -> object_store::Result<Self> {
         let generic = |e: ureq::Error| object_store::Error::Generic { store: "S3", source: Box::new(e) };
 
-        let mut tls = ureq::tls::TlsConfig::builder();
+        let mut tls = crate::tls::ureq_config(roots);
         if option_bool(options, ClientConfigKey::AllowInvalidCertificates) {
-            tls = tls.disable_verification(true);
+            tls = ureq::tls::TlsConfig::builder().disable_verification(true).build();
         }
         let proxy = match options.get_config_value(&ClientConfigKey::ProxyUrl) {
             Some(url) => Some(ureq::Proxy::new(&url).map_err(generic)?),
@@ -74,7 +83,7 @@ impl UreqService {
             .http_status_as_error(false)
             .max_redirects(0)
             .https_only(!option_bool(options, ClientConfigKey::AllowHttp))
-            .tls_config(tls.build())
+            .tls_config(tls)
             .proxy(proxy)
             .user_agent(user_agent)
             // `timeout`: the whole exchange, body included (as reqwest's `timeout`).
