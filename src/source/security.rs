@@ -51,6 +51,13 @@ pub fn refused(e: &Error) -> Option<Error> {
             "name the PEM file of the CA that signed it, or connect to the host name it was issued for",
         ));
     }
+    if text.contains("CertificateRequired") || text.contains("BadCertificate") || text.contains("UnknownCA") {
+        return Some(Error::config(
+            "kafka.cert_file",
+            format!("the broker refused the client certificate, or got none ({text})"),
+            "name a client certificate (and kafka.key_file) signed by a CA the broker trusts",
+        ));
+    }
     if text.contains("Sasl handshake failed") {
         return Some(Error::config(
             "kafka.password",

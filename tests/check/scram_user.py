@@ -17,16 +17,21 @@ def main(argv=None):
     p.add_argument("--ca", required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
+    p.add_argument("--cert", default="", help="client certificate (PEM), when the broker asks for one")
+    p.add_argument("--key", default="", help="its private key (PEM)")
     p.add_argument("--mechanism", default="SCRAM-SHA-256", choices=["SCRAM-SHA-256", "SCRAM-SHA-512"])
     args = p.parse_args(argv)
     try:
         from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
-        admin = AdminClient({
+        conf = {
             "bootstrap.servers": args.bootstrap,
             "security.protocol": "SSL",
             "ssl.ca.location": args.ca,
-        })
+        }
+        if args.cert:
+            conf.update({"ssl.certificate.location": args.cert, "ssl.key.location": args.key})
+        admin = AdminClient(conf)
         mechanism = ScramMechanism.SCRAM_SHA_256 if args.mechanism == "SCRAM-SHA-256" else ScramMechanism.SCRAM_SHA_512
         upsert = UserScramCredentialUpsertion(args.user, ScramCredentialInfo(mechanism, 4096), args.password.encode())
         for user, future in admin.alter_user_scram_credentials([upsert], request_timeout=30).items():

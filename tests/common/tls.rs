@@ -34,14 +34,18 @@ fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
     (params.self_signed(&key).expect("a self-signed CA"), key)
 }
 
-/// A test CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA, as PEM files.
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate signed by it, and an
+/// unrelated CA, as PEM files.
 pub struct TestCerts {
     pub ca_file: PathBuf,
     pub other_ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
     cert_der: Vec<u8>,
     key_der: Vec<u8>,
+    client_der: (Vec<u8>, Vec<u8>),
 }
 
 impl TestCerts {
@@ -54,15 +58,25 @@ impl TestCerts {
         params.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
         params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
         let cert = params.signed_by(&key, &ca_cert, &ca_key).expect("a server certificate");
+        let client_key = KeyPair::generate().expect("a client key");
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        client_params.distinguished_name.push(DnType::CommonName, "frazil test client");
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client = client_params.signed_by(&client_key, &ca_cert, &ca_key).expect("a client certificate");
         let file = |kind: &str| dir.join(format!("{name}-{kind}.pem"));
         let certs = TestCerts {
             ca_file: file("ca"),
             other_ca_file: file("other-ca"),
             cert_file: file("cert"),
             key_file: file("key"),
+            client_cert_file: file("client-cert"),
+            client_key_file: file("client-key"),
             cert_der: cert.der().to_vec(),
             key_der: key.serialize_der(),
+            client_der: (client.der().to_vec(), client_key.serialize_der()),
         };
+        std::fs::write(&certs.client_cert_file, client.pem()).unwrap();
+        std::fs::write(&certs.client_key_file, client_key.serialize_pem()).unwrap();
         std::fs::write(&certs.ca_file, ca_cert.pem()).unwrap();
         std::fs::write(&certs.other_ca_file, other.pem()).unwrap();
         std::fs::write(&certs.cert_file, cert.pem()).unwrap();
@@ -70,28 +84,42 @@ impl TestCerts {
         certs
     }
 
-    /// A rustls client config that trusts the test CA.
-    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+    fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_file_iter(&self.ca_file).unwrap() {
             roots.add(c.unwrap()).unwrap();
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        roots
     }
 
-    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+    /// A rustls client config that trusts the test CA, presenting the client certificate when
+    /// `with_cert`.
+    pub fn client_config(&self, with_cert: bool) -> Arc<rustls::ClientConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
+            .unwrap()
+            .with_root_certificates(self.roots());
+        Arc::new(if with_cert {
+            let (cert, key) = self.client_der.clone();
+            builder.with_client_auth_cert(vec![CertificateDer::from(cert)], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key))).unwrap()
+        } else {
+            builder.with_no_client_auth()
+        })
+    }
+
+    /// The proxy's server config; with `client_certs`, a client must present a certificate the
+    /// test CA signed.
+    fn server_config(&self, client_certs: bool) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().expect("protocol versions");
+        let builder = if client_certs {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()), provider).build().expect("a client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
             .with_single_cert(vec![CertificateDer::from(self.cert_der.clone())], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())))
             .expect("the server certificate");
         Arc::new(config)
@@ -110,7 +138,16 @@ impl TlsProxy {
     /// Starts the proxy with `certs` before its upstream is known (a broker must be told the
     /// proxy's port to advertise it): connections fail until [`TlsProxy::set_upstream`].
     pub fn listen(certs: &TestCerts) -> TlsProxy {
-        let config = certs.server_config();
+        TlsProxy::listen_with(certs, false)
+    }
+
+    /// [`TlsProxy::listen`], and every client must present a certificate the test CA signed.
+    pub fn listen_requiring_client_certs(certs: &TestCerts) -> TlsProxy {
+        TlsProxy::listen_with(certs, true)
+    }
+
+    fn listen_with(certs: &TestCerts, client_certs: bool) -> TlsProxy {
+        let config = certs.server_config(client_certs);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
