@@ -88,6 +88,21 @@ fn flush_max_duration_ends_cleanly_and_the_next_flush_finishes() {
     assert_eq!(code, 0, "{out}");
     let (rows, _) = servers.read_table("long", "pyiceberg");
     assert_exactly("pyiceberg", &rows, &expected);
+
+    // A JSON log line about one partition or table carries it as fields, for log shippers.
+    block_on(produce(&kafka, "long", 2, 60_000..60_010));
+    let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+        .args(["flush", "--config", path_str(&config)])
+        .env("FRAZIL_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let start = lines.iter().find(|l| l["msg"].as_str().is_some_and(|m| m.starts_with("long/1: starting at offset"))).expect("a start line");
+    assert_eq!((start["topic"].as_str(), start["partition"].as_i64(), start["offset"].as_i64()), (Some("long"), Some(1), Some(30_000)), "{start}");
+    let commit = lines.iter().find(|l| l["msg"].as_str().is_some_and(|m| m.contains(": commit ") && m.contains(" added "))).expect("a commit line");
+    assert_eq!(commit["table"].as_str(), Some("long"), "{commit}");
+    assert!(commit["commit_id"].as_str().is_some_and(|id| commit["msg"].as_str().unwrap().contains(id)), "{commit}");
 }
 
 /// `frazil <args>`: exit code and stdout+stderr.

@@ -156,14 +156,14 @@ impl Agent {
                         match targets.as_mut() {
                             // A flush stops reading this partition where it is; nothing is skipped.
                             Some(t) => {
-                                log::warn!("{what}; flush stops reading this partition at offset {}", next[*tp]);
+                                log::warn!(topic = tp.0.as_str(), partition = tp.1, offset = next[*tp]; "{what}; flush stops reading this partition at offset {}", next[*tp]);
                                 t.insert((*tp).clone(), next[*tp]);
                             }
                             // `run` keeps asking, as for a partition with nothing new; records
                             // produced after the markers come with the next fetch.
                             None => {
                                 if stalled.insert(((*tp).clone(), next[*tp])) {
-                                    log::info!("{what}; waiting for newer records");
+                                    log::info!(topic = tp.0.as_str(), partition = tp.1, offset = next[*tp]; "{what}; waiting for newer records");
                                 }
                             }
                         }
@@ -188,6 +188,7 @@ impl Agent {
                     Err(e) if is_offset_out_of_range(&e) => {
                         let (low, _) = source.watermarks(tp).await?;
                         log::error!(
+                            topic = tp.0.as_str(), partition = tp.1, offset = next[*tp];
                             "{}/{}: offset {} is no longer in Kafka (retention removed it); continuing at {low}",
                             tp.0,
                             tp.1,
@@ -216,7 +217,7 @@ impl Agent {
         }
         let starts = self.start_offsets(source, &new).await?;
         for (tp, start) in starts {
-            log::info!("{}/{}: new partition, reading from offset {start} into table {}", tp.0, tp.1, self.table_name(&tp.0));
+            log::info!(topic = tp.0.as_str(), partition = tp.1, offset = start, table = self.table_name(&tp.0).as_str(); "{}/{}: new partition, reading from offset {start} into table {}", tp.0, tp.1, self.table_name(&tp.0));
             next.insert(tp.clone(), start);
             partitions.push(tp);
         }
@@ -264,14 +265,14 @@ impl Agent {
             let (low, high) = source.watermarks(tp).await?;
             let start = match known {
                 Some(o) if o < low => {
-                    log::error!("{}/{}: resuming at {o} but Kafka now starts at {low}: offsets {o}..{low} were removed by retention", tp.0, tp.1);
+                    log::error!(topic = tp.0.as_str(), partition = tp.1, offset = o; "{}/{}: resuming at {o} but Kafka now starts at {low}: offsets {o}..{low} were removed by retention", tp.0, tp.1);
                     low
                 }
                 Some(o) => o,
                 None if self.cfg.kafka.start == StartAt::Latest => high,
                 None => low,
             };
-            log::info!("{}/{}: starting at offset {start} (log holds {low}..{high})", tp.0, tp.1);
+            log::info!(topic = tp.0.as_str(), partition = tp.1, offset = start; "{}/{}: starting at offset {start} (log holds {low}..{high})", tp.0, tp.1);
             next.insert(tp.clone(), start);
         }
         Ok(next)
@@ -311,7 +312,7 @@ impl Agent {
                     }
                     Ok(None) => {}
                     Err(e @ Error::Config { .. }) => return Err(e),
-                    Err(e) => log::warn!("table {table}: could not read committed offsets ({e})"),
+                    Err(e) => log::warn!(table = table.as_str(); "table {table}: could not read committed offsets ({e})"),
                 }
             }
         }
@@ -395,7 +396,7 @@ impl Agent {
                 match decode::avro::evolve(&old, &writer, table_last_id, known_schema.as_deref()) {
                     Ok(Some(grown)) => self.adopt_schema(table, &old, grown, &format!("writer schema id {id}"))?,
                     Ok(None) => {}
-                    Err(e) => log::warn!("table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table"),
+                    Err(e) => log::warn!(table = table; "table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table"),
                 }
             }
             let mut buffers = self.buffers.borrow_mut();
@@ -471,7 +472,7 @@ impl Agent {
                 b.grow(&grown)?;
             }
         }
-        log::info!("table {table}: schema {} for {why} {}", grown.schema_id(), what.join("; "));
+        log::info!(table = table; "table {table}: schema {} for {why} {}", grown.schema_id(), what.join("; "));
         Ok(())
     }
 
@@ -518,6 +519,7 @@ impl Agent {
                 tables::record_spec(&self.spool, table, &spec)?;
                 tables::record_first(&self.spool, table, &s)?;
                 log::info!(
+                    table = table;
                     "table {table}: spooling with schema {}{}",
                     serde_json::to_string(s.as_ref()).unwrap_or_default(),
                     if spec.is_unpartitioned() { String::new() } else { format!(", partitioned by {}", serde_json::to_string(spec.fields()).unwrap_or_default()) }
@@ -536,7 +538,7 @@ impl Agent {
                     None => tables::sort_order(table, &schema, self.cfg.sort_keys(table, dead_letter))?,
                 };
                 if !o.is_unsorted() {
-                    log::info!("table {table}: rows written in sort order {}", serde_json::to_string(&o.fields).unwrap_or_default());
+                    log::info!(table = table; "table {table}: rows written in sort order {}", serde_json::to_string(&o.fields).unwrap_or_default());
                 }
                 tables::record_sort(&self.spool, table, &o)?;
                 o
@@ -601,7 +603,7 @@ impl Agent {
                     let bytes: u64 = files.iter().map(|f| f.bytes).sum();
                     log::debug!("{}/{}: spooled offsets {first}..={last} ({rows} rows, {} dead letters, {bytes} bytes)", tp.0, tp.1, r.dead.len());
                     for d in &r.dead {
-                        log::warn!("{}/{} offset {}: to dead-letter table {dead_table}: {}", tp.0, tp.1, d.offset, d.reason);
+                        log::warn!(topic = tp.0.as_str(), partition = tp.1, offset = d.offset, table = dead_table.as_str(); "{}/{} offset {}: to dead-letter table {dead_table}: {}", tp.0, tp.1, d.offset, d.reason);
                     }
                     let mut report = self.report.borrow_mut();
                     report.files_spooled += files.len() as u64;
@@ -611,7 +613,7 @@ impl Agent {
                 }
                 Err(e) if crate::spool::is_disk_full(&e) => {
                     // Keep the rows in memory; fetching pauses until the disk has room again.
-                    log::warn!("{}/{}: disk full while spooling offsets {first}..={last}; keeping them in memory ({e})", tp.0, tp.1);
+                    log::warn!(topic = tp.0.as_str(), partition = tp.1, offset = first; "{}/{}: disk full while spooling offsets {first}..={last}; keeping them in memory ({e})", tp.0, tp.1);
                     self.buffers.borrow_mut().get_mut(&tp).expect("listed above").restore(r);
                     self.disk_full.set(true);
                 }

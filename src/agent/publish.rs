@@ -116,7 +116,7 @@ impl Agent {
         };
         let (id, n) = (p.commit_id.clone(), p.ids.len());
         if landed {
-            log::info!("table {}: pending commit {id} had landed; {n} files marked committed", p.table);
+            log::info!(table = p.table.as_str(), commit_id = id.as_str(); "table {}: pending commit {id} had landed; {n} files marked committed", p.table);
             // The merged uploads among them no longer need their DataFile kept.
             let ids = p.ids.clone();
             let locations: std::collections::BTreeSet<String> = self
@@ -133,7 +133,7 @@ impl Agent {
             self.forget_merged(locations).await?;
             self.report.borrow_mut().files_committed += n as u64;
         } else {
-            log::info!("table {}: pending commit {id} did not land; its {n} files will be committed again", p.table);
+            log::info!(table = p.table.as_str(), commit_id = id.as_str(); "table {}: pending commit {id} did not land; its {n} files will be committed again", p.table);
             self.run_blocking(move |s| s.abandon_commit(&id)).await?;
         }
         Ok(())
@@ -306,7 +306,7 @@ impl Agent {
         let i = id.clone();
         self.run_blocking(move |s| s.finish_commit(&i)).await?;
         self.forget_merged(urls.iter().cloned()).await?;
-        log::info!("table {ident}: commit {id} added {} data files ({} spool files, {rows} rows)", urls.len(), files.len());
+        log::info!(table = name, commit_id = id.as_str(); "table {ident}: commit {id} added {} data files ({} spool files, {rows} rows)", urls.len(), files.len());
         self.tables.borrow_mut().insert(name.to_string(), committed);
         let mut r = self.report.borrow_mut();
         r.commits += 1;

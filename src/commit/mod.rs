@@ -97,9 +97,9 @@ impl Committer {
         })
         .await?;
         if created {
-            log::info!("table {ident}: created at {}", loaded.metadata.location());
+            log::info!(table = ident.name(); "table {ident}: created at {}", loaded.metadata.location());
         } else {
-            log::info!("table {ident}: another writer created it first; using theirs");
+            log::info!(table = ident.name(); "table {ident}: another writer created it first; using theirs");
         }
         Compat::new(async { self.adapter.table(ident.clone(), loaded) })
             .await
@@ -181,7 +181,7 @@ impl Committer {
             let answer = blocking::unblock(move || rest.commit(&id, &requirements, &updates)).await?;
             match answer {
                 rest::CommitAnswer::Applied(t) => {
-                    log::info!("table {ident}: schema grown by {}", names.join(", "));
+                    log::info!(table = ident.name(); "table {ident}: schema grown by {}", names.join(", "));
                     return Compat::new(async { self.adapter.table(ident.clone(), *t) })
                         .await
                         .map_err(|e| Error::iceberg(format!("open table {ident}"), e));
@@ -221,15 +221,15 @@ impl Committer {
             match (result, failure) {
                 (Ok(t), _) => return Ok(t),
                 (Err(_), Some(Failure::Conflict(body))) => {
-                    log::info!("table {ident}: commit {commit_id} conflicted with another writer, rebasing ({})", body.trim());
+                    log::info!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} conflicted with another writer, rebasing ({})", body.trim());
                 }
                 (Err(_), Some(Failure::Unknown(e))) => {
-                    log::warn!("table {ident}: commit {commit_id} outcome unknown ({e}); checking the table's history");
+                    log::warn!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} outcome unknown ({e}); checking the table's history");
                     let Some(t) = self.load(ident.name()).await? else {
                         return Err(Error::Catalog { context: format!("commit {commit_id}"), status: Some(404), body: format!("table {ident} disappeared") });
                     };
                     if commit_landed(t.metadata(), &self.agent_id, commit_id) {
-                        log::info!("table {ident}: commit {commit_id} had landed");
+                        log::info!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} had landed");
                         return Ok(t);
                     }
                     table = t;
