@@ -1,6 +1,7 @@
 //! Whom frazil trusts and how it proves itself: TLS and SASL to the brokers, credentials for
 //! the catalog, and secrets given inline or in files.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::{Error, Result};
@@ -21,15 +22,24 @@ pub enum SaslMechanism {
     ScramSha512,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaSasl {
     pub mechanism: SaslMechanism,
     pub username: String,
     pub password: String,
 }
 
+/// Shown in place of a secret when settings are printed.
+pub const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for KafkaSasl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSasl").field("mechanism", &self.mechanism).field("username", &self.username).field("password", &REDACTED).finish()
+    }
+}
+
 /// How frazil proves itself to the catalog.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum CatalogAuth {
     None,
     /// A fixed bearer token.
@@ -37,6 +47,18 @@ pub enum CatalogAuth {
     /// OAuth2 client credentials, exchanged at `endpoint` for tokens that are refreshed before
     /// they expire.
     Client { id: String, secret: String, endpoint: String, scope: String },
+}
+
+impl fmt::Debug for CatalogAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CatalogAuth::None => f.write_str("None"),
+            CatalogAuth::Token(_) => f.debug_tuple("Token").field(&REDACTED).finish(),
+            CatalogAuth::Client { id, endpoint, scope, .. } => {
+                f.debug_struct("Client").field("id", id).field("secret", &REDACTED).field("endpoint", endpoint).field("scope", scope).finish()
+            }
+        }
+    }
 }
 
 /// TLS is on when asked for, or when any of its files is named.

@@ -59,7 +59,7 @@ pub struct KafkaConfig {
 }
 
 /// Where Avro topics' writer schemas come from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RegistryConfig {
     pub url: String,
     pub username: Option<String>,
@@ -67,6 +67,18 @@ pub struct RegistryConfig {
     /// PEM CA certificates trusted for an https URL (default: the system's CA store).
     pub ca_file: Option<PathBuf>,
     pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| access::REDACTED))
+            .field("ca_file", &self.ca_file)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -275,3 +275,17 @@ fn a_filesystem_catalog_needs_a_warehouse_url_and_no_uri() {
     let (key, ..) = err("[kafka]\nbrokers = [\"127.0.0.1:9092\"]\ntopics = [\"e\"]\n[catalog]\ntype = \"hive\"\n");
     assert_eq!(key, "catalog.type");
 }
+
+#[test]
+fn printed_settings_never_show_a_secret() {
+    let text = format!(
+        "{}\n[schema_registry]\nurl = \"http://r\"\nusername = \"u\"\npassword = \"reg-SECRET\"\n[storage.s3]\naccess_key_id = \"k\"\nsecret_access_key = \"s3-SECRET\"\nsession_token = \"tok-SECRET\"\n",
+        MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nsasl_mechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"kafka-SECRET\"")
+            .replace("uri = \"http://127.0.0.1:8181\"", "uri = \"http://127.0.0.1:8181\"\ncredential = \"id:oauth-SECRET\"")
+    );
+    let printed = format!("{:?}", Config::parse(&text).unwrap());
+    assert!(!printed.contains("SECRET"), "{printed}");
+    assert!(printed.contains("<redacted>"), "{printed}");
+    let token = MINIMAL.replace("uri = \"http://127.0.0.1:8181\"", "uri = \"http://127.0.0.1:8181\"\ntoken = \"tok-SECRET\"");
+    assert!(!format!("{:?}", Config::parse(&token).unwrap()).contains("SECRET"));
+}
