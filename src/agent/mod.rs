@@ -9,6 +9,7 @@ mod check;
 mod fetch;
 mod metrics;
 mod publish;
+mod schemas;
 mod status;
 mod tables;
 
