@@ -18,6 +18,20 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(io(format!("create directory {}", dir.display())))
 }
 
+/// Makes `path` readable and writable by its owner only (0600): spool files and the index hold
+/// raw events, whatever the process's umask.
+pub(crate) fn owner_only(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(io(format!("make {} private", path.display())))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Makes the entries of `dir` (creations, renames, unlinks) durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     // Directories cannot be opened as files on Windows; there, NTFS metadata journaling is the

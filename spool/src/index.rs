@@ -70,6 +70,7 @@ impl Db {
 impl Index {
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Index> {
         let index = Index::with(path, cache_bytes, Db::Writer(open_db(path, cache_bytes)?));
+        crate::fsutil::owner_only(path)?;
         // Create every table up front so read transactions never meet a missing table.
         index.write("create tables", |txn| {
             txn.open_table(FILES).map_err(idx("open files table"))?;

@@ -194,6 +194,7 @@ impl Spool {
         // The slow part (fsync and reading each file) happens before taking any lock.
         let mut sums = Vec::with_capacity(files.len());
         for (tmp, _) in &files {
+            fsutil::owner_only(tmp)?;
             sums.push(fsutil::fsync_and_checksum(tmp)?);
         }
         let _w = self.lock();

@@ -27,6 +27,14 @@ fn round_trip_through_every_state() {
         .register(&tmp, meta("db.t", "events", 0, 0, 10))
         .unwrap();
     assert!(!tmp.exists(), "register moves the temp file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&f.path), 0o600, "a spool file is its owner's only");
+        assert_eq!(mode(&dir.path().join("index.redb")), 0o600, "so is the index");
+        assert_eq!(mode(&dir.path().join("data")), 0o700, "and the directories the spool makes");
+    }
     assert_eq!(f.id, 1);
     assert_eq!(f.state, FileState::Written);
     assert_eq!(f.bytes, body.len() as u64);
