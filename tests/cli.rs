@@ -45,7 +45,7 @@ fn a_second_agent_on_a_busy_spool_exits_at_once_with_its_own_code() {
     let mut run = start_frazil("run", &config, &log, &[]);
     assert!(wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log).unwrap_or_default().contains("starting at offset")));
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+    let out = frazil_command()
         .args(["flush", "--config", path_str(&config)])
         .env("FRAZIL_LOG_FORMAT", "json")
         .output()
@@ -91,7 +91,7 @@ fn flush_max_duration_ends_cleanly_and_the_next_flush_finishes() {
 
     // A JSON log line about one partition or table carries it as fields, for log shippers.
     block_on(produce(&kafka, "long", 2, 60_000..60_010));
-    let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+    let out = frazil_command()
         .args(["flush", "--config", path_str(&config)])
         .env("FRAZIL_LOG_FORMAT", "json")
         .output()

@@ -424,7 +424,7 @@ fn partitions(servers: &Servers, table: &str, column: &str, value: &str) -> serd
 }
 
 fn start_run(config: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_frazil"))
+    frazil_command()
         .args(["run", "--config", path_str(config)])
         .stderr(Stdio::piped())
         .spawn()

@@ -21,6 +21,23 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A `Command` for the frazil binary under test: this build's, or `FRAZIL_BIN` with
+/// `FRAZIL_RUNNER` before it (e.g. an aarch64 build through `qemu-aarch64-static -L ...`; see
+/// cross/test.sh). The servers and the readers stay native either way.
+pub fn frazil_command() -> Command {
+    let bin = std::env::var("FRAZIL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_frazil").to_string());
+    let runner = std::env::var("FRAZIL_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    }
+}
+
 pub fn venv_python() -> PathBuf {
     let venv = std::env::var_os("FRAZIL_VENV")
         .map(PathBuf::from)
@@ -231,7 +248,7 @@ path_style = true
 
     /// Runs `frazil <args>` against these servers and returns its exit code and stderr.
     pub fn frazil(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+        let out = frazil_command()
             .args(args)
             .env("FRAZIL_LOG", "info")
             .output()
@@ -511,7 +528,7 @@ impl Drop for Guard {
 /// `log`; killed when the guard drops.
 pub fn start_frazil(cmd: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Guard {
     let file = std::fs::File::create(log).expect("create log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_frazil"))
+    let child = frazil_command()
         .args([cmd, "--config", path_str(config)])
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
@@ -548,7 +565,7 @@ fn read_rows(mut cmd: Command, reader: &str, out_file: &Path) -> (Vec<Value>, Va
 
 /// Runs frazil; returns its exit code and its stdout then stderr.
 pub fn frazil_out(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_frazil")).args(args).output().expect("run frazil");
+    let out = frazil_command().args(args).output().expect("run frazil");
     (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
@@ -562,7 +579,7 @@ pub fn write_config(path: &Path, text: &str) {
 
 /// `frazil status --json` (plus `extra` arguments, e.g. `--offline`) with `config`.
 pub fn status_json(config: &Path, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_frazil"))
+    let out = frazil_command()
         .args(["status", "--json", "--config", path_str(config)])
         .args(extra)
         .output()

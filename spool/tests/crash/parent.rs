@@ -352,7 +352,7 @@ pub fn run() {
             .write_at(b"-", 0)
             .unwrap();
         let stderr = File::create(root.join("child.stderr")).unwrap();
-        let mut child = Command::new(&exe)
+        let mut child = child_command(&exe)
             .env(CHILD_ENV, root)
             .env("FRAZIL_CRASH_CYCLE", cycle.to_string())
             .env("FRAZIL_CRASH_SEED", rng.next().to_string())
@@ -431,4 +431,20 @@ pub fn run() {
         seen.pending_found,
         seen.records_max
     );
+}
+
+/// The child is this test binary again. Under qemu-user (cross/test.sh) a foreign binary cannot
+/// be exec'd directly, so `FRAZIL_RUNNER` (e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`)
+/// goes before it; killing the emulator kills the child at the same instant.
+fn child_command(exe: &Path) -> Command {
+    let runner = std::env::var("FRAZIL_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
 }
