@@ -20,17 +20,11 @@ py="${FRAZIL_VENV:-$HOME/.cache/frazil/venv}/bin/python"
 # The broker alone, on a free port, through the same launcher the tests use.
 bash tests/servers/stop.sh "$state/servers" >/dev/null 2>&1 || true
 rm -rf "$state/servers" "$state/spool" "$state/warehouse"
-STATE="$state/servers"
-BIN="${FRAZIL_TOOLS:-$HOME/.cache/frazil/tools}/bin"
-WAIT_SECS=30
-mkdir -p "$STATE/tansu" "$STATE/logs"
 # shellcheck source=tests/servers/lib.sh
 source tests/servers/lib.sh
-port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-launch_kafka "$port"
-printf 'FRAZIL_KAFKA=127.0.0.1:%s\nFRAZIL_KAFKA_PID=%s\n' "$port" "$LAUNCHED_PID" >"$STATE/env"
+broker_alone "$state/servers" "$py"
 [ -n "${KEEP:-}" ] || trap 'bash tests/servers/stop.sh "$state/servers" >/dev/null' EXIT
-kafka="127.0.0.1:$port"
+kafka="$KAFKA"
 
 cat >"$state/frazil.toml" <<TOML
 [kafka]

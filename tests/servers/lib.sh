@@ -89,3 +89,18 @@ launch_kafka() {
   LAUNCHED_PID=$!
   wait_port tansu "$LAUNCHED_PID" "$1" "$log"
 }
+
+# broker_alone DIR PYTHON: tansu alone on a free 127.0.0.1 port, its state in DIR (stop it with
+# `tests/servers/stop.sh DIR`); for the quick start and the benches, which need no catalog or
+# store. Sets KAFKA to its address.
+broker_alone() {
+  STATE="$1"
+  BIN="${FRAZIL_TOOLS:-$HOME/.cache/frazil/tools}/bin"
+  WAIT_SECS=30
+  mkdir -p "$STATE/tansu" "$STATE/logs"
+  local port
+  port=$("$2" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  launch_kafka "$port"
+  printf 'FRAZIL_KAFKA=127.0.0.1:%s\nFRAZIL_KAFKA_PID=%s\n' "$port" "$LAUNCHED_PID" >"$STATE/env"
+  KAFKA="127.0.0.1:$port"
+}
