@@ -36,6 +36,9 @@ for t in "${targets[@]}"; do
   cargo metadata --locked --format-version 1 --filter-platform "$t" | python3 packaging/third_party.py > target/packaging/THIRD-PARTY.txt
 
   cargo deb -p frazil --no-build --no-strip --target "$t" --output "$out/"
-  cargo generate-rpm -p . --target "$t" --output "$out/"
+  # rpm names 32-bit hard-float ARM armv7hl; cargo-generate-rpm would say armv7.
+  arch=()
+  [ "$t" != armv7-unknown-linux-gnueabihf ] || arch=(--arch armv7hl)
+  cargo generate-rpm -p . --target "$t" "${arch[@]}" --output "$out/"
 done
 ls -l "$out"

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 out=target/packages
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 failures=0
 fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 ok() { echo "ok   $*"; }
@@ -27,11 +29,22 @@ for deb in "$out"/frazil_"${version}"-1_*.deb; do
   name=$(basename "$deb")
   info=$(dpkg-deb -I "$deb")
   files=$(dpkg-deb -c "$deb")
-  has "$name: Depends on glibc and on passwd (useradd)" "$info" '^ Depends: .*libc6 \(>= 2\.[0-9]+\).*passwd|^ Depends: .*passwd.*libc6'
+  has "$name: Depends on glibc, libgcc and passwd (useradd)" "$info" '^ Depends: libc6 \(>= 2\.[0-9]+\), libgcc-s1, passwd$'
+  # The glibc the binary asks for (its newest GLIBC_ symbol version) is no newer than Depends says.
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/frazil >"$tmp/frazil"
+  needs=$(objdump -T "$tmp/frazil" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
+  declared=$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')
+  if [ -z "$needs" ] || [ -z "$declared" ]; then
+    fail "$name: could not read the glibc version the binary needs ('$needs') or Depends declares ('$declared')"
+  else
+    newest=$(printf '%s\n%s\n' "${needs#GLIBC_}" "$declared" | sort -V | tail -1)
+    has "$name: the binary needs glibc ${needs#GLIBC_}, Depends says >= $declared" "$newest" "^${declared//./\\.}\$"
+  fi
+  machine=$(file -b "$tmp/frazil")
   has "$name: maintainer scripts" "$info" 'postinst'
   has "$name: prerm" "$info" ' prerm'
   has "$name: postrm" "$info" ' postrm'
-  has "$name: the config is a conffile" "$(dpkg-deb -f "$deb" Package >/dev/null; dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" '^/etc/frazil/frazil.toml$'
+  has "$name: the config is a conffile" "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" '^/etc/frazil/frazil.toml$'
   has "$name: /usr/bin/frazil 0755 root" "$files" '^-rwxr-xr-x (root/root|0/0) .* \./usr/bin/frazil$'
   has "$name: the config 0640" "$files" '^-rw-r----- (root/root|0/0) .* \./etc/frazil/frazil\.toml$'
   has "$name: package-setup 0755" "$files" '^-rwxr-xr-x (root/root|0/0) .* \./usr/lib/frazil/package-setup$'
@@ -42,7 +55,6 @@ for deb in "$out"/frazil_"${version}"-1_*.deb; do
     has "$name: doc $doc" "$files" "\./usr/share/doc/frazil/$doc\$"
   done
   arch=$(dpkg-deb -f "$deb" Architecture)
-  machine=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/frazil | file -b -)
   case "$arch" in
     amd64) has "$name: an x86-64 binary" "$machine" 'x86-64' ;;
     arm64) has "$name: an aarch64 binary" "$machine" 'aarch64' ;;
@@ -53,6 +65,7 @@ done
 
 # --- every .rpm built for this version --------------------------------------------------------
 for rpm in "$out"/frazil-"${version}"-1.*.rpm; do
+  case "$rpm" in *.x86_64.rpm|*.aarch64.rpm|*.armv7hl.rpm) ;; *) fail "$(basename "$rpm"): not an rpm architecture name" ;; esac
   [ -e "$rpm" ] || { fail "no .rpm for $version in $out"; break; }
   name=$(basename "$rpm")
   has "$name: name and license" "$(rpm -qip "$rpm" 2>/dev/null)" '^License *: Apache-2.0'

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the pinned test servers and the Python readers (skipped when
-# already installed), then runs every test in the workspace against them.
+# already installed), runs every test in the workspace against them, then the aarch64 build under
+# qemu-user and the packages.
 #   bash tests/run.sh            # everything
-#   bash tests/run.sh e2e        # extra arguments go to `cargo test`
+#   bash tests/run.sh e2e        # extra arguments go to `cargo test`, and only it runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/servers/install.sh
 cargo test --workspace --locked "$@"
+if [ $# -eq 0 ]; then
+  bash cross/test.sh
+  bash packaging/test.sh
+fi
