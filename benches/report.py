@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Turns benches/run.sh's raw lines into one table of medians and ratios (and optionally JSON).
+
+    report.py RESULTS EVENTS ROUNDS [JSON_OUT]
+
+RESULTS lines: `NAME WALL USER SYS PEAK_RSS_KIB [the command's JSON line]` for measured commands,
+and `startup US`, `idle RSS_KIB THREADS`, `size TARGET BYTES`, `spooled_files N`.
+"""
+import json
+import statistics
+import sys
+
+path, events, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+json_out = sys.argv[4] if len(sys.argv) > 4 else ""
+
+runs, extra, sizes = {}, {}, {}
+for line in open(path):
+    parts = line.split(maxsplit=5)
+    name = parts[0]
+    if name == "size":
+        sizes[parts[1]] = int(parts[2])
+    elif name in ("startup", "idle", "spooled_files"):
+        extra[name] = parts[1:]
+    else:
+        wall, user, sys_, rss = float(parts[1]), float(parts[2]), float(parts[3]), int(parts[4]) * 1024
+        out = {}
+        if len(parts) > 5:
+            try:
+                out = json.loads(parts[5])
+            except ValueError:
+                pass
+        runs.setdefault(name, []).append({"wall": wall, "cpu": user + sys_, "rss": rss, "out": out})
+
+
+def med(name, key):
+    return statistics.median(r[key] for r in runs[name])
+
+
+def mib(b):
+    return f"{b / 2**20:.1f} MiB"
+
+
+fig = {"events": events, "rounds": rounds}
+for name in ("ceiling", "frazil", "python_best", "python_naive", "wide64", "status_1000", "drain_1000"):
+    if name in runs:
+        n = len(runs[name])
+        ev = events if name in ("ceiling", "frazil", "python_best", "python_naive") else None
+        fig[name] = {
+            "runs": n,
+            "wall_s": med(name, "wall"),
+            "cpu_s": med(name, "cpu"),
+            "peak_rss_bytes": med(name, "rss"),
+        }
+        if ev:
+            fig[name]["events_per_s"] = ev / med(name, "wall")
+            fig[name]["cpu_us_per_event"] = med(name, "cpu") / ev * 1e6
+if "ceiling" in runs:
+    fig["ceiling"]["mb_per_s"] = statistics.median(r["out"].get("bytes", 0) / r["wall"] for r in runs["ceiling"]) / 1e6
+if "encode" in runs:
+    fig["encode"] = runs["encode"][0]["out"]
+if "startup" in extra:
+    fig["startup_to_first_fetch_s"] = int(extra["startup"][0]) / 1e6
+if "idle" in extra:
+    fig["idle_rss_bytes"] = int(extra["idle"][0]) * 1024
+    fig["idle_threads"] = int(extra["idle"][1])
+if "spooled_files" in extra:
+    fig["recovery_files"] = extra["spooled_files"][0]
+fig["binary_bytes"] = sizes
+
+print(f"\nfrazil benchmark: {events:,} telemetry events (~360 B JSON) over 8 partitions, medians of {rounds} rounds")
+print("| | wall | events/s | CPU (user+sys) | CPU per event | peak RSS |")
+print("|---|---|---|---|---|---|")
+labels = {"ceiling": "fetch-only ceiling (rskafka, discard)", "frazil": "frazil flush (decode, spool, upload, commit)",
+          "python_best": "Python: confluent-kafka + pyarrow.json + pyiceberg", "python_naive": "Python: json.loads + from_pylist + pyiceberg"}
+for name, label in labels.items():
+    if name in fig:
+        f = fig[name]
+        print(f'| {label} | {f["wall_s"]:.1f} s | {f["events_per_s"]:,.0f} | {f["cpu_s"]:.2f} s | {f["cpu_us_per_event"]:.2f} µs | {mib(f["peak_rss_bytes"])} |')
+if "encode" in fig:
+    e = fig["encode"]
+    print(f'| raw encode in one process (arrow-json, parquet zstd 3) | | | | {e["json_to_arrow_us"] + e["arrow_to_parquet_us"]:.2f} µs '
+          f'({e["json_to_arrow_us"]:.2f} + {e["arrow_to_parquet_us"]:.2f}) | |')
+
+print("\nRatios, from the same run:")
+if "frazil" in fig and "ceiling" in fig:
+    print(f'- frazil wall throughput / fetch-only ceiling: {fig["frazil"]["events_per_s"] / fig["ceiling"]["events_per_s"]:.2f}')
+if "frazil" in fig and "encode" in fig:
+    raw = fig["encode"]["json_to_arrow_us"] + fig["encode"]["arrow_to_parquet_us"]
+    print(f'- frazil CPU per event / raw encode: {fig["frazil"]["cpu_us_per_event"] / raw:.2f}')
+for base in ("python_best", "python_naive"):
+    if "frazil" in fig and base in fig:
+        print(f'- frazil / {base}: CPU per event {fig["frazil"]["cpu_us_per_event"] / fig[base]["cpu_us_per_event"]:.2f}, '
+              f'peak RSS {fig["frazil"]["peak_rss_bytes"] / fig[base]["peak_rss_bytes"]:.2f}')
+
+print("\nFootprint:")
+if "idle_rss_bytes" in fig:
+    print(f'- `frazil run` idle: {mib(fig["idle_rss_bytes"])} RSS, {fig["idle_threads"]} threads; start-up to first fetch {fig["startup_to_first_fetch_s"] * 1000:.0f} ms')
+if "frazil" in fig:
+    print(f'- peak RSS, 8 partitions: {mib(fig["frazil"]["peak_rss_bytes"])}')
+if "wide64" in fig:
+    print(f'- peak RSS, 64 partitions ({events // 4:,} events): {mib(fig["wide64"]["peak_rss_bytes"])}')
+if "status_1000" in fig:
+    print(f'- {fig.get("recovery_files", "?")} spooled files: `status --offline` {fig["status_1000"]["wall_s"]:.2f} s, '
+          f'drained by `flush` in {fig["drain_1000"]["wall_s"]:.1f} s (peak RSS {mib(fig["drain_1000"]["peak_rss_bytes"])})')
+for t, b in sorted(sizes.items()):
+    print(f"- binary {t}: {mib(b)}")
+
+if json_out:
+    with open(json_out, "w") as f:
+        json.dump(fig, f, indent=2)
+    print(f"\nJSON: {json_out}")

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""The benchmark workload: realistic gateway telemetry, ~300 bytes of JSON per event, made
+deterministically from the event's number, produced to a topic across its partitions.
+
+    telemetry.py --brokers 127.0.0.1:9092 --topic telemetry --partitions 8 --count 1000000
+    telemetry.py --sample 3          # print three events and their mean size
+
+Every event: a device id, its site, two timestamps (epoch ms and RFC 3339), a sequence number,
+twelve numeric readings, a nested status object, and on every 10th event an array of alarms.
+"""
+import argparse
+import datetime
+import json
+import sys
+
+SITES = ["north-yard", "south-pump", "east-mill", "west-dock", "substation-7"]
+EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def event(i):
+    ms = EPOCH_MS + i * 37
+    e = {
+        "device": f"gw-{i % 64:02d}-sensor-{i % 997:03d}",
+        "site": SITES[i % len(SITES)],
+        "ts": ms,
+        "event_time": datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "seq": i,
+        "temp_c": round(18.0 + (i % 200) * 0.05, 2),
+        "humidity": round(40.0 + (i % 300) * 0.1, 1),
+        "pressure_hpa": round(1000.0 + (i % 50) * 0.3, 1),
+        "voltage": round(229.0 + (i % 20) * 0.1, 1),
+        "current_a": round((i % 150) * 0.01, 2),
+        "power_w": (i * 7) % 3500,
+        "vibration": round((i % 1000) / 1000.0, 3),
+        "rpm": (i * 13) % 6000,
+        "flow_lpm": round((i % 400) * 0.25, 2),
+        "level_pct": i % 101,
+        "battery_pct": 100 - i % 60,
+        "rssi_dbm": -40 - i % 50,
+        "status": {"code": i % 5, "ok": i % 5 != 4, "fw": f"2.{i % 4}.{i % 10}"},
+    }
+    if i % 10 == 0:
+        e["alarms"] = [f"A{(i // 10) % 17}", f"B{(i // 10) % 5}"]
+    return e
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--brokers")
+    ap.add_argument("--topic", default="telemetry")
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--sample", type=int, default=0)
+    a = ap.parse_args()
+    if a.sample:
+        sizes = [len(json.dumps(event(i), separators=(",", ":"))) for i in range(10_000)]
+        for i in range(a.sample):
+            print(json.dumps(event(i), separators=(",", ":")))
+        print(f"mean size: {sum(sizes) / len(sizes):.0f} bytes")
+        return
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": a.brokers})
+    if a.topic not in admin.list_topics(timeout=10).topics:
+        for f in admin.create_topics([NewTopic(a.topic, a.partitions, 1)]).values():
+            f.result()
+    p = Producer({"bootstrap.servers": a.brokers, "linger.ms": 50, "batch.num.messages": 10000,
+                  "queue.buffering.max.messages": 500000, "compression.type": "none"})
+    for i in range(a.count):
+        value = json.dumps(event(i), separators=(",", ":")).encode()
+        while True:
+            try:
+                p.produce(a.topic, value=value, partition=i % a.partitions)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 20000 == 0:
+            p.poll(0)
+    left = p.flush(60)
+    if left:
+        sys.exit(f"telemetry.py: {left} events not acknowledged")
+    print(f"telemetry.py: produced {a.count} events to {a.topic} ({a.partitions} partitions)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
