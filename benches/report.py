@@ -41,7 +41,7 @@ def mib(b):
 
 
 fig = {"events": events, "rounds": rounds}
-for name in ("ceiling", "frazil", "python_best", "python_naive", "wide64", "status_1000", "drain_1000"):
+for name in ("ceiling", "frazil", "python_best", "python_naive", "wide64", "status_backlog", "drain_backlog"):
     if name in runs:
         n = len(runs[name])
         ev = events if name in ("ceiling", "frazil", "python_best", "python_naive") else None
@@ -99,9 +99,9 @@ if "frazil" in fig:
     print(f'- peak RSS, 8 partitions: {mib(fig["frazil"]["peak_rss_bytes"])}')
 if "wide64" in fig:
     print(f'- peak RSS, 64 partitions ({events // 4:,} events): {mib(fig["wide64"]["peak_rss_bytes"])}')
-if "status_1000" in fig:
-    print(f'- {fig.get("recovery_files", "?")} spooled files: `status --offline` {fig["status_1000"]["wall_s"]:.2f} s, '
-          f'drained by `flush` in {fig["drain_1000"]["wall_s"]:.1f} s (peak RSS {mib(fig["drain_1000"]["peak_rss_bytes"])})')
+if "status_backlog" in fig:
+    print(f'- {fig.get("recovery_files", "?")} spooled files: `status --offline` {fig["status_backlog"]["wall_s"]:.2f} s, '
+          f'drained by `flush` in {fig["drain_backlog"]["wall_s"]:.1f} s (peak RSS {mib(fig["drain_backlog"]["peak_rss_bytes"])})')
 for t, b in sorted(sizes.items()):
     print(f"- binary {t}: {mib(b)}")
 

@@ -105,7 +105,7 @@ produce wide 64 "$((EVENTS / 4))"
 config "$work/wide" wide wide
 FRAZIL_LOG=warn measure wide64 "$frazil" flush --config "$work/wide/frazil.toml"
 
-# Recovery: ~1,000 spool files waiting (small fetches, small files, the object store unreachable), then the time to
+# Recovery: hundreds of spool files waiting (small fetches, small files, the object store unreachable), then the time to
 # open the spool and list them (`status --offline`) and to drain them all.
 produce backlog 8 100000
 config "$work/backlog" backlog backlog $'[tables."*"]\ncommit_interval = "1s"'
@@ -114,8 +114,8 @@ sed "s|^endpoint = .*|endpoint = \"http://127.0.0.1:9\"|" "$work/backlog/frazil.
 chmod 600 "$work/backlog/offline.toml"
 FRAZIL_LOG=error "$frazil" flush --config "$work/backlog/offline.toml" 2>/dev/null || true
 files=$("$frazil" status --offline --json --config "$work/backlog/frazil.toml" | "$py" -c 'import json,sys; s=json.load(sys.stdin); print(sum(t["files_written"] + t["files_uploaded"] for t in s["tables"]))' 2>/dev/null || echo "?")
-measure status_1000 "$frazil" status --offline --config "$work/backlog/frazil.toml"
-FRAZIL_LOG=warn measure drain_1000 "$frazil" flush --config "$work/backlog/frazil.toml"
+measure status_backlog "$frazil" status --offline --config "$work/backlog/frazil.toml"
+FRAZIL_LOG=warn measure drain_backlog "$frazil" flush --config "$work/backlog/frazil.toml"
 echo "spooled_files $files" >>"$results"
 
 for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl; do

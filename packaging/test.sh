@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${NO_BUILD:-}" ] || bash packaging/build.sh x86_64-unknown-linux-gnu
+# The inspecting tools: rpm(8) reads the .rpm headers, objdump the binary's glibc symbols.
+source cross/lib.sh
+apt_install rpm file binutils
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 out=target/packages

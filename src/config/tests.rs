@@ -110,6 +110,15 @@ fn the_readme_reference_parses() {
     assert!(c.kafka.topic_pattern.is_some());
 }
 
+/// The config the packages install at /etc/frazil/frazil.toml parses, and its spool is the
+/// directory the packages create for the frazil user.
+#[test]
+fn the_packaged_config_parses() {
+    let c = Config::parse(include_str!("../../packaging/frazil.toml")).unwrap_or_else(|e| panic!("packaging/frazil.toml: {e}"));
+    assert_eq!(c.spool.dir, std::path::PathBuf::from("/var/lib/frazil"));
+    assert_eq!(c.kafka.topics, ["telemetry"]);
+}
+
 #[test]
 fn a_world_readable_config_with_a_secret_is_refused() {
     use std::os::unix::fs::PermissionsExt;
