@@ -2,6 +2,7 @@
 # .deb and .rpm packages of frazil, from the metadata in Cargo.toml, into target/packages/.
 #   bash packaging/build.sh                  # x86_64, aarch64 and armv7
 #   bash packaging/build.sh x86_64-unknown-linux-gnu
+#   NO_BUILD=1 bash packaging/build.sh       # package the binaries already in target/<triple>/release
 # Builds each target's release binary first (cross/build.sh), and installs cargo-deb and
 # cargo-generate-rpm (pinned) into the same tools root as the test servers when missing.
 set -euo pipefail
@@ -21,7 +22,7 @@ tool() { # crate version
 tool cargo-deb 3.8.0
 tool cargo-generate-rpm 0.21.0
 
-bash cross/build.sh "${targets[@]}"
+[ -n "${NO_BUILD:-}" ] || bash cross/build.sh "${targets[@]}"
 source cross/lib.sh
 
 out=target/packages
