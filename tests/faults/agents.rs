@@ -7,61 +7,15 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let logs = logs_dir("two-agents");
-    // (agent, topic, partitions, first id): ids never overlap, so each row tells its topic.
-    let agents = [
-        ("agent-north", "north", 2, 0u64),
-        ("agent-south", "south", 3, 1_000_000u64),
-    ];
-    let mut configs = Vec::new();
-    for (agent, topic, partitions, _) in agents {
-        block_on(create_topic(&kafka, topic, partitions));
-        let spool = servers.dir.path().join(format!("spool-{topic}"));
-        let mut edits = busy_edits(&spool);
-        edits.push(("id = \"test-gateway\"".into(), format!("id = \"{agent}\"")));
-        let edits: Vec<(&str, &str)> = edits
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        configs.push(config_as(
-            &servers,
-            agent,
-            &[topic],
-            "table = \"shared\"\ncommit_interval = \"1s\"",
-            &edits,
-        ));
-    }
+    let configs = agent_configs(&servers, &kafka, "table = \"shared\"\ncommit_interval = \"1s\"", &[]);
     let mut expected: Vec<BTreeMap<(i32, i64), Produced>> = vec![BTreeMap::new(), BTreeMap::new()];
-    let mut next: Vec<u64> = agents.iter().map(|a| a.3).collect();
+    let mut next: Vec<u64> = AGENTS.iter().map(|a| a.3).collect();
     let rounds = 4;
-    let mut conflicts = 0;
-    let mut commits = 0;
-    for round in 0..rounds {
-        for (i, (_, topic, partitions, _)) in agents.iter().enumerate() {
-            let n = 1_500 + 500 * round as u64;
-            expected[i].extend(block_on(produce(
-                &kafka,
-                topic,
-                *partitions,
-                next[i]..next[i] + n,
-            )));
-            next[i] += n;
-        }
-        let paths: Vec<PathBuf> = agents
-            .iter()
-            .map(|(a, ..)| logs.join(format!("round-{round}-{a}.log")))
-            .collect();
-        let children: Vec<Guard> = configs
-            .iter()
-            .zip(&paths)
-            .map(|(c, l)| spawn_frazil("flush", c, l))
-            .collect();
-        let (c, k) = wait_for_agents(children, &paths, &agents, &format!("round {round}"));
-        commits += c;
-        conflicts += k;
-    }
+    let (mut commits, mut conflicts) =
+        flush_rounds(&kafka, &configs, &logs, rounds, |round| 1_500 + 500 * round, &mut expected, &mut next);
 
     // Then both as `frazil run`, committing every second while events keep coming, until SIGTERM.
-    let paths: Vec<PathBuf> = agents
+    let paths: Vec<PathBuf> = AGENTS
         .iter()
         .map(|(a, ..)| logs.join(format!("run-{a}.log")))
         .collect();
@@ -71,16 +25,7 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
         .map(|(c, l)| spawn_frazil("run", c, l))
         .collect();
     for _ in 0..6 {
-        for (i, (_, topic, partitions, _)) in agents.iter().enumerate() {
-            let n = 700;
-            expected[i].extend(block_on(produce(
-                &kafka,
-                topic,
-                *partitions,
-                next[i]..next[i] + n,
-            )));
-            next[i] += n;
-        }
+        produce_more(&kafka, 700, &mut expected, &mut next);
         std::thread::sleep(Duration::from_millis(700));
     }
     std::thread::sleep(Duration::from_millis(1_500));
@@ -93,13 +38,13 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
                 .success()
         );
     }
-    let (c, k) = wait_for_agents(children, &paths, &agents, "run");
+    let (c, k) = wait_for_agents(children, &paths, "run");
     commits += c;
     conflicts += k;
 
     assert_split_exactly(&servers, "shared", 1_000_000, &expected[0], &expected[1]);
     let summaries = assert_no_commit_twice(&servers, "shared");
-    for (i, (agent, topic, ..)) in agents.iter().enumerate() {
+    for (i, (agent, topic, ..)) in AGENTS.iter().enumerate() {
         assert_eq!(
             offsets_of(&summaries, agent, topic),
             ends(&expected[i]),
@@ -119,17 +64,67 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
     );
 }
 
+/// The two agents of these tests: (agent, topic, partitions, first id). Ids never overlap, so
+/// each row tells its topic.
+const AGENTS: [(&str, &str, i32, u64); 2] = [("agent-north", "north", 2, 0), ("agent-south", "south", 3, 1_000_000)];
+
+/// Creates each agent's topic and writes its config: its own id and spool, the busy settings,
+/// `catalog_extra` in [catalog], and `extra_edits` on top.
+fn agent_configs(servers: &Servers, kafka: &str, catalog_extra: &str, extra_edits: &[(String, String)]) -> Vec<PathBuf> {
+    AGENTS
+        .iter()
+        .map(|&(agent, topic, partitions, _)| {
+            block_on(create_topic(kafka, topic, partitions));
+            let mut edits = busy_edits(&servers.dir.path().join(format!("spool-{topic}")));
+            edits.push(("id = \"test-gateway\"".into(), format!("id = \"{agent}\"")));
+            edits.extend_from_slice(extra_edits);
+            let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            config_as(servers, agent, &[topic], catalog_extra, &edits)
+        })
+        .collect()
+}
+
+/// Produces `n` more events to each agent's topic, recording them in `expected`.
+fn produce_more(kafka: &str, n: u64, expected: &mut [BTreeMap<(i32, i64), Produced>], next: &mut [u64]) {
+    for (i, (_, topic, partitions, _)) in AGENTS.iter().enumerate() {
+        expected[i].extend(block_on(produce(kafka, topic, *partitions, next[i]..next[i] + n)));
+        next[i] += n;
+    }
+}
+
+/// `rounds` rounds of: `size(round)` new events per topic, then both agents' `flush` at once.
+/// Returns the commits and conflicts their logs show.
+fn flush_rounds(
+    kafka: &str,
+    configs: &[PathBuf],
+    logs: &Path,
+    rounds: u64,
+    size: impl Fn(u64) -> u64,
+    expected: &mut [BTreeMap<(i32, i64), Produced>],
+    next: &mut [u64],
+) -> (usize, usize) {
+    let (mut commits, mut conflicts) = (0, 0);
+    for round in 0..rounds {
+        produce_more(kafka, size(round), expected, next);
+        let paths: Vec<PathBuf> = AGENTS.iter().map(|(a, ..)| logs.join(format!("round-{round}-{a}.log"))).collect();
+        let children: Vec<Guard> = configs.iter().zip(&paths).map(|(c, l)| spawn_frazil("flush", c, l)).collect();
+        let (c, k) = wait_for_agents(children, &paths, &format!("round {round}"));
+        commits += c;
+        conflicts += k;
+    }
+    (commits, conflicts)
+}
+
 /// Waits for both agents, requires exit 0 from each, and returns the commits and `conflicted`
 /// lines their logs show.
 fn wait_for_agents(
     children: Vec<Guard>,
     paths: &[PathBuf],
-    agents: &[(&str, &str, i32, u64)],
     what: &str,
 ) -> (usize, usize) {
     let (mut commits, mut conflicts) = (0, 0);
     let ended: Vec<ExitStatus> = children.into_iter().map(Guard::wait).collect();
-    for ((st, path), (agent, ..)) in ended.into_iter().zip(paths).zip(agents) {
+    for ((st, path), (agent, ..)) in ended.into_iter().zip(paths).zip(AGENTS) {
         let log = read_log(path);
         assert_eq!(
             st.code(),
@@ -154,34 +149,15 @@ fn two_agents_share_one_table_with_no_catalog_service() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let logs = logs_dir("two-agents-filesystem");
-    let agents = [("agent-north", "north", 2, 0u64), ("agent-south", "south", 3, 1_000_000u64)];
     let warehouse = "s3://warehouse/nocatalog";
-    let mut configs = Vec::new();
-    for (agent, topic, partitions, _) in agents {
-        block_on(create_topic(&kafka, topic, partitions));
-        let spool = servers.dir.path().join(format!("spool-{topic}"));
-        let mut edits = busy_edits(&spool);
-        edits.push(("id = \"test-gateway\"".into(), format!("id = \"{agent}\"")));
-        edits.push((format!("uri = \"{}\"", servers.get("FRAZIL_CATALOG")), "type = \"filesystem\"".into()));
-        edits.push((format!("warehouse = \"{}\"", servers.get("FRAZIL_WAREHOUSE")), format!("warehouse = \"{warehouse}\"")));
-        let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        configs.push(config_as(&servers, agent, &[topic], "table = \"shared\"", &edits));
-    }
+    let no_catalog = [
+        (format!("uri = \"{}\"", servers.get("FRAZIL_CATALOG")), "type = \"filesystem\"".to_string()),
+        (format!("warehouse = \"{}\"", servers.get("FRAZIL_WAREHOUSE")), format!("warehouse = \"{warehouse}\"")),
+    ];
+    let configs = agent_configs(&servers, &kafka, "table = \"shared\"", &no_catalog);
     let mut expected: Vec<BTreeMap<(i32, i64), Produced>> = vec![BTreeMap::new(), BTreeMap::new()];
-    let mut next: Vec<u64> = agents.iter().map(|a| a.3).collect();
-    let (mut commits, mut conflicts) = (0, 0);
-    for round in 0..4 {
-        for (i, (_, topic, partitions, _)) in agents.iter().enumerate() {
-            let n = 1_000 + 300 * round as u64;
-            expected[i].extend(block_on(produce(&kafka, topic, *partitions, next[i]..next[i] + n)));
-            next[i] += n;
-        }
-        let paths: Vec<PathBuf> = agents.iter().map(|(a, ..)| logs.join(format!("round-{round}-{a}.log"))).collect();
-        let children: Vec<Guard> = configs.iter().zip(&paths).map(|(c, l)| spawn_frazil("flush", c, l)).collect();
-        let (c, k) = wait_for_agents(children, &paths, &agents, &format!("round {round}"));
-        commits += c;
-        conflicts += k;
-    }
+    let mut next: Vec<u64> = AGENTS.iter().map(|a| a.3).collect();
+    let (commits, conflicts) = flush_rounds(&kafka, &configs, &logs, 4, |round| 1_000 + 300 * round, &mut expected, &mut next);
 
     // Versions 1..=N all exist (each commit created the next one), and the hint names N.
     let table = format!("{warehouse}/edge/shared");
