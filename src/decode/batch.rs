@@ -13,7 +13,7 @@ use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef, TimeU
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fit, names};
+use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fast, fit, names};
 use crate::{Error, Result};
 
 /// Why a message was not accepted.
@@ -61,14 +61,16 @@ enum Slot {
     Key { large: bool },
 }
 
-/// An accepted message: top-level keys already renamed to column names, unknown keys removed.
+/// An accepted message: top-level keys already renamed to column names.
 #[derive(Debug)]
 struct Row {
     partition: i32,
     offset: i64,
     timestamp_ms: i64,
     key: Option<Box<[u8]>>,
-    value: Map<String, Value>,
+    /// The parsed object, or `None` while the fast path has it: `raw` then decodes as it is
+    /// (see [`super::fast`]), and is parsed only if the batch must take the general path.
+    value: Option<Map<String, Value>>,
     /// The value as it came, for the dead-letter table if the row does not fit, and as a sample
     /// when the schema grows.
     raw: Box<[u8]>,
@@ -77,6 +79,12 @@ struct Row {
 }
 
 impl Row {
+    /// The parsed object (parsing `raw` now if the fast path had taken it).
+    fn parsed(&mut self) -> &mut Map<String, Value> {
+        let raw = &self.raw;
+        self.value.get_or_insert_with(|| serde_json::from_slice(raw).expect("the fast path admits only JSON objects"))
+    }
+
     fn dead(self, reason: String) -> DeadLetter {
         DeadLetter { partition: self.partition, offset: self.offset, timestamp_ms: self.timestamp_ms, key: self.key, value: Some(self.raw), reason }
     }
@@ -85,7 +93,7 @@ impl Row {
 // arrow_json takes rows as `&[impl Serialize]`: this lets it read a slice of rows in place.
 impl Serialize for Row {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.value.serialize(s)
+        self.value.as_ref().expect("parsed before the general path").serialize(s)
     }
 }
 
@@ -97,6 +105,8 @@ pub struct BatchDecoder {
     user: SchemaRef,
     slots: Vec<Slot>,
     columns: HashSet<String>,
+    /// Which messages may skip parsing (see [`super::fast`]); `None` only in tests.
+    fast: Option<fast::Plan>,
     rows: Vec<Row>,
     bytes: usize,
     unknown: BTreeSet<String>,
@@ -152,6 +162,7 @@ impl BatchDecoder {
         json_decoder(&user).map_err(|e| Error::decode("checking the table schema", e))?;
         Ok(BatchDecoder {
             columns: user.fields().iter().map(|f| f.name().clone()).collect(),
+            fast: Some(fast::Plan::new(user.fields())),
             schema: Arc::new(arrow),
             user,
             slots,
@@ -168,6 +179,24 @@ impl BatchDecoder {
         self
     }
 
+    /// Buffered rows the fast path holds unparsed.
+    #[cfg(test)]
+    pub(super) fn fast_rows(&self) -> usize {
+        self.rows.iter().filter(|r| r.value.is_none()).count()
+    }
+
+    #[cfg(test)]
+    pub(super) fn user_fields(&self) -> &arrow_schema::Fields {
+        self.user.fields()
+    }
+
+    /// Every message takes the general path: the reference the fast path is tested against.
+    #[cfg(test)]
+    pub(super) fn without_fast_path(mut self) -> Self {
+        self.fast = None;
+        self
+    }
+
     /// The schema of every batch this decoder produces, with `PARQUET:field_id` metadata.
     pub fn arrow_schema(&self) -> SchemaRef {
         self.schema.clone()
@@ -179,6 +208,19 @@ impl BatchDecoder {
         let bytes = msg
             .value
             .ok_or_else(|| Rejected::new("message has no value (tombstone)"))?;
+        if self.fast.as_ref().is_some_and(|p| p.admits(bytes)) {
+            self.bytes += bytes.len() + msg.key.map_or(0, <[u8]>::len);
+            self.rows.push(Row {
+                partition: msg.partition,
+                offset: msg.offset,
+                timestamp_ms: msg.timestamp_ms,
+                key: msg.key.map(Box::from),
+                value: None,
+                raw: Box::from(bytes),
+                fresh: false,
+            });
+            return Ok(());
+        }
         let value = serde_json::from_slice::<Value>(bytes)
             .map_err(|e| Rejected::new(format!("invalid JSON: {e}")))?;
         let Value::Object(map) = value else {
@@ -198,7 +240,7 @@ impl BatchDecoder {
             offset: msg.offset,
             timestamp_ms: msg.timestamp_ms,
             key: msg.key.map(Box::from),
-            value,
+            value: Some(value),
             raw: Box::from(bytes),
             fresh,
         });
@@ -245,15 +287,21 @@ impl BatchDecoder {
     pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> Result<()> {
         let mut next = BatchDecoder::new(schema)?.with_epoch_unit(self.epoch_unit);
         next.rows = std::mem::take(&mut self.rows);
+        if self.fast.is_none() {
+            next.fast = None;
+        }
         next.bytes = self.bytes;
+        // Rows on the fast path had only known keys, and a grown schema keeps them all.
         for row in &mut next.rows {
-            row.fresh = row.value.keys().any(|k| !next.columns.contains(k)) || fit::nested_keys_missing(&row.value, next.user.fields());
+            if let Some(value) = &row.value {
+                row.fresh = value.keys().any(|k| !next.columns.contains(k)) || fit::nested_keys_missing(value, next.user.fields());
+            }
         }
         next.unknown = next
             .rows
             .iter()
             .filter(|r| r.fresh)
-            .flat_map(|r| r.value.keys().filter(|k| !next.columns.contains(*k)).cloned())
+            .flat_map(|r| r.value.iter().flat_map(|v| v.keys()).filter(|k| !next.columns.contains(*k)).cloned())
             .collect();
         *self = next;
         Ok(())
@@ -283,10 +331,16 @@ impl BatchDecoder {
         let unknown_fields = std::mem::take(&mut self.unknown);
         let mut rows = std::mem::take(&mut self.rows);
         self.bytes = 0;
+        if rows.iter().all(|r| r.value.is_none())
+            && let Ok(columns) = self.decode_raw(&rows)
+        {
+            let batch = if rows.is_empty() { None } else { Some(self.assemble(&rows, columns)?) };
+            return Ok(Flushed { batch, rejected: Vec::new(), unknown_fields });
+        }
         let mut rejected = Vec::new();
         let mut kept = Vec::with_capacity(rows.len());
         for mut row in rows.drain(..) {
-            match fit::fit_row(&mut row.value, self.user.fields(), self.epoch_unit) {
+            match fit::fit_row(row.parsed(), self.user.fields(), self.epoch_unit) {
                 Ok(()) => kept.push(row),
                 Err(reason) => rejected.push(row.dead(reason)),
             }
@@ -323,6 +377,32 @@ impl BatchDecoder {
             rejected,
             unknown_fields,
         })
+    }
+
+    /// The user columns of `rows` that are all on the fast path: their bytes go to arrow_json's
+    /// tokenizer as they are. An `Err` (a value arrow_json refuses, such as a null in a required
+    /// column or a malformed time) sends the whole batch down the general path, which finds the
+    /// rows to blame.
+    fn decode_raw(&self, rows: &[Row]) -> Result<Vec<ArrayRef>, ArrowError> {
+        if rows.is_empty() || self.user.fields().is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut decoder = ReaderBuilder::new(self.user.clone()).with_coerce_primitive(true).with_batch_size(rows.len()).build_decoder()?;
+        for row in rows {
+            let mut rest: &[u8] = &row.raw;
+            while !rest.is_empty() {
+                let n = decoder.decode(rest)?;
+                if n == 0 {
+                    return Err(ArrowError::JsonError("decoder took no bytes".into()));
+                }
+                rest = &rest[n..];
+            }
+        }
+        let batch = decoder.flush()?.ok_or_else(|| ArrowError::JsonError("no rows decoded".into()))?;
+        if batch.num_rows() != rows.len() {
+            return Err(ArrowError::JsonError(format!("{} rows decoded from {} messages", batch.num_rows(), rows.len())));
+        }
+        Ok(batch.columns().to_vec())
     }
 
     /// The user columns of `rows`, decoded by arrow_json.

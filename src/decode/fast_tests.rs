@@ -1,0 +1,171 @@
+//! The fast path decodes exactly what the general path decodes: same rows, same dead letters,
+//! same reasons, for any mix of messages. Each case is run through a decoder with the fast path
+//! and one without it, and every output is compared.
+
+use arrow_array::RecordBatch;
+use proptest::prelude::*;
+
+use super::tests::msg;
+use super::*;
+
+/// The table's schema: every column kind the fast path knows, inferred as the agent would.
+fn schema() -> iceberg::spec::Schema {
+    let sample = br#"{"id": 1, "temp": 1.5, "name": "a", "ok": true, "ts": "2024-01-01T00:00:00Z",
+        "st": {"code": 1, "msg": "m"}, "xs": [1, 2], "rows": [{"v": 1.5}]}"#;
+    let inferred = infer_schema([sample.as_slice()]).unwrap();
+    let time = TimeFields { names: vec!["ts".into()], epoch_unit: EpochUnit::Millis };
+    with_time_fields(inferred, &time, 0).unwrap()
+}
+
+fn scalar() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (-1000i64..1000).prop_map(|i| i.to_string()),
+        Just(i64::MAX.to_string()),
+        Just(i64::MIN.to_string()),
+        Just("9223372036854775808".to_string()),
+        Just("1e400".to_string()),
+        Just("3.0".to_string()),
+        Just("1e3".to_string()),
+        (-1000i32..1000, 1u32..1000).prop_map(|(a, b)| format!("{a}.{b}")),
+        "[a-z]{0,6}".prop_map(|s| format!("\"{s}\"")),
+        Just(r#""esc\"aped\u00e9""#.to_string()),
+        Just(r#""2024-05-06T07:08:09.123Z""#.to_string()),
+        Just(r#""not a time""#.to_string()),
+        Just("true".to_string()),
+        Just("null".to_string()),
+    ]
+}
+
+fn value() -> impl Strategy<Value = String> {
+    scalar().prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec((prop::sample::select(vec!["code", "msg", "v", "extra"]), inner), 0..3).prop_map(|kv| {
+                let fields: Vec<String> = kv.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", fields.join(","))
+            }),
+        ]
+    })
+}
+
+const KEYS: &[&str] = &["id", "temp", "name", "ok", "ts", "st", "xs", "rows", "fresh", "_kafka_offset", "__kafka_x"];
+
+/// One message: usually an object of known keys, sometimes with unknown or repeated keys, or
+/// not an object, or not JSON at all.
+fn message() -> impl Strategy<Value = String> {
+    let object = prop::collection::vec((prop::sample::select(KEYS), value()), 0..6).prop_map(|kv| {
+        let fields: Vec<String> = kv.into_iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect();
+        format!(" {{{}}} ", fields.join(","))
+    });
+    prop_oneof![
+        8 => object,
+        1 => value(),
+        1 => "[{}\"a-z:,]{0,12}",
+    ]
+}
+
+/// A message of known keys with values of their columns' types: all of a case's messages are
+/// often of this kind, so the whole batch takes the fast path (and a malformed time in it sends
+/// the batch back to the general path).
+fn clean() -> impl Strategy<Value = String> {
+    let int = || prop_oneof![(-1000i64..1000).prop_map(|i| i.to_string()), Just("null".to_string())];
+    let time = prop_oneof![
+        8 => Just(r#""2024-05-06T07:08:09.123Z""#.to_string()),
+        8 => Just(r#""2024-05-06T07:08:09+02:00""#.to_string()),
+        1 => Just(r#""yesterday""#.to_string()),
+    ];
+    (
+        prop::option::of(int()),
+        prop::option::of((-1000i32..1000, 0u32..100).prop_map(|(a, b)| format!("{a}.{b}"))),
+        prop::option::of("[a-z]{0,4}".prop_map(|s| format!("\"{s}\""))),
+        prop::option::of(time),
+        prop::option::of((int(), "[a-z]{0,3}").prop_map(|(c, m)| format!(r#"{{"code":{c},"msg":"{m}"}}"#))),
+        prop::option::of(prop::collection::vec(int(), 0..3).prop_map(|v| format!("[{}]", v.join(",")))),
+    )
+        .prop_map(|(id, temp, name, ts, st, xs)| {
+            let fields: Vec<String> = [("id", id), ("temp", temp), ("name", name), ("ts", ts), ("st", st), ("xs", xs)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("\"{k}\":{v}")))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        })
+}
+
+fn run(decoder: BatchDecoder, messages: &[String]) -> (Vec<Result<(), String>>, Option<RecordBatch>, Vec<(i64, String)>, Vec<String>) {
+    let mut d = decoder;
+    let pushed = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| d.push(&msg(0, i as i64, 1_700_000_000_000, None, m.as_bytes())).map_err(|r| r.reason))
+        .collect();
+    let flushed = d.flush().unwrap();
+    let rejected = flushed.rejected.iter().map(|r| (r.offset, r.reason.clone())).collect();
+    (pushed, flushed.batch, rejected, flushed.unknown_fields.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_and_general_paths_agree(messages in prop_oneof![
+        prop::collection::vec(message(), 1..12),
+        prop::collection::vec(prop_oneof![20 => clean(), 1 => message()], 1..12),
+    ]) {
+        let schema = schema();
+        let fast = run(BatchDecoder::new(&schema).unwrap(), &messages);
+        let general = run(BatchDecoder::new(&schema).unwrap().without_fast_path(), &messages);
+        prop_assert_eq!(fast, general);
+    }
+}
+
+/// The cases the property must reach, so that it cannot pass by never taking the fast path.
+#[test]
+fn plans_admit_what_they_should() {
+    let schema = schema();
+    let d = BatchDecoder::new(&schema).unwrap();
+    let plan = fast::Plan::new(d.user_fields());
+    for yes in [
+        r#"{"id": 1, "temp": 2, "name": "x", "ok": false, "ts": "2024-01-01T00:00:00Z"}"#,
+        r#"{"st": {"code": 1, "msg": null}, "xs": [1, null], "rows": [{"v": 1e3}], "temp": 1.5}"#,
+        r#"{}"#,
+        r#" {"id": null} "#,
+    ] {
+        assert!(plan.admits(yes.as_bytes()), "{yes}");
+    }
+    for no in [
+        r#"{"id": 1.5}"#,
+        r#"{"id": 3.0}"#,
+        r#"{"id": 9223372036854775808}"#,
+        r#"{"name": 5}"#,
+        r#"{"name": {"a": 1}}"#,
+        r#"{"ts": 1700000000000}"#,
+        r#"{"fresh": 1}"#,
+        r#"{"st": {"extra": 1}}"#,
+        r#"{"id": 1, "id": 2}"#,
+        r#"{"_kafka_offset": 1}"#,
+        r#"{"id": 1"#,
+        r#"{"id": 1} x"#,
+        r#"[1]"#,
+        r#"null"#,
+    ] {
+        assert!(!plan.admits(no.as_bytes()), "{no}");
+    }
+}
+
+/// Clean messages stay unparsed until the batch is built, and the batch equals the general path's.
+#[test]
+fn clean_messages_skip_parsing() {
+    let schema = schema();
+    let messages: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"id":{i},"temp":{i}.5,"name":"n{i}","ts":"2024-05-06T07:08:{:02}Z","st":{{"code":{i}}},"xs":[{i}],"rows":[{{"v":1}}]}}"#, i % 60))
+        .collect();
+    let mut d = BatchDecoder::new(&schema).unwrap();
+    for (i, m) in messages.iter().enumerate() {
+        d.push(&msg(0, i as i64, 1_700_000_000_000, None, m.as_bytes())).unwrap();
+    }
+    assert_eq!(d.fast_rows(), 50);
+    let fast = d.flush().unwrap();
+    let general = run(BatchDecoder::new(&schema).unwrap().without_fast_path(), &messages);
+    assert_eq!(fast.batch.as_ref().map(RecordBatch::num_rows), Some(50));
+    assert_eq!(fast.batch, general.1);
+}
