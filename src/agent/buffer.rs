@@ -119,6 +119,11 @@ impl PartitionBuffer {
         self.range.is_none()
     }
 
+    /// Bytes of keys and values taken since the last roll: what the agent's buffer budget counts.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Puts back what [`roll`](Self::roll) took, when the spool could not take it (disk full):
     /// the rows stay in memory and fetching pauses until there is room.
     pub fn restore(&mut self, r: Rolled) {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use frazil_spool::FileMeta;
-use futures::future::join_all;
+use futures::StreamExt;
 use rskafka::record::RecordAndOffset;
 
 use super::buffer::PartitionBuffer;
@@ -78,6 +78,10 @@ impl Agent {
         let mut refreshed = std::time::Instant::now();
         let mut paused = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut was_paused = false;
+        let mut pool: futures::stream::FuturesUnordered<futures::future::LocalBoxFuture<'static, (TopicPartition, Result<crate::source::Fetched>)>> =
+            futures::stream::FuturesUnordered::new();
+        let mut in_flight: BTreeSet<TopicPartition> = BTreeSet::new();
+        let mut turn: TopicPartition = (String::new(), 0);
         loop {
             if stopping.get() {
                 break;
@@ -118,83 +122,96 @@ impl Agent {
                     log::warn!("looking for new topics and partitions: {e}; trying again in {:.0?}", self.cfg.kafka.refresh_interval);
                 }
             }
-            let active: Vec<&TopicPartition> =
-                partitions.iter().filter(|tp| targets.as_ref().is_none_or(|t| next[*tp] < t[*tp])).collect();
-            if active.is_empty() {
+            // Keep up to `fetches_in_flight` fetches going, each for another partition, taking
+            // turns: records of one partition are decoded while the broker serves the next.
+            let wanted: Vec<&TopicPartition> = partitions
+                .iter()
+                .filter(|tp| !in_flight.contains(*tp) && targets.as_ref().is_none_or(|t| next[*tp] < t[*tp]))
+                .collect();
+            let start = wanted.iter().position(|tp| **tp >= turn).unwrap_or(0);
+            for tp in wanted[start..].iter().chain(&wanted[..start]) {
+                if in_flight.len() >= self.cfg.kafka.fetches_in_flight {
+                    break;
+                }
+                let size = sizes.get(*tp).copied().unwrap_or(max_bytes);
+                let fetch = source.fetch(tp, next[*tp], size, self.cfg.kafka.fetch_max_wait);
+                let tp = (*tp).clone();
+                in_flight.insert(tp.clone());
+                pool.push(Box::pin(async move { (tp, fetch.await) }));
+            }
+            let Some((tp, result)) = pool.next().await else {
                 if mode == Mode::Flush {
                     break;
                 }
                 // Nothing to read yet (a pattern that matches no topic so far): wait for the next refresh.
                 smol::Timer::after(self.cfg.kafka.refresh_interval.min(Duration::from_secs(1))).await;
                 continue;
-            }
-            let fetches = active.iter().map(|tp| {
-                let size = sizes.get(*tp).copied().unwrap_or(max_bytes);
-                source.fetch(tp, next[*tp], size, self.cfg.kafka.fetch_max_wait)
-            });
+            };
+            in_flight.remove(&tp);
+            // The next turn starts after this partition.
+            turn = (tp.0.clone(), tp.1.saturating_add(1));
+            let tp = &tp;
             let mut failure = None;
-            for (tp, result) in active.iter().zip(join_all(fetches).await) {
-                match result {
-                    Ok(f) if f.records.is_empty() && next[*tp] < f.high_watermark => {
-                        let size = sizes.get(*tp).copied().unwrap_or(max_bytes);
-                        if size < biggest {
-                            let grown = size.saturating_mul(2).min(biggest);
-                            log::debug!("{}/{}: nothing returned at offset {}; fetching up to {grown} bytes", tp.0, tp.1, next[*tp]);
-                            sizes.insert((*tp).clone(), grown);
-                            continue;
+            match result {
+                Ok(f) if f.records.is_empty() && next[tp] < f.high_watermark => {
+                    let size = sizes.get(tp).copied().unwrap_or(max_bytes);
+                    if size < biggest {
+                        let grown = size.saturating_mul(2).min(biggest);
+                        log::debug!("{}/{}: nothing returned at offset {}; fetching up to {grown} bytes", tp.0, tp.1, next[tp]);
+                        sizes.insert(tp.clone(), grown);
+                        continue;
+                    }
+                    // Nothing readable even at the largest size: transaction markers (which
+                    // hold offsets but no records), or a batch larger than `biggest`.
+                    let what = format!(
+                        "{}/{}: offsets {}..{} return no records even in a {biggest}-byte fetch (transaction markers, or a \
+                         record batch larger than that: raise kafka.fetch_max_bytes)",
+                        tp.0, tp.1, next[tp], f.high_watermark
+                    );
+                    match targets.as_mut() {
+                        // A flush stops reading this partition where it is; nothing is skipped.
+                        Some(t) => {
+                            log::warn!(topic = tp.0.as_str(), partition = tp.1, offset = next[tp]; "{what}; flush stops reading this partition at offset {}", next[tp]);
+                            t.insert(tp.clone(), next[tp]);
                         }
-                        // Nothing readable even at the largest size: transaction markers (which
-                        // hold offsets but no records), or a batch larger than `biggest`.
-                        let what = format!(
-                            "{}/{}: offsets {}..{} return no records even in a {biggest}-byte fetch (transaction markers, or a \
-                             record batch larger than that: raise kafka.fetch_max_bytes)",
-                            tp.0, tp.1, next[*tp], f.high_watermark
-                        );
-                        match targets.as_mut() {
-                            // A flush stops reading this partition where it is; nothing is skipped.
-                            Some(t) => {
-                                log::warn!(topic = tp.0.as_str(), partition = tp.1, offset = next[*tp]; "{what}; flush stops reading this partition at offset {}", next[*tp]);
-                                t.insert((*tp).clone(), next[*tp]);
-                            }
-                            // `run` keeps asking, as for a partition with nothing new; records
-                            // produced after the markers come with the next fetch.
-                            None => {
-                                if stalled.insert(((*tp).clone(), next[*tp])) {
-                                    log::info!(topic = tp.0.as_str(), partition = tp.1, offset = next[*tp]; "{what}; waiting for newer records");
-                                }
+                        // `run` keeps asking, as for a partition with nothing new; records
+                        // produced after the markers come with the next fetch.
+                        None => {
+                            if stalled.insert((tp.clone(), next[tp])) {
+                                log::info!(topic = tp.0.as_str(), partition = tp.1, offset = next[tp]; "{what}; waiting for newer records");
                             }
                         }
                     }
-                    Ok(f) => {
-                        if let Some(last) = f.records.last() {
-                            sizes.remove(*tp);
-                            stalled.retain(|(t, _)| t != *tp);
-                            let n = last.offset + 1;
-                            match self.take(tp, &f.records).await {
-                                Ok(()) => {
-                                    next.insert((*tp).clone(), n);
-                                }
-                                // The schema registry could not be asked: nothing was taken, and
-                                // the same records are fetched again after the backoff.
-                                Err(e) if e.is_transient() => failure = Some(e),
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        self.gauges.positions.borrow_mut().insert((*tp).clone(), (next[*tp], f.high_watermark));
-                    }
-                    Err(e) if is_offset_out_of_range(&e) => {
-                        let (low, _) = source.watermarks(tp).await?;
-                        log::error!(
-                            topic = tp.0.as_str(), partition = tp.1, offset = next[*tp];
-                            "{}/{}: offset {} is no longer in Kafka (retention removed it); continuing at {low}",
-                            tp.0,
-                            tp.1,
-                            next[*tp]
-                        );
-                        next.insert((*tp).clone(), low);
-                    }
-                    Err(e) => failure = Some(e),
                 }
+                Ok(f) => {
+                    if let Some(last) = f.records.last() {
+                        sizes.remove(tp);
+                        stalled.retain(|(t, _)| t != tp);
+                        let n = last.offset + 1;
+                        match self.take(tp, &f.records).await {
+                            Ok(()) => {
+                                next.insert(tp.clone(), n);
+                            }
+                            // The schema registry could not be asked: nothing was taken, and
+                            // the same records are fetched again after the backoff.
+                            Err(e) if e.is_transient() => failure = Some(e),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    self.gauges.positions.borrow_mut().insert(tp.clone(), (next[tp], f.high_watermark));
+                }
+                Err(e) if is_offset_out_of_range(&e) => {
+                    let (low, _) = source.watermarks(tp).await?;
+                    log::error!(
+                        topic = tp.0.as_str(), partition = tp.1, offset = next[tp];
+                        "{}/{}: offset {} is no longer in Kafka (retention removed it); continuing at {low}",
+                        tp.0,
+                        tp.1,
+                        next[tp]
+                    );
+                    next.insert(tp.clone(), low);
+                }
+                Err(e) => failure = Some(e),
             }
             self.roll(false).await?;
             match failure {
@@ -355,16 +372,27 @@ impl Agent {
         buffers.get_mut(tp).expect("inserted above").settle(false)
     }
 
-    /// Turns due hot buffers (all of them when `all`) into spool files.
+    /// Turns due hot buffers (all of them when `all`) into spool files: those at a file's size,
+    /// rows or age, then the largest ones until the rest fit `spool.buffer_max_bytes`.
     async fn roll(&self, all: bool) -> Result<()> {
         let s = &self.cfg.spool;
-        let due: Vec<TopicPartition> = self
-            .buffers
-            .borrow()
-            .iter()
-            .filter(|(_, b)| if all { !b.is_empty() } else { b.due(s.file_max_bytes, s.file_max_rows, s.file_max_age) })
-            .map(|(tp, _)| tp.clone())
-            .collect();
+        let due: Vec<TopicPartition> = {
+            let buffers = self.buffers.borrow();
+            let (mut due, mut rest): (Vec<_>, Vec<_>) = buffers
+                .iter()
+                .filter(|(_, b)| !b.is_empty())
+                .partition(|(_, b)| all || b.due(s.file_max_bytes, s.file_max_rows, s.file_max_age));
+            rest.sort_by_key(|(_, b)| std::cmp::Reverse(b.bytes()));
+            let mut total: u64 = rest.iter().map(|(_, b)| b.bytes() as u64).sum();
+            for (tp, b) in rest {
+                if total <= s.buffer_max_bytes {
+                    break;
+                }
+                total -= b.bytes() as u64;
+                due.push((tp, b));
+            }
+            due.into_iter().map(|(tp, _)| tp.clone()).collect()
+        };
         for tp in due {
             let Some(mut r) = self.buffers.borrow_mut().get_mut(&tp).expect("listed above").roll()? else { continue };
             // After a lost spool the agent may fetch again records whose dead letters are already

@@ -45,8 +45,11 @@ pub struct KafkaConfig {
     pub formats: BTreeMap<String, crate::decode::Format>,
     pub start: StartAt,
     pub client_id: String,
-    /// Upper bound of one fetch response, shared by the partitions fetched together.
+    /// Upper bound of one fetch response (one partition's records).
     pub fetch_max_bytes: u64,
+    /// Fetches kept in flight at once, each for another partition: records arrive while earlier
+    /// ones are decoded. Records in memory are bounded by this times `fetch_max_bytes`.
+    pub fetches_in_flight: usize,
     /// How long the broker may hold a fetch open when it has nothing new.
     pub fetch_max_wait: Duration,
     /// Our own bound on any single broker request (rskafka has none).
@@ -90,6 +93,9 @@ pub struct SpoolConfig {
     pub file_max_rows: usize,
     /// ...or when its oldest row has waited this long.
     pub file_max_age: Duration,
+    /// The hot buffers of all partitions together: past this many bytes of input, the largest
+    /// buffer rolls into a spool file. This, not the backlog, bounds the agent's memory.
+    pub buffer_max_bytes: u64,
     /// Spool files of a table are merged into uploads of about this size.
     pub upload_target_bytes: u64,
     /// Fetching pauses while the spool holds this many bytes (Kafka keeps the rest meanwhile).
@@ -214,6 +220,7 @@ struct RawKafka {
     start: Option<String>,
     client_id: Option<String>,
     fetch_max_bytes: Option<String>,
+    fetches_in_flight: Option<usize>,
     fetch_max_wait: Option<String>,
     request_timeout: Option<String>,
     max_record_bytes: Option<String>,
@@ -234,6 +241,7 @@ struct RawSpool {
     file_max_bytes: Option<String>,
     file_max_rows: Option<usize>,
     file_max_age: Option<String>,
+    buffer_max_bytes: Option<String>,
     max_bytes: Option<String>,
     min_free: Option<String>,
     upload_target_size: Option<String>,
@@ -431,6 +439,10 @@ fn validate(raw: RawConfig) -> Result<Config> {
     if !(1024..=i32::MAX as u64).contains(&fetch_max_bytes) {
         return Err(Error::config("kafka.fetch_max_bytes", format!("{fetch_max_bytes} bytes is out of range"), "use between 1KiB and 2GiB, e.g. \"4MiB\""));
     }
+    let fetches_in_flight = k.fetches_in_flight.unwrap_or(2);
+    if !(1..=256).contains(&fetches_in_flight) {
+        return Err(Error::config("kafka.fetches_in_flight", format!("{fetches_in_flight} is out of range"), "use between 1 and 256, e.g. 2"));
+    }
     let kafka = KafkaConfig {
         brokers: k.brokers,
         topics: k.topics,
@@ -441,6 +453,7 @@ fn validate(raw: RawConfig) -> Result<Config> {
         start,
         client_id: k.client_id.unwrap_or_else(|| "frazil".into()),
         fetch_max_bytes,
+        fetches_in_flight,
         fetch_max_wait: duration("kafka.fetch_max_wait", k.fetch_max_wait, "10ms")?,
         request_timeout: duration("kafka.request_timeout", k.request_timeout, "30s")?,
         max_record_bytes: size("kafka.max_record_bytes", k.max_record_bytes, "1MiB")?,
@@ -454,6 +467,7 @@ fn validate(raw: RawConfig) -> Result<Config> {
         file_max_bytes: size("spool.file_max_bytes", s.file_max_bytes, "16MiB")?,
         file_max_rows: s.file_max_rows.unwrap_or(100_000),
         file_max_age: duration("spool.file_max_age", s.file_max_age, "10s")?,
+        buffer_max_bytes: size("spool.buffer_max_bytes", s.buffer_max_bytes, "8MiB")?,
         upload_target_bytes: size("spool.upload_target_size", s.upload_target_size, "128MiB")?,
         max_bytes: optional_size("spool.max_bytes", s.max_bytes, "4GiB")?,
         min_free: optional_size("spool.min_free", s.min_free, "256MiB")?,

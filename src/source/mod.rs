@@ -105,15 +105,19 @@ impl Source {
     }
 
     /// Fetches records at and after `offset`. Records before `offset` (a fetch may start
-    /// mid-batch) are dropped here so the caller sees each offset once.
-    pub async fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: i32, max_wait: Duration) -> Result<Fetched> {
-        let pc = self.partition(tp)?;
+    /// mid-batch) are dropped here so the caller sees each offset once. The future owns what it
+    /// needs, so several fetches can be in flight while the caller goes on with `self`.
+    pub fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: i32, max_wait: Duration) -> impl Future<Output = Result<Fetched>> + 'static {
+        let pc = self.partition(tp);
         let what = format!("fetch {}/{} at offset {offset}", tp.0, tp.1);
         let wait_ms = max_wait.as_millis().min(i32::MAX as u128) as i32;
         let limit = self.cfg.request_timeout + max_wait;
-        let (mut records, high_watermark) = timed(limit, &what, pc.fetch_records(offset, 1..max_bytes, wait_ms)).await?;
-        records.retain(|r| r.offset >= offset);
-        Ok(Fetched { records, high_watermark })
+        async move {
+            let pc = pc?;
+            let (mut records, high_watermark) = timed(limit, &what, pc.fetch_records(offset, 1..max_bytes, wait_ms)).await?;
+            records.retain(|r| r.offset >= offset);
+            Ok(Fetched { records, high_watermark })
+        }
     }
 }
 

@@ -253,11 +253,12 @@ impl Stores {
         Ok(())
     }
 
-    /// Uploads a local file, streamed in 8 MiB parts (one PUT when it is smaller), so memory stays
-    /// bounded whatever the file's size. A failed multipart upload is aborted. Poll inside Compat.
+    /// Uploads a local file, streamed in 5 MiB parts (one PUT when it is smaller), so memory stays
+    /// bounded whatever the file's size: one part read while one is sent. 5 MiB is the smallest
+    /// part S3 accepts. A failed multipart upload is aborted. Poll inside Compat.
     pub async fn upload_file(&self, file: &std::path::Path, url: &str) -> Result<()> {
         use std::io::Read;
-        const PART: usize = 8 << 20;
+        const PART: usize = 5 << 20;
         let open = |e| Error::io(format!("read {}", file.display()), e);
         let len = std::fs::metadata(file).map_err(open)?.len();
         if len <= PART as u64 {
@@ -288,7 +289,7 @@ impl Stores {
             if chunk.is_empty() {
                 break;
             }
-            if let Err(e) = writer.wait_for_capacity(2).await {
+            if let Err(e) = writer.wait_for_capacity(1).await {
                 let _ = writer.abort().await;
                 return Err(Error::storage(context(), e));
             }
