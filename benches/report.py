@@ -41,10 +41,10 @@ def mib(b):
 
 
 fig = {"events": events, "rounds": rounds}
-for name in ("ceiling", "frazil", "python_best", "python_naive", "wide64", "status_backlog", "drain_backlog"):
+for name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "wide64", "status_backlog", "drain_backlog"):
     if name in runs:
         n = len(runs[name])
-        ev = events if name in ("ceiling", "frazil", "python_best", "python_naive") else None
+        ev = events if name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive") else None
         fig[name] = {
             "runs": n,
             "wall_s": med(name, "wall"),
@@ -97,6 +97,11 @@ if "idle_rss_bytes" in fig:
     print(f'- `frazil run` idle: {mib(fig["idle_rss_bytes"])} RSS, {fig["idle_threads"]} threads; start-up to first fetch {fig["startup_to_first_fetch_s"] * 1000:.0f} ms')
 if "frazil" in fig:
     print(f'- peak RSS, 8 partitions: {mib(fig["frazil"]["peak_rss_bytes"])}')
+if "frazil_lean" in fig:
+    lean = fig["frazil_lean"]
+    ceiling = f', {lean["events_per_s"] / fig["ceiling"]["events_per_s"]:.2f} of the ceiling' if "ceiling" in fig else ""
+    print(f'- peak RSS, 8 partitions, lean settings (fetch_max_bytes 1 MiB, buffer_max_bytes 2 MiB): {mib(lean["peak_rss_bytes"])}; '
+          f'{lean["cpu_us_per_event"]:.2f} us CPU per event{ceiling}')
 if "wide64" in fig:
     print(f'- peak RSS, 64 partitions ({events // 4:,} events): {mib(fig["wide64"]["peak_rss_bytes"])}')
 if "status_backlog" in fig:

@@ -83,6 +83,10 @@ for round in $(seq "$ROUNDS"); do
   [ "$round" -gt "$NAIVE_ROUNDS" ] || measure python_naive "${baseline[@]}" --form naive --table "naive_r$round"
 done
 measure encode "$pipeline" encode "$FRAZIL_KAFKA" telemetry 200000
+# Memory is set by configuration, not by the backlog: the same flush with small fetches and buffers.
+config "$work/lean" telemetry frazil_lean
+sed -i 's/^topics = .*/&\nfetch_max_bytes = "1MiB"/; s/^dir = .*/&\nbuffer_max_bytes = "2MiB"/' "$work/lean/frazil.toml"
+FRAZIL_LOG=warn measure frazil_lean "$frazil" flush --config "$work/lean/frazil.toml"
 
 echo "bench: footprint"
 # Idle: `frazil run` on an empty topic, after it settles.
