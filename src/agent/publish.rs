@@ -379,7 +379,12 @@ fn merged_key(url: &str) -> String {
 
 /// Packs a table's written spool files (in spool order) into upload groups of about `target`
 /// bytes; a file at or over the target goes alone.
-fn upload_groups<K: PartialEq>(files: Vec<SpoolFile>, target: u64, schema: impl Fn(&SpoolFile) -> K) -> Vec<Vec<SpoolFile>> {
+fn upload_groups<K: PartialEq>(mut files: Vec<SpoolFile>, target: u64, schema: impl Fn(&SpoolFile) -> K) -> Vec<Vec<SpoolFile>> {
+    // In offset order, not spooling order: partitions are fetched concurrently, so their files
+    // interleave differently from one run to the next, and a retried upload (after a crash, or
+    // with the spool lost and fetched again) must group the same files under the same names to
+    // overwrite its first attempt instead of leaving an orphan object.
+    files.sort_by(|a, b| (&a.meta.topic, a.meta.partition, a.meta.first_offset).cmp(&(&b.meta.topic, b.meta.partition, b.meta.first_offset)));
     let mut groups: Vec<(K, Vec<SpoolFile>)> = Vec::new();
     let mut size = 0u64;
     for f in files {
@@ -444,6 +449,31 @@ mod tests {
         let groups = upload_groups(files, 100, |f| f.id == 2 || f.id == 3);
         let ids: Vec<Vec<u64>> = groups.iter().map(|g| g.iter().map(|f| f.id).collect()).collect();
         assert_eq!(ids, vec![vec![0, 1], vec![2, 3], vec![4, 5]]);
+    }
+
+    #[test]
+    fn groups_follow_offsets_not_spooling_order() {
+        // The same files, spooled in two interleavings of partitions 0 and 1.
+        let spooled = |order: &[(u64, i32, i64)]| -> Vec<SpoolFile> {
+            order
+                .iter()
+                .map(|&(id, p, first)| {
+                    let mut f = file(id, 40);
+                    f.meta.partition = p;
+                    f.meta.first_offset = first;
+                    f.meta.last_offset = first + 9;
+                    f
+                })
+                .collect()
+        };
+        let one = spooled(&[(1, 0, 0), (2, 1, 0), (3, 1, 10), (4, 0, 10), (5, 1, 20)]);
+        let two = spooled(&[(1, 1, 0), (2, 0, 0), (3, 0, 10), (4, 1, 10), (5, 1, 20)]);
+        let names = |files| -> Vec<String> { upload_groups(files, 100, |_| ()).iter().map(|g| merged_url("s3://b/t", "gw", "", "t", g)).collect() };
+        let ranges = |files| -> Vec<Vec<(i32, i64)>> {
+            upload_groups(files, 100, |_| ()).iter().map(|g| g.iter().map(|f| (f.meta.partition, f.meta.first_offset)).collect()).collect()
+        };
+        assert_eq!(ranges(one.clone()), vec![vec![(0, 0), (0, 10)], vec![(1, 0), (1, 10)], vec![(1, 20)]]);
+        assert_eq!(names(one), names(two));
     }
 
     #[test]
