@@ -41,10 +41,11 @@ def mib(b):
 
 
 fig = {"events": events, "rounds": rounds}
-for name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "wide64", "status_backlog", "drain_backlog"):
+for name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "ceiling_avro", "frazil_avro", "wide64",
+             "status_backlog", "drain_backlog"):
     if name in runs:
         n = len(runs[name])
-        ev = events if name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive") else None
+        ev = events if name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "ceiling_avro", "frazil_avro") else None
         fig[name] = {
             "runs": n,
             "wall_s": med(name, "wall"),
@@ -71,7 +72,8 @@ print(f"\nfrazil benchmark: {events:,} telemetry events (~360 B JSON) over 8 par
 print("| | wall | events/s | CPU (user+sys) | CPU per event | peak RSS |")
 print("|---|---|---|---|---|---|")
 labels = {"ceiling": "fetch-only ceiling (rskafka, discard)", "frazil": "frazil flush (decode, spool, upload, commit)",
-          "python_best": "Python: confluent-kafka + pyarrow.json + pyiceberg", "python_naive": "Python: json.loads + from_pylist + pyiceberg"}
+          "python_best": "Python: confluent-kafka + pyarrow.json + pyiceberg", "python_naive": "Python: json.loads + from_pylist + pyiceberg",
+          "ceiling_avro": "Avro (~145 B): fetch-only ceiling", "frazil_avro": "Avro (~145 B): frazil flush"}
 for name, label in labels.items():
     if name in fig:
         f = fig[name]
@@ -87,6 +89,8 @@ if "frazil" in fig and "ceiling" in fig:
 if "frazil" in fig and "encode" in fig:
     raw = fig["encode"]["json_to_arrow_us"] + fig["encode"]["arrow_to_parquet_us"]
     print(f'- frazil CPU per event / raw encode: {fig["frazil"]["cpu_us_per_event"] / raw:.2f}')
+if "frazil_avro" in fig and "ceiling_avro" in fig:
+    print(f'- Avro: frazil wall throughput / fetch-only ceiling: {fig["frazil_avro"]["events_per_s"] / fig["ceiling_avro"]["events_per_s"]:.2f}')
 for base in ("python_best", "python_naive"):
     if "frazil" in fig and base in fig:
         print(f'- frazil / {base}: CPU per event {fig["frazil"]["cpu_us_per_event"] / fig[base]["cpu_us_per_event"]:.2f}, '

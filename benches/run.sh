@@ -6,6 +6,7 @@
 #   bash benches/run.sh                     # 1,000,000 events over 8 partitions, 3 rounds
 #   EVENTS=10000000 ROUNDS=5 bash benches/run.sh
 #   bash benches/run.sh --json figures.json # also the figures as JSON (CI keeps it as an artifact)
+#   TARGET=x86_64-unknown-linux-gnu bash benches/run.sh  # build for that target (shares packaging's build)
 # Per round: the fetch-only ceiling (benches/pipeline.rs), `frazil flush` into a fresh table, and
 # the Python baseline's best form (benches/baseline.py); the naive form runs NAIVE_ROUNDS times
 # (default 1: it is slow). Then once: the raw encode rate, and the footprint figures.
@@ -16,22 +17,26 @@ ROUNDS="${ROUNDS:-3}"
 NAIVE_ROUNDS="${NAIVE_ROUNDS:-1}"
 json_out=""
 [ "${1:-}" != "--json" ] || json_out="$(realpath -m "$2")"
+[ -z "$json_out" ] || mkdir -p "$(dirname "$json_out")"
 
-cargo build --release --locked --quiet -p frazil --bin frazil
-pipeline=$(cargo bench --locked --bench pipeline --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
-frazil="$PWD/target/release/frazil"
+target=()
+[ -z "${TARGET:-}" ] || target=(--target "$TARGET")
+cargo build --release --locked --quiet -p frazil --bin frazil "${target[@]}"
+pipeline=$(cargo bench --locked --bench pipeline --no-run "${target[@]}" 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
+frazil="$PWD/target/${TARGET:+$TARGET/}release/frazil"
 bash tests/servers/install.sh >/dev/null
 py="${FRAZIL_VENV:-$HOME/.cache/frazil/venv}/bin/python"
 
 work=$(mktemp -d /tmp/frazil-bench.XXXXXX)
 bash tests/servers/start.sh "$work/servers" >/dev/null
-trap 'bash tests/servers/stop.sh "$work/servers" >/dev/null; rm -rf "$work"' EXIT
+registry=""
+trap '[ -z "$registry" ] || kill "$registry" 2>/dev/null; bash tests/servers/stop.sh "$work/servers" >/dev/null; rm -rf "$work"' EXIT
 # shellcheck disable=SC1091
 source "$work/servers/env"
 results="$work/results"
 
-produce() { # topic partitions count
-  "$py" benches/telemetry.py --brokers "$FRAZIL_KAFKA" --topic "$1" --partitions "$2" --count "$3"
+produce() { # topic partitions count [--format avro]
+  "$py" benches/telemetry.py --brokers "$FRAZIL_KAFKA" --topic "$1" --partitions "$2" --count "$3" "${@:4}"
 }
 # measure NAME CMD...: one line in results: name, wall, user, sys, peak RSS KiB, the command's last stdout line
 measure() {
@@ -72,8 +77,15 @@ baseline=("$py" benches/baseline.py --brokers "$FRAZIL_KAFKA" --topic telemetry 
   --namespace bench --commits 10 --s3-endpoint "$FRAZIL_S3_ENDPOINT" --s3-access-key "$FRAZIL_S3_ACCESS_KEY"
   --s3-secret-key "$FRAZIL_S3_SECRET_KEY" --s3-region "$FRAZIL_S3_REGION")
 
-echo "bench: producing $EVENTS events to 8 partitions"
+echo "bench: producing $EVENTS events to 8 partitions, as JSON and as Avro"
 produce telemetry 8 "$EVENTS"
+produce telemetry_avro 8 "$EVENTS" --format avro
+# The Avro topic's writer schema, served as id 1 (benches/registry.py).
+"$py" benches/telemetry.py --avro-schema >"$work/telemetry.avsc"
+"$py" benches/registry.py "$work/telemetry.avsc" "$work/registry.port" &
+registry=$!
+until [ -s "$work/registry.port" ]; do sleep 0.05; done
+avro_toml=$'[kafka.formats]\n"telemetry_avro" = "avro"\n[schema_registry]\nurl = "http://127.0.0.1:'"$(cat "$work/registry.port")"$'"'
 for round in $(seq "$ROUNDS"); do
   echo "bench: round $round of $ROUNDS"
   measure ceiling "$pipeline" fetch "$FRAZIL_KAFKA" telemetry
@@ -81,6 +93,9 @@ for round in $(seq "$ROUNDS"); do
   FRAZIL_LOG=warn measure frazil "$frazil" flush --config "$work/r$round/frazil.toml"
   measure python_best "${baseline[@]}" --form best --table "best_r$round"
   [ "$round" -gt "$NAIVE_ROUNDS" ] || measure python_naive "${baseline[@]}" --form naive --table "naive_r$round"
+  measure ceiling_avro "$pipeline" fetch "$FRAZIL_KAFKA" telemetry_avro
+  config "$work/avro_r$round" telemetry_avro "avro_r$round" "$avro_toml"
+  FRAZIL_LOG=warn measure frazil_avro "$frazil" flush --config "$work/avro_r$round/frazil.toml"
 done
 measure encode "$pipeline" encode "$FRAZIL_KAFKA" telemetry 200000
 # Memory is set by configuration, not by the backlog: the same flush with small fetches and buffers.

@@ -4,6 +4,11 @@ deterministically from the event's number, produced to a topic across its partit
 
     telemetry.py --brokers 127.0.0.1:9092 --topic telemetry --partitions 8 --count 1000000
     telemetry.py --sample 3          # print three events and their mean size
+    telemetry.py ... --format avro   # the same events as Confluent-framed Avro (schema id 1)
+    telemetry.py --avro-schema       # print that Avro schema
+
+The Avro form carries the same fields with their natural types (`ts` a timestamp-millis), framed
+as a Confluent producer would (magic byte 0, the schema id, fastavro's binary encoding).
 
 Every event: a device id, its site, two timestamps (epoch ms and RFC 3339), a sequence number,
 twelve numeric readings, a nested status object, and on every 10th event an array of alarms.
@@ -44,6 +49,44 @@ def event(i):
     return e
 
 
+AVRO_SCHEMA = {
+    "type": "record", "name": "Telemetry", "namespace": "bench",
+    "fields": [
+        {"name": "device", "type": "string"},
+        {"name": "site", "type": "string"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "event_time", "type": "string"},
+        {"name": "seq", "type": "long"},
+    ] + [{"name": n, "type": "double"} for n in ("temp_c", "humidity", "pressure_hpa", "voltage", "current_a")]
+      + [{"name": "power_w", "type": "long"}, {"name": "vibration", "type": "double"}, {"name": "rpm", "type": "long"},
+         {"name": "flow_lpm", "type": "double"}]
+      + [{"name": n, "type": "long"} for n in ("level_pct", "battery_pct", "rssi_dbm")]
+      + [{"name": "status", "type": {"type": "record", "name": "Status", "fields": [
+            {"name": "code", "type": "int"}, {"name": "ok", "type": "boolean"}, {"name": "fw", "type": "string"}]}},
+         {"name": "alarms", "type": ["null", {"type": "array", "items": "string"}], "default": None}],
+}
+
+
+def avro_encoder():
+    """event number -> Confluent-framed Avro bytes."""
+    import io
+    import fastavro
+
+    schema = fastavro.parse_schema(AVRO_SCHEMA)
+
+    def encode(i):
+        e = event(i)
+        for n in ("temp_c", "humidity", "pressure_hpa", "voltage", "current_a", "vibration", "flow_lpm"):
+            e[n] = float(e[n])
+        e.setdefault("alarms", None)
+        buf = io.BytesIO()
+        buf.write(b"\0\0\0\0\1")
+        fastavro.schemaless_writer(buf, schema, e)
+        return buf.getvalue()
+
+    return encode
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--brokers")
@@ -51,7 +94,12 @@ def main():
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--count", type=int, default=1_000_000)
     ap.add_argument("--sample", type=int, default=0)
+    ap.add_argument("--format", choices=["json", "avro"], default="json")
+    ap.add_argument("--avro-schema", action="store_true")
     a = ap.parse_args()
+    if a.avro_schema:
+        print(json.dumps(AVRO_SCHEMA))
+        return
     if a.sample:
         sizes = [len(json.dumps(event(i), separators=(",", ":"))) for i in range(10_000)]
         for i in range(a.sample):
@@ -68,8 +116,9 @@ def main():
             f.result()
     p = Producer({"bootstrap.servers": a.brokers, "linger.ms": 50, "batch.num.messages": 10000,
                   "queue.buffering.max.messages": 500000, "compression.type": "none"})
+    encode = avro_encoder() if a.format == "avro" else lambda i: json.dumps(event(i), separators=(",", ":")).encode()
     for i in range(a.count):
-        value = json.dumps(event(i), separators=(",", ":")).encode()
+        value = encode(i)
         while True:
             try:
                 p.produce(a.topic, value=value, partition=i % a.partitions)
