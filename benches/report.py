@@ -4,7 +4,7 @@
     report.py RESULTS EVENTS ROUNDS [JSON_OUT]
 
 RESULTS lines: `NAME WALL USER SYS PEAK_RSS_KIB [the command's JSON line]` for measured commands,
-and `startup US`, `idle RSS_KIB THREADS`, `size TARGET BYTES`, `spooled_files N`.
+and `startup US`, `idle RSS_KIB THREADS ANON_RSS_KIB`, `size TARGET BYTES`, `spooled_files N`.
 """
 import json
 import statistics
@@ -64,6 +64,8 @@ if "startup" in extra:
 if "idle" in extra:
     fig["idle_rss_bytes"] = int(extra["idle"][0]) * 1024
     fig["idle_threads"] = int(extra["idle"][1])
+    if len(extra["idle"]) > 2:
+        fig["idle_anon_rss_bytes"] = int(extra["idle"][2]) * 1024
 if "spooled_files" in extra:
     fig["recovery_files"] = extra["spooled_files"][0]
 fig["binary_bytes"] = sizes
@@ -98,7 +100,9 @@ for base in ("python_best", "python_naive"):
 
 print("\nFootprint:")
 if "idle_rss_bytes" in fig:
-    print(f'- `frazil run` idle: {mib(fig["idle_rss_bytes"])} RSS, {fig["idle_threads"]} threads; start-up to first fetch {fig["startup_to_first_fetch_s"] * 1000:.0f} ms')
+    anon = f' ({mib(fig["idle_anon_rss_bytes"])} anonymous; the rest is the mapped binary and libraries)' if "idle_anon_rss_bytes" in fig else ""
+    print(f'- `frazil run` idle: {mib(fig["idle_rss_bytes"])} RSS{anon}, {fig["idle_threads"]} threads; '
+          f'start-up to first fetch {fig["startup_to_first_fetch_s"] * 1000:.0f} ms')
 if "frazil" in fig:
     print(f'- peak RSS, 8 partitions: {mib(fig["frazil"]["peak_rss_bytes"])}')
 if "frazil_lean" in fig:

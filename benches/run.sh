@@ -116,7 +116,8 @@ until grep -q "starting at offset" "$work/idle/log" 2>/dev/null; do
 done
 echo "startup $(( ($(date +%s%N) - started) / 1000 ))" >>"$results"
 sleep 5
-echo "idle $(awk '/^VmRSS/ {print $2}' /proc/$pid/status) $(awk '/^Threads/ {print $2}' /proc/$pid/status)" >>"$results"
+# RssAnon: the agent's own memory; the rest of RSS is the mapped binary and libraries (clean pages).
+echo "idle $(awk '/^VmRSS/ {print $2}' /proc/$pid/status) $(awk '/^Threads/ {print $2}' /proc/$pid/status) $(awk '/^RssAnon/ {print $2}' /proc/$pid/status)" >>"$results"
 kill -TERM $pid; wait $pid || true
 
 # Peak RSS with 64 partitions.
