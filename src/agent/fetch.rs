@@ -378,20 +378,12 @@ impl Agent {
         let s = &self.cfg.spool;
         let due: Vec<TopicPartition> = {
             let buffers = self.buffers.borrow();
-            let (mut due, mut rest): (Vec<_>, Vec<_>) = buffers
+            let (due, rest): (Vec<_>, Vec<_>) = buffers
                 .iter()
                 .filter(|(_, b)| !b.is_empty())
                 .partition(|(_, b)| all || b.due(s.file_max_bytes, s.file_max_rows, s.file_max_age));
-            rest.sort_by_key(|(_, b)| std::cmp::Reverse(b.bytes()));
-            let mut total: u64 = rest.iter().map(|(_, b)| b.bytes() as u64).sum();
-            for (tp, b) in rest {
-                if total <= s.buffer_max_bytes {
-                    break;
-                }
-                total -= b.bytes() as u64;
-                due.push((tp, b));
-            }
-            due.into_iter().map(|(tp, _)| tp.clone()).collect()
+            let rest: Vec<_> = rest.into_iter().map(|(tp, b)| (tp, b.bytes() as u64)).collect();
+            due.into_iter().map(|(tp, _)| tp).chain(over_budget(rest, s.buffer_max_bytes)).cloned().collect()
         };
         for tp in due {
             let Some(mut r) = self.buffers.borrow_mut().get_mut(&tp).expect("listed above").roll()? else { continue };
@@ -454,5 +446,36 @@ impl Agent {
             }
         }
         Ok(())
+    }
+}
+
+/// The buffers to roll so that the rest hold at most `budget` bytes: the largest first, so the
+/// fewest and fullest files are written.
+fn over_budget<K>(mut buffers: Vec<(K, u64)>, budget: u64) -> Vec<K> {
+    buffers.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
+    let mut total: u64 = buffers.iter().map(|(_, b)| b).sum();
+    let mut out = Vec::new();
+    for (k, bytes) in buffers {
+        if total <= budget {
+            break;
+        }
+        total -= bytes;
+        out.push(k);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::over_budget;
+
+    #[test]
+    fn the_largest_buffers_roll_until_the_rest_fit_the_budget() {
+        let buffers = vec![("a", 3), ("b", 5), ("c", 1), ("d", 4)];
+        assert_eq!(over_budget(buffers.clone(), 13), Vec::<&str>::new());
+        assert_eq!(over_budget(buffers.clone(), 12), vec!["b"]);
+        assert_eq!(over_budget(buffers.clone(), 4), vec!["b", "d"]);
+        assert_eq!(over_budget(buffers.clone(), 0), vec!["b", "d", "a", "c"]);
+        assert!(over_budget(Vec::<(&str, u64)>::new(), 0).is_empty());
     }
 }

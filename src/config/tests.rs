@@ -22,6 +22,8 @@ fn minimal_config_gets_defaults() {
     let c = Config::parse(MINIMAL).unwrap();
     assert_eq!(c.kafka.start, StartAt::Earliest);
     assert_eq!(c.kafka.fetch_max_bytes, 4 * 1024 * 1024);
+    assert_eq!(c.kafka.fetches_in_flight, 2);
+    assert_eq!(c.spool.buffer_max_bytes, 8 << 20);
     assert_eq!(c.spool.dir, PathBuf::from("/var/lib/frazil"));
     assert_eq!(c.catalog.namespace, vec!["frazil".to_string()]);
     assert_eq!(c.catalog.commit_interval, Duration::from_secs(60));
@@ -62,6 +64,10 @@ fn bad_values_name_key_and_fix() {
     assert_eq!(key, "agent.id");
     let (key, ..) = err(&MINIMAL.replace("[\"events\"]", "[]"));
     assert_eq!(key, "kafka.topics");
+    let (key, _, fix) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nfetches_in_flight = 0"));
+    assert_eq!((key.as_str(), fix.as_str()), ("kafka.fetches_in_flight", "use between 1 and 256, e.g. 2"));
+    let (key, ..) = err(&format!("{MINIMAL}\n[spool]\nbuffer_max_bytes = \"lots\"\n"));
+    assert_eq!(key, "spool.buffer_max_bytes");
 }
 
 #[test]
