@@ -41,7 +41,7 @@ def mib(b):
 
 
 fig = {"events": events, "rounds": rounds}
-for name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "ceiling_avro", "frazil_avro", "wide64",
+for name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "ceiling_avro", "frazil_avro", "wide64", "tenth",
              "status_backlog", "drain_backlog"):
     if name in runs:
         n = len(runs[name])
@@ -110,6 +110,9 @@ if "frazil_lean" in fig:
     ceiling = f', {lean["events_per_s"] / fig["ceiling"]["events_per_s"]:.2f} of the ceiling' if "ceiling" in fig else ""
     print(f'- peak RSS, 8 partitions, lean settings (fetch_max_bytes 1 MiB, buffer_max_bytes 2 MiB): {mib(lean["peak_rss_bytes"])}; '
           f'{lean["cpu_us_per_event"]:.2f} us CPU per event{ceiling}')
+if "tenth" in fig and "frazil" in fig:
+    print(f'- peak RSS with {events // 10:,} events pending: {mib(fig["tenth"]["peak_rss_bytes"])}, against '
+          f'{mib(fig["frazil"]["peak_rss_bytes"])} with {events:,}')
 if "wide64" in fig:
     print(f'- peak RSS, 64 partitions ({events // 4:,} events): {mib(fig["wide64"]["peak_rss_bytes"])}')
 if "status_backlog" in fig:

@@ -125,6 +125,11 @@ produce wide 64 "$((EVENTS / 4))"
 config "$work/wide" wide wide
 FRAZIL_LOG=warn measure wide64 "$frazil" flush --config "$work/wide/frazil.toml"
 
+# The backlog must not set the peak: a tenth of the events pending, against all of them above.
+produce tenth 8 "$((EVENTS / 10))"
+config "$work/tenth" tenth tenth
+FRAZIL_LOG=warn measure tenth "$frazil" flush --config "$work/tenth/frazil.toml"
+
 # Recovery: hundreds of spool files waiting (small fetches, small files, the object store unreachable), then the time to
 # open the spool and list them (`status --offline`) and to drain them all.
 produce backlog 8 100000
