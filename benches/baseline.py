@@ -77,6 +77,11 @@ def main():
             batch = to_arrow(pending)
             if table is None:
                 table = catalog.create_table((a.namespace, a.table), schema=batch.schema)
+            elif not set(batch.schema.names) <= set(table.schema().column_names):
+                # A batch from partitions whose events never had some field made the table
+                # without it: grow it, as frazil does.
+                with table.update_schema() as update:
+                    update.union_by_name(batch.schema)
             table.append(batch)
             events += len(pending)
             commits += 1

@@ -254,8 +254,9 @@ impl Stores {
     }
 
     /// Uploads a local file, streamed in 5 MiB parts (one PUT when it is smaller), so memory stays
-    /// bounded whatever the file's size: one part read while one is sent. 5 MiB is the smallest
-    /// part S3 accepts. A failed multipart upload is aborted. Poll inside Compat.
+    /// bounded whatever the file's size: one part is read, then sent, and its buffer goes to the
+    /// request without a copy. 5 MiB is the smallest part S3 accepts. A failed multipart upload is
+    /// aborted. Poll inside Compat.
     pub async fn upload_file(&self, file: &std::path::Path, url: &str) -> Result<()> {
         use std::io::Read;
         const PART: usize = 5 << 20;
@@ -268,8 +269,7 @@ impl Stores {
         }
         let (store, path) = self.resolve(url)?;
         let context = || format!("multipart upload {url}");
-        let upload = store.put_multipart(&path).await.map_err(|e| Error::storage(context(), e))?;
-        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut upload = store.put_multipart(&path).await.map_err(|e| Error::storage(context(), e))?;
         let mut f = std::fs::File::open(file).map_err(open)?;
         loop {
             let (read, back) = blocking::unblock(move || {
@@ -282,20 +282,19 @@ impl Stores {
             let chunk = match read {
                 Ok(c) => c,
                 Err(e) => {
-                    let _ = writer.abort().await;
+                    let _ = upload.abort().await;
                     return Err(open(e));
                 }
             };
             if chunk.is_empty() {
                 break;
             }
-            if let Err(e) = writer.wait_for_capacity(1).await {
-                let _ = writer.abort().await;
+            if let Err(e) = upload.put_part(PutPayload::from(chunk)).await {
+                let _ = upload.abort().await;
                 return Err(Error::storage(context(), e));
             }
-            writer.write(&chunk);
         }
-        writer.finish().await.map_err(|e| Error::storage(context(), e))?;
+        upload.complete().await.map_err(|e| Error::storage(context(), e))?;
         Ok(())
     }
 
