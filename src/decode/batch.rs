@@ -208,39 +208,30 @@ impl BatchDecoder {
         let bytes = msg
             .value
             .ok_or_else(|| Rejected::new("message has no value (tombstone)"))?;
-        if self.fast.as_ref().is_some_and(|p| p.admits(bytes)) {
-            self.bytes += bytes.len() + msg.key.map_or(0, <[u8]>::len);
-            self.rows.push(Row {
-                partition: msg.partition,
-                offset: msg.offset,
-                timestamp_ms: msg.timestamp_ms,
-                key: msg.key.map(Box::from),
-                value: None,
-                raw: Box::from(bytes),
-                fresh: false,
-            });
-            return Ok(());
-        }
-        let value = serde_json::from_slice::<Value>(bytes)
-            .map_err(|e| Rejected::new(format!("invalid JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            let kind = match value {
-                Value::Null => "null",
-                Value::Bool(_) => "a boolean",
-                Value::Number(_) => "a number",
-                Value::String(_) => "a string",
-                _ => "an array",
+        let (value, fresh) = if self.fast.as_ref().is_some_and(|p| p.admits(bytes)) {
+            (None, false)
+        } else {
+            let value = serde_json::from_slice::<Value>(bytes).map_err(|e| Rejected::new(format!("invalid JSON: {e}")))?;
+            let Value::Object(map) = value else {
+                let kind = match value {
+                    Value::Null => "null",
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::String(_) => "a string",
+                    _ => "an array",
+                };
+                return Err(Rejected::new(format!("value is {kind}, not a JSON object")));
             };
-            return Err(Rejected::new(format!("value is {kind}, not a JSON object")));
+            let (value, fresh) = self.columns_of(map);
+            (Some(value), fresh)
         };
-        let (value, fresh) = self.columns_of(map);
         self.bytes += bytes.len() + msg.key.map_or(0, <[u8]>::len);
         self.rows.push(Row {
             partition: msg.partition,
             offset: msg.offset,
             timestamp_ms: msg.timestamp_ms,
             key: msg.key.map(Box::from),
-            value: Some(value),
+            value,
             raw: Box::from(bytes),
             fresh,
         });
