@@ -202,8 +202,9 @@ impl BatchDecoder {
         self.schema.clone()
     }
 
-    /// Parses `msg` now. A missing value, invalid JSON or anything but a JSON object is
-    /// rejected; whether the object fits the schema is found out by [`flush`](Self::flush).
+    /// Takes `msg` now: a missing value, invalid JSON or anything but a JSON object is
+    /// rejected. A message the fast path admits is kept as bytes; any other is parsed. Whether the
+    /// object fits the schema is found out by [`flush`](Self::flush).
     pub fn push(&mut self, msg: &Message<'_>) -> Result<(), Rejected> {
         let bytes = msg
             .value
