@@ -379,7 +379,7 @@ impl BatchDecoder {
         if rows.is_empty() || self.user.fields().is_empty() {
             return Ok(Vec::new());
         }
-        let mut decoder = ReaderBuilder::new(self.user.clone()).with_coerce_primitive(true).with_batch_size(rows.len()).build_decoder()?;
+        let mut decoder = json_reader(&self.user).with_batch_size(rows.len()).build_decoder()?;
         for row in rows {
             let mut rest: &[u8] = &row.raw;
             while !rest.is_empty() {
@@ -475,11 +475,13 @@ impl BatchDecoder {
 }
 
 fn json_decoder(schema: &SchemaRef) -> Result<arrow_json::reader::Decoder, ArrowError> {
-    // coerce_primitive: numbers and booleans in string columns (fields whose samples
-    // conflicted) are kept as their text instead of rejecting the row.
-    ReaderBuilder::new(schema.clone())
-        .with_coerce_primitive(true)
-        .build_decoder()
+    json_reader(schema).build_decoder()
+}
+
+/// arrow_json as both paths use it. coerce_primitive: numbers and booleans in string columns
+/// (fields whose samples conflicted) are kept as their text instead of rejecting the row.
+fn json_reader(schema: &SchemaRef) -> ReaderBuilder {
+    ReaderBuilder::new(schema.clone()).with_coerce_primitive(true)
 }
 
 /// Kafka's timestamp in ms as µs; Kafka uses -1 for "no timestamp", so negatives are null.
