@@ -4,10 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use arrow_array::{
-    ArrayRef, BinaryArray, Int32Array, Int64Array, LargeBinaryArray, RecordBatch,
-    TimestampMicrosecondArray,
-};
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_json::ReaderBuilder;
 use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use serde::{Serialize, Serializer};
@@ -61,16 +58,14 @@ enum Slot {
     Key { large: bool },
 }
 
-/// An accepted message: top-level keys already renamed to column names.
+/// A message parsed for the general path: top-level keys already renamed to column names.
 #[derive(Debug)]
 struct Row {
     partition: i32,
     offset: i64,
     timestamp_ms: i64,
     key: Option<Box<[u8]>>,
-    /// The parsed object, or `None` while the fast path has it: `raw` then decodes as it is
-    /// (see [`super::fast`]), and is parsed only if the batch must take the general path.
-    value: Option<Map<String, Value>>,
+    value: Map<String, Value>,
     /// The value as it came, for the dead-letter table if the row does not fit, and as a sample
     /// when the schema grows.
     raw: Box<[u8]>,
@@ -79,12 +74,6 @@ struct Row {
 }
 
 impl Row {
-    /// The parsed object (parsing `raw` now if the fast path had taken it).
-    fn parsed(&mut self) -> &mut Map<String, Value> {
-        let raw = &self.raw;
-        self.value.get_or_insert_with(|| serde_json::from_slice(raw).expect("the fast path admits only JSON objects"))
-    }
-
     fn dead(self, reason: String) -> DeadLetter {
         DeadLetter { partition: self.partition, offset: self.offset, timestamp_ms: self.timestamp_ms, key: self.key, value: Some(self.raw), reason }
     }
@@ -93,7 +82,53 @@ impl Row {
 // arrow_json takes rows as `&[impl Serialize]`: this lets it read a slice of rows in place.
 impl Serialize for Row {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.value.as_ref().expect("parsed before the general path").serialize(s)
+        self.value.serialize(s)
+    }
+}
+
+/// Accepted messages in arrival order, as runs of one kind.
+#[derive(Debug)]
+enum Run {
+    /// The next rows of the fast path's columns.
+    Fast(usize),
+    /// Rows the fast path took before the schema grew, fitted to the grown schema.
+    Batch(RecordBatch),
+    /// Rows for the general path.
+    Parsed(Vec<Row>),
+}
+
+/// The meta column values of rows, gathered as they come.
+#[derive(Debug)]
+struct Meta {
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+    timestamp_ms: Vec<i64>,
+    key: fast::Bytes,
+}
+
+impl Meta {
+    fn new() -> Meta {
+        // Wide offsets while gathering; the key column's own width is chosen when it is built.
+        Meta { partition: Vec::new(), offset: Vec::new(), timestamp_ms: Vec::new(), key: fast::Bytes::new(true) }
+    }
+
+    fn push(&mut self, partition: i32, offset: i64, timestamp_ms: i64, key: Option<&[u8]>) {
+        self.partition.push(partition);
+        self.offset.push(offset);
+        self.timestamp_ms.push(timestamp_ms);
+        match key {
+            // Wide offsets cannot overflow.
+            Some(k) => _ = self.key.push_value(k),
+            None => self.key.push_null(),
+        }
+    }
+
+    fn of(rows: &[Row]) -> Meta {
+        let mut meta = Meta::new();
+        for r in rows {
+            meta.push(r.partition, r.offset, r.timestamp_ms, r.key.as_deref());
+        }
+        meta
     }
 }
 
@@ -105,9 +140,14 @@ pub struct BatchDecoder {
     user: SchemaRef,
     slots: Vec<Slot>,
     columns: HashSet<String>,
-    /// Which messages may skip parsing (see [`super::fast`]); `None` only in tests.
-    fast: Option<fast::Plan>,
-    rows: Vec<Row>,
+    /// The user columns of the rows the fast path took (see [`super::fast`]); `None` only in
+    /// tests.
+    fast: Option<fast::Columns>,
+    /// The meta values of those rows.
+    meta: Meta,
+    /// Every accepted row since the last flush, in order.
+    runs: Vec<Run>,
+    rows: usize,
     bytes: usize,
     unknown: BTreeSet<String>,
     /// What a number in a timestamp column counts.
@@ -162,11 +202,13 @@ impl BatchDecoder {
         json_decoder(&user).map_err(|e| Error::decode("checking the table schema", e))?;
         Ok(BatchDecoder {
             columns: user.fields().iter().map(|f| f.name().clone()).collect(),
-            fast: Some(fast::Plan::new(user.fields())),
+            fast: Some(fast::Columns::new(user.fields())),
+            meta: Meta::new(),
+            runs: Vec::new(),
             schema: Arc::new(arrow),
             user,
             slots,
-            rows: Vec::new(),
+            rows: 0,
             bytes: 0,
             unknown: BTreeSet::new(),
             epoch_unit: super::EpochUnit::Millis,
@@ -179,10 +221,10 @@ impl BatchDecoder {
         self
     }
 
-    /// Buffered rows the fast path holds unparsed.
+    /// Buffered rows the fast path took, unparsed.
     #[cfg(test)]
     pub(super) fn fast_rows(&self) -> usize {
-        self.rows.iter().filter(|r| r.value.is_none()).count()
+        self.fast.as_ref().map_or(0, fast::Columns::len)
     }
 
     #[cfg(test)]
@@ -203,14 +245,18 @@ impl BatchDecoder {
     }
 
     /// Takes `msg` now: a missing value, invalid JSON or anything but a JSON object is
-    /// rejected. A message the fast path admits is kept as bytes; any other is parsed. Whether the
-    /// object fits the schema is found out by [`flush`](Self::flush).
+    /// rejected. A message the fast path takes goes into its columns; any other is parsed, and
+    /// whether it fits the schema is found out by [`flush`](Self::flush).
     pub fn push(&mut self, msg: &Message<'_>) -> Result<(), Rejected> {
         let bytes = msg
             .value
             .ok_or_else(|| Rejected::new("message has no value (tombstone)"))?;
-        let (value, fresh) = if self.fast.as_ref().is_some_and(|p| p.admits(bytes)) {
-            (None, false)
+        if self.fast.as_mut().is_some_and(|c| c.push(bytes)) {
+            self.meta.push(msg.partition, msg.offset, msg.timestamp_ms, msg.key);
+            match self.runs.last_mut() {
+                Some(Run::Fast(n)) => *n += 1,
+                _ => self.runs.push(Run::Fast(1)),
+            }
         } else {
             let value = serde_json::from_slice::<Value>(bytes).map_err(|e| Rejected::new(format!("invalid JSON: {e}")))?;
             let Value::Object(map) = value else {
@@ -224,19 +270,31 @@ impl BatchDecoder {
                 return Err(Rejected::new(format!("value is {kind}, not a JSON object")));
             };
             let (value, fresh) = self.columns_of(map);
-            (Some(value), fresh)
-        };
+            let row = Row {
+                partition: msg.partition,
+                offset: msg.offset,
+                timestamp_ms: msg.timestamp_ms,
+                key: msg.key.map(Box::from),
+                value,
+                raw: Box::from(bytes),
+                fresh,
+            };
+            match self.runs.last_mut() {
+                Some(Run::Parsed(rows)) => rows.push(row),
+                _ => self.runs.push(Run::Parsed(vec![row])),
+            }
+        }
+        self.rows += 1;
         self.bytes += bytes.len() + msg.key.map_or(0, <[u8]>::len);
-        self.rows.push(Row {
-            partition: msg.partition,
-            offset: msg.offset,
-            timestamp_ms: msg.timestamp_ms,
-            key: msg.key.map(Box::from),
-            value,
-            raw: Box::from(bytes),
-            fresh,
-        });
         Ok(())
+    }
+
+    /// The rows parsed for the general path.
+    fn parsed(&self) -> impl Iterator<Item = &Row> {
+        self.runs.iter().flat_map(|r| match r {
+            Run::Parsed(rows) => rows.as_slice(),
+            _ => &[],
+        })
     }
 
     /// Renames top-level keys to column names. Keys without a field, at the top or inside struct
@@ -266,46 +324,56 @@ impl BatchDecoder {
 
     /// True when some buffered row has a top-level key the schema has no column for.
     pub fn has_fresh_keys(&self) -> bool {
-        self.rows.iter().any(|r| r.fresh)
+        self.parsed().any(|r| r.fresh)
     }
 
     /// The raw values of the rows with keys the schema lacks: the samples to grow it from.
     pub fn fresh_samples(&self) -> impl Iterator<Item = &[u8]> {
-        self.rows.iter().filter(|r| r.fresh).map(|r| &*r.raw)
+        self.parsed().filter(|r| r.fresh).map(|r| &*r.raw)
     }
 
     /// Switches to `schema` (the old one grown by new fields), keeping the buffered rows: a
     /// row's keys that the new schema has are decoded from now on.
     pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> Result<()> {
         let mut next = BatchDecoder::new(schema)?.with_epoch_unit(self.epoch_unit);
-        next.rows = std::mem::take(&mut self.rows);
         if self.fast.is_none() {
             next.fast = None;
         }
-        next.bytes = self.bytes;
-        // Rows on the fast path had only known keys, and a grown schema keeps them all.
-        for row in &mut next.rows {
-            if let Some(value) = &row.value {
-                row.fresh = value.keys().any(|k| !next.columns.contains(k)) || fit::nested_keys_missing(value, next.user.fields());
+        // The fast path's rows had only known keys, and a grown schema keeps them all: they
+        // become a batch of the grown schema, in their place among the runs.
+        let fast = self.finish_fast()?;
+        let mut start = 0;
+        for run in &mut self.runs {
+            if let Run::Fast(n) = *run {
+                let taken = fast.as_ref().expect("fast rows were counted").slice(start, n);
+                start += n;
+                *run = Run::Batch(super::conform_batch(&taken, &next.schema)?);
+            } else if let Run::Batch(b) = run {
+                *b = super::conform_batch(b, &next.schema)?;
             }
         }
-        next.unknown = next
-            .rows
-            .iter()
-            .filter(|r| r.fresh)
-            .flat_map(|r| r.value.iter().flat_map(|v| v.keys()).filter(|k| !next.columns.contains(*k)).cloned())
-            .collect();
+        next.runs = std::mem::take(&mut self.runs);
+        next.rows = self.rows;
+        next.bytes = self.bytes;
+        for run in &mut next.runs {
+            if let Run::Parsed(rows) = run {
+                for row in rows {
+                    row.fresh = row.value.keys().any(|k| !next.columns.contains(k)) || fit::nested_keys_missing(&row.value, next.user.fields());
+                }
+            }
+        }
+        next.unknown = next.parsed().filter(|r| r.fresh).flat_map(|r| r.value.keys().filter(|k| !next.columns.contains(*k)).cloned()).collect();
         *self = next;
         Ok(())
     }
 
     /// Buffered accepted rows.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows == 0
     }
 
     /// Bytes of message values and keys buffered, for rolling by size (the parsed form in
@@ -315,24 +383,60 @@ impl BatchDecoder {
     }
 
     /// Turns everything buffered into one batch and empties the buffer. Rows that do not fit
-    /// the schema are reported in [`Flushed::rejected`] and the rest are kept. An `Err` means
-    /// the batch as a whole could not be built (in practice: over 2 GiB of text in one column,
-    /// which rolling by [`buffered_bytes`](Self::buffered_bytes) prevents); the buffer is
-    /// emptied then too.
+    /// the schema are reported in [`Flushed::rejected`] and the rest are kept, in arrival order.
+    /// An `Err` means the batch as a whole could not be built (in practice: over 2 GiB of text
+    /// in one column, which rolling by [`buffered_bytes`](Self::buffered_bytes) prevents); the
+    /// buffer is emptied then too.
     pub fn flush(&mut self) -> Result<Flushed> {
         let unknown_fields = std::mem::take(&mut self.unknown);
-        let mut rows = std::mem::take(&mut self.rows);
+        let runs = std::mem::take(&mut self.runs);
+        self.rows = 0;
         self.bytes = 0;
-        if rows.iter().all(|r| r.value.is_none())
-            && let Ok(columns) = self.decode_raw(&rows)
-        {
-            let batch = if rows.is_empty() { None } else { Some(self.assemble(&rows, columns)?) };
-            return Ok(Flushed { batch, rejected: Vec::new(), unknown_fields });
-        }
+        let fast = self.finish_fast()?;
+        let mut start = 0;
+        let mut batches = Vec::with_capacity(runs.len());
         let mut rejected = Vec::new();
+        for run in runs {
+            match run {
+                Run::Fast(n) => {
+                    batches.push(fast.as_ref().expect("fast rows were counted").slice(start, n));
+                    start += n;
+                }
+                Run::Batch(b) => batches.push(b),
+                Run::Parsed(rows) => batches.extend(self.general(rows, &mut rejected)?),
+            }
+        }
+        rejected.sort_by_key(|r| (r.partition, r.offset));
+        let batch = match batches.len() {
+            0 => None,
+            1 => batches.pop(),
+            _ => Some(
+                arrow_select::concat::concat_batches(&self.schema, &batches)
+                    .map_err(|e| Error::decode("joining the batches of the fast and the general path", e))?,
+            ),
+        };
+        Ok(Flushed { batch, rejected, unknown_fields })
+    }
+
+    /// The rows the fast path took since the last call, as one batch (`None` when there are none).
+    fn finish_fast(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(columns) = self.fast.as_mut() else { return Ok(None) };
+        if columns.len() == 0 {
+            return Ok(None);
+        }
+        let mut meta = std::mem::replace(&mut self.meta, Meta::new());
+        let user = columns
+            .finish(self.user.fields())
+            .map_err(|e| Error::decode(format!("building the columns of {} rows", meta.offset.len()), e))?;
+        self.assemble(&mut meta, user).map(Some)
+    }
+
+    /// The general path for `rows`: fitted to the schema and decoded by arrow_json. Rows that do
+    /// not fit go to `rejected`.
+    fn general(&self, mut rows: Vec<Row>, rejected: &mut Vec<DeadLetter>) -> Result<Option<RecordBatch>> {
         let mut kept = Vec::with_capacity(rows.len());
         for mut row in rows.drain(..) {
-            match fit::fit_row(row.parsed(), self.user.fields(), self.epoch_unit) {
+            match fit::fit_row(&mut row.value, self.user.fields(), self.epoch_unit) {
                 Ok(()) => kept.push(row),
                 Err(reason) => rejected.push(row.dead(reason)),
             }
@@ -358,43 +462,10 @@ impl BatchDecoder {
                     .map_err(|e| Error::decode(format!("decoding {} rows", rows.len()), e))?
             }
         };
-        rejected.sort_by_key(|r| (r.partition, r.offset));
-        let batch = if rows.is_empty() {
-            None
-        } else {
-            Some(self.assemble(&rows, user_columns)?)
-        };
-        Ok(Flushed {
-            batch,
-            rejected,
-            unknown_fields,
-        })
-    }
-
-    /// The user columns of `rows` that are all on the fast path: their bytes go to arrow_json's
-    /// tokenizer as they are. An `Err` (a value arrow_json refuses, such as a null in a required
-    /// column or a malformed time) sends the whole batch down the general path, which finds the
-    /// rows to blame.
-    fn decode_raw(&self, rows: &[Row]) -> Result<Vec<ArrayRef>, ArrowError> {
-        if rows.is_empty() || self.user.fields().is_empty() {
-            return Ok(Vec::new());
+        if rows.is_empty() {
+            return Ok(None);
         }
-        let mut decoder = json_reader(&self.user).with_batch_size(rows.len()).build_decoder()?;
-        for row in rows {
-            let mut rest: &[u8] = &row.raw;
-            while !rest.is_empty() {
-                let n = decoder.decode(rest)?;
-                if n == 0 {
-                    return Err(ArrowError::JsonError("decoder took no bytes".into()));
-                }
-                rest = &rest[n..];
-            }
-        }
-        let batch = decoder.flush()?.ok_or_else(|| ArrowError::JsonError("no rows decoded".into()))?;
-        if batch.num_rows() != rows.len() {
-            return Err(ArrowError::JsonError(format!("{} rows decoded from {} messages", batch.num_rows(), rows.len())));
-        }
-        Ok(batch.columns().to_vec())
+        self.assemble(&mut Meta::of(&rows), user_columns).map(Some)
     }
 
     /// The user columns of `rows`, decoded by arrow_json.
@@ -445,43 +516,30 @@ impl BatchDecoder {
     }
 
     /// Puts the user columns and the meta columns together in schema order.
-    fn assemble(&self, rows: &[Row], user: Vec<ArrayRef>) -> Result<RecordBatch> {
-        let columns = self.slots.iter().map(|slot| -> ArrayRef {
-            match slot {
+    fn assemble(&self, meta: &mut Meta, user: Vec<ArrayRef>) -> Result<RecordBatch> {
+        let rows = meta.offset.len();
+        let mut columns = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            columns.push(match slot {
                 Slot::User(i) => user[*i].clone(),
-                Slot::Partition => Arc::new(Int32Array::from_iter_values(
-                    rows.iter().map(|r| r.partition),
-                )),
-                Slot::Offset => {
-                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.offset)))
-                }
+                Slot::Partition => Arc::new(Int32Array::from(std::mem::take(&mut meta.partition))) as ArrayRef,
+                Slot::Offset => Arc::new(Int64Array::from(std::mem::take(&mut meta.offset))),
                 Slot::Timestamp(tz) => Arc::new(
-                    TimestampMicrosecondArray::from_iter(
-                        rows.iter().map(|r| timestamp_us(r.timestamp_ms)),
-                    )
-                    .with_timezone_opt(tz.clone()),
+                    TimestampMicrosecondArray::from_iter(meta.timestamp_ms.iter().map(|ms| timestamp_us(*ms))).with_timezone_opt(tz.clone()),
                 ),
-                Slot::Key { large: true } => Arc::new(LargeBinaryArray::from_iter(
-                    rows.iter().map(|r| r.key.as_deref()),
-                )),
-                Slot::Key { large: false } => Arc::new(BinaryArray::from_iter(
-                    rows.iter().map(|r| r.key.as_deref()),
-                )),
-            }
-        });
-        RecordBatch::try_new(self.schema.clone(), columns.collect())
-            .map_err(|e| Error::decode(format!("assembling a batch of {} rows", rows.len()), e))
+                Slot::Key { large } => meta.key.finish_binary(*large).map_err(|e| Error::decode(format!("building the key column of {rows} rows"), e))?,
+            });
+        }
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
+            .map_err(|e| Error::decode(format!("assembling a batch of {rows} rows"), e))
     }
 }
 
+/// arrow_json as the general path uses it. coerce_primitive: numbers and booleans in string
+/// columns (fields whose samples conflicted) are kept as their text instead of rejecting the row.
 fn json_decoder(schema: &SchemaRef) -> Result<arrow_json::reader::Decoder, ArrowError> {
-    json_reader(schema).build_decoder()
-}
-
-/// arrow_json as both paths use it. coerce_primitive: numbers and booleans in string columns
-/// (fields whose samples conflicted) are kept as their text instead of rejecting the row.
-fn json_reader(schema: &SchemaRef) -> ReaderBuilder {
-    ReaderBuilder::new(schema.clone()).with_coerce_primitive(true)
+    ReaderBuilder::new(schema.clone()).with_coerce_primitive(true).build_decoder()
 }
 
 /// Kafka's timestamp in ms as µs; Kafka uses -1 for "no timestamp", so negatives are null.

@@ -1,120 +1,462 @@
-//! The fast path of JSON decoding: proves, without allocating, that a message's bytes can go
-//! to arrow_json as they are.
+//! The fast path of JSON decoding: one walk over a message's bytes, directed by the Arrow schema,
+//! appends its values straight to column builders.
 //!
 //! The general path parses each message into a `serde_json::Value`, renames keys, fits numbers
-//! and nested objects to the schema ([`super::fit`]) and serializes the values into arrow_json.
-//! That costs several allocations per field. Almost every message of a settled topic needs none
-//! of that work: its keys are all columns, its integers are whole and in range, its strings are
-//! strings. For such a message arrow_json's own tokenizer, fed the raw bytes, builds the same
-//! columns.
+//! and nested objects to the schema ([`super::fit`]) and hands the values to arrow_json. That
+//! costs several allocations per field and a second walk. Almost every message of a settled topic
+//! needs none of that work: its keys are all columns, its integers are whole and in range, its
+//! strings are strings. [`Columns::push`] takes such a message in one pass, allocation-free but
+//! for the column buffers growing, and refuses any other, leaving the columns as they were:
 //!
-//! [`Plan::admits`] walks a message once, directed by the Arrow schema, and says yes only when
-//! every value is of a kind the general path would hand to arrow_json unchanged:
-//!
-//! | column type              | admitted values              |
+//! | column type              | taken values                 |
 //! |--------------------------|------------------------------|
 //! | `Int32`, `Int64`         | integer literals in range    |
-//! | `Float32`, `Float64`     | numbers                      |
+//! | `Float32`, `Float64`     | numbers (in `Float32`'s range) |
 //! | `Utf8`, `LargeUtf8`      | strings                      |
 //! | `Boolean`                | booleans                     |
-//! | `Timestamp`              | strings (RFC 3339)           |
+//! | `Timestamp`              | strings arrow parses as times |
 //! | struct                   | objects with known keys, none repeated |
-//! | list                     | arrays of admitted items     |
-//! | map                      | objects of admitted values, no key repeated |
-//! | any                      | `null`                       |
+//! | list                     | arrays of taken items        |
+//! | map (string keys)        | objects of taken values, no key repeated |
+//! | any                      | `null`, or a missing key, where the field is nullable |
 //!
 //! Anything else (a key the schema lacks, a top-level key spelled like a meta column, a float in
 //! an integer column, a number in a timestamp column, an object in a string column, a repeated
-//! key, invalid JSON) sends the message down the general path, which decides what becomes of it.
-//! So the fast path changes how fast a row is decoded, never what is decoded, with one
-//! refinement: a float column's numbers reach arrow_json as their text, and it rounds them
-//! correctly; the general path parses them with serde_json first, which may be one unit in the
-//! last place off for numbers with many digits.
+//! key, a null in a required field, invalid JSON) is refused, and the message goes down the
+//! general path, which decides what becomes of it. So the fast path changes how fast a row is
+//! decoded, never what is decoded: each value is converted as the general path converts it
+//! (numbers parsed by serde_json, then cast as arrow_json casts them; times by arrow's own
+//! parser), which `fast_tests.rs` checks against the general path on random messages.
+//!
+//! Rolling back a refused message is cheap because every column keeps plain vectors: truncating
+//! each top-level column to the row count before the message undoes whatever it appended.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
-use arrow_schema::{DataType, Fields};
+use arrow_array::timezone::Tz;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use arrow_array::{
+    ArrayRef, BinaryArray, BooleanArray, LargeBinaryArray, LargeListArray, LargeStringArray, ListArray, MapArray,
+    PrimitiveArray, StringArray, StructArray, new_null_array,
+};
+use arrow_buffer::{ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_cast::parse::string_to_datetime;
+use arrow_schema::{ArrowError, DataType, Field, Fields, TimeUnit};
+use chrono::{DateTime, TimeZone, Utc};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-/// What a value of one column may be, for the fast path.
+/// Builders for the user columns of one Arrow schema, fed by [`push`](Columns::push).
 #[derive(Debug)]
-enum Kind {
-    Int { lo: i64, hi: i64 },
-    Float,
-    Str,
-    Bool,
-    Timestamp,
-    Struct(Struct),
-    List(Box<Kind>),
-    Map(Box<Kind>),
-    /// Any other type: only `null` is admitted.
-    Other,
+pub(super) struct Columns {
+    root: StructCol,
+    rows: usize,
+}
+
+impl Columns {
+    pub(super) fn new(fields: &Fields) -> Columns {
+        Columns { root: StructCol::new(fields, true), rows: 0 }
+    }
+
+    /// Appends `bytes` as one row when it is a JSON object the general path would decode to the
+    /// same values; else leaves the columns as they were and returns false.
+    pub(super) fn push(&mut self, bytes: &[u8]) -> bool {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let taken = ObjectSeed(&mut self.root).deserialize(&mut de).is_ok() && de.end().is_ok();
+        if taken {
+            self.rows += 1;
+        } else {
+            self.root.truncate(self.rows);
+        }
+        taken
+    }
+
+    /// Rows taken since the last [`finish`](Columns::finish).
+    pub(super) fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// The columns of the rows taken, in the order of `fields` (the fields this was made for),
+    /// and empties the builders.
+    pub(super) fn finish(&mut self, fields: &Fields) -> Result<Vec<ArrayRef>, ArrowError> {
+        self.rows = 0;
+        self.root.nulls.truncate(0);
+        let columns: Result<Vec<ArrayRef>, ArrowError> = self.root.cols.iter_mut().zip(fields.iter()).map(|(c, f)| c.finish(f)).collect();
+        if columns.is_err() {
+            self.root.truncate(0);
+        }
+        columns
+    }
+}
+
+/// Validity of the values of a column, one bit each (set: valid). Most columns never see a null:
+/// the bits are only kept from a column's first null on.
+#[derive(Debug)]
+struct Nulls {
+    len: usize,
+    bits: Option<BooleanBufferBuilder>,
+}
+
+impl Nulls {
+    fn new() -> Nulls {
+        Nulls { len: 0, bits: None }
+    }
+    #[inline]
+    fn push(&mut self, valid: bool) {
+        match &mut self.bits {
+            Some(bits) => bits.append(valid),
+            None if valid => {}
+            None => {
+                let mut bits = BooleanBufferBuilder::new(self.len + 1);
+                bits.append_n(self.len, true);
+                bits.append(false);
+                self.bits = Some(bits);
+            }
+        }
+        self.len += 1;
+    }
+    fn truncate(&mut self, len: usize) {
+        self.len = len;
+        if let Some(bits) = &mut self.bits {
+            bits.truncate(len);
+        }
+    }
+    fn finish(&mut self) -> Option<NullBuffer> {
+        self.len = 0;
+        self.bits.take().map(|mut b| NullBuffer::new(b.finish())).filter(|n| n.null_count() > 0)
+    }
+}
+
+/// Variable-length values: the text of string columns, and message keys for the meta column.
+#[derive(Debug)]
+pub(super) struct Bytes {
+    large: bool,
+    /// Where each value ends in `data`, after a leading 0.
+    ends: Vec<i64>,
+    data: Vec<u8>,
+    nulls: Nulls,
+}
+
+impl Bytes {
+    /// Values of a column with 64-bit offsets (`large`) or 32-bit ones.
+    pub(super) fn new(large: bool) -> Bytes {
+        Bytes { large, ends: vec![0], data: Vec::new(), nulls: Nulls::new() }
+    }
+
+    /// False (and nothing appended) when the column's offsets cannot reach past the value.
+    pub(super) fn push(&mut self, value: Option<&[u8]>) -> bool {
+        let value = value.unwrap_or_default();
+        let end = self.data.len() + value.len();
+        if !self.large && end > i32::MAX as usize {
+            return false;
+        }
+        self.data.extend_from_slice(value);
+        self.ends.push(end as i64);
+        true
+    }
+
+    pub(super) fn push_value(&mut self, value: &[u8]) -> bool {
+        self.push(Some(value)) && {
+            self.nulls.push(true);
+            true
+        }
+    }
+
+    pub(super) fn push_null(&mut self) {
+        self.push(None);
+        self.nulls.push(false);
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.ends.truncate(len + 1);
+        self.data.truncate(self.ends[len] as usize);
+        self.nulls.truncate(len);
+    }
+
+    fn take(&mut self) -> (Vec<i64>, Buffer, Option<NullBuffer>) {
+        let ends = std::mem::replace(&mut self.ends, vec![0]);
+        (ends, Buffer::from_vec(std::mem::take(&mut self.data)), self.nulls.finish())
+    }
+
+    fn finish_utf8(&mut self) -> Result<ArrayRef, ArrowError> {
+        let large = self.large;
+        let (ends, data, nulls) = self.take();
+        Ok(if large {
+            Arc::new(LargeStringArray::try_new(offsets(ends)?, data, nulls)?)
+        } else {
+            Arc::new(StringArray::try_new(offsets(ends)?, data, nulls)?)
+        })
+    }
+
+    /// The values as a binary column, with 64-bit offsets (`large`) or 32-bit ones.
+    pub(super) fn finish_binary(&mut self, large: bool) -> Result<ArrayRef, ArrowError> {
+        let (ends, data, nulls) = self.take();
+        Ok(if large {
+            Arc::new(LargeBinaryArray::try_new(offsets(ends)?, data, nulls)?)
+        } else {
+            Arc::new(BinaryArray::try_new(offsets(ends)?, data, nulls)?)
+        })
+    }
+}
+
+/// Offsets of the width `O`.
+fn offsets<O: ArrowNativeType + TryFrom<i64>>(ends: Vec<i64>) -> Result<OffsetBuffer<O>, ArrowError> {
+    let ends: Option<Vec<O>> = ends.into_iter().map(|e| O::try_from(e).ok()).collect();
+    let ends = ends.ok_or_else(|| ArrowError::ComputeError("over 2 GiB of values for 32-bit offsets".into()))?;
+    Ok(OffsetBuffer::new(ScalarBuffer::from(ends)))
+}
+
+/// One column's builder; what it takes follows from its variant (see the module's table).
+#[derive(Debug)]
+enum Col {
+    I32(Vec<i32>, Nulls),
+    I64(Vec<i64>, Nulls),
+    F32(Vec<f32>, Nulls),
+    F64(Vec<f64>, Nulls),
+    Bool(BooleanBufferBuilder, Nulls),
+    Str(Bytes),
+    Time(Vec<i64>, Nulls, TimeUnit, Option<Tz>),
+    Struct(StructCol),
+    List(Box<ListCol>),
+    Map(Box<MapCol>),
+    /// Any other type: only nulls are taken; counts them.
+    Null(usize),
 }
 
 #[derive(Debug)]
-struct Struct {
+struct StructCol {
+    keys: Keys,
+    nullable: Vec<bool>,
+    cols: Vec<Col>,
+    nulls: Nulls,
+}
+
+/// How an object's keys are matched to a struct's fields.
+#[derive(Debug)]
+struct Keys {
     names: Vec<Box<str>>,
     index: HashMap<Box<str>, usize>,
     /// The field of the k-th key of the last object seen: producers write keys in the same
     /// order every time, so a key is usually found with one comparison, without hashing.
     guess: Vec<Cell<usize>>,
-    kinds: Vec<Kind>,
     /// The top level: keys spelled like meta columns are renamed by the general path.
     top: bool,
 }
 
-/// The fast-path check for one Arrow schema (the user columns of a table).
 #[derive(Debug)]
-pub(super) struct Plan {
-    root: Struct,
+struct ListCol {
+    large: bool,
+    ends: Vec<i64>,
+    item: Col,
+    item_nullable: bool,
+    nulls: Nulls,
 }
 
-impl Plan {
-    pub(super) fn new(fields: &Fields) -> Plan {
-        Plan { root: Struct::new(fields, true) }
-    }
-
-    /// True when `bytes` is one JSON object that arrow_json decodes into this schema exactly as
-    /// the general path would.
-    pub(super) fn admits(&self, bytes: &[u8]) -> bool {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        Check(&self.root).deserialize(&mut de).is_ok() && de.end().is_ok()
-    }
+#[derive(Debug)]
+struct MapCol {
+    ends: Vec<i64>,
+    keys: Bytes,
+    values: Col,
+    values_nullable: bool,
+    nulls: Nulls,
 }
 
-impl Struct {
-    fn new(fields: &Fields, top: bool) -> Struct {
-        Struct {
-            names: fields.iter().map(|f| Box::from(f.name().as_str())).collect(),
-            index: fields.iter().enumerate().map(|(i, f)| (Box::from(f.name().as_str()), i)).collect(),
-            guess: (0..fields.len()).map(Cell::new).collect(),
-            kinds: fields.iter().map(|f| Kind::of(f.data_type())).collect(),
-            top,
-        }
-    }
-}
-
-impl Kind {
-    fn of(dt: &DataType) -> Kind {
-        match dt {
-            DataType::Int32 => Kind::Int { lo: i32::MIN.into(), hi: i32::MAX.into() },
-            DataType::Int64 => Kind::Int { lo: i64::MIN, hi: i64::MAX },
-            DataType::Float32 | DataType::Float64 => Kind::Float,
-            DataType::Utf8 | DataType::LargeUtf8 => Kind::Str,
-            DataType::Boolean => Kind::Bool,
-            DataType::Timestamp(..) => Kind::Timestamp,
-            DataType::Struct(fields) => Kind::Struct(Struct::new(fields, false)),
-            DataType::List(f) | DataType::LargeList(f) => Kind::List(Box::new(Kind::of(f.data_type()))),
-            DataType::Map(entries, _) => match entries.data_type() {
-                DataType::Struct(kv) if kv.len() == 2 && kv[0].data_type() == &DataType::Utf8 => {
-                    Kind::Map(Box::new(Kind::of(kv[1].data_type())))
-                }
-                _ => Kind::Other,
+impl StructCol {
+    fn new(fields: &Fields, top: bool) -> StructCol {
+        StructCol {
+            keys: Keys {
+                names: fields.iter().map(|f| Box::from(f.name().as_str())).collect(),
+                index: fields.iter().enumerate().map(|(i, f)| (Box::from(f.name().as_str()), i)).collect(),
+                guess: (0..fields.len()).map(Cell::new).collect(),
+                top,
             },
-            _ => Kind::Other,
+            nullable: fields.iter().map(|f| f.is_nullable()).collect(),
+            cols: fields.iter().map(|f| Col::of(f.data_type())).collect(),
+            nulls: Nulls::new(),
         }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.cols.iter_mut().for_each(|c| c.truncate(len));
+        self.nulls.truncate(len);
+    }
+}
+
+impl Col {
+    fn of(dt: &DataType) -> Col {
+        let nulls = Nulls::new;
+        match dt {
+            DataType::Int32 => Col::I32(Vec::new(), nulls()),
+            DataType::Int64 => Col::I64(Vec::new(), nulls()),
+            DataType::Float32 => Col::F32(Vec::new(), nulls()),
+            DataType::Float64 => Col::F64(Vec::new(), nulls()),
+            DataType::Boolean => Col::Bool(BooleanBufferBuilder::new(0), nulls()),
+            DataType::Utf8 => Col::Str(Bytes::new(false)),
+            DataType::LargeUtf8 => Col::Str(Bytes::new(true)),
+            DataType::Timestamp(unit, tz) => match tz.as_deref().map(str::parse::<Tz>) {
+                None => Col::Time(Vec::new(), nulls(), *unit, None),
+                Some(Ok(tz)) => Col::Time(Vec::new(), nulls(), *unit, Some(tz)),
+                Some(Err(_)) => Col::Null(0),
+            },
+            DataType::Struct(fields) if !fields.is_empty() => Col::Struct(StructCol::new(fields, false)),
+            DataType::List(f) | DataType::LargeList(f) => Col::List(Box::new(ListCol {
+                large: matches!(dt, DataType::LargeList(_)),
+                ends: vec![0],
+                item: Col::of(f.data_type()),
+                item_nullable: f.is_nullable(),
+                nulls: nulls(),
+            })),
+            DataType::Map(entries, _) => match entries.data_type() {
+                DataType::Struct(kv) if kv.len() == 2 && kv[0].data_type() == &DataType::Utf8 => Col::Map(Box::new(MapCol {
+                    ends: vec![0],
+                    keys: Bytes::new(false),
+                    values: Col::of(kv[1].data_type()),
+                    values_nullable: kv[1].is_nullable(),
+                    nulls: nulls(),
+                })),
+                _ => Col::Null(0),
+            },
+            _ => Col::Null(0),
+        }
+    }
+
+    /// A null here, and in every child (where the parent's null masks it).
+    fn push_null(&mut self) {
+        match self {
+            Col::I32(v, n) => push_null_for(v, n),
+            Col::I64(v, n) | Col::Time(v, n, ..) => push_null_for(v, n),
+            Col::F32(v, n) => push_null_for(v, n),
+            Col::F64(v, n) => push_null_for(v, n),
+            Col::Bool(v, n) => {
+                v.append(false);
+                n.push(false);
+            }
+            Col::Str(b) => b.push_null(),
+            Col::Struct(s) => {
+                s.cols.iter_mut().for_each(Col::push_null);
+                s.nulls.push(false);
+            }
+            Col::List(l) => {
+                l.ends.push(*l.ends.last().expect("starts with 0"));
+                l.nulls.push(false);
+            }
+            Col::Map(m) => {
+                m.ends.push(*m.ends.last().expect("starts with 0"));
+                m.nulls.push(false);
+            }
+            Col::Null(len) => *len += 1,
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Col::I32(v, n) => cut(v, n, len),
+            Col::I64(v, n) | Col::Time(v, n, ..) => cut(v, n, len),
+            Col::F32(v, n) => cut(v, n, len),
+            Col::F64(v, n) => cut(v, n, len),
+            Col::Bool(v, n) => {
+                v.truncate(len);
+                n.truncate(len);
+            }
+            Col::Str(b) => b.truncate(len),
+            Col::Struct(s) => s.truncate(len),
+            Col::List(l) => {
+                l.ends.truncate(len + 1);
+                l.item.truncate(l.ends[len] as usize);
+                l.nulls.truncate(len);
+            }
+            Col::Map(m) => {
+                m.ends.truncate(len + 1);
+                m.keys.truncate(m.ends[len] as usize);
+                m.values.truncate(m.ends[len] as usize);
+                m.nulls.truncate(len);
+            }
+            Col::Null(n) => *n = len,
+        }
+    }
+
+    /// The column as an array of `field`'s type (the field it was made for), emptying it.
+    fn finish(&mut self, field: &Field) -> Result<ArrayRef, ArrowError> {
+        let dt = field.data_type();
+        Ok(match (self, dt) {
+            (Col::I32(v, n), _) => Arc::new(PrimitiveArray::<Int32Type>::try_new(take(v), n.finish())?),
+            (Col::I64(v, n), _) => Arc::new(PrimitiveArray::<Int64Type>::try_new(take(v), n.finish())?),
+            (Col::F32(v, n), _) => Arc::new(PrimitiveArray::<Float32Type>::try_new(take(v), n.finish())?),
+            (Col::F64(v, n), _) => Arc::new(PrimitiveArray::<Float64Type>::try_new(take(v), n.finish())?),
+            (Col::Bool(v, n), _) => Arc::new(BooleanArray::new(v.finish(), n.finish())),
+            (Col::Str(b), _) => b.finish_utf8()?,
+            (Col::Time(v, n, unit, _), _) => {
+                let (v, n) = (take(v), n.finish());
+                match unit {
+                    TimeUnit::Second => Arc::new(PrimitiveArray::<TimestampSecondType>::try_new(v, n)?.with_data_type(dt.clone())),
+                    TimeUnit::Millisecond => Arc::new(PrimitiveArray::<TimestampMillisecondType>::try_new(v, n)?.with_data_type(dt.clone())),
+                    TimeUnit::Microsecond => Arc::new(PrimitiveArray::<TimestampMicrosecondType>::try_new(v, n)?.with_data_type(dt.clone())),
+                    TimeUnit::Nanosecond => Arc::new(PrimitiveArray::<TimestampNanosecondType>::try_new(v, n)?.with_data_type(dt.clone())),
+                }
+            }
+            (Col::Struct(s), DataType::Struct(fields)) => {
+                let children = s.cols.iter_mut().zip(fields.iter()).map(|(c, f)| c.finish(f)).collect::<Result<_, _>>()?;
+                Arc::new(StructArray::try_new(fields.clone(), children, s.nulls.finish())?)
+            }
+            (Col::List(l), DataType::List(item) | DataType::LargeList(item)) => {
+                let values = l.item.finish(item)?;
+                let ends = std::mem::replace(&mut l.ends, vec![0]);
+                if l.large {
+                    Arc::new(LargeListArray::try_new(item.clone(), offsets(ends)?, values, l.nulls.finish())?)
+                } else {
+                    Arc::new(ListArray::try_new(item.clone(), offsets(ends)?, values, l.nulls.finish())?)
+                }
+            }
+            (Col::Map(m), DataType::Map(entries, sorted)) => {
+                let DataType::Struct(kv) = entries.data_type() else { unreachable!("made from a map of structs") };
+                let columns = vec![m.keys.finish_utf8()?, m.values.finish(&kv[1])?];
+                let ends = std::mem::replace(&mut m.ends, vec![0]);
+                let entries_array = StructArray::try_new(kv.clone(), columns, None)?;
+                Arc::new(MapArray::try_new(entries.clone(), offsets(ends)?, entries_array, m.nulls.finish(), *sorted)?)
+            }
+            (Col::Null(n), _) => new_null_array(dt, std::mem::take(n)),
+            (col, _) => return Err(ArrowError::SchemaError(format!("column builder {col:?} does not match {dt}"))),
+        })
+    }
+}
+
+fn push<T>(values: &mut Vec<T>, nulls: &mut Nulls, v: T) {
+    values.push(v);
+    nulls.push(true);
+}
+
+fn push_null_for<T: Default>(values: &mut Vec<T>, nulls: &mut Nulls) {
+    values.push(T::default());
+    nulls.push(false);
+}
+
+fn cut<T>(values: &mut Vec<T>, nulls: &mut Nulls, len: usize) {
+    values.truncate(len);
+    nulls.truncate(len);
+}
+
+fn take<T: ArrowNativeType>(values: &mut Vec<T>) -> ScalarBuffer<T> {
+    ScalarBuffer::from(std::mem::take(values))
+}
+
+/// A time string as arrow_json reads it into a column of `unit` in `tz` (UTC when none).
+fn parse_time(s: &str, unit: TimeUnit, tz: Option<&Tz>) -> Option<i64> {
+    fn at<T: TimeZone>(d: DateTime<T>, unit: TimeUnit) -> Option<i64> {
+        match unit {
+            TimeUnit::Second => Some(d.timestamp()),
+            TimeUnit::Millisecond => Some(d.timestamp_millis()),
+            TimeUnit::Microsecond => Some(d.timestamp_micros()),
+            TimeUnit::Nanosecond => d.timestamp_nanos_opt(),
+        }
+    }
+    match tz {
+        Some(tz) => at(string_to_datetime(tz, s).ok()?, unit),
+        None => at(string_to_datetime(&Utc, s).ok()?, unit),
     }
 }
 
@@ -123,16 +465,16 @@ fn no<E: de::Error>() -> E {
     E::custom("")
 }
 
-struct Check<'p>(&'p Struct);
+struct ObjectSeed<'c>(&'c mut StructCol);
 
-impl<'de> DeserializeSeed<'de> for Check<'_> {
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(ObjectVisitor(self.0))
     }
 }
 
-struct ObjectVisitor<'p>(&'p Struct);
+struct ObjectVisitor<'c>(&'c mut StructCol);
 
 impl<'de> Visitor<'de> for ObjectVisitor<'_> {
     type Value = ();
@@ -141,31 +483,45 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let s = self.0;
+        let n = s.cols.len();
         // Which fields were seen: a repeated key goes to the general path (serde_json keeps
-        // the last value; what arrow_json's tokenizer would keep is not promised).
+        // the last value), and a field not seen is null.
         let mut seen_small = 0u128;
-        let mut seen_large = if s.kinds.len() > 128 { vec![false; s.kinds.len()] } else { Vec::new() };
+        let mut seen_large = if n > 128 { vec![false; n] } else { Vec::new() };
         let mut k = 0;
-        while let Some(i) = map.next_key_seed(Key(s, k))? {
+        while let Some(i) = map.next_key_seed(Key(&s.keys, k))? {
             k += 1;
-            if s.kinds.len() > 128 {
-                if std::mem::replace(&mut seen_large[i], true) {
-                    return Err(no());
-                }
+            let repeated = if n > 128 {
+                std::mem::replace(&mut seen_large[i], true)
             } else {
-                if seen_small & (1 << i) != 0 {
-                    return Err(no());
-                }
-                seen_small |= 1 << i;
+                let bit = 1u128 << i;
+                let was = seen_small & bit != 0;
+                seen_small |= bit;
+                was
+            };
+            if repeated {
+                return Err(no());
             }
-            map.next_value_seed(Value(&s.kinds[i]))?;
+            map.next_value_seed(Value { col: &mut s.cols[i], nullable: s.nullable[i] })?;
         }
+        if k < n {
+            for i in 0..n {
+                let seen = if n > 128 { seen_large[i] } else { seen_small & 1 << i != 0 };
+                if !seen {
+                    if !s.nullable[i] {
+                        return Err(no());
+                    }
+                    s.cols[i].push_null();
+                }
+            }
+        }
+        s.nulls.push(true);
         Ok(())
     }
 }
 
 /// The `k`-th key of an object of a struct: its field's index, or not for the fast path.
-struct Key<'p>(&'p Struct, usize);
+struct Key<'p>(&'p Keys, usize);
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = usize;
@@ -197,14 +553,18 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 }
 
-struct Value<'p>(&'p Kind);
+/// One value, appended to `col` when it is of a kind the column takes.
+struct Value<'c> {
+    col: &'c mut Col,
+    nullable: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for Value<'_> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        // Not `deserialize_ignored_any`, even where the value does not matter: skipping a value
-        // checks less than parsing it (a number beyond f64, bad UTF-8 in a string), and the
-        // general path refuses what parsing refuses.
+        // Not `deserialize_ignored_any` for `Null` columns: skipping a value checks less than
+        // parsing it (a number beyond f64, bad UTF-8 in a string), and the general path refuses
+        // what parsing refuses.
         d.deserialize_any(self)
     }
 }
@@ -215,48 +575,92 @@ impl<'de> Visitor<'de> for Value<'_> {
         f.write_str("a value of the column's type")
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        if !self.nullable {
+            return Err(no());
+        }
+        self.col.push_null();
         Ok(())
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        matches!(self.0, Kind::Bool).then_some(()).ok_or_else(no)
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        let Col::Bool(values, nulls) = self.col else { return Err(no()) };
+        values.append(v);
+        nulls.push(true);
+        Ok(())
     }
+    // Numbers are cast as arrow_json casts the general path's serde_json numbers: integers to
+    // floats with `as`, floats to `Float32` only within its range.
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        match self.0 {
-            Kind::Int { lo, hi } if (*lo..=*hi).contains(&v) => Ok(()),
-            Kind::Float => Ok(()),
-            _ => Err(no()),
+        match self.col {
+            Col::I32(values, nulls) => push(values, nulls, i32::try_from(v).map_err(|_| no())?),
+            Col::I64(values, nulls) => push(values, nulls, v),
+            Col::F32(values, nulls) => push(values, nulls, v as f32),
+            Col::F64(values, nulls) => push(values, nulls, v as f64),
+            _ => return Err(no()),
         }
+        Ok(())
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        match self.0 {
-            Kind::Int { hi, .. } if v <= *hi as u64 => Ok(()),
-            Kind::Float => Ok(()),
-            _ => Err(no()),
+        match self.col {
+            Col::I32(values, nulls) => push(values, nulls, i32::try_from(v).map_err(|_| no())?),
+            Col::I64(values, nulls) => push(values, nulls, i64::try_from(v).map_err(|_| no())?),
+            Col::F32(values, nulls) => push(values, nulls, v as f32),
+            Col::F64(values, nulls) => push(values, nulls, v as f64),
+            _ => return Err(no()),
         }
+        Ok(())
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        matches!(self.0, Kind::Float).then_some(()).ok_or_else(no)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        match self.col {
+            Col::F64(values, nulls) => push(values, nulls, v),
+            Col::F32(values, nulls) if (f32::MIN as f64..=f32::MAX as f64).contains(&v) => push(values, nulls, v as f32),
+            _ => return Err(no()),
+        }
+        Ok(())
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        matches!(self.0, Kind::Str | Kind::Timestamp).then_some(()).ok_or_else(no)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self.col {
+            Col::Str(b) => {
+                if !b.push_value(v.as_bytes()) {
+                    return Err(no());
+                }
+            }
+            Col::Time(values, nulls, unit, tz) => push(values, nulls, parse_time(v, *unit, tz.as_ref()).ok_or_else(no)?),
+            _ => return Err(no()),
+        }
+        Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Kind::List(item) = self.0 else { return Err(no()) };
-        while seq.next_element_seed(Value(item))?.is_some() {}
+        let Col::List(l) = self.col else { return Err(no()) };
+        let mut end = *l.ends.last().expect("starts with 0");
+        while seq.next_element_seed(Value { col: &mut l.item, nullable: l.item_nullable })?.is_some() {
+            end += 1;
+        }
+        if !l.large && end > i32::MAX as i64 {
+            return Err(no());
+        }
+        l.ends.push(end);
+        l.nulls.push(true);
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        match self.0 {
-            Kind::Struct(s) => ObjectVisitor(s).visit_map(map),
-            Kind::Map(value) => {
+        match self.col {
+            Col::Struct(s) => ObjectVisitor(s).visit_map(map),
+            Col::Map(m) => {
                 // Map keys are data: a repeated one is kept once by serde_json; send it there.
                 let mut keys = std::collections::HashSet::new();
+                let mut end = *m.ends.last().expect("starts with 0");
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if !keys.insert(key) {
+                    if !m.keys.push_value(key.as_bytes()) || !keys.insert(key) {
                         return Err(no());
                     }
-                    map.next_value_seed(Value(value))?;
+                    map.next_value_seed(Value { col: &mut m.values, nullable: m.values_nullable })?;
+                    end += 1;
                 }
+                if end > i32::MAX as i64 {
+                    return Err(no());
+                }
+                m.ends.push(end);
+                m.nulls.push(true);
                 Ok(())
             }
             _ => Err(no()),
