@@ -134,7 +134,7 @@ FRAZIL_LOG=warn measure tenth "$frazil" flush --config "$work/tenth/frazil.toml"
 # open the spool and list them (`status --offline`) and to drain them all.
 produce backlog 8 100000
 config "$work/backlog" backlog backlog $'[tables."*"]\ncommit_interval = "1s"'
-sed -i "s/^dir = .*/&\nfile_max_rows = 100/; s/^topics = .*/&\nfetch_max_bytes = \"32KiB\"/" "$work/backlog/frazil.toml"
+sed -i "s/^dir = .*/&\nfile_max_rows = 50/; s/^topics = .*/&\nfetch_max_bytes = \"32KiB\"/" "$work/backlog/frazil.toml"
 sed "s|^endpoint = .*|endpoint = \"http://127.0.0.1:9\"|" "$work/backlog/frazil.toml" >"$work/backlog/offline.toml"
 chmod 600 "$work/backlog/offline.toml"
 FRAZIL_LOG=error "$frazil" flush --config "$work/backlog/offline.toml" 2>/dev/null || true

