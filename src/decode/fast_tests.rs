@@ -33,6 +33,10 @@ fn scalar() -> impl Strategy<Value = String> {
         Just(r#""not a time""#.to_string()),
         Just("true".to_string()),
         Just("null".to_string()),
+        // Edges of JSON's grammar, which the fast path's reader must read as serde_json does.
+        prop::sample::select(vec!["-0", "-0.0", "1E+2", "2.5e-3", "01", "-", "1.", "nul", "tru", "18446744073709551616", "-9223372036854775809"])
+            .prop_map(str::to_string),
+        prop::sample::select(vec![r#""\ud83d\ude00""#, r#""\ud83d""#, r#""\/\t""#, "\"tab\tinside\"", r#""caf\u00e9""#]).prop_map(str::to_string),
     ]
 }
 
@@ -48,14 +52,14 @@ fn value() -> impl Strategy<Value = String> {
     })
 }
 
-const KEYS: &[&str] = &["id", "temp", "name", "ok", "ts", "st", "xs", "rows", "fresh", "_kafka_offset", "__kafka_x"];
+const KEYS: &[&str] = &["id", "temp", "name", "ok", "ts", "st", "xs", "rows", "fresh", "_kafka_offset", "__kafka_x", "\\u0069d", "n\\u0061me"];
 
 /// One message: usually an object of known keys, sometimes with unknown or repeated keys, or
 /// not an object, or not JSON at all.
 fn message() -> impl Strategy<Value = String> {
     let object = prop::collection::vec((prop::sample::select(KEYS), value()), 0..6).prop_map(|kv| {
         let fields: Vec<String> = kv.into_iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect();
-        format!(" {{{}}} ", fields.join(","))
+        format!(" {{{}}}\n", fields.join(",\r\n\t"))
     });
     prop_oneof![
         8 => object,

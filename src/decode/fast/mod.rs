@@ -33,7 +33,6 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::timezone::Tz;
@@ -49,7 +48,8 @@ use arrow_buffer::{ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer, Of
 use arrow_cast::parse::string_to_datetime;
 use arrow_schema::{ArrowError, DataType, Field, Fields, TimeUnit};
 use chrono::{DateTime, TimeZone, Utc};
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+mod scan;
 
 /// Builders for the user columns of one Arrow schema, fed by [`push`](Columns::push).
 #[derive(Debug)]
@@ -66,8 +66,7 @@ impl Columns {
     /// Appends `bytes` as one row when it is a JSON object the general path would decode to the
     /// same values; else leaves the columns as they were and returns false.
     pub(super) fn push(&mut self, bytes: &[u8]) -> bool {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let taken = ObjectSeed(&mut self.root).deserialize(&mut de).is_ok() && de.end().is_ok();
+        let taken = scan::message(bytes, &mut self.root).is_some();
         if taken {
             self.rows += 1;
         } else {
@@ -460,210 +459,90 @@ fn parse_time(s: &str, unit: TimeUnit, tz: Option<&Tz>) -> Option<i64> {
     }
 }
 
-/// Not for the fast path. The reason is never shown: the general path finds its own.
-fn no<E: de::Error>() -> E {
-    E::custom("")
-}
-
-struct ObjectSeed<'c>(&'c mut StructCol);
-
-impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(ObjectVisitor(self.0))
-    }
-}
-
-struct ObjectVisitor<'c>(&'c mut StructCol);
-
-impl<'de> Visitor<'de> for ObjectVisitor<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let s = self.0;
-        let n = s.cols.len();
-        // Which fields were seen: a repeated key goes to the general path (serde_json keeps
-        // the last value), and a field not seen is null.
-        let mut seen_small = 0u128;
-        let mut seen_large = if n > 128 { vec![false; n] } else { Vec::new() };
-        let mut k = 0;
-        while let Some(i) = map.next_key_seed(Key(&s.keys, k))? {
-            k += 1;
-            let repeated = if n > 128 {
-                std::mem::replace(&mut seen_large[i], true)
-            } else {
-                let bit = 1u128 << i;
-                let was = seen_small & bit != 0;
-                seen_small |= bit;
-                was
-            };
-            if repeated {
-                return Err(no());
-            }
-            map.next_value_seed(Value { col: &mut s.cols[i], nullable: s.nullable[i] })?;
-        }
-        if k < n {
-            for i in 0..n {
-                let seen = if n > 128 { seen_large[i] } else { seen_small & 1 << i != 0 };
-                if !seen {
-                    if !s.nullable[i] {
-                        return Err(no());
-                    }
-                    s.cols[i].push_null();
-                }
-            }
-        }
-        s.nulls.push(true);
-        Ok(())
-    }
-}
-
-/// The `k`-th key of an object of a struct: its field's index, or not for the fast path.
-struct Key<'p>(&'p Keys, usize);
-
-impl<'de> DeserializeSeed<'de> for Key<'_> {
-    type Value = usize;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key<'_> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<usize, E> {
-        let (s, k) = (self.0, self.1);
-        if let Some(g) = s.guess.get(k)
-            && *s.names[g.get()] == *key
+impl Keys {
+    /// The field of `key`, the `k`-th key of its object; `None` when the struct has no such field
+    /// (or, at the top level, when the key is spelled like a meta column: the general path renames
+    /// those).
+    fn find(&self, key: &str, k: usize) -> Option<usize> {
+        if let Some(g) = self.guess.get(k)
+            && *self.names[g.get()] == *key
         {
-            return Ok(g.get());
+            return Some(g.get());
         }
-        if s.top && super::names::escape(key) != key {
-            return Err(no());
+        if self.top && super::names::escape(key) != key {
+            return None;
         }
-        let i = s.index.get(key).copied().ok_or_else(no)?;
-        if let Some(g) = s.guess.get(k) {
+        let i = self.index.get(key).copied()?;
+        if let Some(g) = self.guess.get(k) {
             g.set(i);
         }
-        Ok(i)
+        Some(i)
     }
 }
 
-/// One value, appended to `col` when it is of a kind the column takes.
-struct Value<'c> {
-    col: &'c mut Col,
-    nullable: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for Value<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        // Not `deserialize_ignored_any` for `Null` columns: skipping a value checks less than
-        // parsing it (a number beyond f64, bad UTF-8 in a string), and the general path refuses
-        // what parsing refuses.
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Value<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a value of the column's type")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        if !self.nullable {
-            return Err(no());
-        }
-        self.col.push_null();
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        let Col::Bool(values, nulls) = self.col else { return Err(no()) };
+// What each column takes (the module's table). `None`: not this value.
+impl Col {
+    fn take_bool(&mut self, v: bool) -> Option<()> {
+        let Col::Bool(values, nulls) = self else { return None };
         values.append(v);
         nulls.push(true);
-        Ok(())
+        Some(())
     }
-    // Numbers are cast as arrow_json casts the general path's serde_json numbers: integers to
-    // floats with `as`, floats to `Float32` only within its range.
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        match self.col {
-            Col::I32(values, nulls) => push(values, nulls, i32::try_from(v).map_err(|_| no())?),
-            Col::I64(values, nulls) => push(values, nulls, v),
-            Col::F32(values, nulls) => push(values, nulls, v as f32),
-            Col::F64(values, nulls) => push(values, nulls, v as f64),
-            _ => return Err(no()),
+
+    /// Numbers are cast as arrow_json casts the general path's serde_json numbers: integers to
+    /// floats with `as`, doubles to `Float32` only within its range.
+    fn take_number(&mut self, n: scan::Number) -> Option<()> {
+        use scan::Number::{F64, I64, U64};
+        match (self, n) {
+            (Col::I32(v, nulls), U64(x)) => push(v, nulls, i32::try_from(x).ok()?),
+            (Col::I32(v, nulls), I64(x)) => push(v, nulls, i32::try_from(x).ok()?),
+            (Col::I64(v, nulls), U64(x)) => push(v, nulls, i64::try_from(x).ok()?),
+            (Col::I64(v, nulls), I64(x)) => push(v, nulls, x),
+            (Col::F32(v, nulls), U64(x)) => push(v, nulls, x as f32),
+            (Col::F32(v, nulls), I64(x)) => push(v, nulls, x as f32),
+            (Col::F32(v, nulls), F64(x)) if (f32::MIN as f64..=f32::MAX as f64).contains(&x) => push(v, nulls, x as f32),
+            (Col::F64(v, nulls), U64(x)) => push(v, nulls, x as f64),
+            (Col::F64(v, nulls), I64(x)) => push(v, nulls, x as f64),
+            (Col::F64(v, nulls), F64(x)) => push(v, nulls, x),
+            _ => return None,
         }
-        Ok(())
+        Some(())
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        match self.col {
-            Col::I32(values, nulls) => push(values, nulls, i32::try_from(v).map_err(|_| no())?),
-            Col::I64(values, nulls) => push(values, nulls, i64::try_from(v).map_err(|_| no())?),
-            Col::F32(values, nulls) => push(values, nulls, v as f32),
-            Col::F64(values, nulls) => push(values, nulls, v as f64),
-            _ => return Err(no()),
-        }
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        match self.col {
-            Col::F64(values, nulls) => push(values, nulls, v),
-            Col::F32(values, nulls) if (f32::MIN as f64..=f32::MAX as f64).contains(&v) => push(values, nulls, v as f32),
-            _ => return Err(no()),
-        }
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        match self.col {
-            Col::Str(b) => {
-                if !b.push_value(v.as_bytes()) {
-                    return Err(no());
-                }
+
+    fn take_str(&mut self, s: &str) -> Option<()> {
+        match self {
+            Col::Str(b) => b.push_value(s.as_bytes()).then_some(()),
+            Col::Time(v, nulls, unit, tz) => {
+                push(v, nulls, parse_time(s, *unit, tz.as_ref())?);
+                Some(())
             }
-            Col::Time(values, nulls, unit, tz) => push(values, nulls, parse_time(v, *unit, tz.as_ref()).ok_or_else(no)?),
-            _ => return Err(no()),
+            _ => None,
         }
-        Ok(())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Col::List(l) = self.col else { return Err(no()) };
-        let mut end = *l.ends.last().expect("starts with 0");
-        while seq.next_element_seed(Value { col: &mut l.item, nullable: l.item_nullable })?.is_some() {
-            end += 1;
+}
+
+impl ListCol {
+    /// Ends a list of `len` items, all appended to `item`.
+    fn close(&mut self, len: i64) -> Option<()> {
+        let end = self.ends.last().expect("starts with 0") + len;
+        if !self.large && end > i32::MAX as i64 {
+            return None;
         }
-        if !l.large && end > i32::MAX as i64 {
-            return Err(no());
-        }
-        l.ends.push(end);
-        l.nulls.push(true);
-        Ok(())
+        self.ends.push(end);
+        self.nulls.push(true);
+        Some(())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        match self.col {
-            Col::Struct(s) => ObjectVisitor(s).visit_map(map),
-            Col::Map(m) => {
-                // Map keys are data: a repeated one is kept once by serde_json; send it there.
-                let mut keys = std::collections::HashSet::new();
-                let mut end = *m.ends.last().expect("starts with 0");
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if !m.keys.push_value(key.as_bytes()) || !keys.insert(key) {
-                        return Err(no());
-                    }
-                    map.next_value_seed(Value { col: &mut m.values, nullable: m.values_nullable })?;
-                    end += 1;
-                }
-                if end > i32::MAX as i64 {
-                    return Err(no());
-                }
-                m.ends.push(end);
-                m.nulls.push(true);
-                Ok(())
-            }
-            _ => Err(no()),
+}
+
+impl MapCol {
+    /// Ends a map of `len` entries, all appended to `keys` and `values`.
+    fn close(&mut self, len: i64) -> Option<()> {
+        let end = self.ends.last().expect("starts with 0") + len;
+        if end > i32::MAX as i64 {
+            return None;
         }
+        self.ends.push(end);
+        self.nulls.push(true);
+        Some(())
     }
 }
