@@ -11,6 +11,7 @@ pub mod commit;
 pub mod config;
 pub mod decode;
 pub mod logging;
+pub mod memory;
 mod error;
 pub mod fault;
 pub mod source;

@@ -89,21 +89,8 @@ fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
     frazil::config::parse_duration(s).map_err(|e| format!("--max-duration: {e}"))
 }
 
-/// glibc gives each thread that allocates its own arena and keeps their freed pages: rskafka's
-/// reader (the tokio thread) allocates the records the executor thread frees, and the blocking
-/// pool writes Parquet, so under load the arenas held about 17 MiB more than one arena does (1M
-/// events, `frazil flush`, median RSS 57 vs 40 MiB) at no measurable CPU cost: frazil has one
-/// busy thread. Called before any other thread starts.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a malloc parameter; M_ARENA_MAX takes any positive count.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
 fn main() -> ExitCode {
-    one_malloc_arena();
+    frazil::memory::tune();
     let cli: Cli = argh::from_env();
     if cli.version {
         println!("frazil {}", env!("CARGO_PKG_VERSION"));

@@ -189,6 +189,7 @@ impl Agent {
                 };
                 let Some(all) = smol::future::or(smol::future::or(tick, kick), done).await else { break };
                 let result = self.publish(all).await;
+                crate::memory::release();
                 self.last_publish_ok.set(result.is_ok());
                 self.publishes.set(self.publishes.get() + 1);
                 *self.gauges.last_error.borrow_mut() = result.as_ref().err().map(ToString::to_string);
