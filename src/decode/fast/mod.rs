@@ -25,8 +25,11 @@
 //! key, a null in a required field, invalid JSON) is refused, and the message goes down the
 //! general path, which decides what becomes of it. So the fast path changes how fast a row is
 //! decoded, never what is decoded: each value is converted as the general path converts it
-//! (numbers parsed by serde_json, then cast as arrow_json casts them; times by arrow's own
-//! parser), which `fast_tests.rs` checks against the general path on random messages.
+//! (numbers read as serde_json reads them, then cast as arrow_json casts them; times by arrow's
+//! own parser), which `fast_tests.rs` checks against the general path on random messages.
+//!
+//! The bytes are read by [`scan`], a JSON reader of the same grammar as serde_json's that does
+//! nothing but walk and hand values to the columns' `take_*` methods.
 //!
 //! Rolling back a refused message is cheap because every column keeps plain vectors: truncating
 //! each top-level column to the row count before the message undoes whatever it appended.
