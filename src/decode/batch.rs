@@ -221,7 +221,7 @@ impl BatchDecoder {
         self
     }
 
-    /// Buffered rows the fast path took, unparsed.
+    /// Buffered rows the fast path took into its columns.
     #[cfg(test)]
     pub(super) fn fast_rows(&self) -> usize {
         self.fast.as_ref().map_or(0, fast::Columns::len)
