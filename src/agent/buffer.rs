@@ -9,8 +9,9 @@ use arrow_array::RecordBatch;
 use crate::decode::{DeadLetter, Decoder, Message};
 use crate::Result;
 
-/// Rows are moved out of the JSON decoder into columnar batches this often: Arrow holds them far
-/// more compactly than parsed JSON, and arrow-json slows down on very large batches.
+/// Rows are moved out of the decoder into batches this often. Rows on the fast path are columns
+/// already and become a batch without copying; rows on the general path are parsed JSON, which
+/// Arrow holds far more compactly, and arrow-json slows down on very large batches.
 const DECODE_CHUNK_ROWS: usize = 4096;
 
 pub struct PartitionBuffer {
