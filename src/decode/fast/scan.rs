@@ -62,6 +62,41 @@ impl<'a> Reader<'a> {
         (self.b.get(self.i..end)? == lit).then(|| self.i = end)
     }
 
+    /// Just inside a container: true (and `close` consumed) when it is empty.
+    fn empty(&mut self, close: u8) -> Option<bool> {
+        let empty = self.peek()? == close;
+        self.i += usize::from(empty);
+        Some(empty)
+    }
+
+    /// After a member or item: true past a comma (another follows), false past `close`.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.i += 1;
+                Some(true)
+            }
+            c if c == close => {
+                self.i += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// An object's key and the colon after it.
+    fn key(&mut self) -> Option<Cow<'a, str>> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let key = self.string()?;
+        if self.peek()? != b':' {
+            return None;
+        }
+        self.i += 1;
+        Some(key)
+    }
+
     /// The rest of an object whose `{` was consumed, into `s`.
     fn object(&mut self, s: &mut StructCol) -> Option<()> {
         let n = s.cols.len();
@@ -70,14 +105,9 @@ impl<'a> Reader<'a> {
         let mut seen_small = 0u128;
         let mut seen_large = if n > 128 { vec![false; n] } else { Vec::new() };
         let mut k = 0;
-        if self.peek()? == b'}' {
-            self.i += 1;
-        } else {
+        if !self.empty(b'}')? {
             loop {
-                if self.peek()? != b'"' {
-                    return None;
-                }
-                let key = self.string()?;
+                let key = self.key()?;
                 let i = s.keys.find(&key, k)?;
                 k += 1;
                 let repeated = if n > 128 {
@@ -88,18 +118,12 @@ impl<'a> Reader<'a> {
                     seen_small |= bit;
                     was
                 };
-                if repeated || self.peek()? != b':' {
+                if repeated {
                     return None;
                 }
-                self.i += 1;
                 self.value(&mut s.cols[i], s.nullable[i])?;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !self.more(b'}')? {
+                    break;
                 }
             }
         }
@@ -149,19 +173,12 @@ impl<'a> Reader<'a> {
                 self.i += 1;
                 let Col::List(l) = col else { return None };
                 let mut len = 0;
-                if self.peek()? == b']' {
-                    self.i += 1;
-                } else {
+                if !self.empty(b']')? {
                     loop {
                         self.value(&mut l.item, l.item_nullable)?;
                         len += 1;
-                        match self.peek()? {
-                            b',' => self.i += 1,
-                            b']' => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if !self.more(b']')? {
+                            break;
                         }
                     }
                 }
@@ -175,27 +192,16 @@ impl<'a> Reader<'a> {
                         // Map keys are data: a repeated one is kept once by serde_json; send it there.
                         let mut keys: HashSet<Cow<'a, str>> = HashSet::new();
                         let mut len = 0;
-                        if self.peek()? == b'}' {
-                            self.i += 1;
-                        } else {
+                        if !self.empty(b'}')? {
                             loop {
-                                if self.peek()? != b'"' {
+                                let key = self.key()?;
+                                if !m.keys.push_value(key.as_bytes()) || !keys.insert(key) {
                                     return None;
                                 }
-                                let key = self.string()?;
-                                if !m.keys.push_value(key.as_bytes()) || !keys.insert(key) || self.peek()? != b':' {
-                                    return None;
-                                }
-                                self.i += 1;
                                 self.value(&mut m.values, m.values_nullable)?;
                                 len += 1;
-                                match self.peek()? {
-                                    b',' => self.i += 1,
-                                    b'}' => {
-                                        self.i += 1;
-                                        break;
-                                    }
-                                    _ => return None,
+                                if !self.more(b'}')? {
+                                    break;
                                 }
                             }
                         }
