@@ -63,6 +63,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Just inside a container: true (and `close` consumed) when it is empty.
+    #[inline(always)]
     fn empty(&mut self, close: u8) -> Option<bool> {
         let empty = self.peek()? == close;
         self.i += usize::from(empty);
@@ -70,6 +71,7 @@ impl<'a> Reader<'a> {
     }
 
     /// After a member or item: true past a comma (another follows), false past `close`.
+    #[inline(always)]
     fn more(&mut self, close: u8) -> Option<bool> {
         match self.peek()? {
             b',' => {
@@ -85,6 +87,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An object's key and the colon after it.
+    #[inline(always)]
     fn key(&mut self) -> Option<Cow<'a, str>> {
         if self.peek()? != b'"' {
             return None;
