@@ -80,6 +80,13 @@ struct State {
     stop: AtomicBool,
     /// When set, the proxy stands for the catalog's OAuth2 server and checks bearer tokens.
     auth: Mutex<Option<Tokens>>,
+    /// Pass the client's Host header on instead of the upstream's (S3 signatures cover it).
+    keep_host: AtomicBool,
+    /// Held while a conditional create (`If-None-Match`) is forwarded and answered: s3s-fs checks
+    /// that the object is absent and then writes it, so two creates at once could both succeed,
+    /// where S3 itself decides atomically. One at a time, the proxy gives its clients S3's
+    /// semantics.
+    creates: Mutex<()>,
 }
 
 /// OAuth2 client credentials in front of the catalog (which runs without auth here): the proxy
@@ -123,6 +130,8 @@ impl Proxy {
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             auth: Mutex::new(None),
+            keep_host: AtomicBool::new(false),
+            creates: Mutex::new(()),
         });
         let st = state.clone();
         let thread = std::thread::Builder::new()
@@ -144,6 +153,11 @@ impl Proxy {
             state,
             thread: Some(thread),
         }
+    }
+
+    /// Passes the client's Host header on, for an upstream that checks request signatures (S3).
+    pub fn keep_host(&self) {
+        self.state.keep_host.store(true, Ordering::SeqCst);
     }
 
     /// From now on, requests need a token: one issued for `client_id`/`secret` at
@@ -374,12 +388,15 @@ struct Answer {
 
 /// Sends the request to the catalog with `Connection: close`; returns its answer.
 fn forward(state: &State, req: &Request) -> std::io::Result<Answer> {
+    let _one_create_at_a_time = req.header("if-none-match").map(|_| state.creates.lock().unwrap());
     let mut up = TcpStream::connect_timeout(&state.upstream, Duration::from_secs(10))?;
     up.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {}\r\n",
-        req.method, req.target, state.upstream
-    );
+    let upstream = state.upstream.to_string();
+    let host = match req.header("host") {
+        Some(h) if state.keep_host.load(Ordering::SeqCst) => h,
+        _ => &upstream,
+    };
+    let mut head = format!("{} {} HTTP/1.1\r\nHost: {host}\r\n", req.method, req.target);
     for (k, v) in &req.headers {
         let skip = [
             "host",

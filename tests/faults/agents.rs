@@ -150,9 +150,15 @@ fn two_agents_share_one_table_with_no_catalog_service() {
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let logs = logs_dir("two-agents-filesystem");
     let warehouse = "s3://warehouse/nocatalog";
+    // The agents reach S3 through a proxy that passes conditional creates on one at a time:
+    // s3s-fs alone let two agents' creates of the same metadata version both succeed when they
+    // came in the same millisecond, which S3 never does (see `common::proxy`).
+    let s3 = Proxy::start(servers.get("FRAZIL_S3_ENDPOINT"));
+    s3.keep_host();
     let no_catalog = [
         (format!("uri = \"{}\"", servers.get("FRAZIL_CATALOG")), "type = \"filesystem\"".to_string()),
         (format!("warehouse = \"{}\"", servers.get("FRAZIL_WAREHOUSE")), format!("warehouse = \"{warehouse}\"")),
+        (format!("endpoint = \"{}\"", servers.get("FRAZIL_S3_ENDPOINT")), format!("endpoint = \"{}\"", s3.url)),
     ];
     let configs = agent_configs(&servers, &kafka, "table = \"shared\"", &no_catalog);
     let mut expected: Vec<BTreeMap<(i32, i64), Produced>> = vec![BTreeMap::new(), BTreeMap::new()];
