@@ -297,21 +297,14 @@ impl<'a> Reader<'a> {
         let digits = j;
         match *b.get(j)? {
             b'0' => j += 1,
-            b'1'..=b'9' => {
-                while let Some(b'0'..=b'9') = b.get(j) {
-                    j += 1;
-                }
-            }
+            b'1'..=b'9' => j = digits_end(b, j),
             _ => return None,
         }
         let int_end = j;
         let mut fraction = 0;
         if b.get(j) == Some(&b'.') {
-            j += 1;
-            let from = j;
-            while let Some(b'0'..=b'9') = b.get(j) {
-                j += 1;
-            }
+            let from = j + 1;
+            j = digits_end(b, from);
             if j == from {
                 return None;
             }
@@ -319,14 +312,11 @@ impl<'a> Reader<'a> {
         }
         let exponent = j;
         if let Some(b'e' | b'E') = b.get(j) {
-            j += 1;
-            if let Some(b'+' | b'-') = b.get(j) {
-                j += 1;
+            let mut from = j + 1;
+            if let Some(b'+' | b'-') = b.get(from) {
+                from += 1;
             }
-            let from = j;
-            while let Some(b'0'..=b'9') = b.get(j) {
-                j += 1;
-            }
+            j = digits_end(b, from);
             if j == from {
                 return None;
             }
@@ -363,6 +353,15 @@ impl<'a> Reader<'a> {
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
+
+/// Where the run of ASCII digits from `j` ends.
+#[inline(always)]
+fn digits_end(b: &[u8], mut j: usize) -> usize {
+    while let Some(b'0'..=b'9') = b.get(j) {
+        j += 1;
+    }
+    j
+}
 
 fn hex4(digits: &[u8]) -> Option<u32> {
     digits.iter().try_fold(0u32, |acc, &d| Some(acc * 16 + (d as char).to_digit(16)?))
