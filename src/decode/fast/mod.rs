@@ -88,7 +88,7 @@ impl Columns {
     pub(super) fn finish(&mut self, fields: &Fields) -> Result<Vec<ArrayRef>, ArrowError> {
         self.rows = 0;
         self.root.nulls.truncate(0);
-        let columns: Result<Vec<ArrayRef>, ArrowError> = self.root.cols.iter_mut().zip(fields.iter()).map(|(c, f)| c.finish(f)).collect();
+        let columns = self.root.finish_children(fields);
         if columns.is_err() {
             self.root.truncate(0);
         }
@@ -283,6 +283,11 @@ impl StructCol {
         }
     }
 
+    /// The fields' columns as arrays of `fields`' types (the fields this was made for).
+    fn finish_children(&mut self, fields: &Fields) -> Result<Vec<ArrayRef>, ArrowError> {
+        self.cols.iter_mut().zip(fields.iter()).map(|(c, f)| c.finish(f)).collect()
+    }
+
     fn truncate(&mut self, len: usize) {
         self.cols.iter_mut().for_each(|c| c.truncate(len));
         self.nulls.truncate(len);
@@ -402,7 +407,7 @@ impl Col {
                 }
             }
             (Col::Struct(s), DataType::Struct(fields)) => {
-                let children = s.cols.iter_mut().zip(fields.iter()).map(|(c, f)| c.finish(f)).collect::<Result<_, _>>()?;
+                let children = s.finish_children(fields)?;
                 Arc::new(StructArray::try_new(fields.clone(), children, s.nulls.finish())?)
             }
             (Col::List(l), DataType::List(item) | DataType::LargeList(item)) => {
