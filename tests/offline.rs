@@ -106,7 +106,7 @@ fn a_long_outage_is_waited_out_in_the_spool_within_its_quota() {
     println!("outage: {n} events produced in {:.1?}", started.elapsed());
 
     // Everything goes into the spool, which never passes its quota. `status` reads it beside the agent.
-    let (mut peak, mut polls) = (0u64, 0);
+    let (mut peak, mut polls, mut last) = (0u64, 0, serde_json::Value::Null);
     let spooled_all = wait_until(Duration::from_secs(600), || {
         let st = status_json(&config, &[]);
         let bytes = st["bytes"].as_u64().unwrap();
@@ -115,10 +115,14 @@ fn a_long_outage_is_waited_out_in_the_spool_within_its_quota() {
         peak = peak.max(bytes);
         polls += 1;
         let spooled: i64 = st["partitions"].as_array().unwrap().iter().filter_map(|p| p["spooled"].as_i64()).sum();
+        last = st;
         spooled == n as i64
     });
     let offline_for = started.elapsed();
-    assert!(spooled_all, "not everything reached the spool:\n{}", tail_of(&log));
+    // The pause lines say which limit stopped fetching (the quota, or the disk this runs on).
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let pauses: Vec<&str> = text.lines().filter(|l| l.contains("fetching paused")).collect();
+    assert!(spooled_all, "not everything reached the spool; last status: {last}\npauses:\n{}\nlog tail:\n{}", pauses.join("\n"), tail_of(&log));
     assert!(run.child().try_wait().unwrap().is_none(), "frazil run exited during the outage:\n{}", tail_of(&log));
     let st = status_json(&config, &["--offline"]);
     assert!(st["written"].as_u64().unwrap() > 0 && st["committed"] == 0, "{st}");

@@ -20,6 +20,9 @@ use crate::spool::Part;
 use crate::source::{Source, TopicPartition, is_offset_out_of_range};
 use crate::{Error, Result, commit};
 
+/// While fetching stays paused, how often the reason is logged again.
+const PAUSE_REMINDER: Duration = Duration::from_secs(300);
+
 /// In flush mode, how many times in a row the broker may fail before the flush gives up.
 const FLUSH_BROKER_ATTEMPTS: u32 = 8;
 
@@ -78,6 +81,7 @@ impl Agent {
         let mut refreshed = std::time::Instant::now();
         let mut paused = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut was_paused = false;
+        let (mut paused_since, mut paused_said) = (std::time::Instant::now(), std::time::Instant::now());
         let mut pool: futures::stream::FuturesUnordered<futures::future::LocalBoxFuture<'static, (TopicPartition, Result<crate::source::Fetched>)>> =
             futures::stream::FuturesUnordered::new();
         let mut in_flight: BTreeSet<TopicPartition> = BTreeSet::new();
@@ -87,9 +91,16 @@ impl Agent {
                 break;
             }
             if !self.room_to_fetch().await? {
-                if !was_paused {
+                // Said when the pause starts and again every few minutes it lasts, so that a log
+                // tail always shows why nothing is being fetched.
+                if !was_paused || paused_said.elapsed() >= PAUSE_REMINDER {
+                    let lasting = if was_paused { format!(" (paused for {:.0?})", paused_since.elapsed()) } else { String::new() };
+                    if !was_paused {
+                        paused_since = std::time::Instant::now();
+                    }
                     was_paused = true;
-                    log::warn!("spool full ({}): fetching paused until uploads free space; Kafka keeps the data", self.usage_text());
+                    paused_said = std::time::Instant::now();
+                    log::warn!("{}: fetching paused until uploads free space{lasting}; Kafka keeps the data", self.pause_reason());
                 }
                 let seen = self.publishes.get();
                 let _ = kick.try_send(());
@@ -100,7 +111,7 @@ impl Agent {
                         smol::Timer::after(Duration::from_millis(100)).await;
                     }
                     if !self.room_to_fetch().await? {
-                        log::warn!("spool still full after publishing; flush stops early, run it again later");
+                        log::warn!("{} after publishing; flush stops early, run it again later", self.pause_reason());
                         self.report.borrow_mut().stopped_early = true;
                         break;
                     }
@@ -250,18 +261,16 @@ impl Agent {
 
     fn usage_text(&self) -> String {
         match self.spool.usage() {
-            Ok(u) => {
-                let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
-                let mut t = format!("{} spooled", mib(u.bytes));
-                if let Some(m) = u.max_bytes {
-                    t.push_str(&format!(" of {} allowed", mib(m)));
-                }
-                if let Some(f) = u.free_disk {
-                    t.push_str(&format!(", {} free on disk", mib(f)));
-                }
-                t
-            }
+            Ok(u) => usage_text(&u),
             Err(e) => format!("usage unknown: {e}"),
+        }
+    }
+
+    /// Why [`Self::room_to_fetch`] said no, naming the setting or the condition.
+    fn pause_reason(&self) -> String {
+        match self.spool.usage() {
+            Ok(u) => pause_reason(&u, self.disk_full.get()),
+            Err(e) => format!("spool full (usage unknown: {e})"),
         }
     }
 
@@ -465,9 +474,54 @@ fn over_budget<K>(mut buffers: Vec<(K, u64)>, budget: u64) -> Vec<K> {
     out
 }
 
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+
+fn usage_text(u: &frazil_spool::Usage) -> String {
+    let mut t = format!("{} spooled", mib(u.bytes));
+    if let Some(m) = u.max_bytes {
+        t.push_str(&format!(" of {} allowed", mib(m)));
+    }
+    if let Some(f) = u.free_disk {
+        t.push_str(&format!(", {} free on disk", mib(f)));
+    }
+    t
+}
+
+/// Which limit stops fetching: a failed write (the disk is full), the quota, or the disk floor.
+fn pause_reason(u: &frazil_spool::Usage, disk_full: bool) -> String {
+    let usage = usage_text(u);
+    if disk_full {
+        return format!("disk full: the last spool write found no space ({usage})");
+    }
+    if u.max_bytes.is_some_and(|m| u.bytes >= m) {
+        return format!("spool full: {usage}, at spool.max_bytes");
+    }
+    match (u.free_disk, u.min_free_bytes) {
+        (Some(free), Some(floor)) if free < floor => {
+            format!("disk low: {} free on disk, below spool.min_free ({}); {usage}", mib(free), mib(floor))
+        }
+        _ => format!("spool full: {usage}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::over_budget;
+    use super::{over_budget, pause_reason};
+    use frazil_spool::Usage;
+
+    #[test]
+    fn a_pause_names_the_limit_that_caused_it() {
+        let mib = 1 << 20;
+        let u = Usage { bytes: 17 * mib, max_bytes: Some(16 * mib), free_disk: Some(1000 * mib), min_free_bytes: Some(256 * mib) };
+        assert_eq!(pause_reason(&u, false), "spool full: 17.0 MiB spooled of 16.0 MiB allowed, 1000.0 MiB free on disk, at spool.max_bytes");
+        let low = Usage { bytes: 3 * mib, free_disk: Some(100 * mib), ..u };
+        assert!(pause_reason(&low, false).starts_with("disk low: 100.0 MiB free on disk, below spool.min_free (256.0 MiB); 3.0 MiB spooled"), "{}", pause_reason(&low, false));
+        assert!(pause_reason(&low, true).starts_with("disk full: "), "{}", pause_reason(&low, true));
+        let none = Usage { bytes: 3 * mib, max_bytes: None, free_disk: None, min_free_bytes: None };
+        assert_eq!(pause_reason(&none, false), "spool full: 3.0 MiB spooled");
+    }
 
     #[test]
     fn the_largest_buffers_roll_until_the_rest_fit_the_budget() {
