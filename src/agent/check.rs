@@ -10,6 +10,7 @@ use async_compat::Compat;
 use bytes::Bytes;
 use frazil_spool::{Spool, SpoolError, SpoolOptions};
 
+use super::mib;
 use crate::commit::Committer;
 use crate::config::Config;
 use crate::source::Source;
@@ -88,7 +89,6 @@ fn spool(cfg: &Config) -> Line {
     };
     match opened.and_then(|(s, note)| Ok((s.usage()?, note))) {
         Ok((u, note)) => {
-            let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
             let low = matches!((u.free_disk, u.min_free_bytes), (Some(free), Some(min)) if free < min);
             Line {
                 ok: !low,

@@ -2,14 +2,14 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use frazil_spool::FileMeta;
 use futures::StreamExt;
 use rskafka::record::RecordAndOffset;
 
 use super::buffer::PartitionBuffer;
-use super::{Agent, Mode};
+use super::{Agent, Mode, mib};
 use crate::backoff::Backoff;
 
 /// How far a partition's fetch size grows to get past one oversized record batch.
@@ -78,10 +78,9 @@ impl Agent {
         let biggest = max_bytes.max(MAX_GROWN_FETCH);
         let mut sizes: BTreeMap<TopicPartition, i32> = BTreeMap::new();
         let mut stalled: BTreeSet<(TopicPartition, i64)> = BTreeSet::new();
-        let mut refreshed = std::time::Instant::now();
+        let mut refreshed = Instant::now();
         let mut paused = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        let mut was_paused = false;
-        let (mut paused_since, mut paused_said) = (std::time::Instant::now(), std::time::Instant::now());
+        let mut pause = Pause::default();
         let mut pool: futures::stream::FuturesUnordered<futures::future::LocalBoxFuture<'static, (TopicPartition, Result<crate::source::Fetched>)>> =
             futures::stream::FuturesUnordered::new();
         let mut in_flight: BTreeSet<TopicPartition> = BTreeSet::new();
@@ -91,15 +90,7 @@ impl Agent {
                 break;
             }
             if !self.room_to_fetch().await? {
-                // Said when the pause starts and again every few minutes it lasts, so that a log
-                // tail always shows why nothing is being fetched.
-                if !was_paused || paused_said.elapsed() >= PAUSE_REMINDER {
-                    let lasting = if was_paused { format!(" (paused for {:.0?})", paused_since.elapsed()) } else { String::new() };
-                    if !was_paused {
-                        paused_since = std::time::Instant::now();
-                    }
-                    was_paused = true;
-                    paused_said = std::time::Instant::now();
+                if let Some(lasting) = pause.full(Instant::now()) {
                     log::warn!("{}: fetching paused until uploads free space{lasting}; Kafka keeps the data", self.pause_reason());
                 }
                 let seen = self.publishes.get();
@@ -121,14 +112,13 @@ impl Agent {
                     continue;
                 }
             }
-            if was_paused {
+            if pause.room() {
                 log::info!("spool has room again ({}); fetching resumes", self.usage_text());
-                was_paused = false;
                 paused.reset();
             }
             // `run` picks up topics and partitions that appeared since (a flush reads what was there at its start).
             if mode == Mode::Run && refreshed.elapsed() >= self.cfg.kafka.refresh_interval {
-                refreshed = std::time::Instant::now();
+                refreshed = Instant::now();
                 if let Err(e) = self.refresh(&mut source, &mut partitions, &mut next).await {
                     log::warn!("looking for new topics and partitions: {e}; trying again in {:.0?}", self.cfg.kafka.refresh_interval);
                 }
@@ -474,10 +464,6 @@ fn over_budget<K>(mut buffers: Vec<(K, u64)>, budget: u64) -> Vec<K> {
     out
 }
 
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / 1048576.0)
-}
-
 fn usage_text(u: &frazil_spool::Usage) -> String {
     let mut t = format!("{} spooled", mib(u.bytes));
     if let Some(m) = u.max_bytes {
@@ -487,6 +473,35 @@ fn usage_text(u: &frazil_spool::Usage) -> String {
         t.push_str(&format!(", {} free on disk", mib(f)));
     }
     t
+}
+
+/// A pause in fetching, logged when it starts and again every [`PAUSE_REMINDER`] it lasts, so
+/// that a log tail always shows why nothing is being fetched.
+#[derive(Default)]
+struct Pause {
+    /// When it started, and when it was last logged.
+    since: Option<(Instant, Instant)>,
+}
+
+impl Pause {
+    /// The spool has no room at `now`. Returns what to add to the log line when one is due:
+    /// nothing at the start, how long it has lasted in a reminder.
+    fn full(&mut self, now: Instant) -> Option<String> {
+        let lasting = match self.since {
+            None => String::new(),
+            Some((since, said)) if now.duration_since(said) >= PAUSE_REMINDER => {
+                format!(" (paused for {:.0?})", now.duration_since(since))
+            }
+            Some(_) => return None,
+        };
+        self.since = Some((self.since.map_or(now, |(since, _)| since), now));
+        Some(lasting)
+    }
+
+    /// The spool has room: true when this ends a pause.
+    fn room(&mut self) -> bool {
+        self.since.take().is_some()
+    }
 }
 
 /// Which limit stops fetching: a failed write (the disk is full), the quota, or the disk floor.
@@ -508,8 +523,27 @@ fn pause_reason(u: &frazil_spool::Usage, disk_full: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{over_budget, pause_reason};
+    use super::{PAUSE_REMINDER, Pause, over_budget, pause_reason};
     use frazil_spool::Usage;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_lasting_pause_is_logged_again_every_reminder_interval() {
+        let t0 = Instant::now();
+        let mut p = Pause::default();
+        assert!(!p.room(), "no pause to end");
+        assert_eq!(p.full(t0).as_deref(), Some(""));
+        assert_eq!(p.full(t0 + Duration::from_secs(1)), None);
+        assert_eq!(p.full(t0 + PAUSE_REMINDER - Duration::from_millis(1)), None);
+        assert_eq!(p.full(t0 + PAUSE_REMINDER).as_deref(), Some(" (paused for 300s)"));
+        assert_eq!(p.full(t0 + PAUSE_REMINDER * 2 - Duration::from_secs(1)), None);
+        assert_eq!(p.full(t0 + PAUSE_REMINDER * 2).as_deref(), Some(" (paused for 600s)"));
+        assert!(p.room(), "the pause ends");
+        assert!(!p.room());
+        // A new pause starts afresh.
+        assert_eq!(p.full(t0 + PAUSE_REMINDER * 3).as_deref(), Some(""));
+        assert_eq!(p.full(t0 + PAUSE_REMINDER * 4).as_deref(), Some(" (paused for 300s)"));
+    }
 
     #[test]
     fn a_pause_names_the_limit_that_caused_it() {

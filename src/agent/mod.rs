@@ -13,6 +13,11 @@ mod schemas;
 mod status;
 mod tables;
 
+/// Bytes as MiB with one decimal, for log lines and reports.
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

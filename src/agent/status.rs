@@ -9,6 +9,7 @@ use std::fmt;
 use frazil_spool::{FileState, Spool, SpoolError, SpoolOptions};
 use serde::Serialize;
 
+use super::mib;
 use crate::commit::{self, Committer};
 use crate::config::{Config, StartAt};
 use crate::source::{Source, TopicPartition};
@@ -314,7 +315,6 @@ fn when(ms: i64) -> String {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
         let running = if self.agent_running { " (read beside the running agent)" } else { "" };
         writeln!(f, "agent {}", self.agent)?;
         writeln!(f, "spool {}: {} in use{}{running}", self.spool_dir, mib(self.bytes), self.max_bytes.map(|m| format!(" of {}", mib(m))).unwrap_or_default())?;
