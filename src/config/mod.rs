@@ -6,6 +6,7 @@ mod load;
 mod access;
 pub mod partition;
 pub mod per_table;
+mod raw;
 mod units;
 
 pub use load::ENV_PREFIX;
@@ -15,11 +16,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 pub use access::{CatalogAuth, KafkaSasl, KafkaTls, SaslMechanism};
 use access::{catalog_auth, kafka_sasl, kafka_tls, secret};
 pub use units::{parse_duration, parse_size};
+
+use raw::RawConfig;
 
 use crate::upload::S3Settings;
 use crate::{Error, Result};
@@ -151,147 +152,6 @@ pub struct Config {
     pub time_fields: crate::decode::TimeFields,
     /// Where `run` serves Prometheus metrics and its health check; `None`: nowhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
-}
-
-// ---- the file as written: strict, every key optional where a default exists ----
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    agent: RawAgent,
-    kafka: RawKafka,
-    #[serde(default)]
-    spool: RawSpool,
-    catalog: RawCatalog,
-    #[serde(default)]
-    storage: RawStorage,
-    #[serde(default)]
-    json: RawJson,
-    #[serde(default)]
-    metrics: RawMetrics,
-    schema_registry: Option<RawRegistry>,
-    #[serde(default)]
-    tables: BTreeMap<String, per_table::RawTable>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRegistry {
-    url: String,
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    ca_file: Option<PathBuf>,
-    request_timeout: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    listen: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawJson {
-    #[serde(default)]
-    timestamp_fields: Vec<String>,
-    epoch_unit: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAgent {
-    id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKafka {
-    brokers: Vec<String>,
-    #[serde(default)]
-    topics: Vec<String>,
-    topic_pattern: Option<String>,
-    refresh_interval: Option<String>,
-    format: Option<String>,
-    #[serde(default)]
-    formats: BTreeMap<String, String>,
-    start: Option<String>,
-    client_id: Option<String>,
-    fetch_max_bytes: Option<String>,
-    fetches_in_flight: Option<usize>,
-    fetch_max_wait: Option<String>,
-    request_timeout: Option<String>,
-    max_record_bytes: Option<String>,
-    tls: Option<bool>,
-    ca_file: Option<PathBuf>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    sasl_mechanism: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSpool {
-    dir: Option<PathBuf>,
-    file_max_bytes: Option<String>,
-    file_max_rows: Option<usize>,
-    file_max_age: Option<String>,
-    buffer_max_bytes: Option<String>,
-    max_bytes: Option<String>,
-    min_free: Option<String>,
-    upload_target_size: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCatalog {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    uri: Option<String>,
-    warehouse: Option<String>,
-    namespace: Option<String>,
-    table: Option<String>,
-    dead_letter_table: Option<String>,
-    #[serde(default)]
-    tables: BTreeMap<String, String>,
-    /// Moved to `[tables."<table>"] partition_by`; kept here only to say so.
-    partition_by: Option<toml::Value>,
-    commit_interval: Option<String>,
-    request_timeout: Option<String>,
-    ca_file: Option<PathBuf>,
-    token: Option<String>,
-    token_file: Option<PathBuf>,
-    credential: Option<String>,
-    credential_file: Option<PathBuf>,
-    oauth2_server_uri: Option<String>,
-    scope: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    #[serde(default)]
-    s3: RawS3,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawS3 {
-    endpoint: Option<String>,
-    region: Option<String>,
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    secret_access_key_file: Option<PathBuf>,
-    session_token: Option<String>,
-    session_token_file: Option<PathBuf>,
-    path_style: Option<bool>,
-    allow_http: Option<bool>,
-    ca_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_PATH: &str = "/etc/frazil/frazil.toml";
