@@ -14,16 +14,20 @@
 //! - [`Fault::Down`]: every request (not only commits) is answered 503 and never forwarded.
 //!
 //! [`Proxy::hold`] makes the forward-then-fail faults wait before failing the client, so another
-//! writer can commit on top of the applied commit first. Requests the armed fault does not apply to pass through. [`Proxy::arm`] limits a fault to its
-//! next `n` applications, after which another fault (usually `Pass`) takes over. Every exchange is
-//! recorded, with the `frazil.commit-id` a commit carried and the status the catalog returned.
+//! writer can commit on top of the applied commit first. Requests the armed fault does not apply
+//! to pass through. [`Proxy::arm`] limits a fault to its next `n` applications, after which
+//! another fault (usually `Pass`) takes over. Every exchange is recorded, with the
+//! `frazil.commit-id` a commit carried and the status the catalog returned. The HTTP reading and
+//! writing is in `http.rs`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use super::http::{Request, answer, read_body, read_headers, read_line, read_request};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -240,118 +244,6 @@ fn decide(state: &State, commit: bool) -> Fault {
     fault
 }
 
-/// One HTTP request as read off a connection.
-pub struct Request {
-    pub method: String,
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        header(&self.headers, name)
-    }
-}
-
-fn read_line(r: &mut impl BufRead) -> std::io::Result<String> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
-    }
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
-}
-
-fn read_headers(r: &mut impl BufRead) -> std::io::Result<Vec<(String, String)>> {
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(r)?;
-        if line.is_empty() {
-            return Ok(headers);
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// A message body per its headers: Content-Length, chunked, or none (requests) / to EOF (`to_eof`).
-fn read_body(
-    r: &mut impl BufRead,
-    headers: &[(String, String)],
-    to_eof: bool,
-) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    if header(headers, "transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
-        loop {
-            let size_line = read_line(r)?;
-            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("chunk size {size_line:?}: {e}"),
-                    )
-                })?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                while !read_line(r)?.is_empty() {}
-                return Ok(body);
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
-            read_line(r)?; // the CRLF after the chunk
-        }
-    } else if let Some(n) = header(headers, "content-length") {
-        let n: usize = n.parse().map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("content-length {n:?}: {e}"),
-            )
-        })?;
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-        Ok(body)
-    } else if to_eof {
-        r.read_to_end(&mut body)?;
-        Ok(body)
-    } else {
-        Ok(body)
-    }
-}
-
-pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Request> {
-    let line = read_line(r)?;
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("request line {line:?}"),
-        ));
-    };
-    let (method, target) = (method.to_string(), target.to_string());
-    let headers = read_headers(r)?;
-    let body = read_body(r, &headers, false)?;
-    Ok(Request {
-        method,
-        target,
-        headers,
-        body,
-    })
-}
-
 /// `POST …/namespaces/{ns}/tables/{table}`: a table commit (the create is `POST …/namespaces/{ns}/tables`).
 pub fn is_commit(method: &str, target: &str) -> bool {
     if method != "POST" {
@@ -441,33 +333,6 @@ fn forward(state: &State, req: &Request) -> std::io::Result<Answer> {
         headers,
         body,
     })
-}
-
-pub fn answer(
-    client: &mut TcpStream,
-    status_line: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> std::io::Result<()> {
-    let mut head = format!("{status_line}\r\n");
-    for (k, v) in headers {
-        let skip = [
-            "connection",
-            "keep-alive",
-            "content-length",
-            "transfer-encoding",
-        ];
-        if !skip.iter().any(|s| k.eq_ignore_ascii_case(s)) {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    ));
-    client.write_all(head.as_bytes())?;
-    client.write_all(body)?;
-    client.flush()
 }
 
 fn injected(client: &mut TcpStream, status: u16, reason: &str, what: &str) -> std::io::Result<()> {

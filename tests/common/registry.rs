@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use super::proxy::{answer, read_request};
+use super::http::{answer, read_request};
 
 struct State {
     schemas: BTreeMap<u32, String>,
