@@ -95,7 +95,11 @@ fn clean() -> impl Strategy<Value = String> {
         })
 }
 
-fn run(decoder: BatchDecoder, messages: &[String]) -> (Vec<Result<(), String>>, Option<RecordBatch>, Vec<(i64, String)>, Vec<String>) {
+/// What a decoder made of some messages: each push's result, the batch, the dead letters
+/// (offset, reason), and the unknown fields it met.
+type Outcome = (Vec<Result<(), String>>, Option<RecordBatch>, Vec<(i64, String)>, Vec<String>);
+
+fn run(decoder: BatchDecoder, messages: &[String]) -> Outcome {
     let mut d = decoder;
     let pushed = messages
         .iter()

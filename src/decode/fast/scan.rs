@@ -131,13 +131,13 @@ impl<'a> Reader<'a> {
             }
         }
         if k < n {
-            for i in 0..n {
+            for (i, (col, &nullable)) in s.cols.iter_mut().zip(&s.nullable).enumerate() {
                 let seen = if n > 128 { seen_large[i] } else { seen_small & 1 << i != 0 };
                 if !seen {
-                    if !s.nullable[i] {
+                    if !nullable {
                         return None;
                     }
-                    s.cols[i].push_null();
+                    col.push_null();
                 }
             }
         }
