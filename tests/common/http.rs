@@ -116,6 +116,17 @@ pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Request> {
     })
 }
 
+/// Appends `headers` as header lines, leaving out `skip` and the ones that describe the
+/// connection or the body's framing (the message is re-framed with `Connection: close`).
+pub fn push_headers(head: &mut String, headers: &[(String, String)], skip: &[&str]) {
+    let framing = ["connection", "keep-alive", "content-length", "transfer-encoding"];
+    for (k, v) in headers {
+        if !framing.iter().chain(skip).any(|s| k.eq_ignore_ascii_case(s)) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+}
+
 /// Writes an answer with `Connection: close` and its body's Content-Length.
 pub fn answer(
     client: &mut TcpStream,
@@ -124,17 +135,7 @@ pub fn answer(
     body: &[u8],
 ) -> std::io::Result<()> {
     let mut head = format!("{status_line}\r\n");
-    for (k, v) in headers {
-        let skip = [
-            "connection",
-            "keep-alive",
-            "content-length",
-            "transfer-encoding",
-        ];
-        if !skip.iter().any(|s| k.eq_ignore_ascii_case(s)) {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
+    push_headers(&mut head, headers, &[]);
     head.push_str(&format!(
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::http::{Request, answer, read_body, read_headers, read_line, read_request};
+use super::http::{Request, answer, push_headers, read_body, read_headers, read_line, read_request};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -289,19 +289,7 @@ fn forward(state: &State, req: &Request) -> std::io::Result<Answer> {
         _ => &upstream,
     };
     let mut head = format!("{} {} HTTP/1.1\r\nHost: {host}\r\n", req.method, req.target);
-    for (k, v) in &req.headers {
-        let skip = [
-            "host",
-            "connection",
-            "keep-alive",
-            "content-length",
-            "transfer-encoding",
-            "proxy-connection",
-        ];
-        if !skip.iter().any(|s| k.eq_ignore_ascii_case(s)) {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
+    push_headers(&mut head, &req.headers, &["host", "proxy-connection"]);
     if !req.body.is_empty() || req.method == "POST" || req.method == "PUT" {
         head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
     }
