@@ -47,8 +47,13 @@ TOML
 table="file://$state/warehouse/edge/telemetry"
 "$py" tests/check/read_table.py --reader duckdb --metadata "$table" --namespace edge --table telemetry \
   --s3-endpoint http://unused --s3-access-key - --s3-secret-key - --out "$state/telemetry.jsonl" >"$state/summary.json"
+rows=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$state/summary.json")
 echo
-echo "edge.telemetry as DuckDB reads it: $("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$state/summary.json") rows; the first three:"
+echo "edge.telemetry as DuckDB reads it: $rows rows; the first three:"
 head -n 3 "$state/telemetry.jsonl"
 echo
 echo "config: $state/frazil.toml   spool: $state/spool   table: $state/warehouse/edge/telemetry"
+if [ "$rows" != 10000 ]; then
+  echo "quickstart: expected 10000 rows in edge.telemetry, DuckDB read $rows" >&2
+  exit 1
+fi

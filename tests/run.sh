@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the pinned test servers and the Python readers (skipped when
-# already installed), runs every test in the workspace against them, then the aarch64 build under
-# qemu-user and the packages.
+# already installed), runs every test in the workspace against them, then the README's quick start,
+# the aarch64 build under qemu-user and the packages.
 #   bash tests/run.sh            # everything
 #   bash tests/run.sh e2e        # extra arguments go to `cargo test`, and only it runs
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 bash tests/servers/install.sh
 cargo test --workspace --locked "$@"
 if [ $# -eq 0 ]; then
+  bash tests/quickstart.sh
   bash cross/test.sh
   bash packaging/test.sh
 fi
