@@ -8,6 +8,7 @@ mod buffer;
 mod check;
 mod fetch;
 mod metrics;
+mod pause;
 mod publish;
 mod schemas;
 mod status;
