@@ -513,20 +513,19 @@ impl Spool {
     /// free space) when it is false. Cheap: no directory scan, and a `statvfs` only when a
     /// floor is set.
     pub fn has_room(&self, incoming: u64) -> Result<bool> {
-        let bytes = self.data_bytes.load(Ordering::Relaxed);
-        if self
-            .max_bytes
-            .is_some_and(|max| bytes.saturating_add(incoming) > max)
-        {
+        let mut u = Usage {
+            bytes: self.data_bytes.load(Ordering::Relaxed),
+            max_bytes: self.max_bytes,
+            free_disk: None,
+            min_free_bytes: self.min_free_bytes,
+        };
+        if u.over_quota(incoming) {
             return Ok(false);
         }
-        if let Some(floor) = self.min_free_bytes
-            && let Some(free) = fsutil::free_bytes(&self.data)?
-            && free < floor.saturating_add(incoming)
-        {
-            return Ok(false);
+        if u.min_free_bytes.is_some() {
+            u.free_disk = fsutil::free_bytes(&self.data)?;
         }
-        Ok(true)
+        Ok(!u.below_floor(incoming))
     }
 
     /// Test hook (feature `fault-injection`, never in production builds): the next index

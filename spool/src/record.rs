@@ -99,6 +99,23 @@ pub struct Usage {
     pub min_free_bytes: Option<u64>,
 }
 
+impl Usage {
+    /// True when `incoming` more bytes would take the spool past its quota.
+    pub fn over_quota(&self, incoming: u64) -> bool {
+        self.max_bytes
+            .is_some_and(|max| self.bytes.saturating_add(incoming) > max)
+    }
+
+    /// True when `incoming` more bytes would leave less than the floor free on the disk (never
+    /// when the free space is unknown).
+    pub fn below_floor(&self, incoming: u64) -> bool {
+        match (self.free_disk, self.min_free_bytes) {
+            (Some(free), Some(floor)) => free < floor.saturating_add(incoming),
+            _ => false,
+        }
+    }
+}
+
 /// The value stored per file id in the `files` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StoredFile {
@@ -280,6 +297,28 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_limits_count_the_incoming_bytes() {
+        let u = Usage {
+            bytes: 90,
+            max_bytes: Some(100),
+            free_disk: Some(500),
+            min_free_bytes: Some(400),
+        };
+        assert!(!u.over_quota(10), "exactly at the quota is allowed");
+        assert!(u.over_quota(11));
+        assert!(!u.below_floor(100), "exactly at the floor is allowed");
+        assert!(u.below_floor(101));
+        let unbounded = Usage {
+            bytes: u64::MAX,
+            max_bytes: None,
+            free_disk: None,
+            min_free_bytes: Some(400),
+        };
+        assert!(!unbounded.over_quota(u64::MAX));
+        assert!(!unbounded.below_floor(u64::MAX), "unknown free space is no reason to pause");
+    }
 
     fn sample(state: FileState) -> StoredFile {
         StoredFile {

@@ -89,7 +89,7 @@ fn spool(cfg: &Config) -> Line {
     };
     match opened.and_then(|(s, note)| Ok((s.usage()?, note))) {
         Ok((u, note)) => {
-            let low = matches!((u.free_disk, u.min_free_bytes), (Some(free), Some(min)) if free < min);
+            let low = u.below_floor(0);
             Line {
                 ok: !low,
                 what,

@@ -57,11 +57,11 @@ pub(super) fn pause_reason(u: &Usage, disk_full: bool) -> String {
     if disk_full {
         return format!("disk full: the last spool write found no space ({usage})");
     }
-    if u.max_bytes.is_some_and(|m| u.bytes >= m) {
+    if u.over_quota(0) {
         return format!("spool full: {usage}, at spool.max_bytes");
     }
     match (u.free_disk, u.min_free_bytes) {
-        (Some(free), Some(floor)) if free < floor => {
+        (Some(free), Some(floor)) if u.below_floor(0) => {
             format!("disk low: {} free on disk, below spool.min_free ({}); {usage}", mib(free), mib(floor))
         }
         _ => format!("spool full: {usage}"),
