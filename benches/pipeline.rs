@@ -77,7 +77,10 @@ fn encode(broker: &str, topic: &str, n: usize) {
 
     let partitions = 8;
     let (_, _, values) = read_all(broker, topic, n / partitions, true);
-    let sample = values.iter().take(1000).map(|v| serde_json::from_slice::<serde_json::Value>(v).map_err(|e| ArrowError::JsonError(e.to_string())));
+    let sample = values
+        .iter()
+        .take(1000)
+        .map(|v| serde_json::from_slice::<serde_json::Value>(v).map_err(|e| ArrowError::JsonError(e.to_string())));
     let schema = Arc::new(infer_json_schema_from_iterator(sample).expect("infer"));
 
     let started = Instant::now();
@@ -92,9 +95,8 @@ fn encode(broker: &str, topic: &str, n: usize) {
     let decode = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3")))
-        .build();
+    let props =
+        WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3"))).build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props)).expect("writer");
     for b in &batches {

@@ -53,7 +53,9 @@ impl Error {
     /// Prefixes the context of a catalog error (keeps other errors as they are).
     pub(crate) fn with_context(self, what: &str) -> Error {
         match self {
-            Error::Catalog { context, status, body } => Error::Catalog { context: format!("{what}: {context}"), status, body },
+            Error::Catalog { context, status, body } => {
+                Error::Catalog { context: format!("{what}: {context}"), status, body }
+            }
             other => other,
         }
     }
@@ -90,7 +92,9 @@ impl fmt::Display for Error {
             Error::Storage { context, source } => write!(f, "object store: {context}: {source}"),
             Error::Catalog { context, status: Some(s), body } => write!(f, "catalog: {context}: HTTP {s}: {body}"),
             Error::Catalog { context, status: None, body } => write!(f, "catalog: {context}: {body}"),
-            Error::Registry { context, status: Some(s), body } => write!(f, "schema registry: {context}: HTTP {s}: {body}"),
+            Error::Registry { context, status: Some(s), body } => {
+                write!(f, "schema registry: {context}: HTTP {s}: {body}")
+            }
             Error::Registry { context, status: None, body } => write!(f, "schema registry: {context}: {body}"),
             Error::Iceberg { context, source } => write!(f, "iceberg: {context}: {source}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),

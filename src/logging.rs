@@ -54,7 +54,14 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
 }
 
 /// One log line, without its newline. `fields` go into JSON lines only.
-pub fn line(format: Format, ts: &str, level: log::Level, target: &str, msg: &str, fields: &[(String, serde_json::Value)]) -> String {
+pub fn line(
+    format: Format,
+    ts: &str,
+    level: log::Level,
+    target: &str,
+    msg: &str,
+    fields: &[(String, serde_json::Value)],
+) -> String {
     match format {
         Format::Plain => format!("{ts} {level:5} {target}: {msg}"),
         Format::Json => {
@@ -95,13 +102,22 @@ mod tests {
     #[test]
     fn lines_are_plain_or_one_json_object() {
         let msg = "events/0 offset 7: to dead-letter table events__dlq: invalid \"JSON\"\nsecond line";
-        let fields = [("topic".to_string(), serde_json::json!("events")), ("offset".to_string(), serde_json::json!(7)), ("msg".to_string(), serde_json::json!("not this"))];
-        let plain = line(Format::Plain, "2026-11-24T10:00:00.000Z", log::Level::Warn, "frazil::agent::fetch", msg, &fields);
+        let fields = [
+            ("topic".to_string(), serde_json::json!("events")),
+            ("offset".to_string(), serde_json::json!(7)),
+            ("msg".to_string(), serde_json::json!("not this")),
+        ];
+        let plain =
+            line(Format::Plain, "2026-11-24T10:00:00.000Z", log::Level::Warn, "frazil::agent::fetch", msg, &fields);
         assert_eq!(plain, format!("2026-11-24T10:00:00.000Z WARN  frazil::agent::fetch: {msg}"));
-        let json = line(Format::Json, "2026-11-24T10:00:00.000Z", log::Level::Warn, "frazil::agent::fetch", msg, &fields);
+        let json =
+            line(Format::Json, "2026-11-24T10:00:00.000Z", log::Level::Warn, "frazil::agent::fetch", msg, &fields);
         assert!(!json.contains('\n'), "one line: {json}");
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!((v["level"].as_str(), v["target"].as_str(), v["msg"].as_str()), (Some("WARN"), Some("frazil::agent::fetch"), Some(msg)));
+        assert_eq!(
+            (v["level"].as_str(), v["target"].as_str(), v["msg"].as_str()),
+            (Some("WARN"), Some("frazil::agent::fetch"), Some(msg))
+        );
         // Fields sit beside the message, numbers as numbers; one never replaces a built-in key.
         assert_eq!((v["topic"].as_str(), v["offset"].as_i64()), (Some("events"), Some(7)));
     }

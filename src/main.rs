@@ -140,7 +140,9 @@ fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<fra
             exit::CONFIG
         }
         Err(frazil::Error::Spool(e @ frazil_spool::SpoolError::Locked { .. })) => {
-            log::error!("{e}: another `frazil run` or `frazil flush` is using it; this one exits without doing anything");
+            log::error!(
+                "{e}: another `frazil run` or `frazil flush` is using it; this one exits without doing anything"
+            );
             exit::BUSY
         }
         Err(e) if e.is_transient() => {

@@ -29,7 +29,9 @@ pub fn http_agent(timeout: Duration, ca_file: Option<&Path>, key: &str) -> Resul
 /// (empty: the bundled Mozilla roots).
 pub fn roots(ca_file: Option<&Path>, key: &str) -> Result<Vec<CertificateDer<'static>>> {
     match ca_file {
-        Some(path) => pem_certs(path, key, "point it at a PEM file of the CA certificates that signed the server's certificate"),
+        Some(path) => {
+            pem_certs(path, key, "point it at a PEM file of the CA certificates that signed the server's certificate")
+        }
         None => Ok(system_roots().to_vec()),
     }
 }
@@ -64,7 +66,8 @@ pub fn ureq_config(roots: &[CertificateDer<'static>]) -> ureq::tls::TlsConfig {
     if roots.is_empty() {
         return builder.root_certs(ureq::tls::RootCerts::WebPki).build();
     }
-    let certs: Vec<ureq::tls::Certificate<'static>> = roots.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()).collect();
+    let certs: Vec<ureq::tls::Certificate<'static>> =
+        roots.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()).collect();
     builder.root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build()
 }
 

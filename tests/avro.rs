@@ -75,9 +75,18 @@ fn encode(dir: &std::path::Path, schemas: &BTreeMap<u32, String>, messages: &[(u
     });
     let (spec_path, out_path) = (dir.join("avro-spec.json"), dir.join("avro-frames.txt"));
     std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let out = Command::new(venv_python()).arg(repo().join("tests/check/avro_encode.py")).arg(&spec_path).arg(&out_path).output().expect("run avro_encode.py");
+    let out = Command::new(venv_python())
+        .arg(repo().join("tests/check/avro_encode.py"))
+        .arg(&spec_path)
+        .arg(&out_path)
+        .output()
+        .expect("run avro_encode.py");
     assert!(out.status.success(), "avro_encode.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read_to_string(&out_path).unwrap().lines().map(|l| base64::engine::general_purpose::STANDARD.decode(l).unwrap()).collect()
+    std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| base64::engine::general_purpose::STANDARD.decode(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -87,7 +96,13 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
     let schemas: BTreeMap<u32, String> = [(1, v1_schema().to_string()), (2, v2_schema().to_string())].into();
     let registry = Registry::start("frazil", "s3cret", schemas.clone());
 
-    let good = [(1, v1(1, "gw-1")), (1, v1(2, "gw-1")), (2, v2(1 << 40, Some((52.5, 13.4)), json!({"rssi": -70, "snr": 9}))), (2, v2(4, None, json!({}))), (1, v1(5, "gw-1"))];
+    let good = [
+        (1, v1(1, "gw-1")),
+        (1, v1(2, "gw-1")),
+        (2, v2(1 << 40, Some((52.5, 13.4)), json!({"rssi": -70, "snr": 9}))),
+        (2, v2(4, None, json!({}))),
+        (1, v1(5, "gw-1")),
+    ];
     let frames = encode(servers.dir.path(), &schemas, &good);
     let mut truncated = frames[2].clone();
     truncated.truncate(truncated.len() - 4);
@@ -116,8 +131,14 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
     let password = servers.dir.path().join("registry-password");
     write_config(&password, "wrong\n");
     let config = servers.config(&["readings"], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace("[kafka]\n", "[kafka]\nformat = \"avro\"\nfetch_max_bytes = \"2MiB\"\n")
-        + &format!("\n[schema_registry]\nurl = \"{}\"\nusername = \"frazil\"\npassword_file = \"{}\"\n", registry.url, password.display());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[kafka]\n", "[kafka]\nformat = \"avro\"\nfetch_max_bytes = \"2MiB\"\n")
+        + &format!(
+            "\n[schema_registry]\nurl = \"{}\"\nusername = \"frazil\"\npassword_file = \"{}\"\n",
+            registry.url,
+            password.display()
+        );
     write_config(&config, &text);
 
     // Refused credentials stop the flush at once with a config error; nothing is taken.
@@ -134,7 +155,14 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
     assert!(log.contains("writer schema id 2 adds pos (struct), attrs (map); widens id (long)"), "{log}");
     // Each schema id is asked for once (then cached); id 99 got the registry's 404.
     let asked: Vec<(String, u16)> = registry.requests().into_iter().filter(|(_, s)| *s != 401).collect();
-    assert_eq!(asked, [("/schemas/ids/1".to_string(), 200), ("/schemas/ids/2".to_string(), 200), ("/schemas/ids/99".to_string(), 404)]);
+    assert_eq!(
+        asked,
+        [
+            ("/schemas/ids/1".to_string(), 200),
+            ("/schemas/ids/2".to_string(), 200),
+            ("/schemas/ids/99".to_string(), 404)
+        ]
+    );
 
     let mut good_rows = good.iter();
     let expected: Vec<Value> = values
@@ -150,7 +178,12 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
         assert_eq!(rows.len(), expected.len(), "{reader}: {rows:?}");
         for (got, want) in rows.iter().zip(&expected) {
             for c in columns {
-                assert!(same_json(&want[c], &got[c]), "{reader}: column {c}: got {} want {}\nrow {got}", got[c], want[c]);
+                assert!(
+                    same_json(&want[c], &got[c]),
+                    "{reader}: column {c}: got {} want {}\nrow {got}",
+                    got[c],
+                    want[c]
+                );
             }
         }
         let (mut dead, _) = servers.read_columns("readings__dlq", reader, &["offset", "reason", "value"]);
@@ -160,13 +193,22 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
         for (d, (offset, (value, why))) in dead.iter().zip(bad) {
             assert_eq!(d["offset"].as_i64(), Some(*offset), "{reader}");
             let reason = d["reason"].as_str().unwrap_or_default();
-            assert!(reason.contains(why.unwrap()), "{reader}: offset {offset}: `{reason}` should say `{}`", why.unwrap());
-            assert_eq!(d["value"].as_str().map(|v| base64::engine::general_purpose::STANDARD.decode(v).unwrap()).as_ref(), Some(value), "{reader}: offset {offset}: the raw value, byte for byte");
+            assert!(
+                reason.contains(why.unwrap()),
+                "{reader}: offset {offset}: `{reason}` should say `{}`",
+                why.unwrap()
+            );
+            assert_eq!(
+                d["value"].as_str().map(|v| base64::engine::general_purpose::STANDARD.decode(v).unwrap()).as_ref(),
+                Some(value),
+                "{reader}: offset {offset}: the raw value, byte for byte"
+            );
         }
     }
     // `frazil status` counts them from the catalog.
     let status = status_json(&config, &[]);
-    let table = status["tables"].as_array().unwrap().iter().find(|t| t["table"] == "readings").cloned().unwrap_or_default();
+    let table =
+        status["tables"].as_array().unwrap().iter().find(|t| t["table"] == "readings").cloned().unwrap_or_default();
     assert_eq!(table["dead_letters"], json!({"table": "readings__dlq", "rows": 4}), "{status}");
 }
 

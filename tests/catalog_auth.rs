@@ -65,10 +65,18 @@ fn https_catalog_with_oauth2_tokens_refreshed_before_they_expire() {
     let config = config_for(&servers, &tls.url(), &format!("ca_file = \"{ca}\"\ncredential_file = \"{right}\""));
     let log_path = dir.join("run.log");
     let mut run = start_frazil("run", &config, &log_path, &[("FRAZIL_LOG", "debug")]);
-    assert!(wait_until(Duration::from_secs(60), || servers.rows_now("secure") == 300), "{}", std::fs::read_to_string(&log_path).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(60), || servers.rows_now("secure") == 300),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
     std::thread::sleep(Duration::from_secs(4));
     expected.extend(block_on(produce(&kafka, "secure", 2, 300..600)));
-    assert!(wait_until(Duration::from_secs(60), || servers.rows_now("secure") == 600), "{}", std::fs::read_to_string(&log_path).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(60), || servers.rows_now("secure") == 600),
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
     std::process::Command::new("kill").args(["-TERM", &run.child().id().to_string()]).status().unwrap();
     assert!(run.wait().success());
     let exchanges = proxy.take();

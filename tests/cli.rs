@@ -16,13 +16,23 @@ fn check_says_what_works_and_what_does_not() {
     let config = servers.config(&["checked"], "");
     let (code, out) = frazil_out(&["check", "--config", path_str(&config)]);
     assert_eq!(code, 0, "{out}");
-    for line in ["ok   config:", "ok   spool ", "ok   broker ", "reading 2 partitions of checked", "ok   catalog ", "0 of 1 tables exist", "ok   object store: wrote, read back and removed s3://warehouse/wh/.frazil-check-test-gateway"] {
+    for line in [
+        "ok   config:",
+        "ok   spool ",
+        "ok   broker ",
+        "reading 2 partitions of checked",
+        "ok   catalog ",
+        "0 of 1 tables exist",
+        "ok   object store: wrote, read back and removed s3://warehouse/wh/.frazil-check-test-gateway",
+    ] {
         assert!(out.contains(line), "no `{line}` in:\n{out}");
     }
 
     // The catalog unreachable: its line says so, the exit code says "try later".
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = std::fs::read_to_string(&config).unwrap().replace(servers.get("FRAZIL_CATALOG"), &format!("http://127.0.0.1:{dead}"));
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(servers.get("FRAZIL_CATALOG"), &format!("http://127.0.0.1:{dead}"));
     write_config(&config, &text);
     let (code, out) = frazil_out(&["check", "--config", path_str(&config)]);
     assert_eq!(code, 75, "{out}");
@@ -43,7 +53,9 @@ fn a_second_agent_on_a_busy_spool_exits_at_once_with_its_own_code() {
     let config = servers.config(&["busy"], "");
     let log = servers.dir.path().join("run.log");
     let mut run = start_frazil("run", &config, &log, &[]);
-    assert!(wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log).unwrap_or_default().contains("starting at offset")));
+    assert!(wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("starting at offset")));
     let started = Instant::now();
     let out = frazil_command()
         .args(["flush", "--config", path_str(&config)])
@@ -97,10 +109,21 @@ fn flush_max_duration_ends_cleanly_and_the_next_flush_finishes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let start = lines.iter().find(|l| l["msg"].as_str().is_some_and(|m| m.starts_with("long/1: starting at offset"))).expect("a start line");
-    assert_eq!((start["topic"].as_str(), start["partition"].as_i64(), start["offset"].as_i64()), (Some("long"), Some(1), Some(30_000)), "{start}");
-    let commit = lines.iter().find(|l| l["msg"].as_str().is_some_and(|m| m.contains(": commit ") && m.contains(" added "))).expect("a commit line");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stderr).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let start = lines
+        .iter()
+        .find(|l| l["msg"].as_str().is_some_and(|m| m.starts_with("long/1: starting at offset")))
+        .expect("a start line");
+    assert_eq!(
+        (start["topic"].as_str(), start["partition"].as_i64(), start["offset"].as_i64()),
+        (Some("long"), Some(1), Some(30_000)),
+        "{start}"
+    );
+    let commit = lines
+        .iter()
+        .find(|l| l["msg"].as_str().is_some_and(|m| m.contains(": commit ") && m.contains(" added ")))
+        .expect("a commit line");
     assert_eq!(commit["table"].as_str(), Some("long"), "{commit}");
     assert!(commit["commit_id"].as_str().is_some_and(|id| commit["msg"].as_str().unwrap().contains(id)), "{commit}");
 }
@@ -118,28 +141,53 @@ fn run_serves_metrics_and_a_health_check_that_follows_the_link() {
     let log = servers.dir.path().join("run.log");
     let mut run = start_frazil("run", &config, &log, &[]);
     let get = |path: &str| -> Option<(u16, String)> {
-        let mut resp = ureq::get(&format!("http://127.0.0.1:{port}{path}")).config().http_status_as_error(false).build().call().ok()?;
+        let mut resp = ureq::get(&format!("http://127.0.0.1:{port}{path}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .ok()?;
         Some((resp.status().as_u16(), resp.body_mut().read_to_string().ok()?))
     };
     let metric = |text: &str, name: &str| -> Vec<f64> {
-        text.lines().filter(|l| l.starts_with(name) && !l.starts_with('#')).filter_map(|l| l.rsplit(' ').next()?.parse().ok()).collect()
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect()
     };
     block_on(produce(&kafka, "measured", 2, 0..1_000));
-    assert!(wait_until(Duration::from_secs(60), || servers.rows_now("measured") == 1_000), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(60), || servers.rows_now("measured") == 1_000),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     let (status, text) = get("/metrics").expect("metrics answer");
     assert_eq!(status, 200);
     assert_eq!(metric(&text, "frazil_events_total"), [1000.0], "{text}");
     assert_eq!(metric(&text, "frazil_partition_lag{"), [0.0, 0.0], "{text}");
-    assert!(metric(&text, "frazil_commits_total")[0] >= 1.0 && metric(&text, "frazil_commit_seconds_count")[0] >= 1.0, "{text}");
-    assert!(text.contains("frazil_spool_files{state=\"written\"}") && text.contains("frazil_last_commit_timestamp_seconds"), "{text}");
+    assert!(
+        metric(&text, "frazil_commits_total")[0] >= 1.0 && metric(&text, "frazil_commit_seconds_count")[0] >= 1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("frazil_spool_files{state=\"written\"}") && text.contains("frazil_last_commit_timestamp_seconds"),
+        "{text}"
+    );
     assert_eq!(get("/health"), Some((200, "ok\n".to_string())));
 
     // The catalog goes away: health turns 503 and says why; it comes back: 200 again.
     servers.ctl("stop", "catalog", false);
     block_on(produce(&kafka, "measured", 2, 1_000..1_100));
-    assert!(wait_until(Duration::from_secs(60), || get("/health").is_some_and(|(s, b)| s == 503 && b.contains("the last publish failed"))), "health never turned 503");
+    assert!(
+        wait_until(Duration::from_secs(60), || get("/health")
+            .is_some_and(|(s, b)| s == 503 && b.contains("the last publish failed"))),
+        "health never turned 503"
+    );
     servers.ctl("start", "catalog", false);
-    assert!(wait_until(Duration::from_secs(60), || get("/health").is_some_and(|(s, _)| s == 200)), "health never recovered");
+    assert!(
+        wait_until(Duration::from_secs(60), || get("/health").is_some_and(|(s, _)| s == 200)),
+        "health never recovered"
+    );
     assert!(wait_until(Duration::from_secs(60), || servers.rows_now("measured") == 1_100));
     let (_, text) = get("/metrics").unwrap();
     assert!(metric(&text, "frazil_publish_failures_total")[0] >= 1.0, "{text}");

@@ -40,7 +40,10 @@ fn flush_lands_every_event_exactly_once_and_only_new_events_after() {
     assert_eq!(code, 0, "flush failed:\n{log}");
     // Small spool files (2 MiB of input each here) go out merged into fewer, larger data files.
     let (data_files, spool_files) = added_files(&log);
-    assert!(spool_files > 4 && data_files < spool_files, "no merge happened: {data_files} data files from {spool_files} spool files\n{log}");
+    assert!(
+        spool_files > 4 && data_files < spool_files,
+        "no merge happened: {data_files} data files from {spool_files} spool files\n{log}"
+    );
 
     for reader in ["pyiceberg", "duckdb"] {
         let (rows, summary) = servers.read_table("telemetry", reader);
@@ -51,7 +54,8 @@ fn flush_lands_every_event_exactly_once_and_only_new_events_after() {
     let props = &first["current_snapshot_summary"];
     assert_eq!(props["frazil.agent"], "test-gateway", "{first}");
     assert!(props["frazil.commit-id"].as_str().is_some_and(|s| s.len() == 36), "{first}");
-    let offsets: serde_json::Value = serde_json::from_str(props["frazil.offsets.telemetry"].as_str().expect("offsets key")).unwrap();
+    let offsets: serde_json::Value =
+        serde_json::from_str(props["frazil.offsets.telemetry"].as_str().expect("offsets key")).unwrap();
     assert_eq!(offsets, serde_json::json!({"0": 25_000, "1": 25_000, "2": 25_000, "3": 25_000}));
 
     // Nothing new: no new snapshot.
@@ -97,7 +101,10 @@ fn bad_records_go_to_the_dead_letter_table_with_their_reason() {
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "flush failed:\n{log}");
     for offset in &offsets {
-        assert!(log.contains(&format!("mixed/0 offset {offset}: to dead-letter table mixed__dlq")), "offset {offset} not reported:\n{log}");
+        assert!(
+            log.contains(&format!("mixed/0 offset {offset}: to dead-letter table mixed__dlq")),
+            "offset {offset} not reported:\n{log}"
+        );
     }
     assert!(log.contains("(6 to dead-letter tables)"), "{log}");
     for reader in ["pyiceberg", "duckdb"] {
@@ -107,11 +114,22 @@ fn bad_records_go_to_the_dead_letter_table_with_their_reason() {
         dead.sort_by_key(|r| r["offset"].as_i64());
         assert_eq!(dead.len(), bad.len(), "{reader}: {dead:?}");
         for ((row, (value, why)), offset) in dead.iter().zip(&bad).zip(&offsets) {
-            assert_eq!((row["topic"].as_str(), row["partition"].as_i64(), row["offset"].as_i64()), (Some("mixed"), Some(0), Some(*offset)), "{reader}: {row}");
+            assert_eq!(
+                (row["topic"].as_str(), row["partition"].as_i64(), row["offset"].as_i64()),
+                (Some("mixed"), Some(0), Some(*offset)),
+                "{reader}: {row}"
+            );
             let raw = value.map(|v| serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(v)));
-            assert_eq!(row["value"], raw.unwrap_or(serde_json::Value::Null), "{reader}: the raw value, byte for byte: {row}");
+            assert_eq!(
+                row["value"],
+                raw.unwrap_or(serde_json::Value::Null),
+                "{reader}: the raw value, byte for byte: {row}"
+            );
             assert_eq!(row["key"], "YmFk", "{reader}: the raw key (\"bad\"): {row}");
-            assert!(row["reason"].as_str().is_some_and(|r| r.contains(why)), "{reader}: reason should say `{why}`: {row}");
+            assert!(
+                row["reason"].as_str().is_some_and(|r| r.contains(why)),
+                "{reader}: reason should say `{why}`: {row}"
+            );
             assert!(row["timestamp"].as_str().is_some_and(|t| t.ends_with("+00:00")), "{reader}: {row}");
         }
     }
@@ -211,7 +229,9 @@ fn a_topic_pattern_picks_up_topics_created_while_running() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let config = servers.config(&[], "commit_interval = \"1s\"\n\n[catalog.tables]\nfleet_b = \"fleet_bravo\"");
-    let text = std::fs::read_to_string(&config).unwrap().replace("topics = []", "topic_pattern = \"^fleet_\"\nrefresh_interval = \"1s\"");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("topics = []", "topic_pattern = \"^fleet_\"\nrefresh_interval = \"1s\"");
     std::fs::write(&config, text).unwrap();
     for (topic, partitions) in [("fleet_a", 2), ("fleet_b", 1), ("other", 1)] {
         block_on(create_topic(&kafka, topic, partitions));
@@ -242,8 +262,14 @@ fn a_topic_pattern_picks_up_topics_created_while_running() {
     }
     let st = status_json(&config, &[]);
     let tables: Vec<&str> = st["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
-    assert!(!tables.contains(&"other") && !text.contains("other/0"), "a topic the pattern does not match is not read: {tables:?}");
-    assert!(["fleet_a", "fleet_bravo", "fleet_c"].iter().all(|t| tables.contains(t)), "status lists the pattern's tables: {tables:?}");
+    assert!(
+        !tables.contains(&"other") && !text.contains("other/0"),
+        "a topic the pattern does not match is not read: {tables:?}"
+    );
+    assert!(
+        ["fleet_a", "fleet_bravo", "fleet_c"].iter().all(|t| tables.contains(t)),
+        "status lists the pattern's tables: {tables:?}"
+    );
 }
 
 #[test]
@@ -267,7 +293,12 @@ fn a_partitioned_table_gets_one_file_per_partition_value_and_prunes() {
     assert_table_exactly(&servers, "zoned", &expected);
 
     let report = partitions(&servers, "zoned", "zone", "north");
-    let spec: Vec<(&str, &str)> = report["spec"].as_array().unwrap().iter().map(|f| (f["source"].as_str().unwrap(), f["transform"].as_str().unwrap())).collect();
+    let spec: Vec<(&str, &str)> = report["spec"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["source"].as_str().unwrap(), f["transform"].as_str().unwrap()))
+        .collect();
     assert_eq!(spec, [("zone", "identity"), ("_kafka_timestamp", "day")], "{report}");
     // Every data file holds one zone, its partition tuple says which, and its path too.
     let files = report["files"].as_array().unwrap();
@@ -283,7 +314,11 @@ fn a_partitioned_table_gets_one_file_per_partition_value_and_prunes() {
     assert_eq!(report["pyiceberg_planned"], north, "{report}");
     assert_eq!(report["duckdb_rows"], 1_500, "{report}");
     assert_eq!(report["duckdb_files_scanned"], north, "DuckDB's profile (Total Files Read): {report}");
-    println!("partitioned: {} files for 3 zones; a zone filter plans {north} (pyiceberg), DuckDB read {}", files.len(), report["duckdb_files_scanned"]);
+    println!(
+        "partitioned: {} files for 3 zones; a zone filter plans {north} (pyiceberg), DuckDB read {}",
+        files.len(),
+        report["duckdb_files_scanned"]
+    );
 }
 
 #[test]
@@ -293,9 +328,15 @@ fn raw_and_text_topics_keep_values_and_headers_as_they_are() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let config = servers.config(&["blobs", "lines"], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace("[spool]", "format = \"raw\"\n\n[kafka.formats]\nlines = \"text\"\n\n[spool]");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[spool]", "format = \"raw\"\n\n[kafka.formats]\nlines = \"text\"\n\n[spool]");
     write_config(&config, &text);
-    let headers = |i: u8| [("trace".to_string(), vec![i]), ("src".to_string(), b"gw".to_vec())].into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let headers = |i: u8| {
+        [("trace".to_string(), vec![i]), ("src".to_string(), b"gw".to_vec())]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
     let mut blobs = Vec::new();
     for topic in ["blobs", "lines"] {
         block_on(create_topic(&kafka, topic, 1));
@@ -305,7 +346,8 @@ fn raw_and_text_topics_keep_values_and_headers_as_they_are() {
         blobs.push((Some(vec![b'k', i as u8]), v, headers(i as u8)));
     }
     let blob_offsets = block_on(produce_with_headers(&kafka, "blobs", 0, blobs.clone()));
-    let lines = vec![(None, Some("héllo wörld".as_bytes().to_vec()), headers(9)), (None, Some(vec![0xc3, 0x28]), headers(8))];
+    let lines =
+        vec![(None, Some("héllo wörld".as_bytes().to_vec()), headers(9)), (None, Some(vec![0xc3, 0x28]), headers(8))];
     let line_offsets = block_on(produce_with_headers(&kafka, "lines", 0, lines));
 
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
@@ -317,8 +359,17 @@ fn raw_and_text_topics_keep_values_and_headers_as_they_are() {
         for ((row, (key, value, hs)), offset) in rows.iter().zip(&blobs).zip(&blob_offsets) {
             assert_eq!(row["_kafka_offset"], *offset, "{reader}: {row}");
             assert_eq!(row["_kafka_key"], b64(key.as_ref().unwrap()), "{reader}: {row}");
-            assert_eq!(row["value"], value.as_ref().map_or(serde_json::Value::Null, |v| b64(v).into()), "{reader}: {row}");
-            let mut got: Vec<(String, String)> = row["headers"].as_array().unwrap().iter().map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string())).collect();
+            assert_eq!(
+                row["value"],
+                value.as_ref().map_or(serde_json::Value::Null, |v| b64(v).into()),
+                "{reader}: {row}"
+            );
+            let mut got: Vec<(String, String)> = row["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+                .collect();
             got.sort();
             let mut want: Vec<(String, String)> = hs.iter().map(|(k, v)| (k.clone(), b64(v))).collect();
             want.sort();
@@ -339,14 +390,21 @@ fn time_fields_become_timestamps_from_text_or_epoch_numbers() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let config = servers.config(&["readings"], "\n[tables.readings]\npartition_by = [\"day(event_time)\"]");
-    let text = std::fs::read_to_string(&config).unwrap() + "\n[json]\ntimestamp_fields = [\"event_time\"]\nepoch_unit = \"ms\"\n";
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "\n[json]\ntimestamp_fields = [\"event_time\"]\nepoch_unit = \"ms\"\n";
     write_config(&config, &text);
     block_on(create_topic(&kafka, "readings", 2));
     // Three days apart; even ids give the time as RFC 3339 text with an offset, odd ones as epoch ms.
     let ms = |i: u64| 1_714_979_289_123 + (i % 3) as i64 * 86_400_000 + i as i64;
     let make = |i: u64| {
-        let t = chrono::DateTime::from_timestamp_millis(ms(i)).unwrap().with_timezone(&chrono::FixedOffset::east_opt(7_200).unwrap());
-        let when = if i.is_multiple_of(2) { json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)) } else { json!(ms(i)) };
+        let t = chrono::DateTime::from_timestamp_millis(ms(i))
+            .unwrap()
+            .with_timezone(&chrono::FixedOffset::east_opt(7_200).unwrap());
+        let when = if i.is_multiple_of(2) {
+            json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
+        } else {
+            json!(ms(i))
+        };
         json!({"id": i, "event_time": when})
     };
     let mut expected = block_on(produce_with(&kafka, "readings", 2, 0..600, make));
@@ -356,11 +414,18 @@ fn time_fields_become_timestamps_from_text_or_epoch_numbers() {
     // Read back as UTC timestamps, whichever way they were written.
     for e in expected.values_mut() {
         let i = e.value["id"].as_u64().unwrap();
-        e.value["event_time"] = json!(chrono::DateTime::from_timestamp_millis(ms(i)).unwrap().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string());
+        e.value["event_time"] = json!(
+            chrono::DateTime::from_timestamp_millis(ms(i)).unwrap().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+        );
     }
     assert_table_exactly(&servers, "readings", &expected);
     let report = partitions(&servers, "readings", "id", "0");
-    let days: std::collections::BTreeSet<&str> = report["files"].as_array().unwrap().iter().map(|f| f["partition"]["event_time_day"].as_str().unwrap()).collect();
+    let days: std::collections::BTreeSet<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["partition"]["event_time_day"].as_str().unwrap())
+        .collect();
     assert_eq!(days.into_iter().collect::<Vec<_>>(), ["2024-05-06", "2024-05-07", "2024-05-08"], "{report}");
 }
 
@@ -486,6 +551,9 @@ fn sigterm_commits_what_run_has_taken() {
     let last = &st["tables"][0]["last_commit"];
     assert!(last["commit_id"].as_str().is_some_and(|c| c.len() == 36), "{st}");
     let parts = st["partitions"].as_array().unwrap();
-    assert!(parts.iter().all(|p| p["to_fetch"] == 0 && p["to_commit"] == 0 && p["committed"] == p["high_watermark"]), "{st}");
+    assert!(
+        parts.iter().all(|p| p["to_fetch"] == 0 && p["to_commit"] == 0 && p["committed"] == p["high_watermark"]),
+        "{st}"
+    );
     assert_table_exactly(&servers, "calm", &expected);
 }

@@ -53,7 +53,11 @@ fn tls_client_certs_and_scram_login_with_clear_errors_for_each_refusal() {
             password_file.display()
         );
         if client_cert {
-            kafka_keys += &format!("cert_file = \"{}\"\nkey_file = \"{}\"\n", certs.client_cert_file.display(), certs.client_key_file.display());
+            kafka_keys += &format!(
+                "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+                certs.client_cert_file.display(),
+                certs.client_key_file.display()
+            );
         }
         write_config(&config, &base.replace("[kafka]\n", &kafka_keys));
     };

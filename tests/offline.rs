@@ -55,7 +55,10 @@ fn with_the_catalog_down_flush_keeps_data_spooled_and_a_later_flush_commits_it_o
     assert!(status["bytes"].as_u64().unwrap() > 0, "{status}");
     // It says what it could and could not reach, and still reports the spool and the broker.
     assert_eq!(status["catalog"]["reachable"], false, "{status}");
-    assert!(status["catalog"]["error"].as_str().is_some_and(|e| e.contains(&dead.to_string())), "the error names the catalog: {status}");
+    assert!(
+        status["catalog"]["error"].as_str().is_some_and(|e| e.contains(&dead.to_string())),
+        "the error names the catalog: {status}"
+    );
     assert_eq!(status["broker"]["reachable"], true, "{status}");
     let remote = &status["tables"][0];
     assert_eq!(remote["table"], "remote", "{status}");
@@ -122,11 +125,20 @@ fn a_long_outage_is_waited_out_in_the_spool_within_its_quota() {
     // The pause lines say which limit stopped fetching (the quota, or the disk this runs on).
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let pauses: Vec<&str> = text.lines().filter(|l| l.contains("fetching paused")).collect();
-    assert!(spooled_all, "not everything reached the spool; last status: {last}\npauses:\n{}\nlog tail:\n{}", pauses.join("\n"), tail_of(&log));
+    assert!(
+        spooled_all,
+        "not everything reached the spool; last status: {last}\npauses:\n{}\nlog tail:\n{}",
+        pauses.join("\n"),
+        tail_of(&log)
+    );
     assert!(run.child().try_wait().unwrap().is_none(), "frazil run exited during the outage:\n{}", tail_of(&log));
     let st = status_json(&config, &["--offline"]);
     assert!(st["written"].as_u64().unwrap() > 0 && st["committed"] == 0, "{st}");
-    println!("outage: all {n} events spooled after {offline_for:.1?}, peak {:.1} MiB of a {} MiB quota ({polls} status polls)", peak as f64 / 1048576.0, QUOTA >> 20);
+    println!(
+        "outage: all {n} events spooled after {offline_for:.1?}, peak {:.1} MiB of a {} MiB quota ({polls} status polls)",
+        peak as f64 / 1048576.0,
+        QUOTA >> 20
+    );
 
     // The link returns: the spool drains completely.
     servers.ctl("start", "s3", false);
@@ -152,8 +164,15 @@ fn a_long_outage_is_waited_out_in_the_spool_within_its_quota() {
         let mut seen = vec![false; n as usize];
         for r in &rows {
             let id = r["id"].as_u64().unwrap_or_else(|| panic!("{reader}: {r}"));
-            assert!(id < n && !std::mem::replace(&mut seen[id as usize], true), "{reader}: id {id} twice or out of range");
-            assert_eq!((r["_kafka_partition"].as_u64(), r["_kafka_offset"].as_u64()), (Some(id % 4), Some(id / 4)), "{reader}: {r}");
+            assert!(
+                id < n && !std::mem::replace(&mut seen[id as usize], true),
+                "{reader}: id {id} twice or out of range"
+            );
+            assert_eq!(
+                (r["_kafka_partition"].as_u64(), r["_kafka_offset"].as_u64()),
+                (Some(id % 4), Some(id / 4)),
+                "{reader}: {r}"
+            );
         }
     }
 }

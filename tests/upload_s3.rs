@@ -22,9 +22,9 @@ mod tls;
 const BUCKET: &str = "warehouse";
 
 fn s3s_fs() -> PathBuf {
-    let tools = std::env::var_os("FRAZIL_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/frazil/tools")
-    });
+    let tools = std::env::var_os("FRAZIL_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/frazil/tools"));
     let bin = tools.join("bin/s3s-fs");
     assert!(
         bin.is_file(),
@@ -239,7 +239,11 @@ fn file_io_write_read_exists_delete() {
 fn put_to_a_stopped_server_fails_instead_of_hanging() {
     let mut server = S3Server::start();
     let retry = RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            base: 2.0,
+        },
         max_retries: 2,
         retry_timeout: Duration::from_secs(5),
     };
@@ -266,7 +270,11 @@ fn a_silent_server_times_out_instead_of_hanging() {
     let port = listener.local_addr().unwrap().port();
     let settings = settings_for(port);
     let retry = RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            base: 2.0,
+        },
         max_retries: 1,
         retry_timeout: Duration::from_secs(5),
     };
@@ -286,7 +294,12 @@ fn an_https_endpoint_is_trusted_through_the_configured_ca_only() {
     let server = S3Server::start();
     let dir = tempfile::tempdir().unwrap();
     let proxy = tls::TlsProxy::start(format!("127.0.0.1:{}", server.port).parse().unwrap(), dir.path());
-    let https = |ca_file: Option<PathBuf>| S3Settings { endpoint: Some(proxy.url()), allow_http: false, ca_file, ..settings_for(server.port) };
+    let https = |ca_file: Option<PathBuf>| S3Settings {
+        endpoint: Some(proxy.url()),
+        allow_http: false,
+        ca_file,
+        ..settings_for(server.port)
+    };
     let url = format!("s3://{BUCKET}/tls/object");
     let stores = Stores::new(https(Some(proxy.ca_file.clone())));
     run(stores.put(&url, Bytes::from_static(b"over TLS"))).expect("put through the TLS endpoint");
@@ -294,12 +307,17 @@ fn an_https_endpoint_is_trusted_through_the_configured_ca_only() {
 
     // Without the CA file the system's roots are trusted, and they do not know the test CA.
     let retry = RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            base: 2.0,
+        },
         max_retries: 1,
         retry_timeout: Duration::from_secs(5),
     };
     let other = format!("s3://{BUCKET}/tls/refused");
-    let err = run(Stores::new(https(None)).with_retry(retry).put(&other, Bytes::from_static(b"x"))).expect_err("an unknown CA is refused");
+    let err = run(Stores::new(https(None)).with_retry(retry).put(&other, Bytes::from_static(b"x")))
+        .expect_err("an unknown CA is refused");
     let text = format!("{err:?}");
     assert!(text.contains("certificate") || text.contains("UnknownIssuer"), "{text}");
     assert!(!server.root.path().join(BUCKET).join("tls/refused").exists());

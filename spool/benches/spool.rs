@@ -56,13 +56,8 @@ fn fsync_dir(d: &Path) {
 
 /// Mark every Written file uploaded, commit them and remove them (not timed).
 fn drain(spool: &Spool, n: &mut u64) {
-    let ids: Vec<u64> = spool
-        .files()
-        .unwrap()
-        .into_iter()
-        .filter(|f| f.state == FileState::Written)
-        .map(|f| f.id)
-        .collect();
+    let ids: Vec<u64> =
+        spool.files().unwrap().into_iter().filter(|f| f.state == FileState::Written).map(|f| f.id).collect();
     if ids.is_empty() {
         return;
     }
@@ -71,13 +66,7 @@ fn drain(spool: &Spool, n: &mut u64) {
     }
     *n += 1;
     let c = format!("drain-{n}");
-    spool
-        .begin_commit(&PendingCommit {
-            table: "db.events".into(),
-            commit_id: c.clone(),
-            ids,
-        })
-        .unwrap();
+    spool.begin_commit(&PendingCommit { table: "db.events".into(), commit_id: c.clone(), ids }).unwrap();
     spool.finish_commit(&c).unwrap();
     spool.remove_committed().unwrap();
 }
@@ -90,11 +79,7 @@ struct Tally {
 
 impl Tally {
     fn new() -> Tally {
-        Tally {
-            files: 0,
-            bytes: 0,
-            time: Duration::ZERO,
-        }
+        Tally { files: 0, bytes: 0, time: Duration::ZERO }
     }
     fn mb_s(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.time.as_secs_f64()
@@ -119,9 +104,7 @@ fn main() {
     fsync_dir(&plain);
     println!("frazil-spool bench in {}", root.path().display());
     println!();
-    println!(
-        "register: write into temp_path + register (fsync, CRC, rename, fsync dir, redb commit)"
-    );
+    println!("register: write into temp_path + register (fsync, CRC, rename, fsync dir, redb commit)");
     println!("baseline: write + fsync + rename + fsync dir, no index");
     println!(
         "{:>8} | {:>10} {:>9} | {:>10} {:>9} | {:>8}",
@@ -146,8 +129,7 @@ fn main() {
                         f.write_all(&data).unwrap();
                         f.sync_all().unwrap();
                         drop(f);
-                        fs::rename(&tmp, plain_data.join(format!("{plain_n:020}.parquet")))
-                            .unwrap();
+                        fs::rename(&tmp, plain_data.join(format!("{plain_n:020}.parquet"))).unwrap();
                         fsync_dir(&plain_data);
                         b.files += 1;
                     }
@@ -232,11 +214,7 @@ fn main() {
             drains += 1;
             let c = format!("pair-{drains}");
             spool
-                .begin_commit(&PendingCommit {
-                    table: "db.events".into(),
-                    commit_id: c.clone(),
-                    ids: vec![id],
-                })
+                .begin_commit(&PendingCommit { table: "db.events".into(), commit_id: c.clone(), ids: vec![id] })
                 .unwrap();
             spool.finish_commit(&c).unwrap();
             pairs.files += 2;
@@ -254,13 +232,7 @@ fn main() {
         if !left.is_empty() {
             drains += 1;
             let c = format!("left-{drains}");
-            spool
-                .begin_commit(&PendingCommit {
-                    table: "db.events".into(),
-                    commit_id: c.clone(),
-                    ids: left,
-                })
-                .unwrap();
+            spool.begin_commit(&PendingCommit { table: "db.events".into(), commit_id: c.clone(), ids: left }).unwrap();
             spool.finish_commit(&c).unwrap();
         }
         spool.remove_committed().unwrap();

@@ -11,18 +11,12 @@ use crate::FileState;
 #[derive(Debug)]
 pub enum SpoolError {
     /// A filesystem operation failed; `context` names the operation and the path.
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     /// The spool's filesystem is full (`ENOSPC`) or a disk quota was hit (`EDQUOT`): nothing
     /// was registered or changed by the failed call. Stop fetching (backpressure), let uploads
     /// and `remove_committed` free space, and retry; the spool keeps working once space is
     /// free. Match it with [`SpoolError::is_full`], which also recognizes such an `Io` error.
-    Full {
-        context: String,
-        source: std::io::Error,
-    },
+    Full { context: String, source: std::io::Error },
     /// The redb index returned an error during an operation (not at open).
     Index { context: String, detail: String },
     /// `index.redb` could not be opened because its contents are damaged.
@@ -38,11 +32,7 @@ pub enum SpoolError {
     NotFound { id: u64 },
     /// The operation is not allowed from the file's current state (e.g. uploading a committed
     /// file, or uploading twice to different locations).
-    WrongState {
-        id: u64,
-        state: FileState,
-        operation: &'static str,
-    },
+    WrongState { id: u64, state: FileState, operation: &'static str },
     /// No pending commit with this id.
     CommitNotFound { commit_id: String },
     /// `begin_commit` was refused: it contradicts the index (unknown/unuploaded file, file of
@@ -73,29 +63,18 @@ impl fmt::Display for SpoolError {
                  created; the data files in data/ can be re-read from Kafka",
                 path.display()
             ),
-            SpoolError::ReadOnly { path } => write!(
-                f,
-                "spool {} is open read-only (the process that has it open changes it)",
-                path.display()
-            ),
-            SpoolError::Locked { path } => write!(
-                f,
-                "spool {} is already open (by another process, or another Spool in this one)",
-                path.display()
-            ),
+            SpoolError::ReadOnly { path } => {
+                write!(f, "spool {} is open read-only (the process that has it open changes it)", path.display())
+            }
+            SpoolError::Locked { path } => {
+                write!(f, "spool {} is already open (by another process, or another Spool in this one)", path.display())
+            }
             SpoolError::Corrupt { id, reason } => {
                 write!(f, "spool file {id:020} is corrupt: {reason}")
             }
             SpoolError::NotFound { id } => write!(f, "spool file {id:020} is not in the index"),
-            SpoolError::WrongState {
-                id,
-                state,
-                operation,
-            } => {
-                write!(
-                    f,
-                    "spool file {id:020}: cannot {operation} a file in state {state:?}"
-                )
+            SpoolError::WrongState { id, state, operation } => {
+                write!(f, "spool file {id:020}: cannot {operation} a file in state {state:?}")
             }
             SpoolError::CommitNotFound { commit_id } => {
                 write!(f, "no pending commit with id {commit_id:?}")
@@ -140,28 +119,18 @@ pub(crate) fn is_full_io(e: &std::io::Error) -> bool {
 pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SpoolError {
     move |source| {
         let context = context.into();
-        if is_full_io(&source) {
-            SpoolError::Full { context, source }
-        } else {
-            SpoolError::Io { context, source }
-        }
+        if is_full_io(&source) { SpoolError::Full { context, source } } else { SpoolError::Io { context, source } }
     }
 }
 
 /// `map_err` adapter for redb errors. They have no common type worth matching on, except a
 /// full disk under redb (its file grows sparsely, so a commit can hit ENOSPC when it writes new
 /// pages), which becomes [`SpoolError::Full`].
-pub(crate) fn idx<E: Into<redb::Error>>(
-    context: impl Into<String>,
-) -> impl FnOnce(E) -> SpoolError {
+pub(crate) fn idx<E: Into<redb::Error>>(context: impl Into<String>) -> impl FnOnce(E) -> SpoolError {
     move |e| match e.into() {
-        redb::Error::Io(source) if is_full_io(&source) => SpoolError::Full {
-            context: format!("index: {}", context.into()),
-            source,
-        },
-        other => SpoolError::Index {
-            context: context.into(),
-            detail: other.to_string(),
-        },
+        redb::Error::Io(source) if is_full_io(&source) => {
+            SpoolError::Full { context: format!("index: {}", context.into()), source }
+        }
+        other => SpoolError::Index { context: context.into(), detail: other.to_string() },
     }
 }

@@ -14,8 +14,7 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     b.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
-        .map_err(io(format!("create directory {}", dir.display())))
+    b.create(dir).map_err(io(format!("create directory {}", dir.display())))
 }
 
 /// Makes `path` readable and writable by its owner only (0600): spool files and the index hold
@@ -37,9 +36,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     // Directories cannot be opened as files on Windows; there, NTFS metadata journaling is the
     // best available. The spool targets Linux gateways.
     #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(format!("fsync directory {}", dir.display())))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("fsync directory {}", dir.display())))?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
@@ -72,9 +69,7 @@ pub(crate) fn fsync_and_checksum(path: &Path) -> Result<(u64, u32)> {
 pub(crate) fn write_synced(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut f = File::create(path).map_err(io(format!("create {}", path.display())))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .map_err(io(format!("write {}", path.display())))
+    f.write_all(contents).and_then(|()| f.sync_all()).map_err(io(format!("write {}", path.display())))
 }
 
 /// Removes a file; `Ok(false)` if it was already gone.
@@ -109,11 +104,7 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Removes a file, or a directory with its contents, without following symlinks out of the spool.
 pub(crate) fn remove_entry(p: &Path) -> Result<()> {
     let is_dir = fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
-    let r = if is_dir {
-        fs::remove_dir_all(p)
-    } else {
-        fs::remove_file(p)
-    };
+    let r = if is_dir { fs::remove_dir_all(p) } else { fs::remove_file(p) };
     r.map_err(io(format!("remove {}", p.display())))
 }
 

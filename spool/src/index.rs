@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{
-    ConcurrencyMode, Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, StorageError, Table, TableDefinition, TransactionError, WriteTransaction,
+    ConcurrencyMode, Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    StorageError, Table, TableDefinition, TransactionError, WriteTransaction,
 };
 
 use crate::PendingCommit;
@@ -74,12 +74,10 @@ impl Index {
         // Create every table up front so read transactions never meet a missing table.
         index.write("create tables", |txn| {
             txn.open_table(FILES).map_err(idx("open files table"))?;
-            txn.open_table(PENDING)
-                .map_err(idx("open pending_commits table"))?;
+            txn.open_table(PENDING).map_err(idx("open pending_commits table"))?;
             txn.open_table(OFFSETS).map_err(idx("open offsets table"))?;
             txn.open_table(META).map_err(idx("open meta table"))?;
-            txn.open_table(COUNTERS)
-                .map_err(idx("open counters table"))?;
+            txn.open_table(COUNTERS).map_err(idx("open counters table"))?;
             Ok(())
         })?;
         Ok(index)
@@ -89,9 +87,7 @@ impl Index {
     /// none). Every `write` fails with [`SpoolError::ReadOnly`].
     pub fn open_read_only(path: &Path, cache_bytes: usize) -> Result<Index> {
         let mut builder = Database::builder();
-        builder
-            .set_cache_size(cache_bytes)
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter);
+        builder.set_cache_size(cache_bytes).set_concurrency_mode(ConcurrencyMode::SingleWriter);
         let db = catch_unwind(AssertUnwindSafe(|| builder.open_read_only(path)))
             .map_err(|panic| panicked(path, panic))?
             .map_err(|e| open_error(path, e))?;
@@ -111,21 +107,14 @@ impl Index {
         Index {
             path: path.to_path_buf(),
             cache_bytes,
-            db: RwLock::new(Slot {
-                db: Some(db),
-                generation: 0,
-            }),
+            db: RwLock::new(Slot { db: Some(db), generation: 0 }),
             #[cfg(feature = "fault-injection")]
             injected: std::sync::Mutex::new(None),
         }
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).
-    pub fn read<T>(
-        &self,
-        context: &str,
-        f: impl FnOnce(&ReadTransaction) -> Result<T>,
-    ) -> Result<T> {
+    pub fn read<T>(&self, context: &str, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         let slot = self.live(context)?;
         let db = slot.db.as_ref().expect("live() returns an open database");
         match db.begin_read() {
@@ -147,27 +136,16 @@ impl Index {
     /// returns `PreviousIo` until the database is closed and reopened. So after a failure this
     /// checks for that state and reopens the database, which then shows exactly what is
     /// durable; a full disk is thus survived without restarting the process.
-    pub fn write<T>(
-        &self,
-        context: &str,
-        f: impl FnOnce(&WriteTransaction) -> Result<T>,
-    ) -> Result<T> {
+    pub fn write<T>(&self, context: &str, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
         let slot = self.live(context)?;
         let Db::Writer(db) = slot.db.as_ref().expect("live() returns an open database") else {
             return Err(SpoolError::ReadOnly { path: self.path.clone() });
         };
         let result = (|| {
-            let txn = db
-                .begin_write()
-                .map_err(idx(format!("{context}: begin write")))?;
+            let txn = db.begin_write().map_err(idx(format!("{context}: begin write")))?;
             let out = f(&txn)?;
             #[cfg(feature = "fault-injection")]
-            if let Some(kind) = self
-                .injected
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-            {
+            if let Some(kind) = self.injected.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 drop(txn); // aborts, as a failed commit would
                 let e = std::io::Error::new(kind, "injected by the fault-injection feature");
                 return Err(idx(format!("{context}: commit (injected failure)"))(e));
@@ -177,9 +155,7 @@ impl Index {
         })();
         // Only errors from storage can have poisoned redb; refusals (conflicts, wrong state)
         // skip the check.
-        if let Err(SpoolError::Index { .. } | SpoolError::Full { .. } | SpoolError::Io { .. }) =
-            &result
-        {
+        if let Err(SpoolError::Index { .. } | SpoolError::Full { .. } | SpoolError::Io { .. }) = &result {
             let generation = slot.generation;
             drop(slot);
             self.reopen_if_poisoned(generation);
@@ -230,19 +206,15 @@ impl Index {
             Err(TransactionError::Storage(StorageError::PreviousIo | StorageError::Io(_))) => {}
             _ => return,
         }
-        log::warn!(
-            "spool: index {} hit an I/O error; closing and reopening it",
-            self.path.display()
-        );
+        log::warn!("spool: index {} hit an I/O error; closing and reopening it", self.path.display());
         // Dropping closes the file and releases its lock before the new open takes it.
         slot.db = None;
         slot.generation += 1;
         match open_db(&self.path, self.cache_bytes) {
             Ok(db) => slot.db = Some(Db::Writer(db)),
-            Err(e) => log::error!(
-                "spool: reopening index {} failed ({e}); retrying at the next call",
-                self.path.display()
-            ),
+            Err(e) => {
+                log::error!("spool: reopening index {} failed ({e}); retrying at the next call", self.path.display())
+            }
         }
     }
 }
@@ -271,10 +243,7 @@ fn panicked(path: &Path, panic: Box<dyn std::any::Any + Send>) -> SpoolError {
         .map(|s| (*s).to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
-    SpoolError::CorruptIndex {
-        path: path.to_path_buf(),
-        detail: format!("redb panicked while opening it: {msg}"),
-    }
+    SpoolError::CorruptIndex { path: path.to_path_buf(), detail: format!("redb panicked while opening it: {msg}") }
 }
 
 fn open_error(path: &Path, e: DatabaseError) -> SpoolError {
@@ -282,57 +251,35 @@ fn open_error(path: &Path, e: DatabaseError) -> SpoolError {
     match e {
         // An open by another process (or another handle in this one: redb uses open file
         // description locks) fails at once instead of waiting.
-        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
-            SpoolError::Locked { path }
-        }
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => SpoolError::Locked { path },
         // Permission denied, disk errors and the like are about the environment, not the file.
         DatabaseError::Storage(StorageError::Io(source))
-            if !matches!(
-                source.kind(),
-                ErrorKind::InvalidData | ErrorKind::UnexpectedEof
-            ) =>
+            if !matches!(source.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
         {
             io(format!("open index {}", path.display()))(source)
         }
-        other => SpoolError::CorruptIndex {
-            path,
-            detail: other.to_string(),
-        },
+        other => SpoolError::CorruptIndex { path, detail: other.to_string() },
     }
 }
 
 fn undecodable(what: &str, key: impl std::fmt::Display, detail: String) -> SpoolError {
-    SpoolError::Index {
-        context: format!("decode {what} {key}"),
-        detail,
-    }
+    SpoolError::Index { context: format!("decode {what} {key}"), detail }
 }
 
-pub(crate) fn get_file(
-    t: &impl ReadableTable<u64, &'static [u8]>,
-    id: u64,
-) -> Result<Option<StoredFile>> {
+pub(crate) fn get_file(t: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> Result<Option<StoredFile>> {
     let Some(v) = t.get(id).map_err(idx(format!("get file {id}")))? else {
         return Ok(None);
     };
-    StoredFile::decode(v.value())
-        .map(Some)
-        .map_err(|d| undecodable("file record", id, d))
+    StoredFile::decode(v.value()).map(Some).map_err(|d| undecodable("file record", id, d))
 }
 
 pub(crate) fn put_file(t: &mut FilesTable<'_>, id: u64, f: &StoredFile) -> Result<()> {
-    let v = f.encode().map_err(|d| SpoolError::Index {
-        context: format!("encode file {id}"),
-        detail: d,
-    })?;
-    t.insert(id, v.as_slice())
-        .map_err(idx(format!("insert file {id}")))?;
+    let v = f.encode().map_err(|d| SpoolError::Index { context: format!("encode file {id}"), detail: d })?;
+    t.insert(id, v.as_slice()).map_err(idx(format!("insert file {id}")))?;
     Ok(())
 }
 
-pub(crate) fn all_files(
-    t: &impl ReadableTable<u64, &'static [u8]>,
-) -> Result<Vec<(u64, StoredFile)>> {
+pub(crate) fn all_files(t: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<(u64, StoredFile)>> {
     let mut out = Vec::new();
     for entry in t.iter().map_err(idx("list files"))? {
         let (k, v) = entry.map_err(idx("list files"))?;
@@ -347,38 +294,25 @@ pub(crate) fn get_pending(
     t: &impl ReadableTable<&'static str, &'static [u8]>,
     commit_id: &str,
 ) -> Result<Option<StoredPending>> {
-    let Some(v) = t
-        .get(commit_id)
-        .map_err(idx(format!("get pending commit {commit_id:?}")))?
-    else {
+    let Some(v) = t.get(commit_id).map_err(idx(format!("get pending commit {commit_id:?}")))? else {
         return Ok(None);
     };
-    StoredPending::decode(v.value())
-        .map(Some)
-        .map_err(|d| undecodable("pending commit", format!("{commit_id:?}"), d))
+    StoredPending::decode(v.value()).map(Some).map_err(|d| undecodable("pending commit", format!("{commit_id:?}"), d))
 }
 
-pub(crate) fn all_pending(
-    t: &impl ReadableTable<&'static str, &'static [u8]>,
-) -> Result<Vec<PendingCommit>> {
+pub(crate) fn all_pending(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Vec<PendingCommit>> {
     let mut out = Vec::new();
     for entry in t.iter().map_err(idx("list pending commits"))? {
         let (k, v) = entry.map_err(idx("list pending commits"))?;
         let commit_id = k.value().to_string();
-        let p = StoredPending::decode(v.value())
-            .map_err(|d| undecodable("pending commit", format!("{commit_id:?}"), d))?;
-        out.push(PendingCommit {
-            table: p.table,
-            commit_id,
-            ids: p.ids,
-        });
+        let p =
+            StoredPending::decode(v.value()).map_err(|d| undecodable("pending commit", format!("{commit_id:?}"), d))?;
+        out.push(PendingCommit { table: p.table, commit_id, ids: p.ids });
     }
     Ok(out)
 }
 
-pub(crate) fn all_offsets(
-    t: &impl ReadableTable<(&'static str, i32), i64>,
-) -> Result<BTreeMap<(String, i32), i64>> {
+pub(crate) fn all_offsets(t: &impl ReadableTable<(&'static str, i32), i64>) -> Result<BTreeMap<(String, i32), i64>> {
     let mut out = BTreeMap::new();
     for entry in t.iter().map_err(idx("list offsets"))? {
         let (k, v) = entry.map_err(idx("list offsets"))?;

@@ -50,11 +50,7 @@ pub struct SpoolOptions {
 
 impl Default for SpoolOptions {
     fn default() -> Self {
-        SpoolOptions {
-            cache_bytes: 4 << 20,
-            max_bytes: None,
-            min_free_bytes: None,
-        }
+        SpoolOptions { cache_bytes: 4 << 20, max_bytes: None, min_free_bytes: None }
     }
 }
 
@@ -99,10 +95,7 @@ impl Spool {
             if n > 0 {
                 return Err(SpoolError::CorruptIndex {
                     path: index_path,
-                    detail: format!(
-                        "the file is empty while {} holds {n} file(s)",
-                        data.display()
-                    ),
+                    detail: format!("the file is empty while {} holds {n} file(s)", data.display()),
                 });
             }
         }
@@ -135,9 +128,7 @@ impl Spool {
     }
 
     fn assemble(dir: &Path, index: Index, opts: &SpoolOptions) -> Spool {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         Spool {
             dir: dir.to_path_buf(),
             data: dir.join("data"),
@@ -155,12 +146,8 @@ impl Spool {
 
     /// Sets the running total of bytes in `data/` from the index.
     fn count_data_bytes(&self) -> Result<()> {
-        let in_data: u64 = self
-            .files()?
-            .iter()
-            .filter(|f| !matches!(f.state, FileState::Quarantined { .. }))
-            .map(|f| f.bytes)
-            .sum();
+        let in_data: u64 =
+            self.files()?.iter().filter(|f| !matches!(f.state, FileState::Quarantined { .. })).map(|f| f.bytes).sum();
         self.data_bytes.store(in_data, Ordering::Relaxed);
         Ok(())
     }
@@ -203,54 +190,33 @@ impl Spool {
             let mut counters = txn.open_table(COUNTERS).map_err(idx("open counters"))?;
             let mut table = txn.open_table(FILES).map_err(idx("open files"))?;
             let mut offsets = txn.open_table(OFFSETS).map_err(idx("open offsets"))?;
-            let counter = counters
-                .get(NEXT_ID)
-                .map_err(idx("read next id"))?
-                .map_or(1, |g| g.value());
+            let counter = counters.get(NEXT_ID).map_err(idx("read next id"))?.map_or(1, |g| g.value());
             // Defensive: never hand out an id at or below a listed one, whatever the counter says.
-            let last = table
-                .last()
-                .map_err(idx("read last id"))?
-                .map_or(0, |(k, _)| k.value());
+            let last = table.last().map_err(idx("read last id"))?.map_or(0, |(k, _)| k.value());
             let first_id = counter.max(last + 1);
             let mut out = Vec::with_capacity(files.len());
             for (i, ((tmp, meta), (bytes, crc32c))) in files.iter().zip(&sums).enumerate() {
                 let id = first_id + i as u64;
-                let stored = StoredFile {
-                    meta: meta.clone(),
-                    bytes: *bytes,
-                    crc32c: *crc32c,
-                    state: FileState::Written,
-                };
+                let stored =
+                    StoredFile { meta: meta.clone(), bytes: *bytes, crc32c: *crc32c, state: FileState::Written };
                 let dest = self.data_path(id);
                 // If anything below fails the transaction aborts; a renamed file is then an
                 // unlisted orphan: removed at next open, or replaced by the next register (same id).
-                fs::rename(tmp, &dest).map_err(io(format!(
-                    "rename {} to {}",
-                    tmp.display(),
-                    dest.display()
-                )))?;
+                fs::rename(tmp, &dest).map_err(io(format!("rename {} to {}", tmp.display(), dest.display())))?;
                 renamed.push((id, tmp));
                 index::put_file(&mut table, id, &stored)?;
                 let m = &stored.meta;
                 let key = (m.topic.as_str(), m.partition);
-                let old = offsets
-                    .get(key)
-                    .map_err(idx("read offset"))?
-                    .map(|g| g.value());
+                let old = offsets.get(key).map_err(idx("read offset"))?.map(|g| g.value());
                 if old.is_none_or(|o| o < m.next_offset) {
-                    offsets
-                        .insert(key, m.next_offset)
-                        .map_err(idx("raise offset"))?;
+                    offsets.insert(key, m.next_offset).map_err(idx("raise offset"))?;
                 }
                 out.push(self.to_file(id, stored));
             }
             // The names must be durable before the index lists them, or a crash could leave a
             // record pointing at nothing while the offsets already moved past its events.
             fsutil::fsync_dir(&self.data)?;
-            counters
-                .insert(NEXT_ID, first_id + files.len() as u64)
-                .map_err(idx("bump next id"))?;
+            counters.insert(NEXT_ID, first_id + files.len() as u64).map_err(idx("bump next id"))?;
             Ok(out)
         });
         match result {
@@ -271,12 +237,7 @@ impl Spool {
     /// to its `tmp`, so that a failed call changed nothing and a full disk does not keep unlisted
     /// files in `data/`. Unknown (the index cannot be read): leave them; the next open keeps
     /// them if listed, else removes them.
-    fn undo_register(
-        &self,
-        renamed: &[(u64, &Path)],
-        sums: &[(u64, u32)],
-        err: SpoolError,
-    ) -> Result<Vec<SpoolFile>> {
+    fn undo_register(&self, renamed: &[(u64, &Path)], sums: &[(u64, u32)], err: SpoolError) -> Result<Vec<SpoolFile>> {
         let (first, _) = renamed[0];
         match self.get(first) {
             Ok(Some(rec)) if (rec.bytes, rec.crc32c) == sums[0] => {
@@ -325,9 +286,8 @@ impl Spool {
 
     /// Every record, ordered by id.
     pub fn files(&self) -> Result<Vec<SpoolFile>> {
-        let all = self.index.read("files", |txn| {
-            index::all_files(&txn.open_table(FILES).map_err(idx("open files"))?)
-        })?;
+        let all =
+            self.index.read("files", |txn| index::all_files(&txn.open_table(FILES).map_err(idx("open files"))?))?;
         Ok(all.into_iter().map(|(id, f)| self.to_file(id, f)).collect())
     }
 
@@ -337,19 +297,12 @@ impl Spool {
     pub fn read_verified(&self, id: u64) -> Result<Vec<u8>> {
         let rec = self.get(id)?.ok_or(SpoolError::NotFound { id })?;
         if let FileState::Quarantined { reason } = &rec.state {
-            return Err(SpoolError::Corrupt {
-                id,
-                reason: format!("quarantined earlier: {reason}"),
-            });
+            return Err(SpoolError::Corrupt { id, reason: format!("quarantined earlier: {reason}") });
         }
         let path = self.data_path(id);
         let reason = match fs::read(&path) {
             Ok(b) if b.len() as u64 != rec.bytes => {
-                format!(
-                    "size is {} bytes, the index recorded {}",
-                    b.len(),
-                    rec.bytes
-                )
+                format!("size is {} bytes, the index recorded {}", b.len(), rec.bytes)
             }
             Ok(b) => match crc32c::crc32c(&b) {
                 crc if crc == rec.crc32c => return Ok(b),
@@ -381,20 +334,14 @@ impl Spool {
                 FileState::Written => todo.push(id),
                 FileState::Uploaded { location: l } if l == location => {}
                 state => {
-                    return Err(SpoolError::WrongState {
-                        id,
-                        state,
-                        operation: "mark uploaded",
-                    });
+                    return Err(SpoolError::WrongState { id, state, operation: "mark uploaded" });
                 }
             }
         }
         if todo.is_empty() {
             return Ok(());
         }
-        let uploaded = FileState::Uploaded {
-            location: location.to_string(),
-        };
+        let uploaded = FileState::Uploaded { location: location.to_string() };
         self.set_states("mark uploaded", &todo, |_| Some(uploaded.clone()))
     }
 
@@ -403,12 +350,8 @@ impl Spool {
     pub fn remove_committed(&self) -> Result<usize> {
         self.index.writable()?;
         let _w = self.lock();
-        let (ids, bytes): (Vec<u64>, Vec<u64>) = self
-            .files()?
-            .into_iter()
-            .filter(|f| f.state == FileState::Committed)
-            .map(|f| (f.id, f.bytes))
-            .unzip();
+        let (ids, bytes): (Vec<u64>, Vec<u64>) =
+            self.files()?.into_iter().filter(|f| f.state == FileState::Committed).map(|f| (f.id, f.bytes)).unzip();
         if ids.is_empty() {
             return Ok(0);
         }
@@ -440,17 +383,14 @@ impl Spool {
 
     /// Next offset to fetch per (topic, partition), as raised by `register`.
     pub fn offsets(&self) -> Result<BTreeMap<(String, i32), i64>> {
-        self.index.read("offsets", |txn| {
-            index::all_offsets(&txn.open_table(OFFSETS).map_err(idx("open offsets"))?)
-        })
+        self.index.read("offsets", |txn| index::all_offsets(&txn.open_table(OFFSETS).map_err(idx("open offsets"))?))
     }
 
     /// Stores a small value durably (one transaction).
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         self.index.write("put meta", |txn| {
             let mut t = txn.open_table(META).map_err(idx("open meta"))?;
-            t.insert(key, value)
-                .map_err(idx(format!("put meta {key:?}")))?;
+            t.insert(key, value).map_err(idx(format!("put meta {key:?}")))?;
             Ok(())
         })
     }
@@ -538,10 +478,6 @@ impl Spool {
 
     pub(crate) fn sub_data_bytes(&self, n: u64) {
         // Under `writer`, so a plain load/store would do; saturating in case of a bug.
-        let _ = self
-            .data_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some(b.saturating_sub(n))
-            });
+        let _ = self.data_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(n)));
     }
 }

@@ -102,8 +102,7 @@ pub struct Usage {
 impl Usage {
     /// True when `incoming` more bytes would take the spool past its quota.
     pub fn over_quota(&self, incoming: u64) -> bool {
-        self.max_bytes
-            .is_some_and(|max| self.bytes.saturating_add(incoming) > max)
+        self.max_bytes.is_some_and(|max| self.bytes.saturating_add(incoming) > max)
     }
 
     /// True when `incoming` more bytes would leave less than the floor free on the disk (never
@@ -175,13 +174,9 @@ impl StoredFile {
         let crc32c = r.u32()?;
         let state = match r.u8()? {
             WRITTEN => FileState::Written,
-            UPLOADED => FileState::Uploaded {
-                location: r.string()?,
-            },
+            UPLOADED => FileState::Uploaded { location: r.string()? },
             COMMITTED => FileState::Committed,
-            QUARANTINED => FileState::Quarantined {
-                reason: r.string()?,
-            },
+            QUARANTINED => FileState::Quarantined { reason: r.string()? },
             tag => return Err(format!("unknown state tag {tag}")),
         };
         let meta = FileMeta {
@@ -195,12 +190,7 @@ impl StoredFile {
             extra: r.blob()?.to_vec(),
         };
         r.end()?;
-        Ok(StoredFile {
-            meta,
-            bytes,
-            crc32c,
-            state,
-        })
+        Ok(StoredFile { meta, bytes, crc32c, state })
     }
 }
 
@@ -233,8 +223,7 @@ impl StoredPending {
 }
 
 fn put_blob(out: &mut Vec<u8>, b: &[u8]) -> Result<(), String> {
-    let n =
-        u32::try_from(b.len()).map_err(|_| format!("field of {} bytes is too long", b.len()))?;
+    let n = u32::try_from(b.len()).map_err(|_| format!("field of {} bytes is too long", b.len()))?;
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(b);
     Ok(())
@@ -247,10 +236,7 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.0.len() < n {
-            return Err(format!(
-                "value truncated: wanted {n} more bytes, {} left",
-                self.0.len()
-            ));
+            return Err(format!("value truncated: wanted {n} more bytes, {} left", self.0.len()));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -281,9 +267,7 @@ impl<'a> Reader<'a> {
     fn version(&mut self) -> Result<(), String> {
         match self.u8()? {
             VERSION => Ok(()),
-            v => Err(format!(
-                "unknown value version {v} (this build reads version {VERSION})"
-            )),
+            v => Err(format!("unknown value version {v} (this build reads version {VERSION})")),
         }
     }
     fn end(&self) -> Result<(), String> {
@@ -300,22 +284,12 @@ mod tests {
 
     #[test]
     fn usage_limits_count_the_incoming_bytes() {
-        let u = Usage {
-            bytes: 90,
-            max_bytes: Some(100),
-            free_disk: Some(500),
-            min_free_bytes: Some(400),
-        };
+        let u = Usage { bytes: 90, max_bytes: Some(100), free_disk: Some(500), min_free_bytes: Some(400) };
         assert!(!u.over_quota(10), "exactly at the quota is allowed");
         assert!(u.over_quota(11));
         assert!(!u.below_floor(100), "exactly at the floor is allowed");
         assert!(u.below_floor(101));
-        let unbounded = Usage {
-            bytes: u64::MAX,
-            max_bytes: None,
-            free_disk: None,
-            min_free_bytes: Some(400),
-        };
+        let unbounded = Usage { bytes: u64::MAX, max_bytes: None, free_disk: None, min_free_bytes: Some(400) };
         assert!(!unbounded.over_quota(u64::MAX));
         assert!(!unbounded.below_floor(u64::MAX), "unknown free space is no reason to pause");
     }
@@ -342,13 +316,9 @@ mod tests {
     fn every_state_round_trips() {
         for state in [
             FileState::Written,
-            FileState::Uploaded {
-                location: "s3://bucket/a.parquet".into(),
-            },
+            FileState::Uploaded { location: "s3://bucket/a.parquet".into() },
             FileState::Committed,
-            FileState::Quarantined {
-                reason: "crc mismatch".into(),
-            },
+            FileState::Quarantined { reason: "crc mismatch".into() },
         ] {
             let f = sample(state);
             assert_eq!(StoredFile::decode(&f.encode().unwrap()).unwrap(), f);
@@ -357,10 +327,7 @@ mod tests {
 
     #[test]
     fn pending_round_trips() {
-        let p = StoredPending {
-            table: "t".into(),
-            ids: vec![1, 2, u64::MAX],
-        };
+        let p = StoredPending { table: "t".into(), ids: vec![1, 2, u64::MAX] };
         assert_eq!(StoredPending::decode(&p.encode().unwrap()).unwrap(), p);
     }
 
@@ -368,10 +335,7 @@ mod tests {
     fn damaged_values_are_errors_not_panics() {
         let enc = sample(FileState::Written).encode().unwrap();
         for n in 0..enc.len() {
-            assert!(
-                StoredFile::decode(&enc[..n]).is_err(),
-                "prefix of {n} bytes decoded"
-            );
+            assert!(StoredFile::decode(&enc[..n]).is_err(), "prefix of {n} bytes decoded");
         }
         let mut long = enc.clone();
         long.push(0);
@@ -381,18 +345,9 @@ mod tests {
         assert!(StoredFile::decode(&bad_tag).is_err());
         let mut bad_version = enc;
         bad_version[0] = 2;
-        assert!(
-            StoredFile::decode(&bad_version)
-                .unwrap_err()
-                .contains("version")
-        );
+        assert!(StoredFile::decode(&bad_version).unwrap_err().contains("version"));
         // A huge id count must not allocate before failing.
-        let mut p = StoredPending {
-            table: String::new(),
-            ids: vec![],
-        }
-        .encode()
-        .unwrap();
+        let mut p = StoredPending { table: String::new(), ids: vec![] }.encode().unwrap();
         p[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(StoredPending::decode(&p).is_err());
     }

@@ -15,28 +15,19 @@ pub(crate) fn recover(spool: &Spool) -> Result<Recovery> {
     // so nothing refers to them.
     let n = fsutil::empty_dir(&spool.tmp)?;
     if n > 0 {
-        log::info!(
-            "spool: removed {n} unfinished file(s) from {}",
-            spool.tmp.display()
-        );
+        log::info!("spool: removed {n} unfinished file(s) from {}", spool.tmp.display());
     }
 
     let files = spool.files()?;
     // Every non-quarantined record's path is in data/.
-    let listed: HashSet<_> = files
-        .iter()
-        .filter(|f| !matches!(f.state, FileState::Quarantined { .. }))
-        .map(|f| f.path.clone())
-        .collect();
+    let listed: HashSet<_> =
+        files.iter().filter(|f| !matches!(f.state, FileState::Quarantined { .. })).map(|f| f.path.clone()).collect();
 
     // Orphans: renamed into data/ by a register whose transaction never committed. Their
     // offsets were never raised, so their events will be fetched from Kafka again.
     for p in fsutil::list_dir(&spool.data)? {
         if !listed.contains(&p) {
-            log::warn!(
-                "spool: removing {}: no index record lists it (its events will be fetched again)",
-                p.display()
-            );
+            log::warn!("spool: removing {}: no index record lists it (its events will be fetched again)", p.display());
             fsutil::remove_entry(&p)?;
             out.orphans_removed.push(p);
         }
@@ -49,26 +40,19 @@ pub(crate) fn recover(spool: &Spool) -> Result<Recovery> {
     let mut dropped = Vec::new();
     let mut restated = Vec::new();
     for f in &files {
-        if matches!(f.state, FileState::Quarantined { .. }) || fsutil::file_len(&f.path)?.is_some()
-        {
+        if matches!(f.state, FileState::Quarantined { .. }) || fsutil::file_len(&f.path)?.is_some() {
             continue;
         }
         if f.state == FileState::Committed {
             // remove_committed crashed between unlink and transaction: finish its job.
-            log::info!(
-                "spool: dropping record of committed file {} (file already deleted)",
-                f.id
-            );
+            log::info!("spool: dropping record of committed file {} (file already deleted)", f.id);
             dropped.push(f.id);
         } else if fsutil::file_len(&spool.quarantine_path(f.id))?.is_some() {
             // quarantine() crashed between rename and transaction: roll forward.
             let reason = fs::read_to_string(spool.reason_path(f.id))
                 .map(|s| s.trim_end().to_string())
                 .unwrap_or_else(|_| "quarantined (reason file unreadable)".into());
-            log::warn!(
-                "spool: file {} was being quarantined ({reason}); finishing that",
-                f.id
-            );
+            log::warn!("spool: file {} was being quarantined ({reason}); finishing that", f.id);
             restated.push((f.id, FileState::Quarantined { reason }));
         } else {
             let reason = "file missing".to_string();

@@ -35,20 +35,11 @@ impl Spool {
             FileState::Quarantined { .. } => self.quarantine_path(id),
             _ => self.data_path(id),
         };
-        SpoolFile {
-            id,
-            meta: f.meta,
-            bytes: f.bytes,
-            crc32c: f.crc32c,
-            state: f.state,
-            path,
-        }
+        SpoolFile { id, meta: f.meta, bytes: f.bytes, crc32c: f.crc32c, state: f.state, path }
     }
 
     pub(crate) fn get(&self, id: u64) -> Result<Option<StoredFile>> {
-        self.index.read("get file", |txn| {
-            index::get_file(&txn.open_table(FILES).map_err(idx("open files"))?, id)
-        })
+        self.index.read("get file", |txn| index::get_file(&txn.open_table(FILES).map_err(idx("open files"))?, id))
     }
 
     /// One transaction setting the state of `ids` to `f(old)` where it returns `Some`.
@@ -81,11 +72,7 @@ impl Spool {
         match rec.state {
             FileState::Quarantined { .. } => return Ok(()),
             state @ FileState::Committed => {
-                return Err(SpoolError::WrongState {
-                    id,
-                    state,
-                    operation: "quarantine",
-                });
+                return Err(SpoolError::WrongState { id, state, operation: "quarantine" });
             }
             _ => {}
         }
@@ -100,16 +87,11 @@ impl Spool {
         if moved {
             fsutil::fsync_dir(&self.data)?;
         }
-        let state = FileState::Quarantined {
-            reason: reason.to_string(),
-        };
+        let state = FileState::Quarantined { reason: reason.to_string() };
         self.set_states("quarantine", &[id], |_| Some(state.clone()))?;
         // Out of data/ (moved, or already gone): no longer counted against the quota.
         self.sub_data_bytes(rec.bytes);
-        log::warn!(
-            "spool: file {id:020} quarantined in {}: {reason}",
-            self.quarantine.display()
-        );
+        log::warn!("spool: file {id:020} quarantined in {}: {reason}", self.quarantine.display());
         Ok(())
     }
 }

@@ -23,9 +23,7 @@ fn round_trip_through_every_state() {
 
     let body = b"PAR1 not really parquet PAR1".to_vec();
     let tmp = write_tmp(&spool, &body);
-    let f = spool
-        .register(&tmp, meta("db.t", "events", 0, 0, 10))
-        .unwrap();
+    let f = spool.register(&tmp, meta("db.t", "events", 0, 0, 10)).unwrap();
     assert!(!tmp.exists(), "register moves the temp file");
     #[cfg(unix)]
     {
@@ -39,52 +37,24 @@ fn round_trip_through_every_state() {
     assert_eq!(f.state, FileState::Written);
     assert_eq!(f.bytes, body.len() as u64);
     assert_eq!(f.crc32c, crc32c::crc32c(&body));
-    assert_eq!(
-        f.path,
-        dir.path().join("data").join("00000000000000000001.parquet")
-    );
+    assert_eq!(f.path, dir.path().join("data").join("00000000000000000001.parquet"));
     assert_eq!(spool.files().unwrap(), vec![f.clone()]);
     assert_eq!(spool.read_verified(f.id).unwrap(), body);
 
     spool.mark_uploaded(f.id, "s3://b/1.parquet").unwrap();
     spool.mark_uploaded(f.id, "s3://b/1.parquet").unwrap(); // idempotent
-    assert!(matches!(
-        spool.mark_uploaded(f.id, "s3://b/other.parquet"),
-        Err(SpoolError::WrongState { id: 1, .. })
-    ));
-    assert_eq!(
-        spool.files().unwrap()[0].state,
-        FileState::Uploaded {
-            location: "s3://b/1.parquet".into()
-        }
-    );
+    assert!(matches!(spool.mark_uploaded(f.id, "s3://b/other.parquet"), Err(SpoolError::WrongState { id: 1, .. })));
+    assert_eq!(spool.files().unwrap()[0].state, FileState::Uploaded { location: "s3://b/1.parquet".into() });
 
-    let pc = PendingCommit {
-        table: "db.t".into(),
-        commit_id: "c1".into(),
-        ids: vec![f.id],
-    };
+    let pc = PendingCommit { table: "db.t".into(), commit_id: "c1".into(), ids: vec![f.id] };
     spool.begin_commit(&pc).unwrap();
     assert_eq!(spool.pending_commits().unwrap(), vec![pc.clone()]);
     spool.finish_commit("c1").unwrap();
     assert!(spool.pending_commits().unwrap().is_empty());
     assert_eq!(spool.files().unwrap()[0].state, FileState::Committed);
-    assert_eq!(
-        spool.status().unwrap(),
-        Status {
-            committed: 1,
-            bytes: body.len() as u64,
-            ..Status::default()
-        }
-    );
-    assert!(matches!(
-        spool.quarantine(f.id, "x"),
-        Err(SpoolError::WrongState { .. })
-    ));
-    assert!(matches!(
-        spool.mark_uploaded(f.id, "s3://b/1.parquet"),
-        Err(SpoolError::WrongState { .. })
-    ));
+    assert_eq!(spool.status().unwrap(), Status { committed: 1, bytes: body.len() as u64, ..Status::default() });
+    assert!(matches!(spool.quarantine(f.id, "x"), Err(SpoolError::WrongState { .. })));
+    assert!(matches!(spool.mark_uploaded(f.id, "s3://b/1.parquet"), Err(SpoolError::WrongState { .. })));
 
     assert_eq!(spool.remove_committed().unwrap(), 1);
     assert!(!f.path.exists());
@@ -93,10 +63,7 @@ fn round_trip_through_every_state() {
     assert_eq!(spool.remove_committed().unwrap(), 0);
     // Offsets outlive the files that raised them.
     assert_eq!(spool.offsets().unwrap()[&("events".to_string(), 0)], 10);
-    assert!(matches!(
-        spool.read_verified(f.id),
-        Err(SpoolError::NotFound { id: 1 })
-    ));
+    assert!(matches!(spool.read_verified(f.id), Err(SpoolError::NotFound { id: 1 })));
 }
 
 #[test]
@@ -105,18 +72,12 @@ fn offsets_only_go_up() {
     let (spool, _) = open(dir.path());
     let reg = |p: i32, first: i64, next: i64| {
         let t = write_tmp(&spool, format!("{p}/{first}").as_bytes());
-        spool
-            .register(&t, meta("t", "events", p, first, next))
-            .unwrap();
+        spool.register(&t, meta("t", "events", p, first, next)).unwrap();
     };
     reg(0, 0, 100);
     reg(0, 20, 50); // a replay of older events must not rewind
     reg(1, 7, 8);
-    let want: BTreeMap<_, _> = [
-        (("events".to_string(), 0), 100),
-        (("events".to_string(), 1), 8),
-    ]
-    .into();
+    let want: BTreeMap<_, _> = [(("events".to_string(), 0), 100), (("events".to_string(), 1), 8)].into();
     assert_eq!(spool.offsets().unwrap(), want);
     reg(0, 100, 150);
     assert_eq!(spool.offsets().unwrap()[&("events".to_string(), 0)], 150);
@@ -129,17 +90,13 @@ fn offsets_only_go_up() {
 fn ids_are_never_reused_across_removal_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = open(dir.path());
-    let a = spool
-        .register(&write_tmp(&spool, b"a"), meta("t", "e", 0, 0, 1))
-        .unwrap();
+    let a = spool.register(&write_tmp(&spool, b"a"), meta("t", "e", 0, 0, 1)).unwrap();
     spool.mark_uploaded(a.id, "s3://a").unwrap();
     common::commit(&spool, "t", &[a.id]);
     spool.remove_committed().unwrap();
     drop(spool);
     let (spool, _) = open(dir.path());
-    let b = spool
-        .register(&write_tmp(&spool, b"b"), meta("t", "e", 0, 1, 2))
-        .unwrap();
+    let b = spool.register(&write_tmp(&spool, b"b"), meta("t", "e", 0, 1, 2)).unwrap();
     assert!(b.id > a.id);
 }
 
@@ -150,76 +107,35 @@ fn pending_commit_abandon_and_refusals() {
     let mut ids = Vec::new();
     for (i, table) in ["t", "t", "u"].iter().enumerate() {
         let i = i as i64;
-        let f = spool
-            .register(&write_tmp(&spool, b"x"), meta(table, "e", 0, i, i + 1))
-            .unwrap();
+        let f = spool.register(&write_tmp(&spool, b"x"), meta(table, "e", 0, i, i + 1)).unwrap();
         ids.push(f.id);
     }
-    let pc = |id: &str, ids: Vec<u64>| PendingCommit {
-        table: "t".into(),
-        commit_id: id.into(),
-        ids,
-    };
+    let pc = |id: &str, ids: Vec<u64>| PendingCommit { table: "t".into(), commit_id: id.into(), ids };
     let conflict = |r| matches!(r, Err(SpoolError::CommitConflict { .. }));
 
-    assert!(
-        conflict(spool.begin_commit(&pc("c1", vec![ids[0]]))),
-        "not uploaded yet"
-    );
+    assert!(conflict(spool.begin_commit(&pc("c1", vec![ids[0]]))), "not uploaded yet");
     for &id in &ids {
         spool.mark_uploaded(id, &format!("s3://{id}")).unwrap();
     }
-    assert!(
-        conflict(spool.begin_commit(&pc("c1", vec![ids[2]]))),
-        "file of another table"
-    );
-    assert!(
-        conflict(spool.begin_commit(&pc("c1", vec![999]))),
-        "unknown file"
-    );
-    assert!(
-        conflict(spool.begin_commit(&pc("c1", vec![ids[0], ids[0]]))),
-        "listed twice"
-    );
+    assert!(conflict(spool.begin_commit(&pc("c1", vec![ids[2]]))), "file of another table");
+    assert!(conflict(spool.begin_commit(&pc("c1", vec![999]))), "unknown file");
+    assert!(conflict(spool.begin_commit(&pc("c1", vec![ids[0], ids[0]]))), "listed twice");
 
     spool.begin_commit(&pc("c1", vec![ids[0], ids[1]])).unwrap();
     spool.begin_commit(&pc("c1", vec![ids[0], ids[1]])).unwrap(); // same again: no-op
-    assert!(
-        conflict(spool.begin_commit(&pc("c1", vec![ids[0]]))),
-        "same id, other files"
-    );
-    assert!(
-        conflict(spool.begin_commit(&pc("c2", vec![ids[1]]))),
-        "file already pending"
-    );
+    assert!(conflict(spool.begin_commit(&pc("c1", vec![ids[0]]))), "same id, other files");
+    assert!(conflict(spool.begin_commit(&pc("c2", vec![ids[1]]))), "file already pending");
 
     spool.abandon_commit("c1").unwrap();
     assert!(spool.pending_commits().unwrap().is_empty());
-    assert!(
-        spool
-            .files()
-            .unwrap()
-            .iter()
-            .all(|f| matches!(f.state, FileState::Uploaded { .. }))
-    );
-    assert!(matches!(
-        spool.abandon_commit("c1"),
-        Err(SpoolError::CommitNotFound { .. })
-    ));
-    assert!(matches!(
-        spool.finish_commit("c1"),
-        Err(SpoolError::CommitNotFound { .. })
-    ));
+    assert!(spool.files().unwrap().iter().all(|f| matches!(f.state, FileState::Uploaded { .. })));
+    assert!(matches!(spool.abandon_commit("c1"), Err(SpoolError::CommitNotFound { .. })));
+    assert!(matches!(spool.finish_commit("c1"), Err(SpoolError::CommitNotFound { .. })));
 
     // The abandoned files can go into a new commit.
     spool.begin_commit(&pc("c2", vec![ids[1], ids[0]])).unwrap();
     spool.finish_commit("c2").unwrap();
-    let states: Vec<_> = spool
-        .files()
-        .unwrap()
-        .into_iter()
-        .map(|f| f.state)
-        .collect();
+    let states: Vec<_> = spool.files().unwrap().into_iter().map(|f| f.state).collect();
     assert_eq!(states[..2], [FileState::Committed, FileState::Committed]);
     assert!(matches!(states[2], FileState::Uploaded { .. }));
 }
@@ -234,10 +150,7 @@ fn meta_key_values_are_durable() {
     spool.put_meta("empty", b"").unwrap();
     drop(spool);
     let (spool, _) = open(dir.path());
-    assert_eq!(
-        spool.get_meta("schema/db.t").unwrap().as_deref(),
-        Some(&b"v2"[..])
-    );
+    assert_eq!(spool.get_meta("schema/db.t").unwrap().as_deref(), Some(&b"v2"[..]));
     assert_eq!(spool.get_meta("empty").unwrap().as_deref(), Some(&b""[..]));
 }
 
@@ -266,15 +179,7 @@ fn concurrent_registers_get_distinct_ids() {
     for f in &files {
         spool.read_verified(f.id).unwrap();
     }
-    assert_eq!(
-        spool
-            .offsets()
-            .unwrap()
-            .values()
-            .copied()
-            .collect::<Vec<_>>(),
-        vec![5; 4]
-    );
+    assert_eq!(spool.offsets().unwrap().values().copied().collect::<Vec<_>>(), vec![5; 4]);
 }
 
 #[test]
@@ -295,10 +200,7 @@ fn spool_directory_is_private() {
     let root = dir.path().join("spool");
     let _ = open(&root);
     for d in ["", "data", "tmp", "quarantine"] {
-        let mode = std::fs::metadata(root.join(d))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(root.join(d)).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{d:?} is {mode:o}");
     }
 }
@@ -307,18 +209,14 @@ fn spool_directory_is_private() {
 fn a_reader_follows_the_writer_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (writer, _) = open(dir.path());
-    let first = writer
-        .register(&write_tmp(&writer, b"one"), meta("db.t", "events", 0, 0, 10))
-        .unwrap();
+    let first = writer.register(&write_tmp(&writer, b"one"), meta("db.t", "events", 0, 0, 10)).unwrap();
 
     let reader = Spool::open_read_only(dir.path(), Default::default()).unwrap();
     assert_eq!(reader.files().unwrap(), vec![first.clone()]);
     assert_eq!(reader.usage().unwrap().bytes, 3);
 
     // The writer goes on; the reader sees each commit.
-    let second = writer
-        .register(&write_tmp(&writer, b"two!"), meta("db.t", "events", 0, 10, 20))
-        .unwrap();
+    let second = writer.register(&write_tmp(&writer, b"two!"), meta("db.t", "events", 0, 10, 20)).unwrap();
     writer.mark_uploaded(first.id, "s3://b/1.parquet").unwrap();
     let files = reader.files().unwrap();
     assert_eq!(files.len(), 2, "{files:?}");
@@ -328,10 +226,7 @@ fn a_reader_follows_the_writer_and_changes_nothing() {
 
     // A reader changes nothing, not even a file in tmp/.
     let tmp = write_tmp(&writer, b"three");
-    assert!(matches!(
-        reader.register(&tmp, meta("db.t", "events", 0, 20, 30)),
-        Err(SpoolError::ReadOnly { .. })
-    ));
+    assert!(matches!(reader.register(&tmp, meta("db.t", "events", 0, 20, 30)), Err(SpoolError::ReadOnly { .. })));
     assert!(tmp.exists(), "the refused register left its file alone");
     assert!(matches!(reader.quarantine(second.id, "x"), Err(SpoolError::ReadOnly { .. })));
     assert!(matches!(reader.put_meta("k", b"v"), Err(SpoolError::ReadOnly { .. })));
@@ -340,10 +235,7 @@ fn a_reader_follows_the_writer_and_changes_nothing() {
     assert_eq!(writer.files().unwrap()[1].state, FileState::Written);
 
     // Readers never let a second writer in.
-    assert!(matches!(
-        Spool::open(dir.path(), Default::default()),
-        Err(SpoolError::Locked { .. })
-    ));
+    assert!(matches!(Spool::open(dir.path(), Default::default()), Err(SpoolError::Locked { .. })));
 }
 
 #[test]

@@ -81,14 +81,8 @@ fn main() {
         }
     }
     let exact = args.iter().any(|a| a == "--exact");
-    let selected = filters.is_empty()
-        || filters.iter().any(|f| {
-            if exact {
-                f == NAME
-            } else {
-                NAME.contains(f.as_str())
-            }
-        });
+    let selected =
+        filters.is_empty() || filters.iter().any(|f| if exact { f == NAME } else { NAME.contains(f.as_str()) });
     if !selected || args.iter().any(|a| a == "--ignored") {
         println!("running 0 tests ({NAME} filtered out)");
         return;
@@ -121,9 +115,7 @@ impl Rng {
 /// A 64 KiB pseudo-random block seeded by the tag, repeated with each copy's first 8 bytes set
 /// to its index (cheap enough in a debug build for files of a few MiB).
 fn content(tag: &str, size: usize) -> Vec<u8> {
-    let seed = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let seed = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     let mut r = Rng(seed);
     let block: Vec<u8> = (0..8 << 10).flat_map(|_| r.next().to_le_bytes()).collect();
     let mut v = Vec::with_capacity(size + block.len());

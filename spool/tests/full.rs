@@ -31,22 +31,13 @@ impl Tmpfs {
         }
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
             .arg(dir.path())
             .output();
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs { dir }),
             Ok(o) => {
-                eprintln!(
-                    "{test}: cannot mount a tmpfs ({}): {fallback}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
+                eprintln!("{test}: cannot mount a tmpfs ({}): {fallback}", String::from_utf8_lossy(&o.stderr).trim());
                 None
             }
             Err(e) => {
@@ -81,16 +72,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(self.dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = Command::new("umount").arg(self.dir.path()).status().is_ok_and(|s| s.success());
         if !ok {
             // Something still holds it (a failed test's leaked file): detach it anyway.
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
+            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
         }
     }
 }
@@ -122,18 +107,10 @@ fn register_on_full_disk_fails_cleanly_and_spool_keeps_working() {
         "FALLING BACK to an injected ENOSPC on the index commit (not a real full disk)",
     );
     let scratch = tempfile::tempdir().unwrap();
-    let root = tmpfs
-        .as_ref()
-        .map_or(scratch.path(), |t| t.path())
-        .join("spool");
+    let root = tmpfs.as_ref().map_or(scratch.path(), |t| t.path()).join("spool");
     let spool = open_opts(&root, SpoolOptions::default());
     for i in 0..3 {
-        spool
-            .register(
-                &write_tmp(&spool, b"warm up"),
-                meta("db.t", "events", 0, i, i + 1),
-            )
-            .unwrap();
+        spool.register(&write_tmp(&spool, b"warm up"), meta("db.t", "events", 0, i, i + 1)).unwrap();
     }
     let body: Vec<u8> = (0..64 << 10).map(|i| (i % 251) as u8).collect();
     let tmp = write_tmp(&spool, &body);
@@ -150,9 +127,7 @@ fn register_on_full_disk_fails_cleanly_and_spool_keeps_working() {
         _ => spool.inject_commit_failure(ErrorKind::StorageFull),
     }
 
-    let err = spool
-        .register(&tmp, big_meta(3, 512 << 10))
-        .expect_err("register on a full disk succeeded");
+    let err = spool.register(&tmp, big_meta(3, 512 << 10)).expect_err("register on a full disk succeeded");
     assert!(err.is_full(), "not reported as full: {err:?}");
     assert!(matches!(err, SpoolError::Full { .. }), "{err:?}");
     assert!(err.to_string().contains("disk full"), "{err}");
@@ -177,10 +152,7 @@ fn register_on_full_disk_fails_cleanly_and_spool_keeps_working() {
     drop(spool);
 
     let (spool, rec) = Spool::open(&root, SpoolOptions::default()).unwrap();
-    assert!(
-        rec.orphans_removed.is_empty() && rec.missing.is_empty(),
-        "{rec:?}"
-    );
+    assert!(rec.orphans_removed.is_empty() && rec.missing.is_empty(), "{rec:?}");
     assert_eq!(spool.files().unwrap().len(), 3);
     for f in spool.files().unwrap() {
         spool.read_verified(f.id).unwrap();
@@ -189,24 +161,13 @@ fn register_on_full_disk_fails_cleanly_and_spool_keeps_working() {
 
 #[test]
 fn caller_hitting_enospc_in_temp_path_leaves_index_untouched() {
-    let tmpfs = Tmpfs::mount(
-        "1m",
-        "caller_hitting_enospc",
-        "FALLING BACK to a half-written temp file (no real ENOSPC)",
-    );
+    let tmpfs =
+        Tmpfs::mount("1m", "caller_hitting_enospc", "FALLING BACK to a half-written temp file (no real ENOSPC)");
     let scratch = tempfile::tempdir().unwrap();
-    let root = tmpfs
-        .as_ref()
-        .map_or(scratch.path(), |t| t.path())
-        .join("spool");
-    let opts = SpoolOptions {
-        min_free_bytes: Some(64 << 10),
-        ..SpoolOptions::default()
-    };
+    let root = tmpfs.as_ref().map_or(scratch.path(), |t| t.path()).join("spool");
+    let opts = SpoolOptions { min_free_bytes: Some(64 << 10), ..SpoolOptions::default() };
     let spool = open_opts(&root, opts.clone());
-    let kept = spool
-        .register(&write_tmp(&spool, b"kept"), meta("db.t", "events", 0, 0, 5))
-        .unwrap();
+    let kept = spool.register(&write_tmp(&spool, b"kept"), meta("db.t", "events", 0, 0, 5)).unwrap();
     let before = snapshot(&spool);
     assert!(spool.has_room(1).unwrap());
 
@@ -217,50 +178,29 @@ fn caller_hitting_enospc_in_temp_path_leaves_index_untouched() {
         Some(t) => {
             let e = t.fill(&tmp);
             assert_eq!(e.kind(), ErrorKind::StorageFull, "{e}");
-            assert!(
-                !spool.has_room(0).unwrap(),
-                "floor not enforced on a full disk"
-            );
+            assert!(!spool.has_room(0).unwrap(), "floor not enforced on a full disk");
             let u = spool.usage().unwrap();
             assert!(u.free_disk.unwrap() < 4096, "{u:?}");
         }
         None => fs::write(&tmp, vec![0u8; 100 << 10]).unwrap(), // a half-written file
     }
-    assert_eq!(
-        snapshot(&spool),
-        before,
-        "a caller's failed write touched the spool"
-    );
+    assert_eq!(snapshot(&spool), before, "a caller's failed write touched the spool");
     drop(spool);
 
     let (spool, rec) = Spool::open(&root, opts).unwrap();
-    assert!(
-        names(&root.join("tmp")).is_empty(),
-        "temp file not cleaned at open"
-    );
-    assert!(
-        rec.orphans_removed.is_empty() && rec.missing.is_empty(),
-        "{rec:?}"
-    );
+    assert!(names(&root.join("tmp")).is_empty(), "temp file not cleaned at open");
+    assert!(rec.orphans_removed.is_empty() && rec.missing.is_empty(), "{rec:?}");
     assert_eq!(snapshot(&spool), before);
     assert!(spool.has_room(1).unwrap(), "space not back after cleanup");
     assert_eq!(spool.read_verified(kept.id).unwrap(), b"kept");
-    let f = spool
-        .register(
-            &write_tmp(&spool, b"after"),
-            meta("db.t", "events", 0, 5, 9),
-        )
-        .unwrap();
+    let f = spool.register(&write_tmp(&spool, b"after"), meta("db.t", "events", 0, 5, 9)).unwrap();
     assert_eq!(spool.read_verified(f.id).unwrap(), b"after");
 }
 
 #[test]
 fn quota_counts_bytes_in_data_and_drives_has_room() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = SpoolOptions {
-        max_bytes: Some(1000),
-        ..SpoolOptions::default()
-    };
+    let opts = SpoolOptions { max_bytes: Some(1000), ..SpoolOptions::default() };
     let spool = open_opts(dir.path(), opts.clone());
     let usage = |s: &Spool| s.usage().unwrap();
     assert_eq!(usage(&spool).bytes, 0);
@@ -269,21 +209,15 @@ fn quota_counts_bytes_in_data_and_drives_has_room() {
     assert!(spool.has_room(1000).unwrap());
     assert!(!spool.has_room(1001).unwrap());
 
-    let a = spool
-        .register(&write_tmp(&spool, &[1; 400]), meta("db.t", "e", 0, 0, 1))
-        .unwrap();
-    let b = spool
-        .register(&write_tmp(&spool, &[2; 500]), meta("db.t", "e", 0, 1, 2))
-        .unwrap();
+    let a = spool.register(&write_tmp(&spool, &[1; 400]), meta("db.t", "e", 0, 0, 1)).unwrap();
+    let b = spool.register(&write_tmp(&spool, &[2; 500]), meta("db.t", "e", 0, 1, 2)).unwrap();
     assert_eq!(usage(&spool).bytes, 900);
     assert!(spool.has_room(100).unwrap());
     assert!(!spool.has_room(101).unwrap());
 
     // The spool never refuses data on its own: over the quota, register still works, and
     // has_room tells the caller to stop fetching.
-    let c = spool
-        .register(&write_tmp(&spool, &[3; 300]), meta("db.t", "e", 0, 2, 3))
-        .unwrap();
+    let c = spool.register(&write_tmp(&spool, &[3; 300]), meta("db.t", "e", 0, 2, 3)).unwrap();
     assert_eq!(usage(&spool).bytes, 1200);
     assert!(!spool.has_room(0).unwrap());
 
@@ -303,20 +237,13 @@ fn quota_counts_bytes_in_data_and_drives_has_room() {
     fs::write(&c.path, b"changed").unwrap();
     assert!(spool.read_verified(c.id).is_err());
     assert_eq!(usage(&spool).bytes, 0);
-    spool
-        .register(&write_tmp(&spool, &[4; 250]), meta("db.t", "e", 0, 3, 4))
-        .unwrap();
+    spool.register(&write_tmp(&spool, &[4; 250]), meta("db.t", "e", 0, 3, 4)).unwrap();
     drop(spool);
 
     // Reopened (and after a crash): recomputed from the index, not from a directory scan.
     let spool = open_opts(dir.path(), opts);
     assert_eq!(usage(&spool).bytes, 250);
-    let states: Vec<_> = spool
-        .files()
-        .unwrap()
-        .into_iter()
-        .map(|f| f.state)
-        .collect();
+    let states: Vec<_> = spool.files().unwrap().into_iter().map(|f| f.state).collect();
     assert_eq!(states.len(), 3);
     assert_eq!(states[2], FileState::Written);
 }
@@ -327,42 +254,22 @@ fn free_space_floor_uses_the_spools_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open_opts(dir.path(), SpoolOptions::default());
     assert!(spool.has_room(u64::MAX).unwrap());
-    let free = spool
-        .usage()
-        .unwrap()
-        .free_disk
-        .expect("free space known on Unix");
+    let free = spool.usage().unwrap().free_disk.expect("free space known on Unix");
     assert!(free > 0);
     drop(spool);
     // A floor above the disk's free space: no room; overflow-safe.
-    let spool = open_opts(
-        dir.path(),
-        SpoolOptions {
-            min_free_bytes: Some(u64::MAX),
-            ..SpoolOptions::default()
-        },
-    );
+    let spool = open_opts(dir.path(), SpoolOptions { min_free_bytes: Some(u64::MAX), ..SpoolOptions::default() });
     assert!(!spool.has_room(0).unwrap());
     assert!(!spool.has_room(u64::MAX).unwrap());
     drop(spool);
 
     // On a tmpfs of known size the figure is exact, and has_room flips at free - floor.
-    let Some(t) = Tmpfs::mount(
-        "1m",
-        "free_space_floor",
-        "skipping the exact check on a tmpfs of known size",
-    ) else {
+    let Some(t) = Tmpfs::mount("1m", "free_space_floor", "skipping the exact check on a tmpfs of known size") else {
         return;
     };
     let root = t.path().join("spool");
     let floor = 256 << 10;
-    let spool = open_opts(
-        &root,
-        SpoolOptions {
-            min_free_bytes: Some(floor),
-            ..SpoolOptions::default()
-        },
-    );
+    let spool = open_opts(&root, SpoolOptions { min_free_bytes: Some(floor), ..SpoolOptions::default() });
     let free = spool.usage().unwrap().free_disk.unwrap();
     // 1 MiB minus the index (redb's initial file) and the directories.
     assert!(free > 512 << 10 && free < 1 << 20, "{free}");
@@ -370,10 +277,7 @@ fn free_space_floor_uses_the_spools_filesystem() {
     assert!(!spool.has_room(free - floor + 1).unwrap());
     let ballast = t.path().join("ballast");
     fs::write(&ballast, vec![0u8; 128 << 10]).unwrap();
-    assert_eq!(
-        spool.usage().unwrap().free_disk.unwrap(),
-        free - (128 << 10)
-    );
+    assert_eq!(spool.usage().unwrap().free_disk.unwrap(), free - (128 << 10));
     assert!(!spool.has_room(free - floor).unwrap());
     drop(spool);
 }

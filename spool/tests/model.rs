@@ -92,32 +92,15 @@ struct Model {
 
 impl Model {
     fn pick(&self, i: &Index, want: impl Fn(&MState) -> bool) -> Option<u64> {
-        let ids: Vec<u64> = self
-            .files
-            .iter()
-            .filter(|(_, f)| want(&f.state))
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<u64> = self.files.iter().filter(|(_, f)| want(&f.state)).map(|(id, _)| *id).collect();
         (!ids.is_empty()).then(|| ids[i.index(ids.len())])
     }
 }
 
-fn step(
-    spool: &mut Option<Spool>,
-    m: &mut Model,
-    dir: &Path,
-    a: &Action,
-    n: usize,
-) -> Result<(), TestCaseError> {
+fn step(spool: &mut Option<Spool>, m: &mut Model, dir: &Path, a: &Action, n: usize) -> Result<(), TestCaseError> {
     let s = spool.as_ref().unwrap();
     match a {
-        Action::Register {
-            table,
-            partition,
-            rows,
-            back,
-            pair,
-        } => {
+        Action::Register { table, partition, rows, back, pair } => {
             let p = i32::from(*partition);
             let cur = m.cursor.get(&p).copied().unwrap_or(0);
             let first = (cur - i64::from(*back)).max(0);
@@ -141,14 +124,7 @@ fn step(
                 m.max_id = f.id;
                 m.orphans.remove(&f.path); // a same-id orphan is replaced by the rename
                 m.registered.push((f.id, fm.clone()));
-                m.files.insert(
-                    f.id,
-                    MFile {
-                        meta: fm,
-                        state: MState::Written,
-                        content,
-                    },
-                );
+                m.files.insert(f.id, MFile { meta: fm, state: MState::Written, content });
             }
             m.cursor.insert(p, cur.max(next));
             let o = m.offsets.entry(("events".into(), p)).or_insert(next);
@@ -167,25 +143,18 @@ fn step(
                 0 | 1 => format!("t{table}"),
                 t => format!("t{}__dlq", t - 2),
             };
-            let in_pending: BTreeSet<u64> =
-                m.pending.values().flat_map(|p| p.ids.clone()).collect();
+            let in_pending: BTreeSet<u64> = m.pending.values().flat_map(|p| p.ids.clone()).collect();
             let ids: Vec<u64> = m
                 .files
                 .iter()
                 .filter(|(id, f)| {
-                    matches!(f.state, MState::Uploaded(_))
-                        && f.meta.table == table
-                        && !in_pending.contains(id)
+                    matches!(f.state, MState::Uploaded(_)) && f.meta.table == table && !in_pending.contains(id)
                 })
                 .map(|(id, _)| *id)
                 .collect();
             if !ids.is_empty() {
                 m.commits_begun += 1;
-                let pc = PendingCommit {
-                    table,
-                    commit_id: format!("commit-{}", m.commits_begun),
-                    ids,
-                };
+                let pc = PendingCommit { table, commit_id: format!("commit-{}", m.commits_begun), ids };
                 s.begin_commit(&pc).unwrap();
                 m.pending.insert(pc.commit_id.clone(), pc);
             }
@@ -207,8 +176,7 @@ fn step(
         }
         Action::RemoveCommitted => {
             let before = m.files.len();
-            m.files
-                .retain(|_, f| !matches!(f.state, MState::Committed { .. }));
+            m.files.retain(|_, f| !matches!(f.state, MState::Committed { .. }));
             prop_assert_eq!(s.remove_committed().unwrap(), before - m.files.len());
         }
         Action::ReadVerified(i) => {
@@ -236,21 +204,10 @@ fn step(
             let removed: BTreeSet<PathBuf> = rec.orphans_removed.into_iter().collect();
             prop_assert_eq!(&removed, &m.orphans, "orphans_removed_exactly");
             m.orphans.clear();
-            prop_assert!(
-                rec.missing.is_empty(),
-                "no_file_reported_missing: {:?}",
-                rec.missing
-            );
-            prop_assert_eq!(
-                &rec.pending,
-                &m.pending.values().cloned().collect::<Vec<_>>()
-            );
-            prop_assert!(
-                fs::read_dir(dir.join("tmp")).unwrap().next().is_none(),
-                "tmp_emptied"
-            );
-            m.files
-                .retain(|_, f| f.state != MState::Committed { unlinked: true });
+            prop_assert!(rec.missing.is_empty(), "no_file_reported_missing: {:?}", rec.missing);
+            prop_assert_eq!(&rec.pending, &m.pending.values().cloned().collect::<Vec<_>>());
+            prop_assert!(fs::read_dir(dir.join("tmp")).unwrap().next().is_none(), "tmp_emptied");
+            m.files.retain(|_, f| f.state != MState::Committed { unlinked: true });
             *spool = Some(s);
         }
     }
@@ -270,52 +227,22 @@ fn offsets_never_go_backwards(
             now.get(k)
         );
     }
-    prop_assert_eq!(
-        &now,
-        &m.offsets,
-        "offsets_never_go_backwards: differ from model"
-    );
+    prop_assert_eq!(&now, &m.offsets, "offsets_never_go_backwards: differ from model");
     *seen = now;
     Ok(())
 }
 
-fn every_listed_file_exists_and_matches_checksum(
-    s: &Spool,
-    m: &Model,
-) -> Result<(), TestCaseError> {
+fn every_listed_file_exists_and_matches_checksum(s: &Spool, m: &Model) -> Result<(), TestCaseError> {
     for f in s.files().unwrap() {
-        if matches!(
-            f.state,
-            FileState::Committed | FileState::Quarantined { .. }
-        ) {
+        if matches!(f.state, FileState::Committed | FileState::Quarantined { .. }) {
             continue;
         }
         let bytes = fs::read(&f.path);
-        prop_assert!(
-            bytes.is_ok(),
-            "every_listed_file_exists: {} at {}",
-            f.id,
-            f.path.display()
-        );
+        prop_assert!(bytes.is_ok(), "every_listed_file_exists: {} at {}", f.id, f.path.display());
         let bytes = bytes.unwrap();
-        prop_assert_eq!(
-            bytes.len() as u64,
-            f.bytes,
-            "every_listed_file_matches_checksum: size of {}",
-            f.id
-        );
-        prop_assert_eq!(
-            crc32c::crc32c(&bytes),
-            f.crc32c,
-            "every_listed_file_matches_checksum: crc of {}",
-            f.id
-        );
-        prop_assert_eq!(
-            &bytes,
-            &m.files[&f.id].content,
-            "every_listed_file_matches_checksum: content of {}",
-            f.id
-        );
+        prop_assert_eq!(bytes.len() as u64, f.bytes, "every_listed_file_matches_checksum: size of {}", f.id);
+        prop_assert_eq!(crc32c::crc32c(&bytes), f.crc32c, "every_listed_file_matches_checksum: crc of {}", f.id);
+        prop_assert_eq!(&bytes, &m.files[&f.id].content, "every_listed_file_matches_checksum: content of {}", f.id);
     }
     Ok(())
 }
@@ -323,24 +250,14 @@ fn every_listed_file_exists_and_matches_checksum(
 fn nothing_lost_between_written_and_committed(s: &Spool, m: &Model) -> Result<(), TestCaseError> {
     let live: BTreeMap<u64, _> = s.files().unwrap().into_iter().map(|f| (f.id, f)).collect();
     for (id, fm) in &m.registered {
-        let alive = live
-            .get(id)
-            .is_some_and(|f| &f.meta == fm && !matches!(f.state, FileState::Quarantined { .. }));
-        prop_assert!(
-            alive || m.committed.contains(id),
-            "nothing_lost_between_written_and_committed: file {id} {fm:?}"
-        );
+        let alive = live.get(id).is_some_and(|f| &f.meta == fm && !matches!(f.state, FileState::Quarantined { .. }));
+        prop_assert!(alive || m.committed.contains(id), "nothing_lost_between_written_and_committed: file {id} {fm:?}");
     }
     Ok(())
 }
 
 fn states_match_model(s: &Spool, m: &Model) -> Result<(), TestCaseError> {
-    let got: Vec<(u64, FileState)> = s
-        .files()
-        .unwrap()
-        .into_iter()
-        .map(|f| (f.id, f.state))
-        .collect();
+    let got: Vec<(u64, FileState)> = s.files().unwrap().into_iter().map(|f| (f.id, f.state)).collect();
     let want: Vec<(u64, FileState)> = m
         .files
         .iter()
@@ -349,9 +266,7 @@ fn states_match_model(s: &Spool, m: &Model) -> Result<(), TestCaseError> {
                 *id,
                 match &f.state {
                     MState::Written => FileState::Written,
-                    MState::Uploaded(l) => FileState::Uploaded {
-                        location: l.clone(),
-                    },
+                    MState::Uploaded(l) => FileState::Uploaded { location: l.clone() },
                     MState::Committed { .. } => FileState::Committed,
                 },
             )
@@ -384,14 +299,8 @@ fn run(actions: Vec<Action>) -> Result<(), TestCaseError> {
 
 fn config() -> ProptestConfig {
     // An explicit `cases` would override proptest's own reading of PROPTEST_CASES.
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    ProptestConfig { cases, ..ProptestConfig::default() }
 }
 
 proptest! {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 
-use crate::decode::{DeadLetter, Decoder, Message};
 use crate::Result;
+use crate::decode::{DeadLetter, Decoder, Message};
 
 /// Rows are moved out of the decoder into batches this often. Rows on the fast path are columns
 /// already and become a batch without copying; rows on the general path are parsed JSON, which
@@ -39,7 +39,16 @@ pub struct Rolled {
 
 impl PartitionBuffer {
     pub fn new(decoder: Decoder, max_record_bytes: u64) -> Self {
-        PartitionBuffer { decoder, max_record_bytes, batches: Vec::new(), rows: 0, dead: Vec::new(), bytes: 0, range: None, since: None }
+        PartitionBuffer {
+            decoder,
+            max_record_bytes,
+            batches: Vec::new(),
+            rows: 0,
+            dead: Vec::new(),
+            bytes: 0,
+            range: None,
+            since: None,
+        }
     }
 
     /// Takes one record. A record the decoder refuses still counts as taken (its offset is in the
@@ -53,7 +62,10 @@ impl PartitionBuffer {
         let size = msg.value.map_or(0, <[u8]>::len) + msg.key.map_or(0, <[u8]>::len);
         self.bytes += size;
         if size as u64 > self.max_record_bytes {
-            let reason = format!("record of {size} bytes is larger than kafka.max_record_bytes ({} bytes)", self.max_record_bytes);
+            let reason = format!(
+                "record of {size} bytes is larger than kafka.max_record_bytes ({} bytes)",
+                self.max_record_bytes
+            );
             self.dead.push(DeadLetter::new(msg, reason));
         } else if let Err(rejected) = self.decoder.push(msg, headers) {
             self.dead.push(DeadLetter::new(msg, rejected.reason));

@@ -44,7 +44,11 @@ impl fmt::Display for Checked {
 }
 
 pub fn check(cfg: &Config, config_path: &std::path::Path) -> Checked {
-    let mut lines = vec![Line { ok: true, what: "config".into(), detail: format!("{} is valid (agent {})", config_path.display(), cfg.agent_id) }];
+    let mut lines = vec![Line {
+        ok: true,
+        what: "config".into(),
+        detail: format!("{} is valid (agent {})", config_path.display(), cfg.agent_id),
+    }];
     lines.push(spool(cfg));
     smol::block_on(async {
         let (broker, topics) = broker(cfg).await;
@@ -81,10 +85,13 @@ async fn registry(cfg: &crate::config::RegistryConfig) -> Line {
 
 fn spool(cfg: &Config) -> Line {
     let what = format!("spool {}", cfg.spool.dir.display());
-    let opts = SpoolOptions { max_bytes: cfg.spool.max_bytes, min_free_bytes: cfg.spool.min_free, ..SpoolOptions::default() };
+    let opts =
+        SpoolOptions { max_bytes: cfg.spool.max_bytes, min_free_bytes: cfg.spool.min_free, ..SpoolOptions::default() };
     let opened = match Spool::open(&cfg.spool.dir, opts.clone()) {
         Ok((s, _)) => Ok((s, "")),
-        Err(SpoolError::Locked { .. }) => Spool::open_read_only(&cfg.spool.dir, opts).map(|s| (s, " (an agent is running on it)")),
+        Err(SpoolError::Locked { .. }) => {
+            Spool::open_read_only(&cfg.spool.dir, opts).map(|s| (s, " (an agent is running on it)"))
+        }
         Err(e) => Err(e),
     };
     match opened.and_then(|(s, note)| Ok((s.usage()?, note))) {
@@ -102,7 +109,11 @@ fn spool(cfg: &Config) -> Line {
                 ),
             }
         }
-        Err(e) => Line { ok: false, what, detail: format!("{e}; the directory must be creatable and writable by frazil's user") },
+        Err(e) => Line {
+            ok: false,
+            what,
+            detail: format!("{e}; the directory must be creatable and writable by frazil's user"),
+        },
     }
 }
 
@@ -134,7 +145,9 @@ async fn broker(cfg: &Config) -> (Line, Vec<String>) {
 async fn catalog(cfg: &Config, topics: &[String]) -> (Line, Option<String>) {
     let what = match cfg.catalog.kind {
         crate::config::CatalogKind::Rest => format!("catalog {}", cfg.catalog.uri),
-        crate::config::CatalogKind::Filesystem => format!("catalog in {}", cfg.catalog.warehouse.as_deref().unwrap_or_default()),
+        crate::config::CatalogKind::Filesystem => {
+            format!("catalog in {}", cfg.catalog.warehouse.as_deref().unwrap_or_default())
+        }
     };
     let committer = match Committer::connect(&cfg.catalog, &Stores::new(cfg.s3.clone()), &cfg.agent_id).await {
         Ok(c) => c,
@@ -155,9 +168,9 @@ async fn catalog(cfg: &Config, topics: &[String]) -> (Line, Option<String>) {
             Err(e) => return (Line { ok: false, what, detail: format!("table {name}: {e}") }, None),
         }
     }
-    let location = location
-        .or_else(|| committer.catalog_properties().get("warehouse").cloned())
-        .or_else(|| cfg.catalog.warehouse.clone().filter(|_| cfg.catalog.kind == crate::config::CatalogKind::Filesystem));
+    let location = location.or_else(|| committer.catalog_properties().get("warehouse").cloned()).or_else(|| {
+        cfg.catalog.warehouse.clone().filter(|_| cfg.catalog.kind == crate::config::CatalogKind::Filesystem)
+    });
     let missing = names.len() - exist.len();
     let detail = format!(
         "reachable; {} of {} tables exist{}",
@@ -181,8 +194,16 @@ async fn object_store(cfg: &Config, location: &str) -> Line {
     })
     .await;
     match probe {
-        Ok(true) => Line { ok: true, what: "object store".into(), detail: format!("wrote, read back and removed {url}") },
-        Ok(false) => Line { ok: false, what: "object store".into(), detail: format!("{url} read back different bytes") },
-        Err(e) => Line { ok: false, what: "object store".into(), detail: format!("{e}; check [storage.s3] (endpoint, region, credentials, path_style)") },
+        Ok(true) => {
+            Line { ok: true, what: "object store".into(), detail: format!("wrote, read back and removed {url}") }
+        }
+        Ok(false) => {
+            Line { ok: false, what: "object store".into(), detail: format!("{url} read back different bytes") }
+        }
+        Err(e) => Line {
+            ok: false,
+            what: "object store".into(),
+            detail: format!("{e}; check [storage.s3] (endpoint, region, credentials, path_style)"),
+        },
     }
 }

@@ -14,8 +14,8 @@ use super::{Agent, Mode};
 use crate::backoff::Backoff;
 use crate::config::StartAt;
 use crate::decode::{self, Decoder, Format, Message};
-use crate::spool::Part;
 use crate::source::{Source, TopicPartition, is_offset_out_of_range};
+use crate::spool::Part;
 use crate::{Error, Result, commit};
 
 /// How far a partition's fetch size grows to get past one oversized record batch.
@@ -25,7 +25,12 @@ const MAX_GROWN_FETCH: i32 = 64 * 1024 * 1024;
 const FLUSH_BROKER_ATTEMPTS: u32 = 8;
 
 impl Agent {
-    pub(super) async fn fetch_loop(&self, mode: Mode, stopping: &Cell<bool>, kick: &smol::channel::Sender<()>) -> Result<()> {
+    pub(super) async fn fetch_loop(
+        &self,
+        mode: Mode,
+        stopping: &Cell<bool>,
+        kick: &smol::channel::Sender<()>,
+    ) -> Result<()> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let retry = async |e: crate::Error, backoff: &mut Backoff| -> Result<()> {
             // A configuration error (refused credentials, say) is the same the next time.
@@ -79,8 +84,9 @@ impl Agent {
         let mut refreshed = Instant::now();
         let mut paused = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut pause = Pause::default();
-        let mut pool: futures::stream::FuturesUnordered<futures::future::LocalBoxFuture<'static, (TopicPartition, Result<crate::source::Fetched>)>> =
-            futures::stream::FuturesUnordered::new();
+        let mut pool: futures::stream::FuturesUnordered<
+            futures::future::LocalBoxFuture<'static, (TopicPartition, Result<crate::source::Fetched>)>,
+        > = futures::stream::FuturesUnordered::new();
         let mut in_flight: BTreeSet<TopicPartition> = BTreeSet::new();
         let mut turn: TopicPartition = (String::new(), 0);
         loop {
@@ -89,7 +95,10 @@ impl Agent {
             }
             if !self.room_to_fetch().await? {
                 if let Some(lasting) = pause.full(Instant::now()) {
-                    log::warn!("{}: fetching paused until uploads free space{lasting}; Kafka keeps the data", self.pause_reason());
+                    log::warn!(
+                        "{}: fetching paused until uploads free space{lasting}; Kafka keeps the data",
+                        self.pause_reason()
+                    );
                 }
                 let seen = self.publishes.get();
                 let _ = kick.try_send(());
@@ -118,7 +127,10 @@ impl Agent {
             if mode == Mode::Run && refreshed.elapsed() >= self.cfg.kafka.refresh_interval {
                 refreshed = Instant::now();
                 if let Err(e) = self.refresh(&mut source, &mut partitions, &mut next).await {
-                    log::warn!("looking for new topics and partitions: {e}; trying again in {:.0?}", self.cfg.kafka.refresh_interval);
+                    log::warn!(
+                        "looking for new topics and partitions: {e}; trying again in {:.0?}",
+                        self.cfg.kafka.refresh_interval
+                    );
                 }
             }
             // Keep up to `fetches_in_flight` fetches going, each for another partition, taking
@@ -156,7 +168,12 @@ impl Agent {
                     let size = sizes.get(tp).copied().unwrap_or(max_bytes);
                     if size < biggest {
                         let grown = size.saturating_mul(2).min(biggest);
-                        log::debug!("{}/{}: nothing returned at offset {}; fetching up to {grown} bytes", tp.0, tp.1, next[tp]);
+                        log::debug!(
+                            "{}/{}: nothing returned at offset {}; fetching up to {grown} bytes",
+                            tp.0,
+                            tp.1,
+                            next[tp]
+                        );
                         sizes.insert(tp.clone(), grown);
                         continue;
                     }
@@ -222,7 +239,12 @@ impl Agent {
     }
 
     /// Discovers topics and partitions again and starts reading the new ones.
-    async fn refresh(&self, source: &mut Source, partitions: &mut Vec<TopicPartition>, next: &mut BTreeMap<TopicPartition, i64>) -> Result<()> {
+    async fn refresh(
+        &self,
+        source: &mut Source,
+        partitions: &mut Vec<TopicPartition>,
+        next: &mut BTreeMap<TopicPartition, i64>,
+    ) -> Result<()> {
         let found = source.discover().await?;
         let new: Vec<TopicPartition> = found.into_iter().filter(|tp| !next.contains_key(tp)).collect();
         if new.is_empty() {
@@ -264,7 +286,11 @@ impl Agent {
 
     /// Where each partition starts: after the last offset the spool index or the table has seen
     /// (whichever is later), else at the configured start position.
-    async fn start_offsets(&self, source: &Source, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>> {
+    async fn start_offsets(
+        &self,
+        source: &Source,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
         let spooled = {
             let spool = self.spool.clone();
             blocking::unblock(move || spool.offsets()).await?
@@ -323,7 +349,9 @@ impl Agent {
                     }
                     Ok(None) => {}
                     Err(e @ Error::Config { .. }) => return Err(e),
-                    Err(e) => log::warn!(table = table.as_str(); "table {table}: could not read committed offsets ({e})"),
+                    Err(e) => {
+                        log::warn!(table = table.as_str(); "table {table}: could not read committed offsets ({e})")
+                    }
                 }
             }
         }
@@ -343,7 +371,9 @@ impl Agent {
         if !self.buffers.borrow().contains_key(tp) {
             let schema = self.schema_for(&table, format, records, &writers).await?;
             let decoder = Decoder::new(format, &schema, self.cfg.time_fields.epoch_unit)?;
-            self.buffers.borrow_mut().insert(tp.clone(), PartitionBuffer::new(decoder, self.cfg.kafka.max_record_bytes));
+            self.buffers
+                .borrow_mut()
+                .insert(tp.clone(), PartitionBuffer::new(decoder, self.cfg.kafka.max_record_bytes));
         }
         if format == Format::Avro {
             self.follow_writers(&table, tp, &writers)?;
@@ -414,7 +444,13 @@ impl Agent {
                 let batch = decode::dead_letter_batch(&tp.0, &r.dead, &schema)?;
                 let spec = self.specs.borrow()[&dead_table].clone();
                 let sort = self.sorts.borrow()[&dead_table].clone();
-                parts.push(Part { schema, spec, sort, batches: vec![batch], meta: meta(&dead_table, r.dead.len() as u64) });
+                parts.push(Part {
+                    schema,
+                    spec,
+                    sort,
+                    batches: vec![batch],
+                    meta: meta(&dead_table, r.dead.len() as u64),
+                });
             }
             if parts.is_empty() {
                 continue; // only dead letters that are already committed
@@ -423,7 +459,12 @@ impl Agent {
             match crate::spool::spill(self.spool.clone(), parts).await {
                 Ok(files) => {
                     let bytes: u64 = files.iter().map(|f| f.bytes).sum();
-                    log::debug!("{}/{}: spooled offsets {first}..={last} ({rows} rows, {} dead letters, {bytes} bytes)", tp.0, tp.1, r.dead.len());
+                    log::debug!(
+                        "{}/{}: spooled offsets {first}..={last} ({rows} rows, {} dead letters, {bytes} bytes)",
+                        tp.0,
+                        tp.1,
+                        r.dead.len()
+                    );
                     for d in &r.dead {
                         log::warn!(topic = tp.0.as_str(), partition = tp.1, offset = d.offset, table = dead_table.as_str(); "{}/{} offset {}: to dead-letter table {dead_table}: {}", tp.0, tp.1, d.offset, d.reason);
                     }

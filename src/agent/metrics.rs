@@ -53,21 +53,44 @@ impl Agent {
         };
         let one = |v: String| vec![(String::new(), v)];
         metric("frazil_events_total", "counter", "Records taken from Kafka.", one(r.events.to_string()));
-        metric("frazil_dead_letters_total", "counter", "Records that went to a dead-letter table.", one(r.rejected.to_string()));
+        metric(
+            "frazil_dead_letters_total",
+            "counter",
+            "Records that went to a dead-letter table.",
+            one(r.rejected.to_string()),
+        );
         metric("frazil_files_spooled_total", "counter", "Spool files written.", one(r.files_spooled.to_string()));
-        metric("frazil_files_committed_total", "counter", "Spool files committed to their tables.", one(r.files_committed.to_string()));
+        metric(
+            "frazil_files_committed_total",
+            "counter",
+            "Spool files committed to their tables.",
+            one(r.files_committed.to_string()),
+        );
         metric("frazil_commits_total", "counter", "Table commits that landed.", one(r.commits.to_string()));
-        metric("frazil_publish_failures_total", "counter", "Publish cycles (upload and commit) that failed.", one(g.publish_failures.get().to_string()));
+        metric(
+            "frazil_publish_failures_total",
+            "counter",
+            "Publish cycles (upload and commit) that failed.",
+            one(g.publish_failures.get().to_string()),
+        );
         // A summary's samples are `<name>_sum` and `<name>_count`: the suffix takes the labels' place.
         metric(
             "frazil_commit_seconds",
             "summary",
             "Time a commit took, from the pending record to the catalog's answer.",
-            vec![("_sum".into(), format!("{:.6}", g.commit_seconds_sum.get())), ("_count".into(), g.commit_seconds_count.get().to_string())],
+            vec![
+                ("_sum".into(), format!("{:.6}", g.commit_seconds_sum.get())),
+                ("_count".into(), g.commit_seconds_count.get().to_string()),
+            ],
         );
         if let Some(t) = g.last_commit.get() {
             let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-            metric("frazil_last_commit_timestamp_seconds", "gauge", "When the last commit landed (Unix time).", one(format!("{secs:.3}")));
+            metric(
+                "frazil_last_commit_timestamp_seconds",
+                "gauge",
+                "When the last commit landed (Unix time).",
+                one(format!("{secs:.3}")),
+            );
         }
         if let (Ok(u), Ok(s)) = (self.spool.usage(), self.spool.status()) {
             metric("frazil_spool_bytes", "gauge", "Bytes of spool files on disk.", one(u.bytes.to_string()));
@@ -75,25 +98,42 @@ impl Agent {
                 metric("frazil_spool_max_bytes", "gauge", "The spool's quota (spool.max_bytes).", one(m.to_string()));
             }
             if let Some(f) = u.free_disk {
-                metric("frazil_spool_free_disk_bytes", "gauge", "Free space on the spool's filesystem.", one(f.to_string()));
+                metric(
+                    "frazil_spool_free_disk_bytes",
+                    "gauge",
+                    "Free space on the spool's filesystem.",
+                    one(f.to_string()),
+                );
             }
             metric(
                 "frazil_spool_files",
                 "gauge",
                 "Spool files by state.",
-                [("written", s.written), ("uploaded", s.uploaded), ("committed", s.committed), ("quarantined", s.quarantined)]
-                    .into_iter()
-                    .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n.to_string()))
-                    .collect(),
+                [
+                    ("written", s.written),
+                    ("uploaded", s.uploaded),
+                    ("committed", s.committed),
+                    ("quarantined", s.quarantined),
+                ]
+                .into_iter()
+                .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n.to_string()))
+                .collect(),
             );
         }
         let lag: Vec<(String, String)> = g
             .positions
             .borrow()
             .iter()
-            .map(|((topic, p), (next, high))| (format!("{{topic=\"{}\",partition=\"{p}\"}}", label(topic)), (high - next).max(0).to_string()))
+            .map(|((topic, p), (next, high))| {
+                (format!("{{topic=\"{}\",partition=\"{p}\"}}", label(topic)), (high - next).max(0).to_string())
+            })
             .collect();
-        metric("frazil_partition_lag", "gauge", "Records in Kafka not yet fetched (high watermark minus next offset).", lag);
+        metric(
+            "frazil_partition_lag",
+            "gauge",
+            "Records in Kafka not yet fetched (high watermark minus next offset).",
+            lag,
+        );
         out
     }
 
@@ -141,7 +181,10 @@ impl Agent {
                 503 => "Service Unavailable",
                 _ => "Not Found",
             };
-            let head = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             let _ = conn.write_all(head.as_bytes()).await;
             let _ = conn.write_all(body.as_bytes()).await;
             let _ = conn.close().await;

@@ -103,7 +103,11 @@ impl Agent {
     /// Opens the spool (recovering it after a crash) and prepares the stages. Nothing remote is
     /// contacted yet, so an agent starts even when every link is down.
     pub fn open(cfg: Config) -> Result<Agent> {
-        let opts = SpoolOptions { max_bytes: cfg.spool.max_bytes, min_free_bytes: cfg.spool.min_free, ..SpoolOptions::default() };
+        let opts = SpoolOptions {
+            max_bytes: cfg.spool.max_bytes,
+            min_free_bytes: cfg.spool.min_free,
+            ..SpoolOptions::default()
+        };
         let (spool, recovery) = Spool::open(&cfg.spool.dir, opts)?;
         for path in &recovery.orphans_removed {
             log::info!("spool: removed {} (never reached the index; its events will be fetched again)", path.display());
@@ -118,7 +122,8 @@ impl Agent {
                 f.meta.last_offset
             );
         }
-        let registry = cfg.schema_registry.as_ref().map(crate::source::registry::Registry::new).transpose()?.map(Arc::new);
+        let registry =
+            cfg.schema_registry.as_ref().map(crate::source::registry::Registry::new).transpose()?.map(Arc::new);
         Ok(Agent {
             registry,
             stores: Arc::new(Stores::new(cfg.s3.clone())),
@@ -201,7 +206,10 @@ impl Agent {
                 *self.gauges.last_error.borrow_mut() = result.as_ref().err().map(ToString::to_string);
                 if let Err(e) = result {
                     self.gauges.publish_failures.set(self.gauges.publish_failures.get() + 1);
-                    log::warn!("publish: {e}; the files stay spooled and are retried in {:?}", self.cfg.shortest_commit_interval());
+                    log::warn!(
+                        "publish: {e}; the files stay spooled and are retried in {:?}",
+                        self.cfg.shortest_commit_interval()
+                    );
                 }
             }
             self.final_publish(mode).await

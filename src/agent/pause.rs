@@ -95,10 +95,23 @@ mod tests {
     #[test]
     fn a_pause_names_the_limit_that_caused_it() {
         let mib = 1 << 20;
-        let u = Usage { bytes: 17 * mib, max_bytes: Some(16 * mib), free_disk: Some(1000 * mib), min_free_bytes: Some(256 * mib) };
-        assert_eq!(pause_reason(&u, false), "spool full: 17.0 MiB spooled of 16.0 MiB allowed, 1000.0 MiB free on disk, at spool.max_bytes");
+        let u = Usage {
+            bytes: 17 * mib,
+            max_bytes: Some(16 * mib),
+            free_disk: Some(1000 * mib),
+            min_free_bytes: Some(256 * mib),
+        };
+        assert_eq!(
+            pause_reason(&u, false),
+            "spool full: 17.0 MiB spooled of 16.0 MiB allowed, 1000.0 MiB free on disk, at spool.max_bytes"
+        );
         let low = Usage { bytes: 3 * mib, free_disk: Some(100 * mib), ..u };
-        assert!(pause_reason(&low, false).starts_with("disk low: 100.0 MiB free on disk, below spool.min_free (256.0 MiB); 3.0 MiB spooled"), "{}", pause_reason(&low, false));
+        assert!(
+            pause_reason(&low, false)
+                .starts_with("disk low: 100.0 MiB free on disk, below spool.min_free (256.0 MiB); 3.0 MiB spooled"),
+            "{}",
+            pause_reason(&low, false)
+        );
         assert!(pause_reason(&low, true).starts_with("disk full: "), "{}", pause_reason(&low, true));
         let none = Usage { bytes: 3 * mib, max_bytes: None, free_disk: None, min_free_bytes: None };
         assert_eq!(pause_reason(&none, false), "spool full: 3.0 MiB spooled");

@@ -15,8 +15,8 @@ use iceberg::table::Table;
 
 use super::{Agent, tables};
 use crate::commit::{self, Committer};
-use crate::spool::merge;
 use crate::source::TopicPartition;
+use crate::spool::merge;
 use crate::{Error, Result};
 
 impl Agent {
@@ -64,8 +64,10 @@ impl Agent {
         // Dead-letter tables first, and the first failure ends the cycle: a table's commit never
         // lands before the dead letters of the same offsets, so the table's offsets (where reading
         // resumes after a lost spool) never pass dead letters that are not committed.
-        let dead: BTreeSet<String> =
-            by_table.keys().map(|t| crate::config::dead_letter_table_name(&self.cfg.catalog.dead_letter_table, t)).collect();
+        let dead: BTreeSet<String> = by_table
+            .keys()
+            .map(|t| crate::config::dead_letter_table_name(&self.cfg.catalog.dead_letter_table, t))
+            .collect();
         let mut order: Vec<(String, Vec<SpoolFile>)> = by_table.into_iter().collect();
         order.sort_by_key(|(t, _)| !dead.contains(t));
         let now = std::time::Instant::now();
@@ -98,7 +100,10 @@ impl Agent {
     }
 
     /// Runs a spool call on the blocking pool.
-    async fn run_blocking<T: Send + 'static>(&self, f: impl FnOnce(&frazil_spool::Spool) -> frazil_spool::Result<T> + Send + 'static) -> Result<T> {
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&frazil_spool::Spool) -> frazil_spool::Result<T> + Send + 'static,
+    ) -> Result<T> {
         let spool = self.spool.clone();
         Ok(blocking::unblock(move || f(&spool)).await?)
     }
@@ -173,10 +178,12 @@ impl Agent {
         let t = match committer.load(name).await? {
             Some(t) => t,
             None => {
-                let schema = tables::creation(&self.spool, name)?
-                    .ok_or_else(|| Error::decode(format!("table {name}"), "spool files exist but no schema was recorded for them"))?;
+                let schema = tables::creation(&self.spool, name)?.ok_or_else(|| {
+                    Error::decode(format!("table {name}"), "spool files exist but no schema was recorded for them")
+                })?;
                 let spec = tables::recorded_spec(&self.spool, name)?.unwrap_or_else(PartitionSpec::unpartition_spec);
-                let order = tables::recorded_sort(&self.spool, name)?.unwrap_or_else(iceberg::spec::SortOrder::unsorted_order);
+                let order =
+                    tables::recorded_sort(&self.spool, name)?.unwrap_or_else(iceberg::spec::SortOrder::unsorted_order);
                 let t = committer.create(name, &schema, &spec, &order).await?;
                 if !tables::same_fields(t.metadata().current_schema(), &schema) {
                     return Err(Error::decode(
@@ -240,7 +247,16 @@ impl Agent {
                     .iter()
                     .map(|f| commit::data_file_from_json(&f.meta.extra, &url, &table))
                     .collect::<Result<Vec<_>>>()?;
-                let json = commit::data_file_to_json(merge::merge_data_files(&datafiles, table.metadata().default_partition_spec_id(), &url, size, splits)?, table.metadata().default_partition_type())?;
+                let json = commit::data_file_to_json(
+                    merge::merge_data_files(
+                        &datafiles,
+                        table.metadata().default_partition_spec_id(),
+                        &url,
+                        size,
+                        splits,
+                    )?,
+                    table.metadata().default_partition_type(),
+                )?;
                 // The merged DataFile is kept until the commit; written before the object exists,
                 // so whatever points at the object can always be committed.
                 let key = merged_key(&url);
@@ -272,7 +288,8 @@ impl Agent {
         let table = self.table(committer, name).await?;
         let mut data_files = Vec::with_capacity(files.len());
         let mut urls = Vec::with_capacity(files.len());
-        let mut offsets: BTreeMap<TopicPartition, i64> = commit::committed_offsets(table.metadata(), &self.cfg.agent_id);
+        let mut offsets: BTreeMap<TopicPartition, i64> =
+            commit::committed_offsets(table.metadata(), &self.cfg.agent_id);
         let mut by_location: BTreeMap<&str, Vec<&SpoolFile>> = BTreeMap::new();
         for f in &files {
             let FileState::Uploaded { location } = &f.state else { continue };
@@ -287,7 +304,10 @@ impl Agent {
                 (Some(json), _) => json.as_slice(),
                 (None, [one]) => one.meta.extra.as_slice(),
                 (None, _) => {
-                    return Err(Error::decode(format!("upload {location}"), "several spool files share it but its merged data file is not recorded"));
+                    return Err(Error::decode(
+                        format!("upload {location}"),
+                        "several spool files share it but its merged data file is not recorded",
+                    ));
                 }
             };
             data_files.push(commit::data_file_from_json(json, location, &table)?);
@@ -295,7 +315,8 @@ impl Agent {
         }
         let ident = committer.ident(name).to_string();
         let id = commit::commit_id(&ident, &urls);
-        let pending = PendingCommit { table: name.to_string(), commit_id: id.clone(), ids: files.iter().map(|f| f.id).collect() };
+        let pending =
+            PendingCommit { table: name.to_string(), commit_id: id.clone(), ids: files.iter().map(|f| f.id).collect() };
         self.run_blocking(move |s| s.begin_commit(&pending)).await?;
         let rows: u64 = files.iter().map(|f| f.meta.rows).sum();
         crate::fault::point("before-commit");
@@ -334,7 +355,10 @@ fn object_url(table_location: &str, agent: &str, dir: &str, f: &SpoolFile) -> St
 fn merged_url(table_location: &str, agent: &str, dir: &str, table: &str, parts: &[SpoolFile]) -> String {
     let mut key = String::new();
     for f in parts {
-        key.push_str(&format!("{}/{}/{}/{}\n", f.meta.topic, f.meta.partition, f.meta.first_offset, f.meta.last_offset));
+        key.push_str(&format!(
+            "{}/{}/{}/{}\n",
+            f.meta.topic, f.meta.partition, f.meta.first_offset, f.meta.last_offset
+        ));
     }
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes());
     format!("{}/data/{}/{dir}{}-{id}.parquet", table_location.trim_end_matches('/'), safe(agent), safe(table))
@@ -356,8 +380,10 @@ fn partition_dir(table: &Table, f: &SpoolFile) -> String {
         let n = v.as_i64();
         let text = match (field.transform, n) {
             (_, None) if v.is_null() => "null".to_string(),
-            (Transform::Day, Some(days)) => chrono::DateTime::from_timestamp(days * 86_400, 0).map_or(days.to_string(), |d| d.format("%Y-%m-%d").to_string()),
-            (Transform::Hour, Some(h)) => chrono::DateTime::from_timestamp(h * 3_600, 0).map_or(h.to_string(), |d| d.format("%Y-%m-%d-%H").to_string()),
+            (Transform::Day, Some(days)) => chrono::DateTime::from_timestamp(days * 86_400, 0)
+                .map_or(days.to_string(), |d| d.format("%Y-%m-%d").to_string()),
+            (Transform::Hour, Some(h)) => chrono::DateTime::from_timestamp(h * 3_600, 0)
+                .map_or(h.to_string(), |d| d.format("%Y-%m-%d-%H").to_string()),
             (Transform::Month, Some(m)) => format!("{}-{:02}", 1970 + m.div_euclid(12), m.rem_euclid(12) + 1),
             (Transform::Year, Some(y)) => (1970 + y).to_string(),
             _ => v.as_str().map_or_else(|| v.to_string(), str::to_string),
@@ -385,12 +411,22 @@ const MAX_GROUP_FILES: usize = 128;
 
 /// Packs a table's written spool files (in offset order) into upload groups of about `target`
 /// bytes and at most [`MAX_GROUP_FILES`] files; a file at or over the target goes alone.
-fn upload_groups<K: PartialEq>(mut files: Vec<SpoolFile>, target: u64, schema: impl Fn(&SpoolFile) -> K) -> Vec<Vec<SpoolFile>> {
+fn upload_groups<K: PartialEq>(
+    mut files: Vec<SpoolFile>,
+    target: u64,
+    schema: impl Fn(&SpoolFile) -> K,
+) -> Vec<Vec<SpoolFile>> {
     // In offset order, not spooling order: partitions are fetched concurrently, so their files
     // interleave differently from one run to the next, and a retried upload (after a crash, or
     // with the spool lost and fetched again) must group the same files under the same names to
     // overwrite its first attempt instead of leaving an orphan object.
-    files.sort_by(|a, b| (&a.meta.topic, a.meta.partition, a.meta.first_offset).cmp(&(&b.meta.topic, b.meta.partition, b.meta.first_offset)));
+    files.sort_by(|a, b| {
+        (&a.meta.topic, a.meta.partition, a.meta.first_offset).cmp(&(
+            &b.meta.topic,
+            b.meta.partition,
+            b.meta.first_offset,
+        ))
+    });
     let mut groups: Vec<(K, Vec<SpoolFile>)> = Vec::new();
     let mut size = 0u64;
     for f in files {
@@ -481,9 +517,14 @@ mod tests {
         };
         let one = spooled(&[(1, 0, 0), (2, 1, 0), (3, 1, 10), (4, 0, 10), (5, 1, 20)]);
         let two = spooled(&[(1, 1, 0), (2, 0, 0), (3, 0, 10), (4, 1, 10), (5, 1, 20)]);
-        let names = |files| -> Vec<String> { upload_groups(files, 100, |_| ()).iter().map(|g| merged_url("s3://b/t", "gw", "", "t", g)).collect() };
+        let names = |files| -> Vec<String> {
+            upload_groups(files, 100, |_| ()).iter().map(|g| merged_url("s3://b/t", "gw", "", "t", g)).collect()
+        };
         let ranges = |files| -> Vec<Vec<(i32, i64)>> {
-            upload_groups(files, 100, |_| ()).iter().map(|g| g.iter().map(|f| (f.meta.partition, f.meta.first_offset)).collect()).collect()
+            upload_groups(files, 100, |_| ())
+                .iter()
+                .map(|g| g.iter().map(|f| (f.meta.partition, f.meta.first_offset)).collect())
+                .collect()
         };
         assert_eq!(ranges(one.clone()), vec![vec![(0, 0), (0, 10)], vec![(1, 0), (1, 10)], vec![(1, 20)]]);
         assert_eq!(names(one), names(two));
@@ -498,7 +539,13 @@ mod tests {
         assert_ne!(u, merged_url("s3://b/wh/t", "gw", "", "t", &b));
         assert_ne!(u, merged_url("s3://b/wh/t", "gw", "zone=north/", "t", &a));
         assert!(u.starts_with("s3://b/wh/t/data/gw/t-") && u.ends_with(".parquet"), "{u}");
-        assert_eq!(object_url("s3://b/wh/t", "gw 1", "", &file(1, 1)), "s3://b/wh/t/data/gw_1/events-0-00000000000000000010-00000000000000000019.parquet");
-        assert_eq!(object_url("s3://b/wh/t", "gw", "zone=north/", &file(1, 1)), "s3://b/wh/t/data/gw/zone=north/events-0-00000000000000000010-00000000000000000019.parquet");
+        assert_eq!(
+            object_url("s3://b/wh/t", "gw 1", "", &file(1, 1)),
+            "s3://b/wh/t/data/gw_1/events-0-00000000000000000010-00000000000000000019.parquet"
+        );
+        assert_eq!(
+            object_url("s3://b/wh/t", "gw", "zone=north/", &file(1, 1)),
+            "s3://b/wh/t/data/gw/zone=north/events-0-00000000000000000010-00000000000000000019.parquet"
+        );
     }
 }

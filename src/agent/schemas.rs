@@ -18,8 +18,15 @@ use crate::{Error, Result};
 impl Agent {
     /// What the schema registry says of each schema id these Avro records name (cached).
     pub(super) async fn writer_schemas(&self, records: &[RecordAndOffset]) -> Result<BTreeMap<u32, Known>> {
-        let registry = self.registry.clone().ok_or_else(|| Error::config("schema_registry.url", "is not set but a topic's format is \"avro\"", "add a [schema_registry] section"))?;
-        let ids: BTreeSet<u32> = records.iter().filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id)).collect();
+        let registry = self.registry.clone().ok_or_else(|| {
+            Error::config(
+                "schema_registry.url",
+                "is not set but a topic's format is \"avro\"",
+                "add a [schema_registry] section",
+            )
+        })?;
+        let ids: BTreeSet<u32> =
+            records.iter().filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id)).collect();
         let mut out = BTreeMap::new();
         for id in ids {
             let known = match registry.cached(id) {
@@ -41,7 +48,12 @@ impl Agent {
     /// Grows an Avro topic's table by what new writer schemas add, then tells the partition's
     /// decoder about them. A writer schema whose fields cannot fit the table (a type changed
     /// incompatibly) leaves the table alone: its records become dead letters with the reason.
-    pub(super) fn follow_writers(&self, table: &str, tp: &TopicPartition, writers: &BTreeMap<u32, Known>) -> Result<()> {
+    pub(super) fn follow_writers(
+        &self,
+        table: &str,
+        tp: &TopicPartition,
+        writers: &BTreeMap<u32, Known>,
+    ) -> Result<()> {
         for (id, known) in writers {
             if self.buffers.borrow_mut().get_mut(tp).and_then(|b| b.avro()).is_some_and(|d| d.knows(*id)) {
                 continue;
@@ -54,7 +66,9 @@ impl Agent {
                 match decode::avro::evolve(&old, &writer, table_last_id, known_schema.as_deref()) {
                     Ok(Some(grown)) => self.adopt_schema(table, &old, grown, &format!("writer schema id {id}"))?,
                     Ok(None) => {}
-                    Err(e) => log::warn!(table = table; "table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table"),
+                    Err(e) => {
+                        log::warn!(table = table; "table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table")
+                    }
                 }
             }
             let mut buffers = self.buffers.borrow_mut();
@@ -84,7 +98,10 @@ impl Agent {
         let (known, table_last_id) = self.catalog_schema(table);
         let grown = {
             let buffers = self.buffers.borrow();
-            let samples = buffers.iter().filter(|((topic, _), _)| self.table_name(topic) == table).flat_map(|(_, b)| b.fresh_samples());
+            let samples = buffers
+                .iter()
+                .filter(|((topic, _), _)| self.table_name(topic) == table)
+                .flat_map(|(_, b)| b.fresh_samples());
             decode::evolve_schema(&old, samples, table_last_id, known.as_deref())?
         };
         let Some(grown) = grown else { return Ok(()) };
@@ -96,7 +113,13 @@ impl Agent {
     /// Makes `grown` the schema of `table`'s spool files from now on: recorded in the spool
     /// index, and every partition buffer of the table moves to it before anything more is
     /// decoded. The catalog's table follows at the next commit (`publish`).
-    pub(super) fn adopt_schema(&self, table: &str, old: &iceberg::spec::Schema, grown: iceberg::spec::Schema, why: &str) -> Result<()> {
+    pub(super) fn adopt_schema(
+        &self,
+        table: &str,
+        old: &iceberg::spec::Schema,
+        grown: iceberg::spec::Schema,
+        why: &str,
+    ) -> Result<()> {
         let describe = |f: &iceberg::spec::NestedFieldRef| {
             let kind = match f.field_type.as_ref() {
                 iceberg::spec::Type::Primitive(p) => p.to_string(),
@@ -141,17 +164,31 @@ impl Agent {
     }
 
     /// The schema a table's spool files are written with (see `tables`).
-    pub(super) async fn schema_for(&self, table: &str, format: Format, samples: &[RecordAndOffset], writers: &BTreeMap<u32, Known>) -> Result<Arc<iceberg::spec::Schema>> {
+    pub(super) async fn schema_for(
+        &self,
+        table: &str,
+        format: Format,
+        samples: &[RecordAndOffset],
+        writers: &BTreeMap<u32, Known>,
+    ) -> Result<Arc<iceberg::spec::Schema>> {
         let partition = self.cfg.partition_fields(table, false);
         self.decide(table, false, || match format {
-            Format::Json => tables::infer(table, samples.iter().filter_map(|r| r.record.value.as_deref()), &self.cfg.time_fields, partition),
+            Format::Json => tables::infer(
+                table,
+                samples.iter().filter_map(|r| r.record.value.as_deref()),
+                &self.cfg.time_fields,
+                partition,
+            ),
             Format::Raw | Format::Text => tables::raw(table, format == Format::Text, partition),
             Format::Avro => {
                 // The writer schema of the first record that has a usable one.
-                let first = samples.iter().filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id)).find_map(|id| match &writers[&id] {
-                    Known::Schema(text) => decode::avro::parse(text).ok(),
-                    Known::Refused(_) => None,
-                });
+                let first = samples
+                    .iter()
+                    .filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id))
+                    .find_map(|id| match &writers[&id] {
+                        Known::Schema(text) => decode::avro::parse(text).ok(),
+                        Known::Refused(_) => None,
+                    });
                 tables::avro(table, first.as_ref(), partition)
             }
         })
@@ -159,14 +196,24 @@ impl Agent {
 
     /// A table's schema and partition spec, decided once and kept in the spool index: the ones the
     /// spool recorded, else the table's own when the catalog has it, else `make`'s.
-    pub(super) fn decide(&self, table: &str, dead_letter: bool, make: impl FnOnce() -> Result<(Arc<iceberg::spec::Schema>, PartitionSpec)>) -> Result<Arc<iceberg::spec::Schema>> {
+    pub(super) fn decide(
+        &self,
+        table: &str,
+        dead_letter: bool,
+        make: impl FnOnce() -> Result<(Arc<iceberg::spec::Schema>, PartitionSpec)>,
+    ) -> Result<Arc<iceberg::spec::Schema>> {
         if let Some(s) = self.schemas.borrow().get(table) {
             return Ok(s.clone());
         }
         let (schema, spec) = match tables::recorded(&self.spool, table)? {
-            Some(s) => (Arc::new(s), tables::recorded_spec(&self.spool, table)?.unwrap_or_else(PartitionSpec::unpartition_spec)),
+            Some(s) => (
+                Arc::new(s),
+                tables::recorded_spec(&self.spool, table)?.unwrap_or_else(PartitionSpec::unpartition_spec),
+            ),
             None => {
-                let existing = self.tables.borrow().get(table).map(|t| (t.metadata().current_schema().clone(), t.metadata().default_partition_spec().as_ref().clone()));
+                let existing = self.tables.borrow().get(table).map(|t| {
+                    (t.metadata().current_schema().clone(), t.metadata().default_partition_spec().as_ref().clone())
+                });
                 let (s, spec) = match existing {
                     Some(found) => found,
                     None => make()?,
@@ -190,7 +237,8 @@ impl Agent {
         let sort = match tables::recorded_sort(&self.spool, table)? {
             Some(o) => o,
             None => {
-                let existing = self.tables.borrow().get(table).map(|t| t.metadata().default_sort_order().as_ref().clone());
+                let existing =
+                    self.tables.borrow().get(table).map(|t| t.metadata().default_sort_order().as_ref().clone());
                 let o = match existing {
                     Some(o) => tables::writable_sort(&o, &schema),
                     None => tables::sort_order(table, &schema, self.cfg.sort_keys(table, dead_letter))?,

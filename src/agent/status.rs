@@ -10,11 +10,11 @@ use frazil_spool::{FileState, Spool, SpoolError, SpoolOptions};
 use serde::Serialize;
 
 use super::mib;
+use crate::Result;
 use crate::commit::{self, Committer};
 use crate::config::{Config, StartAt};
 use crate::source::{Source, TopicPartition};
 use crate::upload::Stores;
-use crate::Result;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -124,7 +124,8 @@ pub fn status(cfg: &Config, offline: bool) -> Result<Status> {
 /// The spool's side, with no network. The spool is closed again before anything remote is asked,
 /// so an agent starting meanwhile is not kept out for long.
 fn local(cfg: &Config) -> Result<Status> {
-    let opts = SpoolOptions { max_bytes: cfg.spool.max_bytes, min_free_bytes: cfg.spool.min_free, ..SpoolOptions::default() };
+    let opts =
+        SpoolOptions { max_bytes: cfg.spool.max_bytes, min_free_bytes: cfg.spool.min_free, ..SpoolOptions::default() };
     let (spool, agent_running) = match Spool::open(&cfg.spool.dir, opts.clone()) {
         Ok((s, _)) => (s, false),
         Err(SpoolError::Locked { .. }) => (Spool::open_read_only(&cfg.spool.dir, opts)?, true),
@@ -139,7 +140,9 @@ fn local(cfg: &Config) -> Result<Status> {
     }
     let mut quarantined = Vec::new();
     for f in spool.files()? {
-        let t = tables.entry(f.meta.table.clone()).or_insert_with(|| TableStatus { table: f.meta.table.clone(), ..TableStatus::default() });
+        let t = tables
+            .entry(f.meta.table.clone())
+            .or_insert_with(|| TableStatus { table: f.meta.table.clone(), ..TableStatus::default() });
         match f.state {
             FileState::Written => (t.files_written, t.bytes) = (t.files_written + 1, t.bytes + f.bytes),
             FileState::Uploaded { .. } => (t.files_uploaded, t.bytes) = (t.files_uploaded + 1, t.bytes + f.bytes),
@@ -155,8 +158,11 @@ fn local(cfg: &Config) -> Result<Status> {
             _ => {}
         }
     }
-    let pending_commits: Vec<Pending> =
-        spool.pending_commits()?.into_iter().map(|p| Pending { table: p.table, commit_id: p.commit_id, files: p.ids.len() }).collect();
+    let pending_commits: Vec<Pending> = spool
+        .pending_commits()?
+        .into_iter()
+        .map(|p| Pending { table: p.table, commit_id: p.commit_id, files: p.ids.len() })
+        .collect();
     for p in &pending_commits {
         if let Some(t) = tables.get_mut(&p.table) {
             t.pending_commit = Some(p.commit_id.clone());
@@ -270,7 +276,8 @@ async fn check_catalog(cfg: &Config, st: &mut Status) -> Reach {
                 Some(dlq) => total_records(dlq.metadata()),
                 None => 0,
             };
-            st.tables.iter_mut().find(|t| t.table == *name).expect("listed above").dead_letters = Some(DeadLetters { table, rows });
+            st.tables.iter_mut().find(|t| t.table == *name).expect("listed above").dead_letters =
+                Some(DeadLetters { table, rows });
         }
         for name in names {
             let table = committer.load(&name).await?;
@@ -310,20 +317,43 @@ fn fill_lag(st: &mut Status) {
 }
 
 fn when(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let running = if self.agent_running { " (read beside the running agent)" } else { "" };
         writeln!(f, "agent {}", self.agent)?;
-        writeln!(f, "spool {}: {} in use{}{running}", self.spool_dir, mib(self.bytes), self.max_bytes.map(|m| format!(" of {}", mib(m))).unwrap_or_default())?;
+        writeln!(
+            f,
+            "spool {}: {} in use{}{running}",
+            self.spool_dir,
+            mib(self.bytes),
+            self.max_bytes.map(|m| format!(" of {}", mib(m))).unwrap_or_default()
+        )?;
         if let Some(free) = self.free_disk {
-            writeln!(f, "disk: {} free{}", mib(free), self.min_free.map(|m| format!(" (fetching pauses below {})", mib(m))).unwrap_or_default())?;
+            writeln!(
+                f,
+                "disk: {} free{}",
+                mib(free),
+                self.min_free.map(|m| format!(" (fetching pauses below {})", mib(m))).unwrap_or_default()
+            )?;
         }
-        writeln!(f, "files: {} written, {} uploaded, {} committed, {} quarantined", self.written, self.uploaded, self.committed, self.quarantined.len())?;
+        writeln!(
+            f,
+            "files: {} written, {} uploaded, {} committed, {} quarantined",
+            self.written,
+            self.uploaded,
+            self.committed,
+            self.quarantined.len()
+        )?;
         for q in &self.quarantined {
-            writeln!(f, "  quarantined #{}: {} {}/{} offsets {}..={}: {}", q.id, q.table, q.topic, q.partition, q.first_offset, q.last_offset, q.reason)?;
+            writeln!(
+                f,
+                "  quarantined #{}: {} {}/{} offsets {}..={}: {}",
+                q.id, q.table, q.topic, q.partition, q.first_offset, q.last_offset, q.reason
+            )?;
         }
         for (what, r) in [("broker", &self.broker), ("catalog", &self.catalog)] {
             match r {
@@ -333,7 +363,14 @@ impl fmt::Display for Status {
             }
         }
         for t in &self.tables {
-            writeln!(f, "table {}: {} files to upload, {} to commit ({})", t.table, t.files_written, t.files_uploaded, mib(t.bytes))?;
+            writeln!(
+                f,
+                "table {}: {} files to upload, {} to commit ({})",
+                t.table,
+                t.files_written,
+                t.files_uploaded,
+                mib(t.bytes)
+            )?;
             if let Some(p) = &t.pending_commit {
                 writeln!(f, "  pending commit {p}: checked against the table's history before anything is retried")?;
             }
@@ -341,7 +378,13 @@ impl fmt::Display for Status {
                 writeln!(f, "  dead letters: {} in {}", d.rows, d.table)?;
             }
             match (&t.last_commit, t.exists) {
-                (Some(c), _) => writeln!(f, "  last commit: snapshot {} at {} ({})", c.snapshot_id, when(c.timestamp_ms), c.commit_id.as_deref().unwrap_or("no commit id"))?,
+                (Some(c), _) => writeln!(
+                    f,
+                    "  last commit: snapshot {} at {} ({})",
+                    c.snapshot_id,
+                    when(c.timestamp_ms),
+                    c.commit_id.as_deref().unwrap_or("no commit id")
+                )?,
                 (None, Some(true)) => writeln!(f, "  last commit: none by this agent")?,
                 (None, Some(false)) => writeln!(f, "  not in the catalog yet (created at the first commit)")?,
                 (None, None) => {}
@@ -349,9 +392,18 @@ impl fmt::Display for Status {
         }
         for p in &self.partitions {
             let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-            write!(f, "{}/{}: spooled up to {}, committed up to {}", p.topic, p.partition, opt(p.spooled), opt(p.committed))?;
+            write!(
+                f,
+                "{}/{}: spooled up to {}, committed up to {}",
+                p.topic,
+                p.partition,
+                opt(p.spooled),
+                opt(p.committed)
+            )?;
             match p.high_watermark {
-                Some(h) => writeln!(f, ", high watermark {h}: {} to fetch, {} to commit", opt(p.to_fetch), opt(p.to_commit))?,
+                Some(h) => {
+                    writeln!(f, ", high watermark {h}: {} to fetch, {} to commit", opt(p.to_fetch), opt(p.to_commit))?
+                }
                 None => writeln!(f)?,
             }
         }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use frazil_spool::Spool;
 use iceberg::TableCreation;
-use iceberg::spec::{NullOrder, PartitionSpec, Schema, SortDirection, SortField, SortOrder, TableMetadataBuilder, Transform, Type, UnboundPartitionSpec};
+use iceberg::spec::{
+    NullOrder, PartitionSpec, Schema, SortDirection, SortField, SortOrder, TableMetadataBuilder, Transform, Type,
+    UnboundPartitionSpec,
+};
 
 use crate::config::partition::PartitionField;
 use crate::config::per_table::SortKey;
@@ -39,7 +42,9 @@ fn sort_key(table: &str) -> String {
 /// orders existed).
 pub fn recorded_sort(spool: &Spool, table: &str) -> Result<Option<SortOrder>> {
     let Some(bytes) = spool.get_meta(&sort_key(table))? else { return Ok(None) };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("sort order of {table} in the spool index"), e))
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::decode(format!("sort order of {table} in the spool index"), e))
 }
 
 pub fn record_sort(spool: &Spool, table: &str, order: &SortOrder) -> Result<()> {
@@ -78,13 +83,18 @@ pub fn sort_order(table: &str, schema: &Schema, keys: &[SortKey]) -> Result<Sort
 /// `order` when frazil can write rows in it (identity transforms of top-level columns), else
 /// unsorted: a table created elsewhere may sort by a transform, which its own engines apply.
 pub fn writable_sort(order: &SortOrder, schema: &Schema) -> SortOrder {
-    let ok = order.fields.iter().all(|f| f.transform == Transform::Identity && schema.as_struct().field_by_id(f.source_id).is_some());
+    let ok = order
+        .fields
+        .iter()
+        .all(|f| f.transform == Transform::Identity && schema.as_struct().field_by_id(f.source_id).is_some());
     if ok { order.clone() } else { SortOrder::unsorted_order() }
 }
 
 pub fn recorded_spec(spool: &Spool, table: &str) -> Result<Option<PartitionSpec>> {
     let Some(bytes) = spool.get_meta(&spec_key(table))? else { return Ok(None) };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("partition spec of {table} in the spool index"), e))
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::decode(format!("partition spec of {table} in the spool index"), e))
 }
 
 pub fn record_spec(spool: &Spool, table: &str, spec: &PartitionSpec) -> Result<()> {
@@ -95,7 +105,9 @@ pub fn record_spec(spool: &Spool, table: &str, spec: &PartitionSpec) -> Result<(
 /// The schema recorded in the spool index for `table`.
 pub fn recorded(spool: &Spool, table: &str) -> Result<Option<Schema>> {
     let Some(bytes) = spool.get_meta(&meta_key(table))? else { return Ok(None) };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("schema of {table} in the spool index"), e))
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::decode(format!("schema of {table} in the spool index"), e))
 }
 
 pub fn record(spool: &Spool, table: &str, schema: &Schema) -> Result<()> {
@@ -109,7 +121,9 @@ pub fn record(spool: &Spool, table: &str, schema: &Schema) -> Result<()> {
 /// change (`Committer::grow`).
 pub fn creation(spool: &Spool, table: &str) -> Result<Option<Schema>> {
     match spool.get_meta(&base_key(table))? {
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::decode(format!("creation schema of {table} in the spool index"), e)),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::decode(format!("creation schema of {table} in the spool index"), e)),
         None => recorded(spool, table),
     }
 }
@@ -127,7 +141,9 @@ pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
         if schema.field_by_name(col).is_none() {
             return Err(Error::decode(
                 format!("table {table}"),
-                format!("has no `{col}` column, so it was not created by frazil; point catalog.table at a new table name"),
+                format!(
+                    "has no `{col}` column, so it was not created by frazil; point catalog.table at a new table name"
+                ),
             ));
         }
     }
@@ -138,14 +154,23 @@ pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
 /// catalog does on create.
 /// When no sample is a JSON object the table starts with the meta columns alone (the records are
 /// dead letters) and grows with the first object that comes.
-pub fn infer<'a>(table: &str, samples: impl IntoIterator<Item = &'a [u8]>, time: &decode::TimeFields, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
+pub fn infer<'a>(
+    table: &str,
+    samples: impl IntoIterator<Item = &'a [u8]>,
+    time: &decode::TimeFields,
+    partition: &[PartitionField],
+) -> Result<(Arc<Schema>, PartitionSpec)> {
     let inferred = decode::infer_schema(samples).or_else(|_| decode::infer_schema([b"{}".as_slice()]))?;
     canonical(table, decode::with_time_fields(inferred, time, 0)?, partition)
 }
 
 /// The schema of an Avro topic's table from the writer schema of its first records (the meta
 /// columns alone when none of them had a usable one: the table grows with the first that does).
-pub fn avro(table: &str, writer: Option<&decode::avro::Avro>, partition: &[PartitionField]) -> Result<(Arc<Schema>, PartitionSpec)> {
+pub fn avro(
+    table: &str,
+    writer: Option<&decode::avro::Avro>,
+    partition: &[PartitionField],
+) -> Result<(Arc<Schema>, PartitionSpec)> {
     let schema = match writer.map(decode::avro::table_schema) {
         Some(Ok(s)) => s,
         Some(Err(e)) => {

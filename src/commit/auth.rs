@@ -70,13 +70,18 @@ fn fetch(agent: &ureq::Agent, endpoint: &str, id: &str, secret: &str, scope: &st
     let fail = |status, body: String| Error::Catalog { context: format!("get a token from {endpoint}"), status, body };
     let form = [("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", scope)];
     let mut resp = agent.post(endpoint).send_form(form).map_err(|e| {
-        if crate::tls::is_untrusted(&e) { crate::tls::untrusted("catalog.ca_file", endpoint, &e) } else { fail(None, e.to_string()) }
+        if crate::tls::is_untrusted(&e) {
+            crate::tls::untrusted("catalog.ca_file", endpoint, &e)
+        } else {
+            fail(None, e.to_string())
+        }
     })?;
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().map_err(|e| fail(Some(status), e.to_string()))?;
     match status {
         200 => {
-            let a: TokenAnswer = serde_json::from_str(&body).map_err(|e| fail(Some(status), format!("unreadable answer ({e})")))?;
+            let a: TokenAnswer =
+                serde_json::from_str(&body).map_err(|e| fail(Some(status), format!("unreadable answer ({e})")))?;
             let refresh_at = a.expires_in.map(|s| started + Duration::from_millis(s.saturating_mul(800)));
             log::debug!("catalog: new token from {endpoint}, valid for {:?} s", a.expires_in);
             Ok(Token { value: a.access_token, refresh_at })
@@ -84,7 +89,10 @@ fn fetch(agent: &ureq::Agent, endpoint: &str, id: &str, secret: &str, scope: &st
         // RFC 6749 §5.2: invalid_client is 401, a bad grant or scope 400.
         400 | 401 | 403 => Err(Error::config(
             "catalog.credential",
-            format!("the token endpoint {endpoint} refused the client credentials (HTTP {status}: {})", body.chars().take(300).collect::<String>()),
+            format!(
+                "the token endpoint {endpoint} refused the client credentials (HTTP {status}: {})",
+                body.chars().take(300).collect::<String>()
+            ),
             "check the client id and secret (\"<client_id>:<client_secret>\"), catalog.scope and catalog.oauth2_server_uri",
         )),
         _ => Err(fail(Some(status), body)),

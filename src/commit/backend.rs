@@ -16,9 +16,20 @@ pub trait Backend: Send + Sync {
     /// The table's current metadata; `None` when it does not exist.
     fn load_table(&self, ident: &TableIdent) -> Result<Option<LoadedTable>>;
     /// Creates the table (format v2); `false` with the existing table when another writer was first.
-    fn create_table(&self, ident: &TableIdent, schema: &Schema, spec: &PartitionSpec, order: &SortOrder) -> Result<(LoadedTable, bool)>;
+    fn create_table(
+        &self,
+        ident: &TableIdent,
+        schema: &Schema,
+        spec: &PartitionSpec,
+        order: &SortOrder,
+    ) -> Result<(LoadedTable, bool)>;
     /// Applies `updates` if `requirements` hold on the current metadata, atomically.
-    fn commit(&self, ident: &TableIdent, requirements: &[TableRequirement], updates: &[TableUpdate]) -> Result<CommitAnswer>;
+    fn commit(
+        &self,
+        ident: &TableIdent,
+        requirements: &[TableRequirement],
+        updates: &[TableUpdate],
+    ) -> Result<CommitAnswer>;
     /// Properties the catalog hands its clients (a REST catalog's `/v1/config`).
     fn properties(&self) -> &HashMap<String, String>;
 }
@@ -30,10 +41,21 @@ impl Backend for super::rest::RestCatalog {
     fn load_table(&self, ident: &TableIdent) -> Result<Option<LoadedTable>> {
         super::rest::RestCatalog::load_table(self, ident)
     }
-    fn create_table(&self, ident: &TableIdent, schema: &Schema, spec: &PartitionSpec, order: &SortOrder) -> Result<(LoadedTable, bool)> {
+    fn create_table(
+        &self,
+        ident: &TableIdent,
+        schema: &Schema,
+        spec: &PartitionSpec,
+        order: &SortOrder,
+    ) -> Result<(LoadedTable, bool)> {
         super::rest::RestCatalog::create_table(self, ident, schema, spec, order)
     }
-    fn commit(&self, ident: &TableIdent, requirements: &[TableRequirement], updates: &[TableUpdate]) -> Result<CommitAnswer> {
+    fn commit(
+        &self,
+        ident: &TableIdent,
+        requirements: &[TableRequirement],
+        updates: &[TableUpdate],
+    ) -> Result<CommitAnswer> {
         super::rest::RestCatalog::commit(self, ident, requirements, updates)
     }
     fn properties(&self) -> &HashMap<String, String> {

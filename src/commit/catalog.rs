@@ -9,8 +9,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use iceberg::io::FileIO;
 use iceberg::Runtime;
+use iceberg::io::FileIO;
 use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent};
 

@@ -90,7 +90,8 @@ impl FilesCatalog {
         let Some(n) = self.latest(&location).await? else { return Ok(None) };
         let url = format!("{location}/metadata/{}", version_name(n));
         let bytes = self.stores.get(&url).await?;
-        let metadata: TableMetadata = serde_json::from_slice(&bytes).map_err(|e| Error::decode(format!("table metadata {url}"), e))?;
+        let metadata: TableMetadata =
+            serde_json::from_slice(&bytes).map_err(|e| Error::decode(format!("table metadata {url}"), e))?;
         Ok(Some((n, LoadedTable { metadata_location: Some(url), metadata, config: HashMap::new() })))
     }
 
@@ -102,7 +103,9 @@ impl FilesCatalog {
         let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
         match store.put_opts(&path, PutPayload::from(Bytes::from(json)), opts).await {
             Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => return Ok(false),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                return Ok(false);
+            }
             Err(e) => return Err(Error::storage(format!("create {url}"), e)),
         }
         // The hint may lag behind (a crash here, or another writer's newer hint overwritten by
@@ -115,7 +118,11 @@ impl FilesCatalog {
     }
 
     fn loaded(location: &str, n: u64, metadata: TableMetadata) -> LoadedTable {
-        LoadedTable { metadata_location: Some(format!("{location}/metadata/{}", version_name(n))), metadata, config: HashMap::new() }
+        LoadedTable {
+            metadata_location: Some(format!("{location}/metadata/{}", version_name(n))),
+            metadata,
+            config: HashMap::new(),
+        }
     }
 }
 
@@ -128,7 +135,13 @@ impl super::backend::Backend for FilesCatalog {
         self.run(async { Ok(self.load(ident).await?.map(|(_, t)| t)) })
     }
 
-    fn create_table(&self, ident: &TableIdent, schema: &Schema, spec: &PartitionSpec, order: &SortOrder) -> Result<(LoadedTable, bool)> {
+    fn create_table(
+        &self,
+        ident: &TableIdent,
+        schema: &Schema,
+        spec: &PartitionSpec,
+        order: &SortOrder,
+    ) -> Result<(LoadedTable, bool)> {
         let location = self.table_location(ident);
         let creation = TableCreation::builder()
             .name(ident.name().to_string())
@@ -155,7 +168,12 @@ impl super::backend::Backend for FilesCatalog {
         })
     }
 
-    fn commit(&self, ident: &TableIdent, requirements: &[TableRequirement], updates: &[TableUpdate]) -> Result<CommitAnswer> {
+    fn commit(
+        &self,
+        ident: &TableIdent,
+        requirements: &[TableRequirement],
+        updates: &[TableUpdate],
+    ) -> Result<CommitAnswer> {
         let location = self.table_location(ident);
         self.run(async {
             let current = self.load(ident).await?;
@@ -170,12 +188,15 @@ impl super::backend::Backend for FilesCatalog {
             }
             let mut builder = TableMetadataBuilder::new_from_metadata(current.metadata, current.metadata_location);
             for u in updates {
-                builder = u.clone().apply(builder).map_err(|e| Error::iceberg(format!("apply a commit to {ident}"), e))?;
+                builder =
+                    u.clone().apply(builder).map_err(|e| Error::iceberg(format!("apply a commit to {ident}"), e))?;
             }
             let next = builder.build().map_err(|e| Error::iceberg(format!("metadata of {ident}"), e))?.metadata;
             match self.create_version(&location, n + 1, &next).await {
                 Ok(true) => Ok(CommitAnswer::Applied(Box::new(Self::loaded(&location, n + 1, next)))),
-                Ok(false) => Ok(CommitAnswer::Conflict(format!("another writer created {} first", version_name(n + 1)))),
+                Ok(false) => {
+                    Ok(CommitAnswer::Conflict(format!("another writer created {} first", version_name(n + 1))))
+                }
                 // The create may have landed: the caller looks for its commit id before retrying.
                 Err(e) => Ok(CommitAnswer::Unknown(e)),
             }
@@ -199,7 +220,10 @@ mod tests {
     }
 
     fn schema() -> Schema {
-        Schema::builder().with_fields(vec![NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into()]).build().unwrap()
+        Schema::builder()
+            .with_fields(vec![NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into()])
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -208,11 +232,15 @@ mod tests {
         let c = catalog(dir.path());
         let ident = TableIdent::from_strs(["edge", "t"]).unwrap();
         assert!(c.load_table(&ident).unwrap().is_none());
-        let (t, created) = c.create_table(&ident, &schema(), &PartitionSpec::unpartition_spec(), &SortOrder::unsorted_order()).unwrap();
+        let (t, created) = c
+            .create_table(&ident, &schema(), &PartitionSpec::unpartition_spec(), &SortOrder::unsorted_order())
+            .unwrap();
         assert!(created);
         assert!(t.metadata_location.as_deref().unwrap().ends_with("/edge/t/metadata/v1.metadata.json"));
         // A second creator finds the first one's table.
-        let (_, created) = c.create_table(&ident, &schema(), &PartitionSpec::unpartition_spec(), &SortOrder::unsorted_order()).unwrap();
+        let (_, created) = c
+            .create_table(&ident, &schema(), &PartitionSpec::unpartition_spec(), &SortOrder::unsorted_order())
+            .unwrap();
         assert!(!created);
 
         // Two writers that read v1: the first commit creates v2, the second is a conflict.

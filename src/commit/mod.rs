@@ -18,15 +18,18 @@ use std::time::Duration;
 
 use async_compat::Compat;
 use iceberg::io::FileIO;
-use iceberg::spec::{DataFile, FormatVersion, PartitionSpec, Schema, SortOrder, StructType, deserialize_data_file_from_json, serialize_data_file_to_json};
+use iceberg::spec::{
+    DataFile, FormatVersion, PartitionSpec, Schema, SortOrder, StructType, deserialize_data_file_from_json,
+    serialize_data_file_to_json,
+};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
 
 use crate::backoff::Backoff;
 use crate::config::{CatalogConfig, CatalogKind};
-use crate::upload::Stores;
 use crate::source::TopicPartition;
+use crate::upload::Stores;
 use crate::{Error, Result};
 use catalog::{Adapter, Failure};
 pub use protocol::{commit_id, commit_landed, committed_offsets, last_commit};
@@ -51,7 +54,8 @@ impl Committer {
                 Arc::new(blocking::unblock(move || rest::RestCatalog::connect(&c)).await?)
             }
             CatalogKind::Filesystem => {
-                let warehouse = cfg.warehouse.as_deref().expect("the config requires a warehouse for a filesystem catalog");
+                let warehouse =
+                    cfg.warehouse.as_deref().expect("the config requires a warehouse for a filesystem catalog");
                 Arc::new(files::FilesCatalog::new(warehouse, stores.clone())?)
             }
         };
@@ -118,7 +122,8 @@ impl Committer {
         loop {
             let md = table.metadata();
             let current = md.current_schema();
-            let missing: Vec<i32> = field_ids(wanted).into_iter().filter(|id| current.field_by_id(*id).is_none()).collect();
+            let missing: Vec<i32> =
+                field_ids(wanted).into_iter().filter(|id| current.field_by_id(*id).is_none()).collect();
             // Columns the spool files have wider (`int` → `long`, `float` → `double`, a wider decimal).
             let promoted: Vec<i32> = field_ids(wanted)
                 .into_iter()
@@ -136,7 +141,10 @@ impl Committer {
                 body: format!("{detail}: another writer changed the table's schema; the files stay spooled"),
             };
             if let Some(id) = missing.iter().find(|id| **id <= md.last_column_id()) {
-                return Err(clash(format!("field id {id} of the spooled files is already used by the table (last field id {})", md.last_column_id())));
+                return Err(clash(format!(
+                    "field id {id} of the spooled files is already used by the table (last field id {})",
+                    md.last_column_id()
+                )));
             }
             // The usual case: the table's schema is the one the spool grew from, so the wanted
             // schema holds all of it. Else another writer added top-level fields: keep theirs and
@@ -169,8 +177,16 @@ impl Committer {
                 .build()
                 .map_err(|e| Error::iceberg(format!("grown schema of {ident}"), e))?;
             // The new fields by name, without the fields inside new fields (`location`, not also `location.lat`).
-            let all: Vec<String> = missing.iter().chain(&promoted).filter_map(|id| schema.name_by_field_id(*id).map(str::to_string)).collect();
-            let names: Vec<&str> = all.iter().filter(|n| !all.iter().any(|p| n.starts_with(&format!("{p}.")))).map(String::as_str).collect();
+            let all: Vec<String> = missing
+                .iter()
+                .chain(&promoted)
+                .filter_map(|id| schema.name_by_field_id(*id).map(str::to_string))
+                .collect();
+            let names: Vec<&str> = all
+                .iter()
+                .filter(|n| !all.iter().any(|p| n.starts_with(&format!("{p}."))))
+                .map(String::as_str)
+                .collect();
             let requirements = vec![
                 TableRequirement::CurrentSchemaIdMatch { current_schema_id: current.schema_id() },
                 TableRequirement::LastAssignedFieldIdMatch { last_assigned_field_id: md.last_column_id() },
@@ -186,14 +202,20 @@ impl Committer {
                         .await
                         .map_err(|e| Error::iceberg(format!("open table {ident}"), e));
                 }
-                rest::CommitAnswer::Conflict(body) => log::info!("table {ident}: schema change conflicted ({}); reloading", body.trim()),
-                rest::CommitAnswer::Unknown(e) => log::warn!("table {ident}: schema change outcome unknown ({e}); reloading"),
+                rest::CommitAnswer::Conflict(body) => {
+                    log::info!("table {ident}: schema change conflicted ({}); reloading", body.trim())
+                }
+                rest::CommitAnswer::Unknown(e) => {
+                    log::warn!("table {ident}: schema change outcome unknown ({e}); reloading")
+                }
             }
             if backoff.attempts() >= MAX_ATTEMPTS {
                 return Err(Error::Catalog {
                     context: format!("grow the schema of {ident}"),
                     status: None,
-                    body: format!("gave up after {MAX_ATTEMPTS} attempts; the files stay spooled and are retried later"),
+                    body: format!(
+                        "gave up after {MAX_ATTEMPTS} attempts; the files stay spooled and are retried later"
+                    ),
                 });
             }
             smol::Timer::after(backoff.next_delay()).await;
@@ -208,14 +230,25 @@ impl Committer {
     /// Appends `files` in one snapshot carrying `commit_id` and `offsets`. Returns the table as
     /// committed. On `Err` the commit may still be pending (e.g. the catalog went away): the caller
     /// keeps it pending and checks for it with [`commit_landed`] before committing the files again.
-    pub async fn append(&self, mut table: Table, files: Vec<DataFile>, commit_id: &str, offsets: &BTreeMap<TopicPartition, i64>) -> Result<Table> {
+    pub async fn append(
+        &self,
+        mut table: Table,
+        files: Vec<DataFile>,
+        commit_id: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<Table> {
         let props = protocol::summary_properties(&self.agent_id, commit_id, offsets);
         let ident = table.identifier().clone();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let tx = Transaction::new(&table);
-            let action = tx.fast_append().with_check_duplicate(false).set_snapshot_properties(props.clone()).add_data_files(files.clone());
-            let tx = action.apply(tx).map_err(|e| Error::iceberg(format!("prepare commit {commit_id} to {ident}"), e))?;
+            let action = tx
+                .fast_append()
+                .with_check_duplicate(false)
+                .set_snapshot_properties(props.clone())
+                .add_data_files(files.clone());
+            let tx =
+                action.apply(tx).map_err(|e| Error::iceberg(format!("prepare commit {commit_id} to {ident}"), e))?;
             let result = Compat::new(tx.commit(self.adapter.as_ref())).await;
             let failure = self.adapter.last_failure.lock().expect("not poisoned").take();
             match (result, failure) {
@@ -226,7 +259,11 @@ impl Committer {
                 (Err(_), Some(Failure::Unknown(e))) => {
                     log::warn!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} outcome unknown ({e}); checking the table's history");
                     let Some(t) = self.load(ident.name()).await? else {
-                        return Err(Error::Catalog { context: format!("commit {commit_id}"), status: Some(404), body: format!("table {ident} disappeared") });
+                        return Err(Error::Catalog {
+                            context: format!("commit {commit_id}"),
+                            status: Some(404),
+                            body: format!("table {ident} disappeared"),
+                        });
                     };
                     if commit_landed(t.metadata(), &self.agent_id, commit_id) {
                         log::info!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} had landed");
@@ -241,7 +278,9 @@ impl Committer {
                 return Err(Error::Catalog {
                     context: format!("commit {commit_id} to {ident}"),
                     status: None,
-                    body: format!("gave up after {MAX_ATTEMPTS} attempts; the files stay spooled and are retried later"),
+                    body: format!(
+                        "gave up after {MAX_ATTEMPTS} attempts; the files stay spooled and are retried later"
+                    ),
                 });
             }
             smol::Timer::after(backoff.next_delay()).await;
@@ -280,7 +319,8 @@ pub fn data_file_to_json(file: DataFile, partition_type: &StructType) -> Result<
 
 /// The DataFile kept beside a spool file, now pointing at its uploaded object.
 pub fn data_file_from_json(json: &[u8], object_url: &str, table: &Table) -> Result<DataFile> {
-    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| Error::decode("spooled data file", e))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| Error::decode("spooled data file", e))?;
     match value.get_mut("file_path") {
         Some(path) => *path = serde_json::Value::String(object_url.to_string()),
         None => return Err(Error::decode("spooled data file", "no file_path field")),
@@ -295,7 +335,13 @@ pub fn data_file_from_json(json: &[u8], object_url: &str, table: &Table) -> Resu
             let ordered: Vec<String> = partition_type
                 .fields()
                 .iter()
-                .map(|f| format!("{}:{}", serde_json::Value::String(f.name.clone()), fields.get(&f.name).unwrap_or(&serde_json::Value::Null)))
+                .map(|f| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String(f.name.clone()),
+                        fields.get(&f.name).unwrap_or(&serde_json::Value::Null)
+                    )
+                })
                 .collect();
             format!("{{{}}}", ordered.join(","))
         }

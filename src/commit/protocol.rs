@@ -55,7 +55,11 @@ pub fn commit_id(table: &str, data_files: &[String]) -> String {
 
 /// The snapshot properties of a commit: its id, the agent, and the next offset of every partition
 /// the agent has taken into this table (cumulative, so the newest snapshot alone suffices).
-pub fn summary_properties(agent: &str, commit_id: &str, offsets: &BTreeMap<TopicPartition, i64>) -> HashMap<String, String> {
+pub fn summary_properties(
+    agent: &str,
+    commit_id: &str,
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> HashMap<String, String> {
     let mut props = HashMap::new();
     props.insert(COMMIT_ID.to_string(), commit_id.to_string());
     props.insert(AGENT.to_string(), agent.to_string());
@@ -64,7 +68,10 @@ pub fn summary_properties(agent: &str, commit_id: &str, offsets: &BTreeMap<Topic
         by_topic.entry(topic).or_default().insert(partition.to_string(), *next);
     }
     for (topic, parts) in by_topic {
-        props.insert(format!("{OFFSETS_PREFIX}{topic}"), serde_json::to_string(&parts).expect("a map of numbers serializes"));
+        props.insert(
+            format!("{OFFSETS_PREFIX}{topic}"),
+            serde_json::to_string(&parts).expect("a map of numbers serializes"),
+        );
     }
     props
 }
@@ -108,7 +115,8 @@ pub fn commit_landed(metadata: &TableMetadata, agent: &str, id: &str) -> bool {
 
 /// The last snapshot `agent` committed, if the table still knows it.
 pub fn last_commit<'a>(metadata: &'a TableMetadata, agent: &str) -> Option<&'a Snapshot> {
-    agent_snapshots(metadata, agent).find(|s| s.summary().additional_properties.get(AGENT).map(String::as_str) == Some(agent))
+    agent_snapshots(metadata, agent)
+        .find(|s| s.summary().additional_properties.get(AGENT).map(String::as_str) == Some(agent))
 }
 
 /// The next offset per partition that `agent` has committed to the table: the highest found in the
@@ -165,7 +173,9 @@ mod tests {
             .build();
         let mut updates = vec![TableUpdate::AddSnapshot { snapshot }];
         tag_new_snapshot(&mut updates, "gw-1");
-        let Some(TableUpdate::SetSnapshotRef { ref_name, reference }) = updates.last() else { panic!("no ref update: {updates:?}") };
+        let Some(TableUpdate::SetSnapshotRef { ref_name, reference }) = updates.last() else {
+            panic!("no ref update: {updates:?}")
+        };
         assert_eq!(ref_name, "frazil-gw-1");
         assert_eq!(reference.snapshot_id, 42);
         assert!(!reference.is_branch(), "a tag, so expiry keeps it and nobody commits onto it");

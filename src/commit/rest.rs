@@ -90,17 +90,27 @@ impl RestCatalog {
     pub fn connect(cfg: &CatalogConfig) -> Result<RestCatalog> {
         let agent = crate::tls::http_agent(cfg.request_timeout, cfg.ca_file.as_deref(), "catalog.ca_file")?;
         let auth = super::auth::Auth::new(cfg.auth.clone());
-        let mut catalog = RestCatalog { base: format!("{}/v1", cfg.uri), agent, auth, warehouse: cfg.warehouse.clone(), properties: HashMap::new() };
+        let mut catalog = RestCatalog {
+            base: format!("{}/v1", cfg.uri),
+            agent,
+            auth,
+            warehouse: cfg.warehouse.clone(),
+            properties: HashMap::new(),
+        };
         let mut url = format!("{}/config", catalog.base);
         if let Some(w) = &catalog.warehouse {
             url.push_str(&format!("?warehouse={}", seg(w)));
         }
-        let (status, body) = catalog.send("GET", &url, None).map_err(|e| e.with_context("read the catalog's /v1/config"))?;
+        let (status, body) =
+            catalog.send("GET", &url, None).map_err(|e| e.with_context("read the catalog's /v1/config"))?;
         if status != 200 {
             return Err(Error::Catalog { context: format!("GET {url}"), status: Some(status), body });
         }
-        let cr: ConfigResponse = serde_json::from_str(&body)
-            .map_err(|e| Error::Catalog { context: format!("GET {url}: unreadable answer ({e})"), status: Some(status), body: body.clone() })?;
+        let cr: ConfigResponse = serde_json::from_str(&body).map_err(|e| Error::Catalog {
+            context: format!("GET {url}: unreadable answer ({e})"),
+            status: Some(status),
+            body: body.clone(),
+        })?;
         let mut props = cr.defaults;
         props.extend(cr.overrides);
         if let Some(prefix) = props.get("prefix").filter(|p| !p.is_empty()) {
@@ -142,7 +152,10 @@ impl RestCatalog {
                 }
                 return Err(Error::config(
                     self.auth.key(),
-                    format!("the catalog refused the credentials: {method} {url}: HTTP 401: {}", text.chars().take(300).collect::<String>()),
+                    format!(
+                        "the catalog refused the credentials: {method} {url}: HTTP 401: {}",
+                        text.chars().take(300).collect::<String>()
+                    ),
                     "set catalog.token, or catalog.credential (\"<client_id>:<client_secret>\") for OAuth2, to what the catalog accepts",
                 ));
             }
@@ -160,7 +173,11 @@ impl RestCatalog {
         let (status, body) = self.send("POST", &url, Some(&json!({ "namespace": ns.as_ref(), "properties": {} })))?;
         match status {
             200 | 204 | 409 => Ok(()),
-            _ => Err(Error::Catalog { context: format!("create namespace {}", ns.as_ref().join(".")), status: Some(status), body }),
+            _ => Err(Error::Catalog {
+                context: format!("create namespace {}", ns.as_ref().join(".")),
+                status: Some(status),
+                body,
+            }),
         }
     }
 
@@ -177,7 +194,13 @@ impl RestCatalog {
 
     /// Creates a format-v2 table with `schema`, or loads it if another writer created it first;
     /// the flag says whether this call created it.
-    pub fn create_table(&self, ident: &TableIdent, schema: &Schema, spec: &PartitionSpec, order: &SortOrder) -> Result<(LoadedTable, bool)> {
+    pub fn create_table(
+        &self,
+        ident: &TableIdent,
+        schema: &Schema,
+        spec: &PartitionSpec,
+        order: &SortOrder,
+    ) -> Result<(LoadedTable, bool)> {
         let url = format!("{}/namespaces/{}/tables", self.base, ns_path(ident.namespace()));
         let req = json!({
             "name": ident.name(),
@@ -200,7 +223,12 @@ impl RestCatalog {
     }
 
     /// Sends a table commit and sorts the answer into applied / conflict / unknown.
-    pub fn commit(&self, ident: &TableIdent, requirements: &[TableRequirement], updates: &[TableUpdate]) -> Result<CommitAnswer> {
+    pub fn commit(
+        &self,
+        ident: &TableIdent,
+        requirements: &[TableRequirement],
+        updates: &[TableUpdate],
+    ) -> Result<CommitAnswer> {
         let url = self.table_url(ident);
         let req = serde_json::to_value(CommitTableRequest { identifier: ident, requirements, updates })
             .map_err(|e| Error::decode(format!("encode commit for {ident}"), e))?;
@@ -213,9 +241,11 @@ impl RestCatalog {
         Ok(match status {
             200 => CommitAnswer::Applied(Box::new(parse(&url, status, &body)?)),
             409 => CommitAnswer::Conflict(body),
-            500 | 502 | 503 | 504 => {
-                CommitAnswer::Unknown(Error::Catalog { context: format!("commit to {ident}"), status: Some(status), body })
-            }
+            500 | 502 | 503 | 504 => CommitAnswer::Unknown(Error::Catalog {
+                context: format!("commit to {ident}"),
+                status: Some(status),
+                body,
+            }),
             _ => return Err(Error::Catalog { context: format!("commit to {ident}"), status: Some(status), body }),
         })
     }

@@ -18,7 +18,11 @@ pub(super) fn fix_for(message: &str) -> String {
 pub(super) fn parse_error(text: &str, e: &toml::de::Error) -> Error {
     let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
     let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
-    Error::config(guess_key(e.message()).unwrap_or_else(|| "(file)".into()), format!("{at}{}", e.message().trim()), fix_for(e.message()))
+    Error::config(
+        guess_key(e.message()).unwrap_or_else(|| "(file)".into()),
+        format!("{at}{}", e.message().trim()),
+        fix_for(e.message()),
+    )
 }
 
 /// A config file that holds a secret must not be readable by every user of the machine.
@@ -27,7 +31,14 @@ pub(super) fn check_secret_file(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let table: toml::Table = toml::from_str(text).unwrap_or_default();
     let section = |name: &str| name.split('.').try_fold(&table, |t, k| t.get(k).and_then(toml::Value::as_table));
-    let secrets = [("storage.s3", "secret_access_key"), ("storage.s3", "session_token"), ("schema_registry", "password"), ("catalog", "token"), ("catalog", "credential"), ("kafka", "password")];
+    let secrets = [
+        ("storage.s3", "secret_access_key"),
+        ("storage.s3", "session_token"),
+        ("schema_registry", "password"),
+        ("catalog", "token"),
+        ("catalog", "credential"),
+        ("kafka", "password"),
+    ];
     let found = secrets.into_iter().find(|(s, key)| section(s).is_some_and(|t| t.contains_key(*key)));
     let Some((section, key)) = found else { return Ok(()) };
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
@@ -35,7 +46,12 @@ pub(super) fn check_secret_file(path: &Path, text: &str) -> Result<()> {
         return Err(Error::config(
             format!("{section}.{key}"),
             format!("{} holds a secret and every user can read it (mode {:o})", path.display(), mode & 0o777),
-            format!("chmod 600 {} (or 640 with frazil's group), or set it through the environment (FRAZIL__{}__{})", path.display(), section.replace('.', "__").to_ascii_uppercase(), key.to_ascii_uppercase()),
+            format!(
+                "chmod 600 {} (or 640 with frazil's group), or set it through the environment (FRAZIL__{}__{})",
+                path.display(),
+                section.replace('.', "__").to_ascii_uppercase(),
+                key.to_ascii_uppercase()
+            ),
         ));
     }
     Ok(())
@@ -73,4 +89,3 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     row[b.len()]
 }
-

@@ -2,8 +2,8 @@
 //! [`Config`], whose every field has a working default except the endpoints.
 //! Every error names the key, the bad value and the fix.
 
-mod load;
 mod access;
+mod load;
 pub mod partition;
 pub mod per_table;
 mod raw;
@@ -160,10 +160,16 @@ impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config("--config", format!("cannot read {}: {e}", path.display()), "pass --config with the path of a readable frazil.toml")
+            Error::config(
+                "--config",
+                format!("cannot read {}: {e}", path.display()),
+                "pass --config with the path of a readable frazil.toml",
+            )
         })?;
         let cfg = Config::parse_with_env(&text, std::env::vars()).map_err(|e| match e {
-            Error::Config { key, problem, fix } => Error::Config { key, problem: format!("{problem} (in {})", path.display()), fix },
+            Error::Config { key, problem, fix } => {
+                Error::Config { key, problem: format!("{problem} (in {})", path.display()), fix }
+            }
             other => other,
         })?;
         check_secret_file(path, &text)?;
@@ -194,19 +200,36 @@ impl Config {
         for (path, value) in overrides {
             let key = path.join(".");
             if path.iter().any(String::is_empty) {
-                return Err(Error::config(key, "is not a key (an empty level between double underscores)", "write e.g. FRAZIL__KAFKA__BROKERS"));
+                return Err(Error::config(
+                    key,
+                    "is not a key (an empty level between double underscores)",
+                    "write e.g. FRAZIL__KAFKA__BROKERS",
+                ));
             }
-            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v")).unwrap_or(toml::Value::String(value));
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
             let (last, parents) = path.split_last().expect("split gives at least one part");
             let mut at = &mut table;
             for p in parents {
                 let entry = at.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                at = entry.as_table_mut().ok_or_else(|| Error::config(key.clone(), format!("`{p}` is not a section"), "point the variable at a key inside a section"))?;
+                at = entry.as_table_mut().ok_or_else(|| {
+                    Error::config(
+                        key.clone(),
+                        format!("`{p}` is not a section"),
+                        "point the variable at a key inside a section",
+                    )
+                })?;
             }
             at.insert(last.clone(), parsed);
         }
         let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            Error::config(guess_key(e.message()).unwrap_or_else(|| "(environment)".into()), format!("with FRAZIL__* overrides: {}", e.message().trim()), fix_for(e.message()))
+            Error::config(
+                guess_key(e.message()).unwrap_or_else(|| "(environment)".into()),
+                format!("with FRAZIL__* overrides: {}", e.message().trim()),
+                fix_for(e.message()),
+            )
         })?;
         validate(raw)
     }
@@ -272,36 +295,70 @@ fn optional_size(key: &str, value: Option<String>, default: &str) -> Result<Opti
 fn validate(raw: RawConfig) -> Result<Config> {
     let agent_id = raw.agent.id.unwrap_or_else(hostname);
     if agent_id.is_empty() || !agent_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(Error::config("agent.id", format!("`{agent_id}` is not a usable agent id"), "use letters, digits, '-', '_' or '.', e.g. \"gateway-7\""));
+        return Err(Error::config(
+            "agent.id",
+            format!("`{agent_id}` is not a usable agent id"),
+            "use letters, digits, '-', '_' or '.', e.g. \"gateway-7\"",
+        ));
     }
     let k = raw.kafka;
     if k.brokers.is_empty() {
-        return Err(Error::config("kafka.brokers", "is empty", "list at least one broker, e.g. brokers = [\"127.0.0.1:9092\"]"));
+        return Err(Error::config(
+            "kafka.brokers",
+            "is empty",
+            "list at least one broker, e.g. brokers = [\"127.0.0.1:9092\"]",
+        ));
     }
     if let Some(b) = k.brokers.iter().find(|b| !b.contains(':')) {
-        return Err(Error::config("kafka.brokers", format!("`{b}` has no port"), "write host:port, e.g. \"127.0.0.1:9092\""));
+        return Err(Error::config(
+            "kafka.brokers",
+            format!("`{b}` has no port"),
+            "write host:port, e.g. \"127.0.0.1:9092\"",
+        ));
     }
     let topic_pattern = match k.topic_pattern.as_deref() {
         None => None,
         Some(p) => Some(regex_lite::Regex::new(p).map_err(|e| {
-            Error::config("kafka.topic_pattern", format!("`{p}` is not a regular expression ({e})"), "write e.g. \"^sensors\\\\..*\" (TOML strings need \\\\ for a backslash)")
+            Error::config(
+                "kafka.topic_pattern",
+                format!("`{p}` is not a regular expression ({e})"),
+                "write e.g. \"^sensors\\\\..*\" (TOML strings need \\\\ for a backslash)",
+            )
         })?),
     };
     if k.topics.is_empty() && topic_pattern.is_none() {
-        return Err(Error::config("kafka.topics", "is empty and kafka.topic_pattern is not set", "list the topics to read, e.g. topics = [\"events\"], or set topic_pattern = \"^events_.*\""));
+        return Err(Error::config(
+            "kafka.topics",
+            "is empty and kafka.topic_pattern is not set",
+            "list the topics to read, e.g. topics = [\"events\"], or set topic_pattern = \"^events_.*\"",
+        ));
     }
     let start = match k.start.as_deref().unwrap_or("earliest") {
         "earliest" => StartAt::Earliest,
         "latest" => StartAt::Latest,
-        other => return Err(Error::config("kafka.start", format!("`{other}` is not a start position"), "use \"earliest\" or \"latest\"")),
+        other => {
+            return Err(Error::config(
+                "kafka.start",
+                format!("`{other}` is not a start position"),
+                "use \"earliest\" or \"latest\"",
+            ));
+        }
     };
     let fetch_max_bytes = size("kafka.fetch_max_bytes", k.fetch_max_bytes, "4MiB")?;
     if !(1024..=i32::MAX as u64).contains(&fetch_max_bytes) {
-        return Err(Error::config("kafka.fetch_max_bytes", format!("{fetch_max_bytes} bytes is out of range"), "use between 1KiB and 2GiB, e.g. \"4MiB\""));
+        return Err(Error::config(
+            "kafka.fetch_max_bytes",
+            format!("{fetch_max_bytes} bytes is out of range"),
+            "use between 1KiB and 2GiB, e.g. \"4MiB\"",
+        ));
     }
     let fetches_in_flight = k.fetches_in_flight.unwrap_or(2);
     if !(1..=256).contains(&fetches_in_flight) {
-        return Err(Error::config("kafka.fetches_in_flight", format!("{fetches_in_flight} is out of range"), "use between 1 and 256, e.g. 2"));
+        return Err(Error::config(
+            "kafka.fetches_in_flight",
+            format!("{fetches_in_flight} is out of range"),
+            "use between 1 and 256, e.g. 2",
+        ));
     }
     let kafka = KafkaConfig {
         brokers: k.brokers,
@@ -309,7 +366,11 @@ fn validate(raw: RawConfig) -> Result<Config> {
         topic_pattern,
         refresh_interval: duration("kafka.refresh_interval", k.refresh_interval, "30s")?,
         format: format("kafka.format", k.format.as_deref().unwrap_or("json"))?,
-        formats: k.formats.iter().map(|(t, f)| Ok((t.clone(), format(&format!("kafka.formats.\"{t}\""), f)?))).collect::<Result<_>>()?,
+        formats: k
+            .formats
+            .iter()
+            .map(|(t, f)| Ok((t.clone(), format(&format!("kafka.formats.\"{t}\""), f)?)))
+            .collect::<Result<_>>()?,
         start,
         client_id: k.client_id.unwrap_or_else(|| "frazil".into()),
         fetch_max_bytes,
@@ -340,12 +401,28 @@ fn validate(raw: RawConfig) -> Result<Config> {
     let kind = match c.kind.as_deref().unwrap_or("rest") {
         "rest" => CatalogKind::Rest,
         "filesystem" => CatalogKind::Filesystem,
-        other => return Err(Error::config("catalog.type", format!("`{other}` is not a catalog type"), "write \"rest\" (a REST catalog at catalog.uri) or \"filesystem\" (metadata kept in catalog.warehouse)")),
+        other => {
+            return Err(Error::config(
+                "catalog.type",
+                format!("`{other}` is not a catalog type"),
+                "write \"rest\" (a REST catalog at catalog.uri) or \"filesystem\" (metadata kept in catalog.warehouse)",
+            ));
+        }
     };
     let uri = match (&kind, c.uri) {
-        (CatalogKind::Rest, None) => return Err(Error::config("catalog.uri", "is required for a REST catalog", "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\", or set type = \"filesystem\"")),
+        (CatalogKind::Rest, None) => {
+            return Err(Error::config(
+                "catalog.uri",
+                "is required for a REST catalog",
+                "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\", or set type = \"filesystem\"",
+            ));
+        }
         (CatalogKind::Rest, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-            return Err(Error::config("catalog.uri", format!("`{u}` is not an http(s) URL"), "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\""));
+            return Err(Error::config(
+                "catalog.uri",
+                format!("`{u}` is not an http(s) URL"),
+                "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\"",
+            ));
         }
         (_, u) => u.unwrap_or_default().trim_end_matches('/').to_string(),
     };
@@ -365,7 +442,11 @@ fn validate(raw: RawConfig) -> Result<Config> {
     }
     let table = c.table.unwrap_or_else(|| "{topic}".into());
     if table.is_empty() || table.contains('.') {
-        return Err(Error::config("catalog.table", format!("`{table}` is not a table name template"), "write e.g. \"{topic}\" or \"events_{topic}\" (no dots)"));
+        return Err(Error::config(
+            "catalog.table",
+            format!("`{table}` is not a table name template"),
+            "write e.g. \"{topic}\" or \"events_{topic}\" (no dots)",
+        ));
     }
     let dead_letter_table = c.dead_letter_table.unwrap_or_else(|| "{table}__dlq".into());
     if dead_letter_table.is_empty() || dead_letter_table.contains('.') || dead_letter_table == "{table}" {
@@ -420,22 +501,40 @@ fn validate(raw: RawConfig) -> Result<Config> {
         "s" => crate::decode::EpochUnit::Seconds,
         "ms" => crate::decode::EpochUnit::Millis,
         "us" => crate::decode::EpochUnit::Micros,
-        other => return Err(Error::config("json.epoch_unit", format!("`{other}` is not a unit"), "use \"s\", \"ms\" or \"us\"")),
+        other => {
+            return Err(Error::config(
+                "json.epoch_unit",
+                format!("`{other}` is not a unit"),
+                "use \"s\", \"ms\" or \"us\"",
+            ));
+        }
     };
     let time_fields = crate::decode::TimeFields { names: raw.json.timestamp_fields, epoch_unit };
     let metrics_listen = match raw.metrics.listen.as_deref() {
         None | Some("") | Some("off") => None,
         Some(a) => Some(a.parse::<std::net::SocketAddr>().map_err(|e| {
-            Error::config("metrics.listen", format!("`{a}` is not an address and port ({e})"), "write e.g. \"127.0.0.1:9464\", or \"off\"")
+            Error::config(
+                "metrics.listen",
+                format!("`{a}` is not an address and port ({e})"),
+                "write e.g. \"127.0.0.1:9464\", or \"off\"",
+            )
         })?),
     };
     let schema_registry = match raw.schema_registry {
         Some(r) => {
             if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
-                return Err(Error::config("schema_registry.url", format!("`{}` is not an http(s) URL", r.url), "write the registry's base URL, e.g. \"http://127.0.0.1:8081\""));
+                return Err(Error::config(
+                    "schema_registry.url",
+                    format!("`{}` is not an http(s) URL", r.url),
+                    "write the registry's base URL, e.g. \"http://127.0.0.1:8081\"",
+                ));
             }
             if r.password.is_some() && r.username.is_none() || r.password_file.is_some() && r.username.is_none() {
-                return Err(Error::config("schema_registry.username", "is not set but a password is", "set username too (basic auth sends both)"));
+                return Err(Error::config(
+                    "schema_registry.username",
+                    "is not set but a password is",
+                    "set username too (basic auth sends both)",
+                ));
             }
             Some(RegistryConfig {
                 url: r.url,
@@ -447,9 +546,14 @@ fn validate(raw: RawConfig) -> Result<Config> {
         }
         None => None,
     };
-    let avro = kafka.format == crate::decode::Format::Avro || kafka.formats.values().any(|f| *f == crate::decode::Format::Avro);
+    let avro = kafka.format == crate::decode::Format::Avro
+        || kafka.formats.values().any(|f| *f == crate::decode::Format::Avro);
     if avro && schema_registry.is_none() {
-        return Err(Error::config("schema_registry.url", "is not set but a topic's format is \"avro\"", "add a [schema_registry] section with url = \"http://host:8081\""));
+        return Err(Error::config(
+            "schema_registry.url",
+            "is not set but a topic's format is \"avro\"",
+            "add a [schema_registry] section with url = \"http://host:8081\"",
+        ));
     }
     let tables = per_table::settings(raw.tables)?;
     Ok(Config { agent_id, kafka, spool, catalog, s3, schema_registry, tables, time_fields, metrics_listen })
@@ -490,7 +594,11 @@ impl Config {
     }
 
     /// A key of `[tables."<table>"]`, else of `[tables."*"]`.
-    fn table_setting<'a, T>(&'a self, table: &str, key: impl Fn(&'a per_table::TableSettings) -> Option<&'a T>) -> Option<&'a T> {
+    fn table_setting<'a, T>(
+        &'a self,
+        table: &str,
+        key: impl Fn(&'a per_table::TableSettings) -> Option<&'a T>,
+    ) -> Option<&'a T> {
         self.tables.get(table).and_then(&key).or_else(|| self.tables.get("*").and_then(&key))
     }
 
@@ -511,7 +619,8 @@ impl KafkaConfig {
 
     /// Whether `topic` is read: listed by name, or matching the pattern (never an internal `__` topic).
     pub fn reads(&self, topic: &str) -> bool {
-        self.topics.iter().any(|t| t == topic) || (!topic.starts_with("__") && self.topic_pattern.as_ref().is_some_and(|p| p.is_match(topic)))
+        self.topics.iter().any(|t| t == topic)
+            || (!topic.starts_with("__") && self.topic_pattern.as_ref().is_some_and(|p| p.is_match(topic)))
     }
 }
 

@@ -34,7 +34,11 @@ pub fn parse(text: &str) -> Result<PartitionField, String> {
     let args: Vec<&str> = args.split(',').map(str::trim).collect();
     let number = |what: &str| -> Result<u32, String> {
         match args.as_slice() {
-            [n, _] => n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("`{s}`: {what} must be a positive number")),
+            [n, _] => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{s}`: {what} must be a positive number")),
             _ => Err(format!("`{s}`: write {name}(N, column)")),
         }
     };
@@ -46,7 +50,11 @@ pub fn parse(text: &str) -> Result<PartitionField, String> {
         "hour" => Transform::Hour,
         "bucket" => Transform::Bucket(number("the bucket count")?),
         "truncate" => Transform::Truncate(number("the width")?),
-        other => return Err(format!("`{other}` is not a partition transform (identity, year, month, day, hour, bucket, truncate)")),
+        other => {
+            return Err(format!(
+                "`{other}` is not a partition transform (identity, year, month, day, hour, bucket, truncate)"
+            ));
+        }
     };
     let column = match (&transform, args.as_slice()) {
         (Transform::Bucket(_) | Transform::Truncate(_), [_, c]) | (_, [c]) => c.to_string(),
@@ -66,7 +74,10 @@ mod tests {
     fn partition_fields_parse_or_say_why() {
         let f = parse("day(_kafka_timestamp)").unwrap();
         assert_eq!((f.transform, f.name().as_str()), (Transform::Day, "_kafka_timestamp_day"));
-        assert_eq!(parse(" identity( site ) ").unwrap(), PartitionField { transform: Transform::Identity, column: "site".into() });
+        assert_eq!(
+            parse(" identity( site ) ").unwrap(),
+            PartitionField { transform: Transform::Identity, column: "site".into() }
+        );
         assert_eq!(parse("bucket(16, device)").unwrap().transform, Transform::Bucket(16));
         assert_eq!(parse("truncate(4,name)").unwrap().name(), "name_trunc");
         assert!(parse("weekly(ts)").unwrap_err().contains("not a partition transform"));

@@ -43,26 +43,33 @@ pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<Strin
         let partition_by = match r.partition_by {
             None => None,
             Some(fields) => Some(
-                fields
-                    .iter()
-                    .map(|f| partition::parse(f))
-                    .collect::<std::result::Result<Vec<_>, String>>()
-                    .map_err(|p| Error::config(key("partition_by"), p, "write e.g. [\"day(_kafka_timestamp)\", \"identity(site)\"]"))?,
+                fields.iter().map(|f| partition::parse(f)).collect::<std::result::Result<Vec<_>, String>>().map_err(
+                    |p| {
+                        Error::config(
+                            key("partition_by"),
+                            p,
+                            "write e.g. [\"day(_kafka_timestamp)\", \"identity(site)\"]",
+                        )
+                    },
+                )?,
             ),
         };
         let sort_by = match r.sort_by {
             None => None,
-            Some(keys) => Some(
-                keys.iter()
-                    .map(|k| parse_sort_key(k))
-                    .collect::<std::result::Result<Vec<_>, String>>()
-                    .map_err(|p| Error::config(key("sort_by"), p, "write e.g. [\"device\", \"_kafka_timestamp desc\"]"))?,
-            ),
+            Some(keys) => {
+                Some(keys.iter().map(|k| parse_sort_key(k)).collect::<std::result::Result<Vec<_>, String>>().map_err(
+                    |p| Error::config(key("sort_by"), p, "write e.g. [\"device\", \"_kafka_timestamp desc\"]"),
+                )?)
+            }
         };
         let upload_target_bytes = size_opt(&key("upload_target_size"), r.upload_target_size, "128MiB")?;
         let commit_interval = duration_opt(&key("commit_interval"), r.commit_interval, "60s")?;
         if commit_interval.is_some_and(|d| d.is_zero()) {
-            return Err(Error::config(key("commit_interval"), "must be longer than zero", "write a duration such as \"60s\""));
+            return Err(Error::config(
+                key("commit_interval"),
+                "must be longer than zero",
+                "write a duration such as \"60s\"",
+            ));
         }
         out.insert(table, TableSettings { partition_by, sort_by, upload_target_bytes, commit_interval });
     }

@@ -72,7 +72,9 @@ fn bad_values_name_key_and_fix() {
 
 #[test]
 fn s3_http_endpoint_allows_http() {
-    let c = Config::parse(&format!("{MINIMAL}\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\n")).unwrap();
+    let c =
+        Config::parse(&format!("{MINIMAL}\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\n"))
+            .unwrap();
     assert!(c.s3.allow_http);
     assert!(c.s3.path_style);
 }
@@ -120,7 +122,8 @@ fn the_readme_reference_parses() {
 /// directory the packages create for the frazil user.
 #[test]
 fn the_packaged_config_parses() {
-    let c = Config::parse(include_str!("../../packaging/frazil.toml")).unwrap_or_else(|e| panic!("packaging/frazil.toml: {e}"));
+    let c = Config::parse(include_str!("../../packaging/frazil.toml"))
+        .unwrap_or_else(|e| panic!("packaging/frazil.toml: {e}"));
     assert_eq!(c.spool.dir, std::path::PathBuf::from("/var/lib/frazil"));
     assert_eq!(c.kafka.topics, ["telemetry"]);
 }
@@ -240,10 +243,17 @@ fn catalog_credentials_token_or_client_credentials() {
     assert_eq!(with("token = \"t0k\"").unwrap().catalog.auth, CatalogAuth::Token("t0k".into()));
     assert_eq!(
         with("credential = \"gw-7:s3:cret\"").unwrap().catalog.auth,
-        CatalogAuth::Client { id: "gw-7".into(), secret: "s3:cret".into(), endpoint: "http://127.0.0.1:8181/v1/oauth/tokens".into(), scope: "catalog".into() }
+        CatalogAuth::Client {
+            id: "gw-7".into(),
+            secret: "s3:cret".into(),
+            endpoint: "http://127.0.0.1:8181/v1/oauth/tokens".into(),
+            scope: "catalog".into()
+        }
     );
     let c = with("credential = \"a:b\"\noauth2_server_uri = \"https://idp.example/token\"\nscope = \"lake\"").unwrap();
-    assert!(matches!(c.catalog.auth, CatalogAuth::Client { ref endpoint, ref scope, .. } if endpoint == "https://idp.example/token" && scope == "lake"));
+    assert!(
+        matches!(c.catalog.auth, CatalogAuth::Client { ref endpoint, ref scope, .. } if endpoint == "https://idp.example/token" && scope == "lake")
+    );
     let (key, ..) = err(&format!("{MINIMAL}credential = \"no-colon\"\n"));
     assert_eq!(key, "catalog.credential");
     let (key, problem, _) = err(&format!("{MINIMAL}credential = \"a:b\"\ntoken = \"t\"\n"));
@@ -255,21 +265,33 @@ fn catalog_credentials_token_or_client_credentials() {
 
 #[test]
 fn kafka_tls_and_sasl_settings() {
-    let with = |extra: &str| Config::parse(&MINIMAL.replace("topics = [\"events\"]", &format!("topics = [\"events\"]\n{extra}")));
+    let with = |extra: &str| {
+        Config::parse(&MINIMAL.replace("topics = [\"events\"]", &format!("topics = [\"events\"]\n{extra}")))
+    };
     let c = with("").unwrap();
     assert!(c.kafka.tls.is_none() && c.kafka.sasl.is_none());
-    assert_eq!(with("tls = true").unwrap().kafka.tls, Some(KafkaTls { ca_file: None, cert_file: None, key_file: None }));
+    assert_eq!(
+        with("tls = true").unwrap().kafka.tls,
+        Some(KafkaTls { ca_file: None, cert_file: None, key_file: None })
+    );
     // Naming a CA file turns TLS on.
     assert!(with("ca_file = \"/etc/ssl/ca.pem\"").unwrap().kafka.tls.is_some());
     let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\ncert_file = \"c.pem\""));
     assert_eq!(key, "kafka.key_file");
-    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\ntls = false\nca_file = \"ca.pem\""));
+    let (key, ..) =
+        err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\ntls = false\nca_file = \"ca.pem\""));
     assert_eq!(key, "kafka.tls");
-    let sasl = with("sasl_mechanism = \"scram-sha-512\"\nusername = \"gw\"\npassword = \"pw\"").unwrap().kafka.sasl.unwrap();
-    assert_eq!((sasl.mechanism, sasl.username.as_str(), sasl.password.as_str()), (SaslMechanism::ScramSha512, "gw", "pw"));
-    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nsasl_mechanism = \"GSSAPI\""));
+    let sasl =
+        with("sasl_mechanism = \"scram-sha-512\"\nusername = \"gw\"\npassword = \"pw\"").unwrap().kafka.sasl.unwrap();
+    assert_eq!(
+        (sasl.mechanism, sasl.username.as_str(), sasl.password.as_str()),
+        (SaslMechanism::ScramSha512, "gw", "pw")
+    );
+    let (key, ..) =
+        err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nsasl_mechanism = \"GSSAPI\""));
     assert_eq!(key, "kafka.sasl_mechanism");
-    let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nsasl_mechanism = \"PLAIN\"\nusername = \"gw\""));
+    let (key, ..) = err(&MINIMAL
+        .replace("topics = [\"events\"]", "topics = [\"events\"]\nsasl_mechanism = \"PLAIN\"\nusername = \"gw\""));
     assert_eq!(key, "kafka.password");
     let (key, ..) = err(&MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nusername = \"gw\""));
     assert_eq!(key, "kafka.sasl_mechanism");
@@ -277,9 +299,16 @@ fn kafka_tls_and_sasl_settings() {
 
 #[test]
 fn a_filesystem_catalog_needs_a_warehouse_url_and_no_uri() {
-    let fs = |warehouse: &str| Config::parse(&format!("[kafka]\nbrokers = [\"127.0.0.1:9092\"]\ntopics = [\"e\"]\n[catalog]\ntype = \"filesystem\"\n{warehouse}\n"));
+    let fs = |warehouse: &str| {
+        Config::parse(&format!(
+            "[kafka]\nbrokers = [\"127.0.0.1:9092\"]\ntopics = [\"e\"]\n[catalog]\ntype = \"filesystem\"\n{warehouse}\n"
+        ))
+    };
     let c = fs("warehouse = \"file:///var/lib/lake\"").unwrap();
-    assert_eq!((c.catalog.kind, c.catalog.uri.as_str(), c.catalog.warehouse.as_deref()), (CatalogKind::Filesystem, "", Some("file:///var/lib/lake")));
+    assert_eq!(
+        (c.catalog.kind, c.catalog.uri.as_str(), c.catalog.warehouse.as_deref()),
+        (CatalogKind::Filesystem, "", Some("file:///var/lib/lake"))
+    );
     assert!(fs("warehouse = \"s3://lake/wh\"").is_ok());
     for bad in ["", "warehouse = \"/var/lib/lake\"", "warehouse = \"lake\""] {
         let Err(Error::Config { key, .. }) = fs(bad) else { panic!("`{bad}` accepted") };
@@ -295,12 +324,20 @@ fn a_filesystem_catalog_needs_a_warehouse_url_and_no_uri() {
 fn printed_settings_never_show_a_secret() {
     let text = format!(
         "{}\n[schema_registry]\nurl = \"http://r\"\nusername = \"u\"\npassword = \"reg-SECRET\"\n[storage.s3]\naccess_key_id = \"k\"\nsecret_access_key = \"s3-SECRET\"\nsession_token = \"tok-SECRET\"\n",
-        MINIMAL.replace("topics = [\"events\"]", "topics = [\"events\"]\nsasl_mechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"kafka-SECRET\"")
-            .replace("uri = \"http://127.0.0.1:8181\"", "uri = \"http://127.0.0.1:8181\"\ncredential = \"id:oauth-SECRET\"")
+        MINIMAL
+            .replace(
+                "topics = [\"events\"]",
+                "topics = [\"events\"]\nsasl_mechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"kafka-SECRET\""
+            )
+            .replace(
+                "uri = \"http://127.0.0.1:8181\"",
+                "uri = \"http://127.0.0.1:8181\"\ncredential = \"id:oauth-SECRET\""
+            )
     );
     let printed = format!("{:?}", Config::parse(&text).unwrap());
     assert!(!printed.contains("SECRET"), "{printed}");
     assert!(printed.contains("<redacted>"), "{printed}");
-    let token = MINIMAL.replace("uri = \"http://127.0.0.1:8181\"", "uri = \"http://127.0.0.1:8181\"\ntoken = \"tok-SECRET\"");
+    let token =
+        MINIMAL.replace("uri = \"http://127.0.0.1:8181\"", "uri = \"http://127.0.0.1:8181\"\ntoken = \"tok-SECRET\"");
     assert!(!format!("{:?}", Config::parse(&token).unwrap()).contains("SECRET"));
 }

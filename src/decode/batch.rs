@@ -21,9 +21,7 @@ pub struct Rejected {
 
 impl Rejected {
     fn new(reason: impl Into<String>) -> Self {
-        Rejected {
-            reason: reason.into(),
-        }
+        Rejected { reason: reason.into() }
     }
 }
 
@@ -75,7 +73,14 @@ struct Row {
 
 impl Row {
     fn dead(self, reason: String) -> DeadLetter {
-        DeadLetter { partition: self.partition, offset: self.offset, timestamp_ms: self.timestamp_ms, key: self.key, value: Some(self.raw), reason }
+        DeadLetter {
+            partition: self.partition,
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            key: self.key,
+            value: Some(self.raw),
+            reason,
+        }
     }
 }
 
@@ -166,9 +171,7 @@ impl BatchDecoder {
             let slot = match (f.name().as_str(), f.data_type()) {
                 (META_PARTITION, DataType::Int32) => Slot::Partition,
                 (META_OFFSET, DataType::Int64) => Slot::Offset,
-                (META_TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, tz))
-                    if f.is_nullable() =>
-                {
+                (META_TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, tz)) if f.is_nullable() => {
                     Slot::Timestamp(tz.clone())
                 }
                 (META_KEY, DataType::LargeBinary) if f.is_nullable() => Slot::Key { large: true },
@@ -191,10 +194,7 @@ impl BatchDecoder {
         }
         for meta in [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY] {
             if arrow.field_with_name(meta).is_err() {
-                return Err(Error::decode(
-                    "checking the table schema",
-                    format!("meta column `{meta}` is missing"),
-                ));
+                return Err(Error::decode("checking the table schema", format!("meta column `{meta}` is missing")));
             }
         }
         let user = Arc::new(ArrowSchema::new(user));
@@ -248,9 +248,7 @@ impl BatchDecoder {
     /// rejected. A message the fast path takes goes into its columns; any other is parsed, and
     /// whether it fits the schema is found out by [`flush`](Self::flush).
     pub fn push(&mut self, msg: &Message<'_>) -> Result<(), Rejected> {
-        let bytes = msg
-            .value
-            .ok_or_else(|| Rejected::new("message has no value (tombstone)"))?;
+        let bytes = msg.value.ok_or_else(|| Rejected::new("message has no value (tombstone)"))?;
         if self.fast.as_mut().is_some_and(|c| c.push(bytes)) {
             self.meta.push(msg.partition, msg.offset, msg.timestamp_ms, msg.key);
             match self.runs.last_mut() {
@@ -258,7 +256,8 @@ impl BatchDecoder {
                 _ => self.runs.push(Run::Fast(1)),
             }
         } else {
-            let value = serde_json::from_slice::<Value>(bytes).map_err(|e| Rejected::new(format!("invalid JSON: {e}")))?;
+            let value =
+                serde_json::from_slice::<Value>(bytes).map_err(|e| Rejected::new(format!("invalid JSON: {e}")))?;
             let Value::Object(map) = value else {
                 let kind = match value {
                     Value::Null => "null",
@@ -358,11 +357,16 @@ impl BatchDecoder {
         for run in &mut next.runs {
             if let Run::Parsed(rows) = run {
                 for row in rows {
-                    row.fresh = row.value.keys().any(|k| !next.columns.contains(k)) || fit::nested_keys_missing(&row.value, next.user.fields());
+                    row.fresh = row.value.keys().any(|k| !next.columns.contains(k))
+                        || fit::nested_keys_missing(&row.value, next.user.fields());
                 }
             }
         }
-        next.unknown = next.parsed().filter(|r| r.fresh).flat_map(|r| r.value.keys().filter(|k| !next.columns.contains(*k)).cloned()).collect();
+        next.unknown = next
+            .parsed()
+            .filter(|r| r.fresh)
+            .flat_map(|r| r.value.keys().filter(|k| !next.columns.contains(*k)).cloned())
+            .collect();
         *self = next;
         Ok(())
     }
@@ -458,8 +462,7 @@ impl BatchDecoder {
                     }
                 }
                 rows = kept;
-                self.decode(&rows)
-                    .map_err(|e| Error::decode(format!("decoding {} rows", rows.len()), e))?
+                self.decode(&rows).map_err(|e| Error::decode(format!("decoding {} rows", rows.len()), e))?
             }
         };
         if rows.is_empty() {
@@ -476,10 +479,7 @@ impl BatchDecoder {
         // A fresh decoder each time: after an error arrow_json's decoder keeps the failed rows.
         let mut decoder = json_decoder(&self.user)?;
         decoder.serialize(rows)?;
-        Ok(decoder
-            .flush()?
-            .map(|b| b.columns().to_vec())
-            .unwrap_or_default())
+        Ok(decoder.flush()?.map(|b| b.columns().to_vec()).unwrap_or_default())
     }
 
     /// Bisects `rows` (which start at index `base`) for rows arrow_json refuses, pushing their
@@ -525,9 +525,13 @@ impl BatchDecoder {
                 Slot::Partition => Arc::new(Int32Array::from(std::mem::take(&mut meta.partition))) as ArrayRef,
                 Slot::Offset => Arc::new(Int64Array::from(std::mem::take(&mut meta.offset))),
                 Slot::Timestamp(tz) => Arc::new(
-                    TimestampMicrosecondArray::from_iter(meta.timestamp_ms.iter().map(|ms| timestamp_us(*ms))).with_timezone_opt(tz.clone()),
+                    TimestampMicrosecondArray::from_iter(meta.timestamp_ms.iter().map(|ms| timestamp_us(*ms)))
+                        .with_timezone_opt(tz.clone()),
                 ),
-                Slot::Key { large } => meta.key.finish_binary(*large).map_err(|e| Error::decode(format!("building the key column of {rows} rows"), e))?,
+                Slot::Key { large } => meta
+                    .key
+                    .finish_binary(*large)
+                    .map_err(|e| Error::decode(format!("building the key column of {rows} rows"), e))?,
             });
         }
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));

@@ -19,7 +19,10 @@ use crate::{Error, Result};
 pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
     let n = batch.num_rows();
     if let Some(extra) = batch.schema().fields().iter().find(|f| target.field_with_name(f.name()).is_err()) {
-        return Err(Error::decode("converting a batch to the table's schema", format!("the table has no column `{}`", extra.name())));
+        return Err(Error::decode(
+            "converting a batch to the table's schema",
+            format!("the table has no column `{}`", extra.name()),
+        ));
     }
     let columns = target
         .fields()
@@ -29,7 +32,8 @@ pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBa
             None => Ok(arrow_array::new_null_array(f.data_type(), n)),
         })
         .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(target.clone(), columns).map_err(|e| Error::decode(format!("converting a batch of {n} rows to the table's schema"), e))
+    RecordBatch::try_new(target.clone(), columns)
+        .map_err(|e| Error::decode(format!("converting a batch of {n} rows to the table's schema"), e))
 }
 
 /// One array as `target`; the error says which nested field could not be converted.
@@ -58,20 +62,30 @@ pub fn conform(array: &ArrayRef, target: &DataType) -> std::result::Result<Array
         DataType::List(element) => {
             let l = array.as_any().downcast_ref::<ListArray>().ok_or_else(mismatch)?;
             let values = conform(l.values(), element.data_type())?;
-            Ok(Arc::new(ListArray::try_new(element.clone(), l.offsets().clone(), values, l.nulls().cloned()).map_err(|e| e.to_string())?))
+            Ok(Arc::new(
+                ListArray::try_new(element.clone(), l.offsets().clone(), values, l.nulls().cloned())
+                    .map_err(|e| e.to_string())?,
+            ))
         }
         DataType::LargeList(element) => {
             let l = array.as_any().downcast_ref::<LargeListArray>().ok_or_else(mismatch)?;
             let values = conform(l.values(), element.data_type())?;
-            Ok(Arc::new(LargeListArray::try_new(element.clone(), l.offsets().clone(), values, l.nulls().cloned()).map_err(|e| e.to_string())?))
+            Ok(Arc::new(
+                LargeListArray::try_new(element.clone(), l.offsets().clone(), values, l.nulls().cloned())
+                    .map_err(|e| e.to_string())?,
+            ))
         }
         DataType::Map(entries, sorted) => {
             let m = array.as_any().downcast_ref::<MapArray>().ok_or_else(mismatch)?;
             let DataType::Struct(fields) = entries.data_type() else { return Err(mismatch()) };
             let keys = conform(m.keys(), fields[0].data_type())?;
             let values = conform(m.values(), fields[1].data_type())?;
-            let entries_array = StructArray::try_new(fields.clone(), vec![keys, values], None).map_err(|e| e.to_string())?;
-            Ok(Arc::new(MapArray::try_new(entries.clone(), m.offsets().clone(), entries_array, m.nulls().cloned(), *sorted).map_err(|e| e.to_string())?))
+            let entries_array =
+                StructArray::try_new(fields.clone(), vec![keys, values], None).map_err(|e| e.to_string())?;
+            Ok(Arc::new(
+                MapArray::try_new(entries.clone(), m.offsets().clone(), entries_array, m.nulls().cloned(), *sorted)
+                    .map_err(|e| e.to_string())?,
+            ))
         }
         _ if array.data_type().is_nested() => Err(mismatch()),
         _ => {
@@ -90,7 +104,8 @@ mod tests {
 
     #[test]
     fn structs_match_by_name_and_leaves_widen() {
-        let inner = Fields::from(vec![Field::new("b", DataType::Int32, true), Field::new("a", DataType::Float32, true)]);
+        let inner =
+            Fields::from(vec![Field::new("b", DataType::Int32, true), Field::new("a", DataType::Float32, true)]);
         let s = StructArray::new(
             inner,
             vec![Arc::new(Int32Array::from(vec![1, 2])) as ArrayRef, Arc::new(Float32Array::from(vec![0.5, 1.5]))],
@@ -111,7 +126,8 @@ mod tests {
 
     #[test]
     fn refuses_to_drop_or_invent_data() {
-        let batch = RecordBatch::try_from_iter([("x", Arc::new(StringArray::from(vec!["1", "one"])) as ArrayRef)]).unwrap();
+        let batch =
+            RecordBatch::try_from_iter([("x", Arc::new(StringArray::from(vec!["1", "one"])) as ArrayRef)]).unwrap();
         let long = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
         let err = conform_batch(&batch, &long).unwrap_err().to_string();
         assert!(err.contains("column `x`") && err.contains("one"), "{err}");

@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, Int32Array, Int64Array, LargeBinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, LargeBinaryArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
 use arrow_schema::{DataType, TimeUnit};
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 
@@ -41,7 +44,11 @@ impl DeadLetter {
 /// key and value bytes, and why it was refused.
 pub fn dead_letter_schema() -> Schema {
     let f = |id, name: &str, required, t| {
-        Arc::new(if required { NestedField::required(id, name, Type::Primitive(t)) } else { NestedField::optional(id, name, Type::Primitive(t)) })
+        Arc::new(if required {
+            NestedField::required(id, name, Type::Primitive(t))
+        } else {
+            NestedField::optional(id, name, Type::Primitive(t))
+        })
     };
     Schema::builder()
         .with_fields(vec![
@@ -60,7 +67,9 @@ pub fn dead_letter_schema() -> Schema {
 /// The dead letters of one topic as a batch of `schema` (the dead-letter schema, with the field ids
 /// the table has).
 pub fn dead_letter_batch(topic: &str, letters: &[DeadLetter], schema: &Schema) -> Result<RecordBatch> {
-    let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(schema).map_err(|e| Error::iceberg("dead-letter schema to Arrow", e))?);
+    let arrow = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(schema).map_err(|e| Error::iceberg("dead-letter schema to Arrow", e))?,
+    );
     let binary = |dt: &DataType, values: Vec<Option<&[u8]>>| -> ArrayRef {
         match dt {
             DataType::LargeBinary => Arc::new(LargeBinaryArray::from(values)),
@@ -79,8 +88,10 @@ pub fn dead_letter_batch(topic: &str, letters: &[DeadLetter], schema: &Schema) -
                     other => return Err(Error::decode("dead-letter schema", format!("timestamp is {other}"))),
                 };
                 Arc::new(
-                    TimestampMicrosecondArray::from_iter(letters.iter().map(|d| (d.timestamp_ms >= 0).then(|| d.timestamp_ms.saturating_mul(1000))))
-                        .with_timezone_opt(tz),
+                    TimestampMicrosecondArray::from_iter(
+                        letters.iter().map(|d| (d.timestamp_ms >= 0).then(|| d.timestamp_ms.saturating_mul(1000))),
+                    )
+                    .with_timezone_opt(tz),
                 )
             }
             "key" => binary(field.data_type(), letters.iter().map(|d| d.key.as_deref()).collect()),
@@ -89,7 +100,8 @@ pub fn dead_letter_batch(topic: &str, letters: &[DeadLetter], schema: &Schema) -
             other => return Err(Error::decode("dead-letter schema", format!("unexpected column `{other}`"))),
         });
     }
-    RecordBatch::try_new(arrow, columns).map_err(|e| Error::decode(format!("{} dead letters of {topic}", letters.len()), e))
+    RecordBatch::try_new(arrow, columns)
+        .map_err(|e| Error::decode(format!("{} dead letters of {topic}", letters.len()), e))
 }
 
 #[cfg(test)]
@@ -99,9 +111,16 @@ mod tests {
 
     #[test]
     fn dead_letters_keep_the_raw_record_and_the_reason() {
-        let msg = Message { partition: 3, offset: 42, timestamp_ms: 1_700_000_000_123, key: Some(b"k"), value: Some(b"{not json") };
+        let msg = Message {
+            partition: 3,
+            offset: 42,
+            timestamp_ms: 1_700_000_000_123,
+            key: Some(b"k"),
+            value: Some(b"{not json"),
+        };
         let none = Message { partition: 3, offset: 43, timestamp_ms: -1, key: None, value: None };
-        let letters = [DeadLetter::new(&msg, "invalid JSON"), DeadLetter::new(&none, "message has no value (tombstone)")];
+        let letters =
+            [DeadLetter::new(&msg, "invalid JSON"), DeadLetter::new(&none, "message has no value (tombstone)")];
         let b = dead_letter_batch("events", &letters, &dead_letter_schema()).unwrap();
         assert_eq!(b.num_rows(), 2);
         let col = |name: &str| b.column_by_name(name).unwrap().clone();
@@ -116,6 +135,9 @@ mod tests {
             _ => value.as_any().downcast_ref::<BinaryArray>().unwrap().iter().collect(),
         };
         assert_eq!(raw, vec![Some(&b"{not json"[..]), None]);
-        assert_eq!(col("reason").as_any().downcast_ref::<StringArray>().unwrap().value(1), "message has no value (tombstone)");
+        assert_eq!(
+            col("reason").as_any().downcast_ref::<StringArray>().unwrap().value(1),
+            "message has no value (tombstone)"
+        );
     }
 }

@@ -34,9 +34,28 @@ fn scalar() -> impl Strategy<Value = String> {
         Just("true".to_string()),
         Just("null".to_string()),
         // Edges of JSON's grammar, which the fast path's reader must read as serde_json does.
-        prop::sample::select(vec!["-0", "-0.0", "1E+2", "2.5e-3", "01", "-", "1.", "nul", "tru", "18446744073709551616", "-9223372036854775809"])
-            .prop_map(str::to_string),
-        prop::sample::select(vec![r#""\ud83d\ude00""#, r#""\ud83d""#, r#""\/\t""#, "\"tab\tinside\"", r#""caf\u00e9""#]).prop_map(str::to_string),
+        prop::sample::select(vec![
+            "-0",
+            "-0.0",
+            "1E+2",
+            "2.5e-3",
+            "01",
+            "-",
+            "1.",
+            "nul",
+            "tru",
+            "18446744073709551616",
+            "-9223372036854775809"
+        ])
+        .prop_map(str::to_string),
+        prop::sample::select(vec![
+            r#""\ud83d\ude00""#,
+            r#""\ud83d""#,
+            r#""\/\t""#,
+            "\"tab\tinside\"",
+            r#""caf\u00e9""#
+        ])
+        .prop_map(str::to_string),
     ]
 }
 
@@ -44,15 +63,31 @@ fn value() -> impl Strategy<Value = String> {
     scalar().prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
-            prop::collection::vec((prop::sample::select(vec!["code", "msg", "v", "extra"]), inner), 0..3).prop_map(|kv| {
-                let fields: Vec<String> = kv.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-                format!("{{{}}}", fields.join(","))
-            }),
+            prop::collection::vec((prop::sample::select(vec!["code", "msg", "v", "extra"]), inner), 0..3).prop_map(
+                |kv| {
+                    let fields: Vec<String> = kv.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", fields.join(","))
+                }
+            ),
         ]
     })
 }
 
-const KEYS: &[&str] = &["id", "temp", "name", "ok", "ts", "st", "xs", "rows", "fresh", "_kafka_offset", "__kafka_x", "\\u0069d", "n\\u0061me"];
+const KEYS: &[&str] = &[
+    "id",
+    "temp",
+    "name",
+    "ok",
+    "ts",
+    "st",
+    "xs",
+    "rows",
+    "fresh",
+    "_kafka_offset",
+    "__kafka_x",
+    "\\u0069d",
+    "n\\u0061me",
+];
 
 /// One message: usually an object of known keys, sometimes with unknown or repeated keys, or
 /// not an object, or not JSON at all.
@@ -171,7 +206,8 @@ fn columns_take_what_they_should() {
     assert!(!columns.push(b"{\"name\": \"\xff\"}"));
     assert_eq!(columns.len(), yes.len());
     let taken = columns.finish(d.user_fields()).unwrap();
-    let batch = RecordBatch::try_new(std::sync::Arc::new(arrow_schema::Schema::new(d.user_fields().clone())), taken).unwrap();
+    let batch =
+        RecordBatch::try_new(std::sync::Arc::new(arrow_schema::Schema::new(d.user_fields().clone())), taken).unwrap();
     let mut general = BatchDecoder::new(&schema).unwrap().without_fast_path();
     for (i, m) in yes.iter().enumerate() {
         general.push(&msg(0, i as i64, 0, None, m.as_bytes())).unwrap();
@@ -210,9 +246,25 @@ fn declared() -> iceberg::spec::Schema {
     let fields = vec![
         field(1, "id", true, PrimitiveType::Int.into()),
         field(2, "f", false, PrimitiveType::Float.into()),
-        field(3, "m", false, Type::Map(MapType::new(field(4, "key", true, PrimitiveType::String.into()), field(5, "value", false, PrimitiveType::Long.into())))),
+        field(
+            3,
+            "m",
+            false,
+            Type::Map(MapType::new(
+                field(4, "key", true, PrimitiveType::String.into()),
+                field(5, "value", false, PrimitiveType::Long.into()),
+            )),
+        ),
         field(6, "at", false, PrimitiveType::Timestamptz.into()),
-        field(7, "s", false, Type::Struct(StructType::new(vec![field(8, "a", true, PrimitiveType::Int.into()), field(9, "b", false, PrimitiveType::String.into())]))),
+        field(
+            7,
+            "s",
+            false,
+            Type::Struct(StructType::new(vec![
+                field(8, "a", true, PrimitiveType::Int.into()),
+                field(9, "b", false, PrimitiveType::String.into()),
+            ])),
+        ),
         field(10, "l", false, Type::List(ListType::new(field(11, "element", true, PrimitiveType::Long.into())))),
         field(12, "d", false, PrimitiveType::Decimal { precision: 10, scale: 2 }.into()),
         field(13, META_PARTITION, true, PrimitiveType::Int.into()),
@@ -242,13 +294,13 @@ fn declared_message() -> impl Strategy<Value = String> {
         Just("[]".to_string()),
         Just("{}".to_string()),
         prop::collection::vec(number.clone(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
-        prop::collection::vec((prop::sample::select(vec!["a", "b", "k", "k"]), number.clone()), 0..3)
-            .prop_map(|kv| format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(","))),
+        prop::collection::vec((prop::sample::select(vec!["a", "b", "k", "k"]), number.clone()), 0..3).prop_map(
+            |kv| format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(","))
+        ),
         Just(r#"{"a": 1, "b": "t"}"#.to_string()),
     ];
-    prop::collection::vec((prop::sample::select(vec!["id", "f", "m", "at", "s", "l", "d"]), any), 0..6).prop_map(|kv| {
-        format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(","))
-    })
+    prop::collection::vec((prop::sample::select(vec!["id", "f", "m", "at", "s", "l", "d"]), any), 0..6)
+        .prop_map(|kv| format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(",")))
 }
 
 proptest! {

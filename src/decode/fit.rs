@@ -18,7 +18,11 @@ use serde_json::{Map, Number, Value};
 
 /// Fits a top-level object to `fields`; `Err` carries the reason the row cannot be stored.
 /// Numbers in timestamp columns count `epoch_unit`s since the epoch.
-pub(super) fn fit_row(row: &mut Map<String, Value>, fields: &Fields, epoch_unit: super::EpochUnit) -> Result<(), String> {
+pub(super) fn fit_row(
+    row: &mut Map<String, Value>,
+    fields: &Fields,
+    epoch_unit: super::EpochUnit,
+) -> Result<(), String> {
     fit_object(row, fields, &mut String::new(), epoch_unit)
 }
 
@@ -49,13 +53,14 @@ fn fit(v: &mut Value, dt: &DataType, path: &mut String, unit: super::EpochUnit) 
         (DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _), Value::Number(n)) => {
             match whole(n).and_then(|i| i.checked_mul(unit.micros())) {
                 Some(us) => *n = Number::from(us),
-                None => return Err(format!("field `{path}`: {n} is not a whole number of {unit:?} since the epoch in range")),
+                None => {
+                    return Err(format!(
+                        "field `{path}`: {n} is not a whole number of {unit:?} since the epoch in range"
+                    ));
+                }
             }
         }
-        (
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
-            v @ (Value::Object(_) | Value::Array(_)),
-        ) => {
+        (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, v @ (Value::Object(_) | Value::Array(_))) => {
             *v = Value::String(v.to_string());
         }
         (DataType::Int32 | DataType::Int64, Value::Number(n)) => {
@@ -66,9 +71,7 @@ fn fit(v: &mut Value, dt: &DataType, path: &mut String, unit: super::EpochUnit) 
             match whole(n).filter(|i| (lo..=hi).contains(i)) {
                 Some(i) => *n = Number::from(i),
                 None => {
-                    return Err(format!(
-                        "field `{path}`: {n} is not a whole number in the range of {dt}"
-                    ));
+                    return Err(format!("field `{path}`: {n} is not a whole number in the range of {dt}"));
                 }
             }
         }
@@ -111,7 +114,9 @@ fn value_lacks(v: &Value, dt: &DataType) -> bool {
         (DataType::Struct(children), Value::Object(m)) => {
             m.keys().any(|k| !children.iter().any(|c| c.name() == k)) || nested_keys_missing(m, children)
         }
-        (DataType::List(f) | DataType::LargeList(f), Value::Array(items)) => items.iter().any(|i| value_lacks(i, f.data_type())),
+        (DataType::List(f) | DataType::LargeList(f), Value::Array(items)) => {
+            items.iter().any(|i| value_lacks(i, f.data_type()))
+        }
         _ => false,
     }
 }
@@ -138,10 +143,7 @@ mod tests {
     use std::sync::Arc;
 
     fn fields() -> Fields {
-        let inner = Fields::from(vec![
-            Field::new("n", DataType::Int32, true),
-            Field::new("s", DataType::Utf8, true),
-        ]);
+        let inner = Fields::from(vec![Field::new("n", DataType::Int32, true), Field::new("s", DataType::Utf8, true)]);
         let item = Arc::new(Field::new("element", DataType::Struct(inner), true));
         Fields::from(vec![
             Field::new("l", DataType::Int64, true),
@@ -151,50 +153,30 @@ mod tests {
     }
 
     fn run(v: Value) -> Result<Value, String> {
-        let Value::Object(mut m) = v else {
-            unreachable!()
-        };
+        let Value::Object(mut m) = v else { unreachable!() };
         fit_row(&mut m, &fields(), crate::decode::EpochUnit::Millis).map(|()| Value::Object(m))
     }
 
     #[test]
     fn stringifies_and_normalizes() {
-        let out = run(
-            json!({"l": 3.0, "t": {"b": [1, 2], "a": null}, "xs": [{"n": 7, "s": [1]}], "z": 1.5}),
-        );
+        let out = run(json!({"l": 3.0, "t": {"b": [1, 2], "a": null}, "xs": [{"n": 7, "s": [1]}], "z": 1.5}));
         assert_eq!(
             out.unwrap(),
             json!({"l": 3, "t": "{\"a\":null,\"b\":[1,2]}", "xs": [{"n": 7, "s": "[1]"}], "z": 1.5})
         );
         // Things arrow_json handles itself are left alone.
-        assert_eq!(
-            run(json!({"l": "12", "t": 5})).unwrap(),
-            json!({"l": "12", "t": 5})
-        );
+        assert_eq!(run(json!({"l": "12", "t": 5})).unwrap(), json!({"l": "12", "t": 5}));
     }
 
     #[test]
     fn rejects_lossy_integers() {
-        for bad in [
-            json!(1.5),
-            json!(9_223_372_036_854_775_808_u64),
-            json!(1e20),
-            json!(-1e19),
-        ] {
+        for bad in [json!(1.5), json!(9_223_372_036_854_775_808_u64), json!(1e20), json!(-1e19)] {
             let err = run(json!({"l": bad})).unwrap_err();
             assert!(err.starts_with("field `l`: "), "{err}");
         }
-        assert_eq!(
-            run(json!({"l": i64::MIN as f64})).unwrap(),
-            json!({"l": i64::MIN})
-        );
+        assert_eq!(run(json!({"l": i64::MIN as f64})).unwrap(), json!({"l": i64::MIN}));
         assert_eq!(run(json!({"l": i64::MAX})).unwrap(), json!({"l": i64::MAX}));
         let err = run(json!({"xs": [{"n": 1}, {"n": 2_147_483_648_i64}]})).unwrap_err();
-        assert!(
-            err.starts_with(
-                "field `xs[1].n`: 2147483648 is not a whole number in the range of Int32"
-            ),
-            "{err}"
-        );
+        assert!(err.starts_with("field `xs[1].n`: 2147483648 is not a whole number in the range of Int32"), "{err}");
     }
 }

@@ -12,7 +12,13 @@ fn records(data: &[u8]) -> Vec<&[u8]> {
 }
 
 fn message(offset: usize, value: &[u8]) -> Message<'_> {
-    Message { partition: 0, offset: offset as i64, timestamp_ms: offset as i64 - 1, key: Some(b"k"), value: Some(value) }
+    Message {
+        partition: 0,
+        offset: offset as i64,
+        timestamp_ms: offset as i64 - 1,
+        key: Some(b"k"),
+        value: Some(value),
+    }
 }
 
 /// Schema inference, decoding, schema growth from the refused keys, and flushing.
@@ -49,7 +55,8 @@ pub fn json(data: &[u8]) {
 /// Raw (never refuses) and text (refuses exactly what is not UTF-8).
 pub fn raw(data: &[u8]) {
     let values = records(data);
-    let headers: BTreeMap<String, Vec<u8>> = [("h".to_string(), data.iter().take(8).copied().collect())].into_iter().collect();
+    let headers: BTreeMap<String, Vec<u8>> =
+        [("h".to_string(), data.iter().take(8).copied().collect())].into_iter().collect();
     for text in [false, true] {
         let mut d = raw::RawDecoder::new(&raw::raw_schema(text)).expect("the fixed schema");
         let mut refused = 0;
@@ -106,7 +113,8 @@ pub fn avro(data: &[u8]) -> (usize, usize) {
         if let Ok(schema) = std::str::from_utf8(data).map_err(|e| e.to_string()).and_then(a::parse)
             && let Ok(table) = a::table_schema(&schema)
         {
-            let _ = AvroDecoder::new(&table).map(|mut d| d.know(1, Ok(&std::sync::Arc::from(std::str::from_utf8(data).unwrap()))));
+            let _ = AvroDecoder::new(&table)
+                .map(|mut d| d.know(1, Ok(&std::sync::Arc::from(std::str::from_utf8(data).unwrap()))));
             let _ = a::check::check(&schema, &data[1..]);
         }
         return (0, 0);
@@ -117,7 +125,9 @@ pub fn avro(data: &[u8]) -> (usize, usize) {
     decoder.know(1, Ok(&std::sync::Arc::from(AVRO_W1)));
     decoder.know(2, Ok(&std::sync::Arc::from(AVRO_W2)));
     decoder.know(3, Err("schema id 3 is not in the schema registry"));
-    if let Ok(Some(grown)) = a::evolve(&table, &a::parse(AVRO_W2).expect("schema 2 parses"), table.highest_field_id(), None) {
+    if let Ok(Some(grown)) =
+        a::evolve(&table, &a::parse(AVRO_W2).expect("schema 2 parses"), table.highest_field_id(), None)
+    {
         decoder.grow(&grown).expect("a grown schema is decodable");
     }
     let mut rest = data;
@@ -139,7 +149,11 @@ pub fn avro(data: &[u8]) -> (usize, usize) {
     if let Some(b) = &flushed.batch {
         assert_eq!(b.schema(), decoder.arrow_schema(), "a batch has the decoder's schema");
     }
-    assert!(flushed.rejected.is_empty(), "a body the checker passed failed to decode: {:?}", flushed.rejected.first().map(|d| &d.reason));
+    assert!(
+        flushed.rejected.is_empty(),
+        "a body the checker passed failed to decode: {:?}",
+        flushed.rejected.first().map(|d| &d.reason)
+    );
     assert_eq!(rows + flushed.rejected.len(), accepted, "every accepted record is a row or a dead letter");
     assert_eq!(accepted + refused, n, "every record is accepted or refused");
     (rows, refused)

@@ -8,9 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use iceberg::spec::{
-    ListType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type,
-};
+use iceberg::spec::{ListType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, names};
@@ -98,11 +96,7 @@ impl<'de> Visitor<'de> for KindVisitor {
     }
     fn visit_u64<E>(self, v: u64) -> Result<Kind, E> {
         // Above i64::MAX a long cannot hold it; a double keeps its magnitude.
-        Ok(if i64::try_from(v).is_ok() {
-            Kind::Long
-        } else {
-            Kind::Double
-        })
+        Ok(if i64::try_from(v).is_ok() { Kind::Long } else { Kind::Double })
     }
     fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
         // serde_json also lands here for integers beyond u64.
@@ -152,12 +146,9 @@ fn iceberg_type(kind: Kind, ids: &mut Ids) -> Type {
         // An object that was always empty neither: Parquet cannot store a struct with no fields.
         Kind::Null | Kind::Str => Type::Primitive(PrimitiveType::String),
         Kind::Object(f) if f.order.is_empty() => Type::Primitive(PrimitiveType::String),
-        Kind::Object(f) => Type::Struct(StructType::new(
-            f.order
-                .into_iter()
-                .map(|(name, kind)| field(name, kind, ids))
-                .collect(),
-        )),
+        Kind::Object(f) => {
+            Type::Struct(StructType::new(f.order.into_iter().map(|(name, kind)| field(name, kind, ids)).collect()))
+        }
         Kind::Array(element) => {
             let id = ids.next();
             // JSON arrays may hold nulls, so elements are optional.
@@ -187,30 +178,15 @@ pub fn infer_schema<'a>(samples: impl IntoIterator<Item = &'a [u8]>) -> Result<S
             });
         }
     }
-    let root = root.ok_or_else(|| {
-        Error::decode(
-            "inferring a schema",
-            "none of the sample messages is a JSON object",
-        )
-    })?;
+    let root =
+        root.ok_or_else(|| Error::decode("inferring a schema", "none of the sample messages is a JSON object"))?;
 
     let mut ids = Ids(0);
-    let mut fields: Vec<NestedFieldRef> = root
-        .order
-        .into_iter()
-        .map(|(key, kind)| field(names::escape(&key).into_owned(), kind, &mut ids))
-        .collect();
-    fields
-        .push(NestedField::required(ids.next(), META_PARTITION, PrimitiveType::Int.into()).into());
+    let mut fields: Vec<NestedFieldRef> =
+        root.order.into_iter().map(|(key, kind)| field(names::escape(&key).into_owned(), kind, &mut ids)).collect();
+    fields.push(NestedField::required(ids.next(), META_PARTITION, PrimitiveType::Int.into()).into());
     fields.push(NestedField::required(ids.next(), META_OFFSET, PrimitiveType::Long.into()).into());
-    fields.push(
-        NestedField::optional(
-            ids.next(),
-            META_TIMESTAMP,
-            PrimitiveType::Timestamptz.into(),
-        )
-        .into(),
-    );
+    fields.push(NestedField::optional(ids.next(), META_TIMESTAMP, PrimitiveType::Timestamptz.into()).into());
     fields.push(NestedField::optional(ids.next(), META_KEY, PrimitiveType::Binary.into()).into());
 
     Schema::builder()
@@ -227,7 +203,12 @@ pub fn infer_schema<'a>(samples: impl IntoIterator<Item = &'a [u8]>) -> Result<S
 /// A top-level key `known` (the table's schema in the catalog, which another writer may have
 /// grown) already has keeps that field, id and type. Schema id: `old`'s plus one. `None` when the
 /// samples bring no new key.
-pub fn evolve_schema<'a>(old: &Schema, samples: impl IntoIterator<Item = &'a [u8]>, last_id: i32, known: Option<&Schema>) -> Result<Option<Schema>> {
+pub fn evolve_schema<'a>(
+    old: &Schema,
+    samples: impl IntoIterator<Item = &'a [u8]>,
+    last_id: i32,
+    known: Option<&Schema>,
+) -> Result<Option<Schema>> {
     let mut root = Fields::default();
     for sample in samples {
         if let Ok(Kind::Object(fields)) = serde_json::from_slice::<Kind>(sample) {
@@ -251,7 +232,12 @@ pub fn evolve_schema<'a>(old: &Schema, samples: impl IntoIterator<Item = &'a [u8
 
 /// `fields` with the keys of `seen` they lack appended (and their struct fields grown the same
 /// way); true when anything was added.
-fn grow_fields(fields: &[NestedFieldRef], seen: Fields, ids: &mut Ids, known: Option<&Schema>) -> (Vec<NestedFieldRef>, bool) {
+fn grow_fields(
+    fields: &[NestedFieldRef],
+    seen: Fields,
+    ids: &mut Ids,
+    known: Option<&Schema>,
+) -> (Vec<NestedFieldRef>, bool) {
     let mut out: Vec<NestedFieldRef> = fields.to_vec();
     let mut grown = false;
     for (key, kind) in seen.order {
@@ -312,11 +298,7 @@ mod tests {
             match t {
                 Type::Primitive(p) => p.to_string(),
                 Type::Struct(s) => format!("{{{}}}", fields(s.fields())),
-                Type::List(l) => format!(
-                    "[{} {}]",
-                    l.element_field.id,
-                    ty(&l.element_field.field_type)
-                ),
+                Type::List(l) => format!("[{} {}]", l.element_field.id, ty(&l.element_field.field_type)),
                 Type::Map(_) => unreachable!(),
             }
         }
@@ -327,7 +309,8 @@ mod tests {
         infer_schema(samples.iter().map(|s| s.as_bytes())).unwrap()
     }
 
-    const META: &str = "_kafka_partition!: int, {} _kafka_offset!: long, {} _kafka_timestamp: timestamptz, {} _kafka_key: binary";
+    const META: &str =
+        "_kafka_partition!: int, {} _kafka_offset!: long, {} _kafka_timestamp: timestamptz, {} _kafka_key: binary";
 
     fn meta(first: i32) -> String {
         let mut s = format!("{first} {META}");
@@ -377,19 +360,13 @@ mod tests {
 
     #[test]
     fn deterministic() {
-        let samples = [
-            r#"{"z": 1, "a": {"q": [1], "b": "x"}}"#,
-            r#"{"m": 1.0, "a": {"c": true}}"#,
-        ];
+        let samples = [r#"{"z": 1, "a": {"q": [1], "b": "x"}}"#, r#"{"m": 1.0, "a": {"c": true}}"#];
         let first = infer(&samples);
         assert_eq!(first, infer(&samples));
         // Order of first appearance, not alphabetical.
         assert_eq!(
             render(&first),
-            format!(
-                "1 z: long, 2 a: {{3 q: [4 long], 5 b: string, 6 c: boolean}}, 7 m: double, {}",
-                meta(8)
-            )
+            format!("1 z: long, 2 a: {{3 q: [4 long], 5 b: string, 6 c: boolean}}, 7 m: double, {}", meta(8))
         );
     }
 
@@ -399,19 +376,13 @@ mod tests {
         assert_eq!(render(&s), format!("1 a: long, {}", meta(2)));
         assert_eq!(render(&infer(&["{}"])), meta(1));
         let err = infer_schema(["[1]", "{", ""].iter().map(|s| s.as_bytes())).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("none of the sample messages is a JSON object"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("none of the sample messages is a JSON object"), "{err}");
         assert!(infer_schema(std::iter::empty()).is_err());
     }
 
     #[test]
     fn escapes_top_level_kafka_names_only() {
-        let s = infer(&[
-            r#"{"_kafka_offset": 1, "__kafka_x": "a", "o": {"_kafka_key": 1}, "kafka_y": 2}"#,
-        ]);
+        let s = infer(&[r#"{"_kafka_offset": 1, "__kafka_x": "a", "o": {"_kafka_key": 1}, "kafka_y": 2}"#]);
         let want = "1 __kafka_offset: long, 2 ___kafka_x: string, 3 o: {4 _kafka_key: long}, 5 kafka_y: long";
         assert_eq!(render(&s), format!("{want}, {}", meta(6)));
     }
@@ -429,7 +400,10 @@ mod tests {
         let samples = [r#"{"a": 2, "c": {"d": [1.5]}}"#, r#"{"b": "y", "e": true, "c": null}"#];
         let new = evolve_schema(&old, samples.iter().map(|s| s.as_bytes()), 6, None).unwrap().unwrap();
         // Ids continue after the highest ever assigned (6 here, above the schema's own 6 too).
-        assert_eq!(render(&new), format!("1 a: long, 2 b: string, {}, 7 c: {{8 d: [9 double]}}, 10 e: boolean", meta(3)));
+        assert_eq!(
+            render(&new),
+            format!("1 a: long, 2 b: string, {}, 7 c: {{8 d: [9 double]}}, 10 e: boolean", meta(3))
+        );
         assert_eq!(new.schema_id(), old.schema_id() + 1);
         assert!(evolve_schema(&new, samples.iter().map(|s| s.as_bytes()), 10, None).unwrap().is_none(), "nothing new");
 

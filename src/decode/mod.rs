@@ -19,19 +19,19 @@ mod batch;
 mod conform;
 mod dead;
 mod fast;
+#[cfg(test)]
+mod fast_tests;
 mod fit;
 #[doc(hidden)]
 pub mod fuzz;
 mod infer;
 mod meta;
-pub mod raw;
 pub mod names;
+pub mod raw;
 #[cfg(test)]
 mod schema_tests;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod fast_tests;
 
 pub use batch::{BatchDecoder, Flushed, Rejected};
 pub use conform::conform_batch;
@@ -74,7 +74,11 @@ impl Default for TimeFields {
 /// `schema` with the top-level fields named in `time.names` typed `timestamptz`, where inference
 /// gave them a scalar type; fields with an id at or below `keep_below` (already in a table) keep
 /// theirs.
-pub fn with_time_fields(schema: iceberg::spec::Schema, time: &TimeFields, keep_below: i32) -> crate::Result<iceberg::spec::Schema> {
+pub fn with_time_fields(
+    schema: iceberg::spec::Schema,
+    time: &TimeFields,
+    keep_below: i32,
+) -> crate::Result<iceberg::spec::Schema> {
     use iceberg::spec::{NestedField, PrimitiveType, Type};
     if time.names.is_empty() {
         return Ok(schema);
@@ -84,7 +88,10 @@ pub fn with_time_fields(schema: iceberg::spec::Schema, time: &TimeFields, keep_b
         .fields()
         .iter()
         .map(|f| {
-            let scalar = matches!(*f.field_type, Type::Primitive(PrimitiveType::String | PrimitiveType::Long | PrimitiveType::Double));
+            let scalar = matches!(
+                *f.field_type,
+                Type::Primitive(PrimitiveType::String | PrimitiveType::Long | PrimitiveType::Double)
+            );
             if f.id > keep_below && scalar && time.names.iter().any(|n| names::escape(n) == f.name.as_str()) {
                 let mut t = NestedField::optional(f.id, f.name.clone(), Type::Primitive(PrimitiveType::Timestamptz));
                 t.doc = f.doc.clone();
@@ -132,7 +139,11 @@ impl Decoder {
         })
     }
 
-    pub fn push(&mut self, msg: &Message<'_>, headers: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<(), Rejected> {
+    pub fn push(
+        &mut self,
+        msg: &Message<'_>,
+        headers: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), Rejected> {
         match self {
             Decoder::Json(d) => d.push(msg),
             Decoder::Raw(d) => d.push(msg, headers),
@@ -155,7 +166,9 @@ impl Decoder {
     pub fn flush(&mut self) -> crate::Result<Flushed> {
         match self {
             Decoder::Json(d) => d.flush(),
-            Decoder::Raw(d) => Ok(Flushed { batch: d.flush()?, rejected: Vec::new(), unknown_fields: Default::default() }),
+            Decoder::Raw(d) => {
+                Ok(Flushed { batch: d.flush()?, rejected: Vec::new(), unknown_fields: Default::default() })
+            }
             Decoder::Avro(d) => d.flush(),
         }
     }

@@ -16,11 +16,7 @@ fn kafka_prefixed(name: &str) -> bool {
 
 /// The column name for a top-level JSON key.
 pub fn escape(key: &str) -> Cow<'_, str> {
-    if kafka_prefixed(key) {
-        Cow::Owned(format!("_{key}"))
-    } else {
-        Cow::Borrowed(key)
-    }
+    if kafka_prefixed(key) { Cow::Owned(format!("_{key}")) } else { Cow::Borrowed(key) }
 }
 
 /// The JSON key a column name stands for, or `None` for names reserved for meta columns

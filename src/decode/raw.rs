@@ -72,11 +72,19 @@ pub struct RawDecoder {
 
 impl RawDecoder {
     pub fn new(schema: &Schema) -> Result<Self> {
-        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(schema).map_err(|e| Error::iceberg("raw table schema to Arrow", e))?);
+        let arrow = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(schema)
+                .map_err(|e| Error::iceberg("raw table schema to Arrow", e))?,
+        );
         let text = match arrow.field_with_name(VALUE).map(|f| f.data_type().clone()) {
             Ok(DataType::Utf8 | DataType::LargeUtf8) => true,
             Ok(DataType::Binary | DataType::LargeBinary) => false,
-            _ => return Err(Error::decode("checking a raw table's schema", format!("it needs a `{VALUE}` column of type binary or string"))),
+            _ => {
+                return Err(Error::decode(
+                    "checking a raw table's schema",
+                    format!("it needs a `{VALUE}` column of type binary or string"),
+                ));
+            }
         };
         Ok(RawDecoder { schema: arrow, text, rows: Vec::new() })
     }
@@ -86,7 +94,11 @@ impl RawDecoder {
     }
 
     /// Takes one record; for a `text` table a value that is not UTF-8 is refused.
-    pub fn push(&mut self, msg: &Message<'_>, headers: &BTreeMap<String, Vec<u8>>) -> std::result::Result<(), Rejected> {
+    pub fn push(
+        &mut self,
+        msg: &Message<'_>,
+        headers: &BTreeMap<String, Vec<u8>>,
+    ) -> std::result::Result<(), Rejected> {
         if self.text
             && let Some(v) = msg.value
             && let Err(e) = std::str::from_utf8(v)
@@ -126,21 +138,37 @@ impl RawDecoder {
                     DataType::Utf8 => {
                         let mut b = StringBuilder::new();
                         for r in &rows {
-                            b.append_option(r.value.as_deref().map(|v| std::str::from_utf8(v).expect("checked in push")));
+                            b.append_option(
+                                r.value.as_deref().map(|v| std::str::from_utf8(v).expect("checked in push")),
+                            );
                         }
                         Arc::new(b.finish())
                     }
-                    DataType::LargeUtf8 => Arc::new(arrow_array::LargeStringArray::from_iter(rows.iter().map(|r| r.value.as_deref().map(|v| std::str::from_utf8(v).expect("checked in push"))))),
-                    DataType::LargeBinary => Arc::new(LargeBinaryArray::from_iter(rows.iter().map(|r| r.value.as_deref()))),
+                    DataType::LargeUtf8 => Arc::new(arrow_array::LargeStringArray::from_iter(
+                        rows.iter()
+                            .map(|r| r.value.as_deref().map(|v| std::str::from_utf8(v).expect("checked in push"))),
+                    )),
+                    DataType::LargeBinary => {
+                        Arc::new(LargeBinaryArray::from_iter(rows.iter().map(|r| r.value.as_deref())))
+                    }
                     _ => Arc::new(BinaryArray::from_iter(rows.iter().map(|r| r.value.as_deref()))),
                 },
                 HEADERS => headers_array(dt, &rows)?,
-                name @ (META_PARTITION | META_OFFSET | META_TIMESTAMP | META_KEY) => super::meta::meta_column(name, dt, &rows)
-                    .ok_or_else(|| Error::decode("raw table schema", format!("{name} is {dt}")))?,
-                other => return Err(Error::decode("raw table schema", format!("unexpected column `{other}` (a raw table has value, headers and the meta columns)"))),
+                name @ (META_PARTITION | META_OFFSET | META_TIMESTAMP | META_KEY) => {
+                    super::meta::meta_column(name, dt, &rows)
+                        .ok_or_else(|| Error::decode("raw table schema", format!("{name} is {dt}")))?
+                }
+                other => {
+                    return Err(Error::decode(
+                        "raw table schema",
+                        format!("unexpected column `{other}` (a raw table has value, headers and the meta columns)"),
+                    ));
+                }
             });
         }
-        RecordBatch::try_new(self.schema.clone(), columns).map(Some).map_err(|e| Error::decode(format!("a batch of {} raw rows", rows.len()), e))
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| Error::decode(format!("a batch of {} raw rows", rows.len()), e))
     }
 }
 
@@ -168,9 +196,16 @@ fn headers_array(dt: &DataType, rows: &[Row]) -> Result<ArrayRef> {
         DataType::LargeBinary => Arc::new(large_values.finish()),
         _ => Arc::new(values.finish()),
     };
-    let entries_array = StructArray::try_new(fields.clone(), vec![keys, values], None).map_err(|e| Error::decode("headers", e))?;
-    let map = MapArray::try_new(entries.clone(), OffsetBuffer::new(offsets.into()), entries_array, None::<NullBuffer>, *sorted)
-        .map_err(|e| Error::decode("headers", e))?;
+    let entries_array =
+        StructArray::try_new(fields.clone(), vec![keys, values], None).map_err(|e| Error::decode("headers", e))?;
+    let map = MapArray::try_new(
+        entries.clone(),
+        OffsetBuffer::new(offsets.into()),
+        entries_array,
+        None::<NullBuffer>,
+        *sorted,
+    )
+    .map_err(|e| Error::decode("headers", e))?;
     Ok(Arc::new(map))
 }
 
@@ -184,7 +219,13 @@ mod tests {
         let mut headers = BTreeMap::new();
         headers.insert("trace".to_string(), b"abc".to_vec());
         let none = BTreeMap::new();
-        let msg = |offset, value: Option<&'static [u8]>| Message { partition: 1, offset, timestamp_ms: 5, key: Some(b"k"), value };
+        let msg = |offset, value: Option<&'static [u8]>| Message {
+            partition: 1,
+            offset,
+            timestamp_ms: 5,
+            key: Some(b"k"),
+            value,
+        };
 
         let mut raw = RawDecoder::new(&raw_schema(false)).unwrap();
         raw.push(&msg(0, Some(&[0xff, 0x00])), &headers).unwrap();

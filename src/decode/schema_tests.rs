@@ -25,10 +25,7 @@ fn batch_schema_carries_field_ids() {
         }
     }
     let mut seen = Vec::new();
-    d.arrow_schema()
-        .fields()
-        .iter()
-        .for_each(|f| walk(f, &schema, &mut seen));
+    d.arrow_schema().fields().iter().for_each(|f| walk(f, &schema, &mut seen));
     seen.sort();
     assert_eq!(seen, (1..=schema.highest_field_id()).collect::<Vec<_>>());
 }
@@ -43,34 +40,17 @@ fn meta_columns_may_sit_anywhere_and_must_exist() {
         NestedField::optional(5, META_KEY, PrimitiveType::Binary.into()).into(),
         NestedField::optional(6, "later", PrimitiveType::String.into()).into(),
     ];
-    let schema = Schema::builder()
-        .with_fields(fields.clone())
-        .build()
-        .unwrap();
+    let schema = Schema::builder().with_fields(fields.clone()).build().unwrap();
     let mut d = BatchDecoder::new(&schema).unwrap();
-    d.push(&msg(4, 7, 1, Some(b"k"), br#"{"later": "x", "a": 5}"#))
-        .unwrap();
+    d.push(&msg(4, 7, 1, Some(b"k"), br#"{"later": "x", "a": 5}"#)).unwrap();
     let b = d.flush().unwrap().batch.unwrap();
     assert_eq!(b.column(0).as_primitive::<Int64Type>().value(0), 5);
     assert_eq!(b.column(1).as_primitive::<Int32Type>().value(0), 4);
-    assert_eq!(
-        b.column(3)
-            .as_primitive::<TimestampMicrosecondType>()
-            .value(0),
-        1000
-    );
+    assert_eq!(b.column(3).as_primitive::<TimestampMicrosecondType>().value(0), 1000);
     assert_eq!(b.column(5).as_string::<i32>().value(0), "x");
 
-    let missing = Schema::builder()
-        .with_fields(fields[..4].to_vec())
-        .build()
-        .unwrap();
-    assert!(
-        BatchDecoder::new(&missing)
-            .unwrap_err()
-            .to_string()
-            .contains("`_kafka_key` is missing")
-    );
+    let missing = Schema::builder().with_fields(fields[..4].to_vec()).build().unwrap();
+    assert!(BatchDecoder::new(&missing).unwrap_err().to_string().contains("`_kafka_key` is missing"));
     let mut wrong = fields.clone();
     wrong[2] = NestedField::required(3, META_OFFSET, PrimitiveType::String.into()).into();
     assert!(BatchDecoder::new(&Schema::builder().with_fields(wrong).build().unwrap()).is_err());

@@ -16,13 +16,7 @@ pub(super) fn msg<'a>(
     key: Option<&'a [u8]>,
     value: &'a [u8],
 ) -> Message<'a> {
-    Message {
-        partition,
-        offset,
-        timestamp_ms,
-        key,
-        value: Some(value),
-    }
+    Message { partition, offset, timestamp_ms, key, value: Some(value) }
 }
 
 pub(super) fn leak(v: &Value) -> &'static [u8] {
@@ -33,33 +27,19 @@ pub(super) fn leak(v: &Value) -> &'static [u8] {
 pub(super) fn record(i: usize) -> Value {
     let mut r = json!({ "id": i, "ok": i.is_multiple_of(3), "order": { "items": [] } });
     if !i.is_multiple_of(7) {
-        r["name"] = if i.is_multiple_of(5) {
-            Value::Null
-        } else {
-            json!(format!("n{i}"))
-        };
+        r["name"] = if i.is_multiple_of(5) { Value::Null } else { json!(format!("n{i}")) };
     }
-    r["score"] = if i.is_multiple_of(2) {
-        json!(i as f64 + 0.5)
-    } else {
-        json!(i)
-    };
+    r["score"] = if i.is_multiple_of(2) { json!(i as f64 + 0.5) } else { json!(i) };
     if !i.is_multiple_of(4) {
         r["tags"] = json!((0..i % 3).map(|j| format!("t{i}_{j}")).collect::<Vec<_>>());
     }
     r["geo"] = if i.is_multiple_of(6) {
         Value::Null
     } else {
-        let zip = if i.is_multiple_of(10) {
-            Value::Null
-        } else {
-            json!(i)
-        };
+        let zip = if i.is_multiple_of(10) { Value::Null } else { json!(i) };
         json!({ "lat": i as f64 / 10.0, "addr": { "city": format!("c{i}"), "zip": zip } })
     };
-    let mut items: Vec<Value> = (0..i % 3)
-        .map(|j| json!({ "sku": format!("s{i}_{j}"), "dims": { "w": j } }))
-        .collect();
+    let mut items: Vec<Value> = (0..i % 3).map(|j| json!({ "sku": format!("s{i}_{j}"), "dims": { "w": j } })).collect();
     if i.is_multiple_of(9) {
         items.push(Value::Null);
     }
@@ -80,17 +60,11 @@ fn key_of(i: usize) -> Option<&'static [u8]> {
 }
 
 fn timestamp_of(i: usize) -> i64 {
-    if i == 50 {
-        -1
-    } else {
-        1_700_000_000_000 + i as i64
-    }
+    if i == 50 { -1 } else { 1_700_000_000_000 + i as i64 }
 }
 
 fn col<'b>(batch: &'b RecordBatch, name: &str) -> &'b Arc<dyn Array> {
-    batch
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("no column {name}"))
+    batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"))
 }
 
 #[test]
@@ -99,19 +73,11 @@ fn round_trip_cell_by_cell() {
     let schema = infer_schema(values.iter().copied()).unwrap();
     let mut decoder = BatchDecoder::new(&schema).unwrap();
     for (i, v) in values.iter().enumerate() {
-        decoder
-            .push(&msg(
-                i as i32 % 3,
-                1000 + i as i64,
-                timestamp_of(i),
-                key_of(i),
-                v,
-            ))
-            .unwrap();
+        decoder.push(&msg(i as i32 % 3, 1000 + i as i64, timestamp_of(i), key_of(i), v)).unwrap();
     }
     assert_eq!(decoder.len(), 100);
-    let input_bytes: usize = values.iter().map(|v| v.len()).sum::<usize>()
-        + (0..100).filter_map(key_of).map(<[u8]>::len).sum::<usize>();
+    let input_bytes: usize =
+        values.iter().map(|v| v.len()).sum::<usize>() + (0..100).filter_map(key_of).map(<[u8]>::len).sum::<usize>();
     assert_eq!(decoder.buffered_bytes(), input_bytes);
 
     let flushed = decoder.flush().unwrap();
@@ -122,16 +88,8 @@ fn round_trip_cell_by_cell() {
     assert_eq!(b.schema(), decoder.arrow_schema());
     assert_eq!(b.num_rows(), 100);
     // User columns first, meta columns last.
-    let names: Vec<_> = b
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(
-        &names[names.len() - 4..],
-        [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY]
-    );
+    let names: Vec<_> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(&names[names.len() - 4..], [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY]);
 
     let id = col(&b, "id").as_primitive::<Int64Type>();
     let ok = col(&b, "ok").as_boolean();
@@ -139,21 +97,11 @@ fn round_trip_cell_by_cell() {
     let score = col(&b, "score").as_primitive::<Float64Type>();
     let tags = col(&b, "tags").as_list::<i32>();
     let geo = col(&b, "geo").as_struct();
-    let lat = geo
-        .column_by_name("lat")
-        .unwrap()
-        .as_primitive::<Float64Type>();
+    let lat = geo.column_by_name("lat").unwrap().as_primitive::<Float64Type>();
     let addr = geo.column_by_name("addr").unwrap().as_struct();
     let city = addr.column_by_name("city").unwrap().as_string::<i32>();
-    let zip = addr
-        .column_by_name("zip")
-        .unwrap()
-        .as_primitive::<Int64Type>();
-    let items = col(&b, "order")
-        .as_struct()
-        .column_by_name("items")
-        .unwrap()
-        .as_list::<i32>();
+    let zip = addr.column_by_name("zip").unwrap().as_primitive::<Int64Type>();
+    let items = col(&b, "order").as_struct().column_by_name("items").unwrap().as_list::<i32>();
     let mixed = col(&b, "mixed").as_string::<i32>();
     let user_offset = col(&b, "__kafka_offset").as_string::<i32>();
     let partition = col(&b, META_PARTITION).as_primitive::<Int32Type>();
@@ -170,27 +118,13 @@ fn round_trip_cell_by_cell() {
         } else {
             assert_eq!(name.value(i), format!("n{i}"));
         }
-        assert_eq!(
-            score.value(i),
-            if i.is_multiple_of(2) {
-                i as f64 + 0.5
-            } else {
-                i as f64
-            }
-        );
+        assert_eq!(score.value(i), if i.is_multiple_of(2) { i as f64 + 0.5 } else { i as f64 });
         if i.is_multiple_of(4) {
             assert!(tags.is_null(i));
         } else {
             let t = tags.value(i);
-            let got: Vec<_> = t
-                .as_string::<i32>()
-                .iter()
-                .map(|s| s.unwrap().to_string())
-                .collect();
-            assert_eq!(
-                got,
-                (0..i % 3).map(|j| format!("t{i}_{j}")).collect::<Vec<_>>()
-            );
+            let got: Vec<_> = t.as_string::<i32>().iter().map(|s| s.unwrap().to_string()).collect();
+            assert_eq!(got, (0..i % 3).map(|j| format!("t{i}_{j}")).collect::<Vec<_>>());
         }
         if i.is_multiple_of(6) {
             assert!(geo.is_null(i));
@@ -207,13 +141,8 @@ fn round_trip_cell_by_cell() {
         let n = i % 3 + usize::from(i.is_multiple_of(9));
         assert_eq!(elems.len(), n, "row {i}");
         let sku = elems.column_by_name("sku").unwrap().as_string::<i32>();
-        let w = elems
-            .column_by_name("dims")
-            .unwrap()
-            .as_struct()
-            .column_by_name("w")
-            .unwrap()
-            .as_primitive::<Int64Type>();
+        let w =
+            elems.column_by_name("dims").unwrap().as_struct().column_by_name("w").unwrap().as_primitive::<Int64Type>();
         for j in 0..i % 3 {
             assert_eq!(sku.value(j), format!("s{i}_{j}"));
             assert_eq!(w.value(j), j as i64);
@@ -249,11 +178,8 @@ fn round_trip_cell_by_cell() {
 fn bad_rows_are_rejected_others_kept() {
     let schema = infer_schema([br#"{"n": 1, "s": "x", "o": {"v": [1]}}"#.as_slice()]).unwrap();
     let mut d = BatchDecoder::new(&schema).unwrap();
-    let deep: &'static [u8] = Box::leak(
-        format!("{{\"o\": {}1{}}}", "[".repeat(300), "]".repeat(300))
-            .into_bytes()
-            .into_boxed_slice(),
-    );
+    let deep: &'static [u8] =
+        Box::leak(format!("{{\"o\": {}1{}}}", "[".repeat(300), "]".repeat(300)).into_bytes().into_boxed_slice());
     let cases: [(&[u8], bool); 15] = [
         (br#"{"n": 1, "s": "a"}"#, true),
         (br#"{"n": "abc", "s": "b"}"#, true),
@@ -291,52 +217,27 @@ fn bad_rows_are_rejected_others_kept() {
     for r in &f.rejected {
         assert_eq!(r.value.as_deref(), Some(cases[r.offset as usize].0), "offset {}", r.offset);
     }
-    assert!(
-        reason(1).contains("column `n`") && reason(1).contains("abc"),
-        "{}",
-        reason(1)
-    );
+    assert!(reason(1).contains("column `n`") && reason(1).contains("abc"), "{}", reason(1));
     assert!(reason(7).contains("column `o`"), "{}", reason(7));
-    assert!(
-        reason(8).contains("field `n`: 1.5 is not a whole number"),
-        "{}",
-        reason(8)
-    );
+    assert!(reason(8).contains("field `n`: 1.5 is not a whole number"), "{}", reason(8));
     assert!(reason(9).contains("field `n`"), "{}", reason(9));
     assert!(reason(12).contains("column `o`"), "{}", reason(12));
-    assert_eq!(
-        f.unknown_fields.iter().collect::<Vec<_>>(),
-        ["_kafka_offset", "extra"]
-    );
+    assert_eq!(f.unknown_fields.iter().collect::<Vec<_>>(), ["_kafka_offset", "extra"]);
 
     let b = f.batch.unwrap();
-    let offsets: Vec<_> = b
-        .column_by_name(META_OFFSET)
-        .unwrap()
-        .as_primitive::<Int64Type>()
-        .values()
-        .to_vec();
+    let offsets: Vec<_> = b.column_by_name(META_OFFSET).unwrap().as_primitive::<Int64Type>().values().to_vec();
     assert_eq!(offsets, [0, 6, 10, 11, 14]);
     let n = b.column_by_name("n").unwrap().as_primitive::<Int64Type>();
-    assert_eq!(
-        n.iter().collect::<Vec<_>>(),
-        [Some(1), Some(2), Some(42), Some(3), None]
-    );
+    assert_eq!(n.iter().collect::<Vec<_>>(), [Some(1), Some(2), Some(42), Some(3), None]);
     let s = b.column_by_name("s").unwrap().as_string::<i32>();
-    assert_eq!(
-        s.iter().collect::<Vec<_>>(),
-        [Some("a"), None, None, Some("7"), None]
-    );
+    assert_eq!(s.iter().collect::<Vec<_>>(), [Some("a"), None, None, Some("7"), None]);
 
     // A batch in which nothing survives, then an empty one.
     d.push(&msg(2, 5, 0, None, br#"{"n": "x"}"#)).unwrap();
     d.push(&msg(1, 9, 0, None, br#"{"n": 0.5}"#)).unwrap();
     let f = d.flush().unwrap();
     assert!(f.batch.is_none());
-    assert_eq!(
-        f.rejected.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(),
-        [(1, 9), (2, 5)]
-    );
+    assert_eq!(f.rejected.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(), [(1, 9), (2, 5)]);
     let f = d.flush().unwrap();
     assert!(f.batch.is_none() && f.rejected.is_empty() && f.unknown_fields.is_empty());
 }
@@ -347,9 +248,13 @@ fn bad_rows_are_rejected_others_kept() {
 fn the_fuzz_corpus_decodes_without_panicking() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let mut n = 0;
-    for (target, run) in [("decode_json", super::fuzz::json as fn(&[u8])), ("decode_raw", super::fuzz::raw), ("decode_avro", |d| {
-        let _ = super::fuzz::avro(d);
-    })] {
+    for (target, run) in [
+        ("decode_json", super::fuzz::json as fn(&[u8])),
+        ("decode_raw", super::fuzz::raw),
+        ("decode_avro", |d| {
+            let _ = super::fuzz::avro(d);
+        }),
+    ] {
         for entry in std::fs::read_dir(root.join(target)).expect("the corpus directory") {
             let path = entry.unwrap().path();
             let data = std::fs::read(&path).unwrap();
@@ -411,17 +316,24 @@ fn time_fields_read_rfc3339_and_epoch_numbers() {
 
 #[test]
 fn batches_decoded_before_a_struct_grew_are_widened_with_nulls() {
-    use super::{evolve_schema, conform_batch};
+    use super::{conform_batch, evolve_schema};
     use arrow_array::{Array, Int64Array, StructArray};
     let old = infer_schema([br#"{"a": {"b": 1}, "l": [{"x": 1}]}"#.as_slice()]).unwrap();
     let mut d = BatchDecoder::new(&old).unwrap();
     d.push(&msg(0, 0, 0, None, br#"{"a": {"b": 7}, "l": [{"x": 3}]}"#)).unwrap();
     let before = d.flush().unwrap().batch.unwrap();
-    let grown = evolve_schema(&old, [br#"{"a": {"b": 8, "c": {"d": "x"}}, "l": [{"x": 4, "y": true}]}"#.as_slice()], 9, None).unwrap().unwrap();
+    let grown =
+        evolve_schema(&old, [br#"{"a": {"b": 8, "c": {"d": "x"}}, "l": [{"x": 4, "y": true}]}"#.as_slice()], 9, None)
+            .unwrap()
+            .unwrap();
     let target = BatchDecoder::new(&grown).unwrap().arrow_schema();
     let widened = conform_batch(&before, &target).unwrap();
     assert_eq!(widened.schema(), target);
     let a = widened.column_by_name("a").unwrap().as_any().downcast_ref::<StructArray>().unwrap().clone();
-    assert_eq!(a.column_by_name("b").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().value(0), 7, "old values stay");
+    assert_eq!(
+        a.column_by_name("b").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().value(0),
+        7,
+        "old values stay"
+    );
     assert!(a.column_by_name("c").unwrap().is_null(0), "the new field is null");
 }

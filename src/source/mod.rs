@@ -47,7 +47,8 @@ impl Source {
             base: 2.0,
             deadline: Some(cfg.request_timeout),
         };
-        let mut builder = ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff);
+        let mut builder =
+            ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff);
         if let Some(tls) = &cfg.tls {
             builder = builder.tls_config(security::tls_config(tls)?);
         }
@@ -66,7 +67,10 @@ impl Source {
     pub async fn discover(&mut self) -> Result<Vec<TopicPartition>> {
         let topics = timed(self.cfg.request_timeout, "list topics", self.client.list_topics()).await?;
         if let Some(name) = self.cfg.topics.iter().find(|n| !topics.iter().any(|t| &t.name == *n)) {
-            return Err(Error::Source { context: format!("topic {name}"), reason: "the broker does not have this topic (create it, or fix kafka.topics)".into() });
+            return Err(Error::Source {
+                context: format!("topic {name}"),
+                reason: "the broker does not have this topic (create it, or fix kafka.topics)".into(),
+            });
         }
         for topic in topics.iter().filter(|t| self.cfg.reads(&t.name)) {
             let name = &topic.name;
@@ -89,10 +93,10 @@ impl Source {
     }
 
     fn partition(&self, tp: &TopicPartition) -> Result<Arc<PartitionClient>> {
-        self.partitions
-            .get(tp)
-            .cloned()
-            .ok_or_else(|| Error::Source { context: format!("partition {}/{}", tp.0, tp.1), reason: "not discovered".into() })
+        self.partitions.get(tp).cloned().ok_or_else(|| Error::Source {
+            context: format!("partition {}/{}", tp.0, tp.1),
+            reason: "not discovered".into(),
+        })
     }
 
     /// The earliest offset still kept and the high watermark (the offset the next record will get).
@@ -107,14 +111,21 @@ impl Source {
     /// Fetches records at and after `offset`. Records before `offset` (a fetch may start
     /// mid-batch) are dropped here so the caller sees each offset once. The future owns what it
     /// needs, so several fetches can be in flight while the caller goes on with `self`.
-    pub fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: i32, max_wait: Duration) -> impl Future<Output = Result<Fetched>> + 'static {
+    pub fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: i32,
+        max_wait: Duration,
+    ) -> impl Future<Output = Result<Fetched>> + 'static {
         let pc = self.partition(tp);
         let what = format!("fetch {}/{} at offset {offset}", tp.0, tp.1);
         let wait_ms = max_wait.as_millis().min(i32::MAX as u128) as i32;
         let limit = self.cfg.request_timeout + max_wait;
         async move {
             let pc = pc?;
-            let (mut records, high_watermark) = timed(limit, &what, pc.fetch_records(offset, 1..max_bytes, wait_ms)).await?;
+            let (mut records, high_watermark) =
+                timed(limit, &what, pc.fetch_records(offset, 1..max_bytes, wait_ms)).await?;
             records.retain(|r| r.offset >= offset);
             Ok(Fetched { records, high_watermark })
         }

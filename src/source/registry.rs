@@ -66,7 +66,11 @@ impl Registry {
             req = req.header("Authorization", a);
         }
         let mut resp = req.call().map_err(|e| {
-            if crate::tls::is_untrusted(&e) { crate::tls::untrusted("schema_registry.ca_file", &self.base, &e) } else { fail(None, e.to_string()) }
+            if crate::tls::is_untrusted(&e) {
+                crate::tls::untrusted("schema_registry.ca_file", &self.base, &e)
+            } else {
+                fail(None, e.to_string())
+            }
         })?;
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().map_err(|e| fail(Some(status), e.to_string()))?;
@@ -86,7 +90,10 @@ impl Registry {
             404 => {
                 return Err(Error::config(
                     "schema_registry.url",
-                    format!("GET {url} answered 404 without the registry's \"schema not found\" code 40403 ({})", clip(&body)),
+                    format!(
+                        "GET {url} answered 404 without the registry's \"schema not found\" code 40403 ({})",
+                        clip(&body)
+                    ),
                     "point it at the schema registry's base URL, e.g. \"http://127.0.0.1:8081\"",
                 ));
             }
@@ -119,9 +126,13 @@ impl Registry {
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().unwrap_or_default();
         match status {
-            200 => serde_json::from_str::<Vec<serde_json::Value>>(&body)
-                .map(|s| s.len())
-                .map_err(|e| Error::Registry { context: format!("GET {url}"), status: Some(status), body: format!("not a subject list ({e}): {}", clip(&body)) }),
+            200 => {
+                serde_json::from_str::<Vec<serde_json::Value>>(&body).map(|s| s.len()).map_err(|e| Error::Registry {
+                    context: format!("GET {url}"),
+                    status: Some(status),
+                    body: format!("not a subject list ({e}): {}", clip(&body)),
+                })
+            }
             401 | 403 => Err(refused_credentials(&url, status, &body)),
             _ => Err(Error::Registry { context: format!("GET {url}"), status: Some(status), body: clip(&body) }),
         }

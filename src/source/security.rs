@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use rskafka::client::{Credentials, SaslConfig};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::config::{KafkaSasl, KafkaTls, SaslMechanism};
 use crate::{Error, Result};
@@ -16,16 +16,31 @@ pub fn tls_config(tls: &KafkaTls) -> Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::config("kafka.tls", e.to_string(), "report this: the TLS library refused its own defaults"))?
+        .map_err(|e| {
+            Error::config("kafka.tls", e.to_string(), "report this: the TLS library refused its own defaults")
+        })?
         .with_root_certificates(roots);
     let config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            let chain = crate::tls::pem_certs(cert, "kafka.cert_file", "point it at the PEM client certificate (and its chain)")?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| Error::config("kafka.key_file", format!("no private key read from {}: {e}", key.display()), "point it at the PEM private key of kafka.cert_file"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| Error::config("kafka.cert_file", format!("the client certificate and key do not go together: {e}"), "name a certificate and its own key"))?
+            let chain = crate::tls::pem_certs(
+                cert,
+                "kafka.cert_file",
+                "point it at the PEM client certificate (and its chain)",
+            )?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                Error::config(
+                    "kafka.key_file",
+                    format!("no private key read from {}: {e}", key.display()),
+                    "point it at the PEM private key of kafka.cert_file",
+                )
+            })?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                Error::config(
+                    "kafka.cert_file",
+                    format!("the client certificate and key do not go together: {e}"),
+                    "name a certificate and its own key",
+                )
+            })?
         }
         _ => builder.with_no_client_auth(),
     };

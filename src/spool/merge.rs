@@ -50,27 +50,18 @@ mod tests;
 /// does not fsync: temporary names, fsync and rename are the caller's. On `Err` a partial `out`
 /// may be left behind. Returns the bytes written, which is the size of `out`.
 pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
-    let ctx = |what: &str| {
-        format!(
-            "merge {} spool files into {}: {what}",
-            inputs.len(),
-            out.display()
-        )
-    };
+    let ctx = |what: &str| format!("merge {} spool files into {}: {what}", inputs.len(), out.display());
     let Some(first_path) = inputs.first() else {
         return Err(Error::decode(ctx("inputs"), "no input files"));
     };
     // Read every footer before writing anything, so that a bad input leaves `out` untouched.
     let mut files = Vec::with_capacity(inputs.len());
     for path in inputs {
-        let file =
-            File::open(path).map_err(|e| Error::io(ctx(&format!("open {}", path.display())), e))?;
+        let file = File::open(path).map_err(|e| Error::io(ctx(&format!("open {}", path.display())), e))?;
         let metadata = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Optional)
             .parse_and_finish(&file)
-            .map_err(|e| {
-                Error::decode(ctx(&format!("read the footer of {}", path.display())), e)
-            })?;
+            .map_err(|e| Error::decode(ctx(&format!("read the footer of {}", path.display())), e))?;
         files.push((path, file, metadata));
     }
     let first = files[0].2.file_metadata();
@@ -88,19 +79,12 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
         }
     }
     if let Some(same) = same_file(out, inputs) {
-        return Err(Error::decode(
-            ctx("check the output path"),
-            format!("it is the input {}", same.display()),
-        ));
+        return Err(Error::decode(ctx("check the output path"), format!("it is the input {}", same.display())));
     }
 
     let mut props = WriterProperties::builder()
         .set_key_value_metadata(first.key_value_metadata().cloned())
-        .set_writer_version(if first.version() >= 2 {
-            WriterVersion::PARQUET_2_0
-        } else {
-            WriterVersion::PARQUET_1_0
-        });
+        .set_writer_version(if first.version() >= 2 { WriterVersion::PARQUET_2_0 } else { WriterVersion::PARQUET_1_0 });
     if let Some(created_by) = first.created_by() {
         // The pages were encoded by the input's writer: readers that work around known writer
         // bugs (e.g. in statistics) go by this.
@@ -112,12 +96,7 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
         .map_err(|e| Error::decode(ctx("start the output"), e))?;
 
     for (path, file, metadata) in &files {
-        let fail = |e| {
-            Error::decode(
-                ctx(&format!("copy the row groups of {}", path.display())),
-                e,
-            )
-        };
+        let fail = |e| Error::decode(ctx(&format!("copy the row groups of {}", path.display())), e);
         for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
             let column_indexes = metadata.column_index().and_then(|ci| ci.get(rg_idx));
             let offset_indexes = metadata.offset_index().and_then(|oi| oi.get(rg_idx));
@@ -141,9 +120,7 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
             rg_out.close().map_err(fail)?;
         }
     }
-    writer
-        .finish()
-        .map_err(|e| Error::decode(ctx("write the footer"), e))?;
+    writer.finish().map_err(|e| Error::decode(ctx("write the footer"), e))?;
     Ok(writer.bytes_written() as u64)
 }
 
@@ -152,14 +129,8 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
 pub fn split_offsets(file: &Path) -> Result<Vec<i64>> {
     let ctx = || format!("read the row groups of {}", file.display());
     let f = File::open(file).map_err(|e| Error::io(ctx(), e))?;
-    let metadata = ParquetMetaDataReader::new()
-        .parse_and_finish(&f)
-        .map_err(|e| Error::decode(ctx(), e))?;
-    Ok(metadata
-        .row_groups()
-        .iter()
-        .filter_map(|rg| rg.file_offset())
-        .collect())
+    let metadata = ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| Error::decode(ctx(), e))?;
+    Ok(metadata.row_groups().iter().filter_map(|rg| rg.file_offset()).collect())
 }
 
 /// The Iceberg `DataFile` of a file merged from files described by `parts` (in any order).
@@ -184,10 +155,7 @@ pub fn merge_data_files(
     size: u64,
     split_offsets: Vec<i64>,
 ) -> Result<DataFile> {
-    let ctx = format!(
-        "merge the data files of {} spool files into {path}",
-        parts.len()
-    );
+    let ctx = format!("merge the data files of {} spool files into {path}", parts.len());
     if parts.is_empty() {
         return Err(Error::decode(ctx, "no data files"));
     }
@@ -220,9 +188,9 @@ pub fn merge_data_files(
                 let Some(&n) = get(p).get(&id) else {
                     continue 'fields;
                 };
-                total = total.checked_add(n).ok_or_else(|| {
-                    Error::decode(ctx.clone(), format!("a count of field {id} overflows"))
-                })?;
+                total = total
+                    .checked_add(n)
+                    .ok_or_else(|| Error::decode(ctx.clone(), format!("a count of field {id} overflows")))?;
             }
             out.insert(id, total);
         }
@@ -233,19 +201,10 @@ pub fn merge_data_files(
     let mut lower_bounds = HashMap::new();
     let mut upper_bounds = HashMap::new();
     for (get, merged, keep) in [
-        (
-            DataFile::lower_bounds as fn(&DataFile) -> &HashMap<i32, Datum>,
-            &mut lower_bounds,
-            std::cmp::Ordering::Less,
-        ),
-        (
-            DataFile::upper_bounds,
-            &mut upper_bounds,
-            std::cmp::Ordering::Greater,
-        ),
+        (DataFile::lower_bounds as fn(&DataFile) -> &HashMap<i32, Datum>, &mut lower_bounds, std::cmp::Ordering::Less),
+        (DataFile::upper_bounds, &mut upper_bounds, std::cmp::Ordering::Greater),
     ] {
-        let ids: std::collections::BTreeSet<i32> =
-            parts.iter().flat_map(|p| get(p).keys().copied()).collect();
+        let ids: std::collections::BTreeSet<i32> = parts.iter().flat_map(|p| get(p).keys().copied()).collect();
         'fields: for id in ids {
             let mut best: Option<&Datum> = None;
             for p in parts {
@@ -262,9 +221,7 @@ pub fn merge_data_files(
                         None => {
                             return Err(Error::decode(
                                 ctx.clone(),
-                                format!(
-                                    "bounds of field {id} cannot be compared: {b:?} and {candidate:?}"
-                                ),
+                                format!("bounds of field {id} cannot be compared: {b:?} and {candidate:?}"),
                             ));
                         }
                     },
@@ -309,9 +266,7 @@ fn has_no_values(part: &DataFile, id: i32) -> bool {
 /// Whether `out` names the same file as one of `inputs` (only checkable when `out` exists).
 fn same_file<'a>(out: &Path, inputs: &'a [PathBuf]) -> Option<&'a PathBuf> {
     let out = std::fs::canonicalize(out).ok()?;
-    inputs
-        .iter()
-        .find(|i| std::fs::canonicalize(i).is_ok_and(|i| i == out))
+    inputs.iter().find(|i| std::fs::canonicalize(i).is_ok_and(|i| i == out))
 }
 
 /// The Parquet schema of a spool file as text (names, types, repetition, field ids): files merge

@@ -10,8 +10,7 @@ use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use async_compat::Compat;
 use iceberg::io::FileIO;
 use iceberg::spec::{
-    DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, NestedField, PrimitiveType,
-    Schema,
+    DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, NestedField, PrimitiveType, Schema,
 };
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -26,24 +25,15 @@ use crate::decode::{BatchDecoder, Message, infer_schema};
 
 /// Writes `batches` as `spill` does (iceberg's ParquetWriter, zstd 3); `max_rows` makes row
 /// groups smaller, to get inputs with several row groups.
-fn write_spool(
-    path: &Path,
-    schema: &Arc<Schema>,
-    batches: &[RecordBatch],
-    max_rows: Option<usize>,
-) -> DataFile {
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()));
+fn write_spool(path: &Path, schema: &Arc<Schema>, batches: &[RecordBatch], max_rows: Option<usize>) -> DataFile {
+    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()));
     if max_rows.is_some() {
         props = props.set_max_row_group_row_count(max_rows);
     }
     let path = path.to_str().unwrap().to_string();
     smol::block_on(Compat::new(async {
         let out = FileIO::new_with_fs().new_output(&path).unwrap();
-        let mut writer = ParquetWriterBuilder::new(props.build(), schema.clone())
-            .build(out)
-            .await
-            .unwrap();
+        let mut writer = ParquetWriterBuilder::new(props.build(), schema.clone()).build(out).await.unwrap();
         for b in batches {
             writer.write(b).await.unwrap();
         }
@@ -59,27 +49,11 @@ fn write_spool(
 fn record(i: usize) -> Value {
     let mut r = json!({ "id": i, "ok": i.is_multiple_of(3) });
     if !i.is_multiple_of(7) {
-        r["name"] = if i.is_multiple_of(5) {
-            Value::Null
-        } else {
-            json!(format!("n{i:03}"))
-        };
+        r["name"] = if i.is_multiple_of(5) { Value::Null } else { json!(format!("n{i:03}")) };
     }
-    r["score"] = if i.is_multiple_of(11) {
-        Value::Null
-    } else {
-        json!(i as f64 * 1.5 - 40.25)
-    };
-    r["note"] = if (40..70).contains(&i) {
-        Value::Null
-    } else {
-        json!(format!("note {i}"))
-    };
-    r["text"] = if i == 17 {
-        json!("z".repeat(100))
-    } else {
-        json!(format!("t{i}"))
-    };
+    r["score"] = if i.is_multiple_of(11) { Value::Null } else { json!(i as f64 * 1.5 - 40.25) };
+    r["note"] = if (40..70).contains(&i) { Value::Null } else { json!(format!("note {i}")) };
+    r["text"] = if i == 17 { json!("z".repeat(100)) } else { json!(format!("t{i}")) };
     if !i.is_multiple_of(4) {
         let mut tags: Vec<Value> = (0..i % 3).map(|j| json!(format!("g{i}_{j}"))).collect();
         if i.is_multiple_of(9) {
@@ -90,11 +64,7 @@ fn record(i: usize) -> Value {
     r["geo"] = if i.is_multiple_of(6) {
         Value::Null
     } else {
-        let zip = if i.is_multiple_of(10) {
-            Value::Null
-        } else {
-            json!(10_000 + i)
-        };
+        let zip = if i.is_multiple_of(10) { Value::Null } else { json!(10_000 + i) };
         json!({ "lat": i as f64 / 10.0 - 3.0, "addr": { "city": format!("c{}", i % 13), "zip": zip } })
     };
     r
@@ -116,14 +86,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let values: Vec<Vec<u8>> = (0..FILES[2].end)
-        .map(|i| record(i).to_string().into_bytes())
-        .collect();
+    let values: Vec<Vec<u8>> = (0..FILES[2].end).map(|i| record(i).to_string().into_bytes()).collect();
     let schema = Arc::new(infer_schema(values.iter().map(Vec::as_slice)).unwrap());
     let mut decoder = BatchDecoder::new(&schema).unwrap();
-    let keys: Vec<Vec<u8>> = (0..values.len())
-        .map(|i| format!("k{i}").into_bytes())
-        .collect();
+    let keys: Vec<Vec<u8>> = (0..values.len()).map(|i| format!("k{i}").into_bytes()).collect();
     let batches: Vec<RecordBatch> = FILES
         .iter()
         .map(|range| {
@@ -131,11 +97,7 @@ fn fixture() -> Fixture {
                 let msg = Message {
                     partition: (i % 3) as i32,
                     offset: 1000 + i as i64,
-                    timestamp_ms: if i.is_multiple_of(8) {
-                        -1
-                    } else {
-                        1_700_000_000_000 + i as i64
-                    },
+                    timestamp_ms: if i.is_multiple_of(8) { -1 } else { 1_700_000_000_000 + i as i64 },
                     key: (!i.is_multiple_of(5)).then_some(keys[i].as_slice()),
                     value: Some(&values[i]),
                 };
@@ -148,36 +110,18 @@ fn fixture() -> Fixture {
         .collect();
 
     let dir = tempfile::tempdir().unwrap();
-    let inputs: Vec<PathBuf> = (0..FILES.len())
-        .map(|n| dir.path().join(format!("spool-{n}.parquet")))
-        .collect();
+    let inputs: Vec<PathBuf> = (0..FILES.len()).map(|n| dir.path().join(format!("spool-{n}.parquet"))).collect();
     let parts = inputs
         .iter()
         .zip(&batches)
         .enumerate()
         // The last file gets row groups of 16 rows: inputs with several row groups are merged too.
-        .map(|(n, (path, b))| {
-            write_spool(
-                path,
-                &schema,
-                std::slice::from_ref(b),
-                (n == 2).then_some(16),
-            )
-        })
+        .map(|(n, (path, b))| write_spool(path, &schema, std::slice::from_ref(b), (n == 2).then_some(16)))
         .collect();
     let reference_path = dir.path().join("reference.parquet");
     let reference = write_spool(&reference_path, &schema, &batches, None);
     let out = dir.path().join("merged.parquet");
-    Fixture {
-        _dir: dir,
-        schema,
-        batches,
-        inputs,
-        parts,
-        reference,
-        reference_path,
-        out,
-    }
+    Fixture { _dir: dir, schema, batches, inputs, parts, reference, reference_path, out }
 }
 
 fn footer(path: &Path) -> ParquetMetaData {
@@ -203,15 +147,8 @@ fn merged_rows_schema_and_metadata() {
     let f = fixture();
     let size = merge_files(&f.inputs, &f.out).unwrap();
     assert_eq!(size, std::fs::metadata(&f.out).unwrap().len());
-    let input_sizes: u64 = f
-        .inputs
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
-    println!(
-        "merged {} files, {input_sizes} bytes, into {size} bytes",
-        f.inputs.len()
-    );
+    let input_sizes: u64 = f.inputs.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    println!("merged {} files, {input_sizes} bytes, into {size} bytes", f.inputs.len());
 
     // Every row, in order, as written.
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f.out).unwrap())
@@ -222,27 +159,15 @@ fn merged_rows_schema_and_metadata() {
     let read: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
     let want_schema = f.batches[0].schema();
     let rows = |batches: &[RecordBatch]| -> Vec<RecordBatch> {
-        batches
-            .iter()
-            .flat_map(|b| (0..b.num_rows()).map(move |r| b.slice(r, 1)))
-            .collect()
+        batches.iter().flat_map(|b| (0..b.num_rows()).map(move |r| b.slice(r, 1))).collect()
     };
     let (got, want) = (rows(&read), rows(&f.batches));
     assert_eq!(got.len(), FILES[2].end);
     assert_eq!(got.len(), want.len());
     for (n, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(
-            g.schema().fields(),
-            want_schema.fields(),
-            "schema (types, nullability, PARQUET:field_id)"
-        );
+        assert_eq!(g.schema().fields(), want_schema.fields(), "schema (types, nullability, PARQUET:field_id)");
         for (c, field) in want_schema.fields().iter().enumerate() {
-            assert_eq!(
-                g.column(c).as_ref(),
-                w.column(c).as_ref(),
-                "row {n}, column {}",
-                field.name()
-            );
+            assert_eq!(g.column(c).as_ref(), w.column(c).as_ref(), "row {n}, column {}", field.name());
         }
     }
 
@@ -251,21 +176,12 @@ fn merged_rows_schema_and_metadata() {
     let merged = footer(&f.out);
     let first = footer(&f.inputs[0]);
     let reference = footer(&f.reference_path);
-    assert_eq!(
-        merged.file_metadata().schema(),
-        first.file_metadata().schema()
-    );
-    assert_eq!(
-        merged.file_metadata().schema(),
-        reference.file_metadata().schema()
-    );
+    assert_eq!(merged.file_metadata().schema(), first.file_metadata().schema());
+    assert_eq!(merged.file_metadata().schema(), reference.file_metadata().schema());
     let kv = merged.file_metadata().key_value_metadata().unwrap();
     assert_eq!(Some(kv), first.file_metadata().key_value_metadata());
     assert!(kv.iter().any(|e| e.key == "ARROW:schema"));
-    assert_eq!(
-        merged.file_metadata().created_by(),
-        first.file_metadata().created_by()
-    );
+    assert_eq!(merged.file_metadata().created_by(), first.file_metadata().created_by());
     let mut ids = Vec::new();
     field_ids(merged.file_metadata().schema(), &mut ids);
     let mut seen = BTreeSet::new();
@@ -275,36 +191,22 @@ fn merged_rows_schema_and_metadata() {
             assert_eq!(name, "list", "{ids:?}");
             continue;
         };
-        assert_eq!(
-            &f.schema.field_by_id(*id).unwrap().name,
-            name,
-            "field id {id}"
-        );
+        assert_eq!(&f.schema.field_by_id(*id).unwrap().name, name, "field id {id}");
         assert!(seen.insert(*id), "field id {id} twice");
     }
-    assert_eq!(
-        seen,
-        (1..=f.schema.highest_field_id()).collect(),
-        "every Iceberg field id is in the merged file"
-    );
+    assert_eq!(seen, (1..=f.schema.highest_field_id()).collect(), "every Iceberg field id is in the merged file");
 
     // Row groups: all of the inputs', copied with their page indexes moved to the new offsets.
     let input_groups: usize = f.inputs.iter().map(|p| footer(p).num_row_groups()).sum();
     assert!(input_groups > f.inputs.len());
     assert_eq!(merged.num_row_groups(), input_groups);
     assert_eq!(merged.file_metadata().num_rows(), FILES[2].end as i64);
-    let offset_index = merged
-        .offset_index()
-        .expect("the page indexes were carried over");
+    let offset_index = merged.offset_index().expect("the page indexes were carried over");
     assert!(merged.column_index().is_some());
     for (rg_idx, rg) in merged.row_groups().iter().enumerate() {
         for (col_idx, column) in rg.columns().iter().enumerate() {
             let pages = offset_index[rg_idx][col_idx].page_locations();
-            assert_eq!(
-                pages[0].offset,
-                column.data_page_offset(),
-                "row group {rg_idx}, column {col_idx}"
-            );
+            assert_eq!(pages[0].offset, column.data_page_offset(), "row group {rg_idx}, column {col_idx}");
         }
     }
 }
@@ -314,14 +216,7 @@ fn merged_data_file_matches_icebergs_for_one_file() {
     let f = fixture();
     let size = merge_files(&f.inputs, &f.out).unwrap();
     let offsets = split_offsets(&f.out).unwrap();
-    let merged = merge_data_files(
-        &f.parts,
-        0,
-        "s3://bucket/t/data/merged.parquet",
-        size,
-        offsets.clone(),
-    )
-    .unwrap();
+    let merged = merge_data_files(&f.parts, 0, "s3://bucket/t/data/merged.parquet", size, offsets.clone()).unwrap();
     let want = &f.reference;
 
     assert_eq!(merged.record_count(), FILES[2].end as u64);
@@ -336,43 +231,26 @@ fn merged_data_file_matches_icebergs_for_one_file() {
     // in the middle file) keeps its bounds; `text` has no upper bound (the 100-byte string's
     // statistic is truncated, so inexact), but a lower one.
     let id = |name: &str| f.schema.field_by_name(name).unwrap().id;
-    assert_eq!(
-        merged.lower_bounds().get(&id("note")),
-        Some(&Datum::string("note 0"))
-    );
-    assert_eq!(
-        merged.upper_bounds().get(&id("note")),
-        Some(&Datum::string("note 99"))
-    );
+    assert_eq!(merged.lower_bounds().get(&id("note")), Some(&Datum::string("note 0")));
+    assert_eq!(merged.upper_bounds().get(&id("note")), Some(&Datum::string("note 99")));
     assert!(f.parts[1].lower_bounds().get(&id("note")).is_none());
-    assert_eq!(
-        merged.lower_bounds().get(&id("text")),
-        Some(&Datum::string("t0"))
-    );
+    assert_eq!(merged.lower_bounds().get(&id("text")), Some(&Datum::string("t0")));
     assert!(!merged.upper_bounds().contains_key(&id("text")));
     assert_eq!(merged.lower_bounds().get(&id("id")), Some(&Datum::long(0)));
-    assert_eq!(
-        merged.upper_bounds().get(&id("id")),
-        Some(&Datum::long(119))
-    );
+    assert_eq!(merged.upper_bounds().get(&id("id")), Some(&Datum::long(119)));
 
     // Column sizes: the parts' sums, and what the merged footer says the copied chunks take.
     let mut footer_sizes: HashMap<i32, u64> = HashMap::new();
     for rg in footer(&f.out).row_groups() {
         for c in rg.columns() {
-            *footer_sizes
-                .entry(c.column_descr().self_type().get_basic_info().id())
-                .or_default() += c.compressed_size() as u64;
+            *footer_sizes.entry(c.column_descr().self_type().get_basic_info().id()).or_default() +=
+                c.compressed_size() as u64;
         }
     }
     assert_eq!(merged.column_sizes(), &footer_sizes);
 
     // Split offsets: where the merged file's row groups start.
-    let starts: Vec<i64> = footer(&f.out)
-        .row_groups()
-        .iter()
-        .map(|rg| rg.file_offset().unwrap())
-        .collect();
+    let starts: Vec<i64> = footer(&f.out).row_groups().iter().map(|rg| rg.file_offset().unwrap()).collect();
     assert_eq!(offsets, starts);
     assert_eq!(offsets[0], 4, "after the magic bytes");
     assert_eq!(merged.split_offsets(), Some(offsets.as_slice()));
@@ -420,10 +298,7 @@ fn mismatched_schemas_are_refused() {
         assert!(matches!(err, Error::Decode { .. }), "{err}");
         assert!(err.to_string().contains("Parquet schema differs"), "{err}");
         assert!(err.to_string().contains(other), "{err}");
-        assert!(
-            !p("out").exists(),
-            "nothing is written when an input does not fit"
-        );
+        assert!(!p("out").exists(), "nothing is written when an input does not fit");
     }
 }
 
@@ -440,10 +315,7 @@ fn bad_inputs_are_refused() {
     assert_eq!(std::fs::read(&base).unwrap(), before);
     // A missing input, and one that is not Parquet.
     assert!(matches!(
-        merge_files(
-            &[base.clone(), dir.path().join("nope")],
-            &dir.path().join("out")
-        ),
+        merge_files(&[base.clone(), dir.path().join("nope")], &dir.path().join("out")),
         Err(Error::Io { .. })
     ));
     std::fs::write(dir.path().join("junk"), b"not parquet at all").unwrap();
@@ -487,13 +359,7 @@ fn bounds_and_counts_rules() {
         &[(1, l(9)), (2, d(2.0)), (3, l(1))],
     );
     // Field 1 all null, field 2 all null or NaN: no bounds, and none needed.
-    let b = part(
-        &[(1, 5), (2, 5), (3, 5)],
-        &[(1, 5), (2, 2), (3, 0)],
-        &[(2, 3)],
-        &[(3, l(0))],
-        &[(3, l(0))],
-    );
+    let b = part(&[(1, 5), (2, 5), (3, 5)], &[(1, 5), (2, 2), (3, 0)], &[(2, 3)], &[(3, l(0))], &[(3, l(0))]);
     let c = part(
         &[(1, 5), (2, 5), (3, 5)],
         &[(1, 0), (2, 0), (3, 0)],
@@ -503,47 +369,20 @@ fn bounds_and_counts_rules() {
     );
     let m = merge_data_files(&[a.clone(), b.clone(), c.clone()], 0, "m", 1, vec![4]).unwrap();
     assert_eq!(m.record_count(), 15);
-    assert_eq!(
-        m.value_counts(),
-        &HashMap::from([(1, 15), (2, 15), (3, 15)])
-    );
-    assert_eq!(
-        m.null_value_counts(),
-        &HashMap::from([(1, 5), (2, 3), (3, 0)])
-    );
+    assert_eq!(m.value_counts(), &HashMap::from([(1, 15), (2, 15), (3, 15)]));
+    assert_eq!(m.null_value_counts(), &HashMap::from([(1, 5), (2, 3), (3, 0)]));
     assert_eq!(m.nan_value_counts(), &HashMap::from([(2, 3)]));
-    assert_eq!(
-        m.column_sizes(),
-        &HashMap::from([(1, 30), (2, 30), (3, 30)])
-    );
-    assert_eq!(
-        m.lower_bounds(),
-        &HashMap::from([(1, l(2)), (2, d(-1.5)), (3, l(0))])
-    );
-    assert_eq!(
-        m.upper_bounds(),
-        &HashMap::from([(1, l(9)), (2, d(8.0)), (3, l(8))])
-    );
+    assert_eq!(m.column_sizes(), &HashMap::from([(1, 30), (2, 30), (3, 30)]));
+    assert_eq!(m.lower_bounds(), &HashMap::from([(1, l(2)), (2, d(-1.5)), (3, l(0))]));
+    assert_eq!(m.upper_bounds(), &HashMap::from([(1, l(9)), (2, d(8.0)), (3, l(8))]));
 
     // A part with values but no bound (truncated, or metrics off): the bound is unknown.
-    let unknown = part(
-        &[(1, 5), (2, 5), (3, 5)],
-        &[(1, 0), (2, 0), (3, 0)],
-        &[(2, 0)],
-        &[(1, l(0))],
-        &[(3, l(100))],
-    );
+    let unknown = part(&[(1, 5), (2, 5), (3, 5)], &[(1, 0), (2, 0), (3, 0)], &[(2, 0)], &[(1, l(0))], &[(3, l(100))]);
     let m = merge_data_files(&[a.clone(), unknown.clone(), c.clone()], 0, "m", 1, vec![]).unwrap();
     assert_eq!(m.lower_bounds(), &HashMap::from([(1, l(0))]));
     assert_eq!(m.upper_bounds(), &HashMap::from([(3, l(100))]));
     // A count unknown in one part is unknown in the merged file.
-    let no_nulls = part(
-        &[(1, 5), (2, 5)],
-        &[(1, 0)],
-        &[],
-        &[(1, l(3))],
-        &[(1, l(3))],
-    );
+    let no_nulls = part(&[(1, 5), (2, 5)], &[(1, 0)], &[], &[(1, l(3))], &[(1, l(3))]);
     let m = merge_data_files(&[a.clone(), no_nulls], 0, "m", 1, vec![]).unwrap();
     assert_eq!(m.value_counts(), &HashMap::from([(1, 10), (2, 10)]));
     assert_eq!(m.null_value_counts(), &HashMap::from([(1, 0)]));
@@ -553,13 +392,7 @@ fn bounds_and_counts_rules() {
 
     // Refused: nothing to merge, bounds of different types, a part that is not a data file.
     assert!(merge_data_files(&[], 0, "m", 1, vec![]).is_err());
-    let text = part(
-        &[(1, 5)],
-        &[(1, 0)],
-        &[],
-        &[(1, Datum::string("x"))],
-        &[(1, Datum::string("y"))],
-    );
+    let text = part(&[(1, 5)], &[(1, 0)], &[], &[(1, Datum::string("x"))], &[(1, Datum::string("y"))]);
     let err = merge_data_files(&[a.clone(), text], 0, "m", 1, vec![]).unwrap_err();
     assert!(err.to_string().contains("cannot be compared"), "{err}");
     let mut deletes = DataFileBuilder::default();

@@ -43,16 +43,22 @@ pub async fn spill(spool: Arc<Spool>, parts: Vec<Part>) -> Result<Vec<SpoolFile>
         let mut written: Vec<(std::path::PathBuf, FileMeta)> = Vec::with_capacity(parts.len());
         let result = (|| {
             for part in parts {
-                let partition_type = part.spec.partition_type(&part.schema).map_err(|e| Error::iceberg("partition type", e))?;
+                let partition_type =
+                    part.spec.partition_type(&part.schema).map_err(|e| Error::iceberg("partition type", e))?;
                 for (partition, batches) in split(&part)? {
                     let tmp = spool.temp_path();
-                    let path = tmp.to_str().ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?.to_string();
+                    let path = tmp
+                        .to_str()
+                        .ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?
+                        .to_string();
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                     written.push((tmp, FileMeta { extra: Vec::new(), rows: rows as u64, ..part.meta.clone() }));
                     let batches = sorted(&part.schema, &part.sort, batches)?;
                     let tuple = partition.map(|p| (p, part.spec.spec_id()));
-                    let data_file = smol::block_on(Compat::new(write_parquet(&path, part.schema.clone(), &batches, tuple)))?;
-                    written.last_mut().expect("pushed above").1.extra = crate::commit::data_file_to_json(data_file, &partition_type)?;
+                    let data_file =
+                        smol::block_on(Compat::new(write_parquet(&path, part.schema.clone(), &batches, tuple)))?;
+                    written.last_mut().expect("pushed above").1.extra =
+                        crate::commit::data_file_to_json(data_file, &partition_type)?;
                 }
             }
             Ok(spool.register_all(written.clone())?)
@@ -103,9 +109,9 @@ fn sorted(schema: &Schema, order: &SortOrder, batches: Vec<RecordBatch>) -> Resu
     let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).map_err(ctx)?;
     let mut columns = Vec::with_capacity(order.fields.len());
     for f in &order.fields {
-        let name = schema
-            .name_by_field_id(f.source_id)
-            .ok_or_else(|| Error::decode("sort the rows of a spool file", format!("no field with id {}", f.source_id)))?;
+        let name = schema.name_by_field_id(f.source_id).ok_or_else(|| {
+            Error::decode("sort the rows of a spool file", format!("no field with id {}", f.source_id))
+        })?;
         let values = batch
             .column_by_name(name)
             .ok_or_else(|| Error::decode("sort the rows of a spool file", format!("no top-level column `{name}`")))?
@@ -139,7 +145,12 @@ pub fn is_disk_full(e: &Error) -> bool {
     text.contains("No space left on device") || text.contains("Disk quota exceeded")
 }
 
-async fn write_parquet(path: &str, schema: Arc<Schema>, batches: &[RecordBatch], partition: Option<(Struct, i32)>) -> Result<DataFile> {
+async fn write_parquet(
+    path: &str,
+    schema: Arc<Schema>,
+    batches: &[RecordBatch],
+    partition: Option<(Struct, i32)>,
+) -> Result<DataFile> {
     let ctx = |e| Error::iceberg(format!("write spool file {path}"), e);
     let out = FileIO::new_with_fs().new_output(path).map_err(ctx)?;
     let props = WriterProperties::builder()
@@ -150,7 +161,8 @@ async fn write_parquet(path: &str, schema: Arc<Schema>, batches: &[RecordBatch],
         writer.write(b).await.map_err(ctx)?;
     }
     let mut builders = writer.close().await.map_err(ctx)?;
-    let mut builder = builders.pop().ok_or_else(|| Error::decode(path.to_string(), "the Parquet writer produced no file"))?;
+    let mut builder =
+        builders.pop().ok_or_else(|| Error::decode(path.to_string(), "the Parquet writer produced no file"))?;
     if let Some((tuple, spec_id)) = partition {
         builder.partition(tuple).partition_spec_id(spec_id);
     }
@@ -164,11 +176,11 @@ mod tests {
     #[test]
     fn a_full_disk_is_recognised_through_the_writer_error_chain() {
         let enospc = std::io::Error::from_raw_os_error(28);
-        let wrapped = iceberg::Error::new(iceberg::ErrorKind::Unexpected, "Failed to write parquet").with_source(enospc);
+        let wrapped =
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, "Failed to write parquet").with_source(enospc);
         assert!(is_disk_full(&Error::iceberg("write spool file /s/tmp/1", wrapped)));
         assert!(is_disk_full(&Error::io("write", std::io::Error::from(std::io::ErrorKind::StorageFull))));
         assert!(!is_disk_full(&Error::io("write", std::io::Error::from(std::io::ErrorKind::PermissionDenied))));
         assert!(!is_disk_full(&Error::decode("x", "bad row")));
     }
 }
-

@@ -27,8 +27,8 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, Retry
 
 use crate::{Error, Result};
 
-pub use self::transport::UreqConnector;
 pub use self::storage::{ObjectStoreStorage, ObjectStoreStorageFactory};
+pub use self::transport::UreqConnector;
 
 const URL_FIX: &str = "use s3://bucket/key, s3a://bucket/key or file:///absolute/path";
 

@@ -22,8 +22,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::Body as _;
 use object_store::client::{
-    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpRequestBody,
-    HttpResponse, HttpResponseBody, HttpService,
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpRequestBody, HttpResponse, HttpResponseBody,
+    HttpService,
 };
 use object_store::{ClientConfigKey, ClientOptions};
 
@@ -62,7 +62,10 @@ fn option_bool(options: &ClientOptions, key: ClientConfigKey) -> bool {
 }
 
 impl UreqService {
-    fn new(options: &ClientOptions, roots: &[rustls::pki_types::CertificateDer<'static>]) -> object_store::Result<Self> {
+    fn new(
+        options: &ClientOptions,
+        roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> object_store::Result<Self> {
         let generic = |e: ureq::Error| object_store::Error::Generic { store: "S3", source: Box::new(e) };
 
         let mut tls = crate::tls::ureq_config(roots);
@@ -96,9 +99,8 @@ impl UreqService {
         if let Some(age) = option_duration(options, ClientConfigKey::PoolIdleTimeout) {
             config = config.max_idle_age(age);
         }
-        if let Some(n) = options
-            .get_config_value(&ClientConfigKey::PoolMaxIdlePerHost)
-            .and_then(|v| v.parse::<usize>().ok())
+        if let Some(n) =
+            options.get_config_value(&ClientConfigKey::PoolMaxIdlePerHost).and_then(|v| v.parse::<usize>().ok())
         {
             config = config.max_idle_connections_per_host(n);
         }
@@ -153,8 +155,8 @@ async fn collect_request_body(body: HttpRequestBody) -> Result<Bytes, HttpError>
 
 /// One blocking HTTP exchange, response body included. Runs on the `blocking` pool.
 fn exchange(agent: &ureq::Agent, parts: http::request::Parts, body: Bytes) -> Result<HttpResponse, HttpError> {
-    let sends_body = !body.is_empty()
-        || matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH);
+    let sends_body =
+        !body.is_empty() || matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH);
     let result = if sends_body {
         agent.run(http::Request::from_parts(parts, &body[..]))
     } else {

@@ -21,10 +21,7 @@ impl Request {
 pub fn read_line(r: &mut impl BufRead) -> std::io::Result<String> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
     }
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
@@ -43,31 +40,18 @@ pub fn read_headers(r: &mut impl BufRead) -> std::io::Result<Vec<(String, String
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 /// A message body per its headers: Content-Length, chunked, or none (requests) / to EOF (`to_eof`).
-pub fn read_body(
-    r: &mut impl BufRead,
-    headers: &[(String, String)],
-    to_eof: bool,
-) -> std::io::Result<Vec<u8>> {
+pub fn read_body(r: &mut impl BufRead, headers: &[(String, String)], to_eof: bool) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
-    if header(headers, "transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
+    if header(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         loop {
             let size_line = read_line(r)?;
-            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("chunk size {size_line:?}: {e}"),
-                    )
-                })?;
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("chunk size {size_line:?}: {e}"))
+            })?;
             if size == 0 {
                 // Trailers, up to the empty line.
                 while !read_line(r)?.is_empty() {}
@@ -79,12 +63,9 @@ pub fn read_body(
             read_line(r)?; // the CRLF after the chunk
         }
     } else if let Some(n) = header(headers, "content-length") {
-        let n: usize = n.parse().map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("content-length {n:?}: {e}"),
-            )
-        })?;
+        let n: usize = n
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("content-length {n:?}: {e}")))?;
         body.resize(n, 0);
         r.read_exact(&mut body)?;
         Ok(body)
@@ -100,20 +81,12 @@ pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Request> {
     let line = read_line(r)?;
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("request line {line:?}"),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("request line {line:?}")));
     };
     let (method, target) = (method.to_string(), target.to_string());
     let headers = read_headers(r)?;
     let body = read_body(r, &headers, false)?;
-    Ok(Request {
-        method,
-        target,
-        headers,
-        body,
-    })
+    Ok(Request { method, target, headers, body })
 }
 
 /// Appends `headers` as header lines, leaving out `skip` and the ones that describe the
@@ -136,10 +109,7 @@ pub fn answer(
 ) -> std::io::Result<()> {
     let mut head = format!("{status_line}\r\n");
     push_headers(&mut head, headers, &[]);
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    ));
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
     client.write_all(head.as_bytes())?;
     client.write_all(body)?;
     client.flush()

@@ -30,13 +30,18 @@ pub struct Produced {
     pub timestamp_ms: i64,
 }
 
-type Secured = std::sync::Mutex<BTreeMap<String, (std::sync::Arc<rustls::ClientConfig>, Option<rskafka::client::SaslConfig>)>>;
+type Secured =
+    std::sync::Mutex<BTreeMap<String, (std::sync::Arc<rustls::ClientConfig>, Option<rskafka::client::SaslConfig>)>>;
 
 /// Brokers the harness reaches over TLS with a SASL login (the Kafka security tests), by address.
 static SECURED: Secured = std::sync::Mutex::new(BTreeMap::new());
 
 /// From now on the harness talks to `kafka` over TLS, with this SASL login if any.
-pub fn secure_broker(kafka: &str, tls: std::sync::Arc<rustls::ClientConfig>, sasl: Option<rskafka::client::SaslConfig>) {
+pub fn secure_broker(
+    kafka: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    sasl: Option<rskafka::client::SaslConfig>,
+) {
     SECURED.lock().unwrap().insert(kafka.to_string(), (tls, sasl));
 }
 
@@ -51,10 +56,7 @@ fn client_builder(kafka: &str) -> ClientBuilder {
 
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(kafka: &str, topic: &str, partitions: i32) {
-    let client = client_builder(kafka)
-        .build()
-        .await
-        .expect("connect to the broker");
+    let client = client_builder(kafka).build().await.expect("connect to the broker");
     client
         .controller_client()
         .expect("controller")
@@ -81,7 +83,8 @@ pub async fn produce_with(
     ids: std::ops::Range<u64>,
     make: impl Fn(u64) -> Value,
 ) -> BTreeMap<(i32, i64), Produced> {
-    let produced = |i: u64| Produced { value: make(i), key: format!("key-{i}"), timestamp_ms: 1_700_000_000_000 + i as i64 };
+    let produced =
+        |i: u64| Produced { value: make(i), key: format!("key-{i}"), timestamp_ms: 1_700_000_000_000 + i as i64 };
     let placed = produce_ids(kafka, topic, partitions, ids, 2000, |i| {
         let e = produced(i);
         Record {
@@ -128,7 +131,10 @@ async fn produce_ids(
         let pc = partition_client(kafka, topic, p).await;
         let mine: Vec<u64> = ids.clone().filter(|i| (i % partitions as u64) as i32 == p).collect();
         for ids in mine.chunks(chunk) {
-            let offsets = pc.produce(ids.iter().map(|&i| record(i)).collect(), Compression::NoCompression).await.expect("produce");
+            let offsets = pc
+                .produce(ids.iter().map(|&i| record(i)).collect(), Compression::NoCompression)
+                .await
+                .expect("produce");
             out.extend(offsets.into_iter().map(|o| (p, o)).zip(ids.iter().copied()));
         }
     }

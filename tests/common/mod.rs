@@ -41,9 +41,7 @@ pub fn frazil_command() -> Command {
 pub fn venv_python() -> PathBuf {
     let venv = std::env::var_os("FRAZIL_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/frazil/venv")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/frazil/venv"));
     venv.join("bin/python")
 }
 
@@ -60,10 +58,7 @@ impl Servers {
 
     /// Like [`Servers::start`], with `env` for tests/servers/start.sh (e.g. `FRAZIL_KAFKA_CERT`).
     pub fn start_with(env: &[(&str, &str)]) -> Servers {
-        let dir = tempfile::Builder::new()
-            .prefix("frazil-test-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("frazil-test-").tempdir().expect("temp dir");
         // start.sh picks free ports and then binds them; a parallel test's sockets can take one in
         // between. It stops what it started when a server fails, so try again with fresh ports.
         let mut failures = String::new();
@@ -81,12 +76,7 @@ impl Servers {
                 let env = text
                     .lines()
                     .filter_map(|l| l.split_once('='))
-                    .map(|(k, v)| {
-                        (
-                            k.trim().to_string(),
-                            v.trim().trim_matches('"').trim_matches('\'').to_string(),
-                        )
-                    })
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').trim_matches('\'').to_string()))
                     .collect();
                 return Servers { dir, env };
             }
@@ -98,16 +88,11 @@ impl Servers {
             eprintln!("tests/servers/start.sh failed, {failure}");
             failures.push_str(&failure);
         }
-        panic!(
-            "tests/servers/start.sh failed three times (run tests/servers/install.sh first?):\n{failures}"
-        );
+        panic!("tests/servers/start.sh failed three times (run tests/servers/install.sh first?):\n{failures}");
     }
 
     pub fn get(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .map(String::as_str)
-            .unwrap_or_else(|| panic!("{key} missing from the servers' env"))
+        self.env.get(key).map(String::as_str).unwrap_or_else(|| panic!("{key} missing from the servers' env"))
     }
 
     /// A frazil config for these servers; `extra` is appended to the `[catalog]` section.
@@ -166,18 +151,12 @@ path_style = true
     pub fn ctl_with(&self, action: &str, server: &str, kill: bool, env: &[(&str, &str)]) {
         let mut cmd = Command::new("bash");
         cmd.envs(env.iter().copied());
-        cmd.arg(repo().join("tests/servers/ctl.sh"))
-            .arg(self.dir.path().join("servers"))
-            .args([action, server]);
+        cmd.arg(repo().join("tests/servers/ctl.sh")).arg(self.dir.path().join("servers")).args([action, server]);
         if kill {
             cmd.arg("--kill");
         }
         let out = cmd.output().expect("run tests/servers/ctl.sh");
-        assert!(
-            out.status.success(),
-            "ctl.sh {action} {server} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "ctl.sh {action} {server} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// The arguments tests/check/*.py take to reach `edge.<table>` through these servers.
@@ -204,10 +183,8 @@ path_style = true
             .arg(self.dir.path().join(format!("{table}-poll.jsonl")))
             .output()
             .expect("run read_table.py");
-        let summary: Option<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .and_then(|l| serde_json::from_str(l).ok());
+        let summary: Option<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().last().and_then(|l| serde_json::from_str(l).ok());
         summary.and_then(|v| v["rows"].as_u64()).unwrap_or(0) as usize
     }
 
@@ -248,11 +225,7 @@ path_style = true
 
     /// Runs `frazil <args>` against these servers and returns its exit code and stderr.
     pub fn frazil(&self, args: &[&str]) -> (i32, String) {
-        let out = frazil_command()
-            .args(args)
-            .env("FRAZIL_LOG", "info")
-            .output()
-            .expect("run frazil");
+        let out = frazil_command().args(args).env("FRAZIL_LOG", "info").output().expect("run frazil");
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         (out.status.code().unwrap_or(-1), stderr)
     }
@@ -272,16 +245,9 @@ pub fn same_json(produced: &Value, read: &Value) -> bool {
     match (produced, read) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            keys.into_iter().all(|k| {
-                same_json(
-                    a.get(k).unwrap_or(&Value::Null),
-                    b.get(k).unwrap_or(&Value::Null),
-                )
-            })
+            keys.into_iter().all(|k| same_json(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null)))
         }
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_json(x, y))
-        }
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_json(x, y)),
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (a, b) => a == b,
     }
@@ -292,35 +258,19 @@ pub fn same_json(produced: &Value, read: &Value) -> bool {
 pub fn assert_exactly(reader: &str, rows: &[Value], expected: &BTreeMap<(i32, i64), Produced>) {
     use base64::Engine;
     let key_decode = |v: &Value| {
-        let b = base64::engine::general_purpose::STANDARD.decode(
-            v.as_str()
-                .unwrap_or_else(|| panic!("{reader}: key is not base64 text: {v}")),
-        );
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_else(|| panic!("{reader}: key is not base64 text: {v}")));
         String::from_utf8(b.expect("key is base64")).expect("key is UTF-8")
     };
     let mut seen = BTreeMap::new();
     for row in rows {
-        let p = row["_kafka_partition"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("{reader}: no partition in {row}")) as i32;
-        let o = row["_kafka_offset"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("{reader}: no offset in {row}"));
-        assert!(
-            seen.insert((p, o), row).is_none(),
-            "{reader}: ({p}, {o}) appears twice"
-        );
+        let p = row["_kafka_partition"].as_i64().unwrap_or_else(|| panic!("{reader}: no partition in {row}")) as i32;
+        let o = row["_kafka_offset"].as_i64().unwrap_or_else(|| panic!("{reader}: no offset in {row}"));
+        assert!(seen.insert((p, o), row).is_none(), "{reader}: ({p}, {o}) appears twice");
     }
     assert_eq!(seen.len(), expected.len(), "{reader}: row count");
-    let missing: Vec<_> = expected
-        .keys()
-        .filter(|k| !seen.contains_key(k))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{reader}: events missing, e.g. {missing:?}"
-    );
+    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(k)).take(5).collect();
+    assert!(missing.is_empty(), "{reader}: events missing, e.g. {missing:?}");
     for (k, e) in expected {
         let row = seen[k];
         let mut user = row.as_object().expect("row is an object").clone();
@@ -331,20 +281,12 @@ pub fn assert_exactly(reader: &str, rows: &[Value], expected: &BTreeMap<(i32, i6
             e.value,
             Value::Object(user)
         );
-        assert_eq!(
-            key_decode(&row["_kafka_key"]),
-            e.key,
-            "{reader}: key at {k:?}"
-        );
+        assert_eq!(key_decode(&row["_kafka_key"]), e.key, "{reader}: key at {k:?}");
         let ts = chrono::DateTime::from_timestamp_millis(e.timestamp_ms)
             .expect("timestamp")
             .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
             .to_string();
-        assert_eq!(
-            row["_kafka_timestamp"],
-            Value::String(ts),
-            "{reader}: timestamp at {k:?}"
-        );
+        assert_eq!(row["_kafka_timestamp"], Value::String(ts), "{reader}: timestamp at {k:?}");
     }
 }
 
@@ -356,11 +298,7 @@ impl Guard {
         self.0.as_mut().expect("not yet waited for")
     }
     pub fn wait(mut self) -> std::process::ExitStatus {
-        self.0
-            .take()
-            .expect("not yet waited for")
-            .wait()
-            .expect("wait for frazil")
+        self.0.take().expect("not yet waited for").wait().expect("wait for frazil")
     }
 }
 
@@ -397,13 +335,9 @@ fn read_rows(mut cmd: Command, reader: &str, out_file: &Path) -> (Vec<Value>, Va
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("a summary line"),
-    )
-    .expect("summary is JSON");
+    let summary: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().expect("a summary line"))
+            .expect("summary is JSON");
     let rows = std::fs::read_to_string(out_file)
         .expect("rows file")
         .lines()
@@ -415,7 +349,10 @@ fn read_rows(mut cmd: Command, reader: &str, out_file: &Path) -> (Vec<Value>, Va
 /// Runs frazil; returns its exit code and its stdout then stderr.
 pub fn frazil_out(args: &[&str]) -> (i32, String) {
     let out = frazil_command().args(args).output().expect("run frazil");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 /// Writes a config file readable by its owner only: frazil refuses a world-readable one that
@@ -433,20 +370,12 @@ pub fn status_json(config: &Path, extra: &[&str]) -> Value {
         .args(extra)
         .output()
         .expect("frazil status");
-    assert!(
-        out.status.success(),
-        "frazil status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "frazil status failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
 /// Both readers see exactly `expected`; returns the pyiceberg summary line.
-pub fn assert_table_exactly(
-    servers: &Servers,
-    table: &str,
-    expected: &BTreeMap<(i32, i64), Produced>,
-) -> Value {
+pub fn assert_table_exactly(servers: &Servers, table: &str, expected: &BTreeMap<(i32, i64), Produced>) -> Value {
     let mut first = Value::Null;
     for reader in ["pyiceberg", "duckdb"] {
         let (rows, summary) = servers.read_table(table, reader);

@@ -114,21 +114,13 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy in front of `upstream_url` (`http://127.0.0.1:PORT`), passing everything through.
     pub fn start(upstream_url: &str) -> Proxy {
-        let hostport = upstream_url
-            .trim_start_matches("http://")
-            .trim_end_matches('/');
-        let upstream: SocketAddr = hostport
-            .parse()
-            .unwrap_or_else(|e| panic!("proxy upstream {upstream_url}: {e}"));
+        let hostport = upstream_url.trim_start_matches("http://").trim_end_matches('/');
+        let upstream: SocketAddr = hostport.parse().unwrap_or_else(|e| panic!("proxy upstream {upstream_url}: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
         let state = Arc::new(State {
             upstream,
-            plan: Mutex::new(Plan {
-                fault: Fault::Pass,
-                remaining: u32::MAX,
-                then: Fault::Pass,
-            }),
+            plan: Mutex::new(Plan { fault: Fault::Pass, remaining: u32::MAX, then: Fault::Pass }),
             hold: Mutex::new(Duration::ZERO),
             faulted_forwarded: AtomicU32::new(0),
             log: Mutex::new(Vec::new()),
@@ -151,12 +143,7 @@ impl Proxy {
                 }
             })
             .expect("spawn the proxy thread");
-        Proxy {
-            url: format!("http://{addr}"),
-            addr,
-            state,
-            thread: Some(thread),
-        }
+        Proxy { url: format!("http://{addr}"), addr, state, thread: Some(thread) }
     }
 
     /// Passes the client's Host header on, for an upstream that checks request signatures (S3).
@@ -178,20 +165,12 @@ impl Proxy {
 
     /// From now on, `fault` applies every time.
     pub fn set(&self, fault: Fault) {
-        *self.state.plan.lock().unwrap() = Plan {
-            fault,
-            remaining: u32::MAX,
-            then: fault,
-        };
+        *self.state.plan.lock().unwrap() = Plan { fault, remaining: u32::MAX, then: fault };
     }
 
     /// `fault` applies to the next `times` requests it concerns, then `then` takes over.
     pub fn arm(&self, fault: Fault, times: u32, then: Fault) {
-        *self.state.plan.lock().unwrap() = Plan {
-            fault,
-            remaining: times,
-            then,
-        };
+        *self.state.plan.lock().unwrap() = Plan { fault, remaining: times, then };
     }
 
     /// The fault currently armed.
@@ -251,9 +230,7 @@ pub fn is_commit(method: &str, target: &str) -> bool {
     }
     let path = target.split('?').next().unwrap_or("");
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    segs.iter()
-        .position(|s| *s == "namespaces")
-        .is_some_and(|i| segs.len() == i + 4 && segs[i + 2] == "tables")
+    segs.iter().position(|s| *s == "namespaces").is_some_and(|i| segs.len() == i + 4 && segs[i + 2] == "tables")
 }
 
 /// The first value of a `frazil.commit-id` key anywhere in the JSON body.
@@ -299,15 +276,9 @@ fn forward(state: &State, req: &Request) -> std::io::Result<Answer> {
     up.flush()?;
     let mut r = BufReader::new(up);
     let status_line = read_line(&mut r)?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("status line {status_line:?}"),
-            )
+    let status: u16 =
+        status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("status line {status_line:?}"))
         })?;
     let headers = read_headers(&mut r)?;
     let body = if req.method == "HEAD" || status == 204 || status == 304 {
@@ -315,12 +286,7 @@ fn forward(state: &State, req: &Request) -> std::io::Result<Answer> {
     } else {
         read_body(&mut r, &headers, true)?
     };
-    Ok(Answer {
-        status,
-        status_line,
-        headers,
-        body,
-    })
+    Ok(Answer { status, status_line, headers, body })
 }
 
 fn injected(client: &mut TcpStream, status: u16, reason: &str, what: &str) -> std::io::Result<()> {
@@ -357,18 +323,25 @@ fn authorize(state: &State, req: &Request, client: &mut TcpStream) -> Option<u16
         }
         let token = format!("tok-{}", tokens.issued.len() + 1);
         tokens.issued.push((token.clone(), std::time::Instant::now()));
-        let body = format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":{}}}"#, tokens.lifetime.as_secs());
+        let body =
+            format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":{}}}"#, tokens.lifetime.as_secs());
         let _ = answer(client, "HTTP/1.1 200 OK", &json, body.as_bytes());
         return Some(200);
     }
     let bearer = req.header("Authorization").and_then(|a| a.strip_prefix("Bearer "));
     let valid = bearer.is_some_and(|b| {
-        tokens.fixed.as_deref() == Some(b) || tokens.issued.iter().any(|(t, at)| t == b && at.elapsed() < tokens.lifetime)
+        tokens.fixed.as_deref() == Some(b)
+            || tokens.issued.iter().any(|(t, at)| t == b && at.elapsed() < tokens.lifetime)
     });
     if valid {
         return None;
     }
-    let _ = answer(client, "HTTP/1.1 401 Unauthorized", &json, br#"{"error":{"message":"not authorized","type":"NotAuthorizedException","code":401}}"#);
+    let _ = answer(
+        client,
+        "HTTP/1.1 401 Unauthorized",
+        &json,
+        br#"{"error":{"message":"not authorized","type":"NotAuthorizedException","code":401}}"#,
+    );
     Some(401)
 }
 
@@ -398,14 +371,8 @@ fn handle(mut client: TcpStream, state: &State) {
         return;
     }
     let commit = is_commit(&req.method, &req.target);
-    let commit_id = if commit {
-        serde_json::from_slice(&req.body)
-            .ok()
-            .as_ref()
-            .and_then(find_commit_id)
-    } else {
-        None
-    };
+    let commit_id =
+        if commit { serde_json::from_slice(&req.body).ok().as_ref().and_then(find_commit_id) } else { None };
     let fault = decide(state, commit);
     let mut ex = Exchange {
         method: req.method.clone(),
@@ -418,25 +385,13 @@ fn handle(mut client: TcpStream, state: &State) {
     };
     match fault {
         Fault::Refuse503 | Fault::Down => {
-            if injected(
-                &mut client,
-                503,
-                "Service Unavailable",
-                "the catalog is unavailable",
-            )
-            .is_ok()
-            {
+            if injected(&mut client, 503, "Service Unavailable", "the catalog is unavailable").is_ok() {
                 ex.answered = Some(503);
             }
         }
         Fault::Pass | Fault::ForwardThen500 | Fault::ForwardThenDrop => {
             match forward(state, &req) {
-                Ok(Answer {
-                    status,
-                    status_line,
-                    headers,
-                    body,
-                }) => {
+                Ok(Answer { status, status_line, headers, body }) => {
                     ex.upstream = Some(status);
                     if fault != Fault::Pass {
                         state.faulted_forwarded.fetch_add(1, Ordering::SeqCst);
@@ -445,14 +400,7 @@ fn handle(mut client: TcpStream, state: &State) {
                     }
                     match fault {
                         Fault::ForwardThen500 => {
-                            if injected(
-                                &mut client,
-                                500,
-                                "Internal Server Error",
-                                "the commit failed",
-                            )
-                            .is_ok()
-                            {
+                            if injected(&mut client, 500, "Internal Server Error", "the commit failed").is_ok() {
                                 ex.answered = Some(500);
                             }
                         }
@@ -466,14 +414,7 @@ fn handle(mut client: TcpStream, state: &State) {
                 }
                 Err(_) => {
                     // The catalog itself is unreachable: say so as a gateway would.
-                    if injected(
-                        &mut client,
-                        502,
-                        "Bad Gateway",
-                        "the proxy could not reach the catalog",
-                    )
-                    .is_ok()
-                    {
+                    if injected(&mut client, 502, "Bad Gateway", "the proxy could not reach the catalog").is_ok() {
                         ex.answered = Some(502);
                     }
                 }

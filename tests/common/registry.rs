@@ -70,7 +70,11 @@ impl Drop for Registry {
 fn handle(mut conn: TcpStream, state: &State) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(req) = read_request(&mut BufReader::new(conn.try_clone().expect("clone"))) else { return };
-    let id = req.target.strip_prefix("/schemas/ids/").and_then(|rest| rest.split('?').next()).and_then(|id| id.parse::<u32>().ok());
+    let id = req
+        .target
+        .strip_prefix("/schemas/ids/")
+        .and_then(|rest| rest.split('?').next())
+        .and_then(|id| id.parse::<u32>().ok());
     let (status, body) = if req.header("authorization") != Some(state.auth.as_str()) {
         (401, serde_json::json!({"error_code": 401, "message": "Unauthorized"}))
     } else {

@@ -7,8 +7,8 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
@@ -102,7 +102,12 @@ impl TestCerts {
             .with_root_certificates(self.roots());
         Arc::new(if with_cert {
             let (cert, key) = self.client_der.clone();
-            builder.with_client_auth_cert(vec![CertificateDer::from(cert)], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key))).unwrap()
+            builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from(cert)],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+                )
+                .unwrap()
         } else {
             builder.with_no_client_auth()
         })
@@ -112,15 +117,23 @@ impl TestCerts {
     /// test CA signed.
     fn server_config(&self, client_certs: bool) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().expect("protocol versions");
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions");
         let builder = if client_certs {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()), provider).build().expect("a client verifier");
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()), provider)
+                    .build()
+                    .expect("a client verifier");
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
         };
         let config = builder
-            .with_single_cert(vec![CertificateDer::from(self.cert_der.clone())], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())))
+            .with_single_cert(
+                vec![CertificateDer::from(self.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
+            )
             .expect("the server certificate");
         Arc::new(config)
     }
@@ -196,7 +209,8 @@ fn quiet(e: &std::io::Error) -> bool {
 fn pump(client: TcpStream, upstream: SocketAddr, config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
     client.set_read_timeout(Some(Duration::from_millis(5)))?;
-    let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).map_err(std::io::Error::other)?, client);
+    let mut tls =
+        rustls::StreamOwned::new(rustls::ServerConnection::new(config).map_err(std::io::Error::other)?, client);
     let mut plain = TcpStream::connect(upstream)?;
     plain.set_read_timeout(Some(Duration::from_millis(5)))?;
     let mut buf = vec![0u8; 64 * 1024];

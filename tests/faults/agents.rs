@@ -15,28 +15,15 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
         flush_rounds(&kafka, &configs, &logs, rounds, |round| 1_500 + 500 * round, &mut expected, &mut next);
 
     // Then both as `frazil run`, committing every second while events keep coming, until SIGTERM.
-    let paths: Vec<PathBuf> = AGENTS
-        .iter()
-        .map(|(a, ..)| logs.join(format!("run-{a}.log")))
-        .collect();
-    let mut children: Vec<Guard> = configs
-        .iter()
-        .zip(&paths)
-        .map(|(c, l)| spawn_frazil("run", c, l))
-        .collect();
+    let paths: Vec<PathBuf> = AGENTS.iter().map(|(a, ..)| logs.join(format!("run-{a}.log"))).collect();
+    let mut children: Vec<Guard> = configs.iter().zip(&paths).map(|(c, l)| spawn_frazil("run", c, l)).collect();
     for _ in 0..6 {
         produce_more(&kafka, 700, &mut expected, &mut next);
         std::thread::sleep(Duration::from_millis(700));
     }
     std::thread::sleep(Duration::from_millis(1_500));
     for c in &mut children {
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &c.child().id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(Command::new("kill").args(["-TERM", &c.child().id().to_string()]).status().unwrap().success());
     }
     let (c, k) = wait_for_agents(children, &paths, "run");
     commits += c;
@@ -45,15 +32,8 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
     assert_split_exactly(&servers, "shared", 1_000_000, &expected[0], &expected[1]);
     let summaries = assert_no_commit_twice(&servers, "shared");
     for (i, (agent, topic, ..)) in AGENTS.iter().enumerate() {
-        assert_eq!(
-            offsets_of(&summaries, agent, topic),
-            ends(&expected[i]),
-            "{agent}'s offsets in its last snapshot"
-        );
-        let mine = summaries
-            .iter()
-            .filter(|s| s["frazil.agent"] == *agent)
-            .count();
+        assert_eq!(offsets_of(&summaries, agent, topic), ends(&expected[i]), "{agent}'s offsets in its last snapshot");
+        let mine = summaries.iter().filter(|s| s["frazil.agent"] == *agent).count();
         assert!(mine > 0, "{agent} made no snapshot");
     }
     println!(
@@ -70,7 +50,12 @@ const AGENTS: [(&str, &str, i32, u64); 2] = [("agent-north", "north", 2, 0), ("a
 
 /// Creates each agent's topic and writes its config: its own id and spool, the busy settings,
 /// `catalog_extra` in [catalog], and `extra_edits` on top.
-fn agent_configs(servers: &Servers, kafka: &str, catalog_extra: &str, extra_edits: &[(String, String)]) -> Vec<PathBuf> {
+fn agent_configs(
+    servers: &Servers,
+    kafka: &str,
+    catalog_extra: &str,
+    extra_edits: &[(String, String)],
+) -> Vec<PathBuf> {
     AGENTS
         .iter()
         .map(|&(agent, topic, partitions, _)| {
@@ -117,22 +102,12 @@ fn flush_rounds(
 
 /// Waits for both agents, requires exit 0 from each, and returns the commits and `conflicted`
 /// lines their logs show.
-fn wait_for_agents(
-    children: Vec<Guard>,
-    paths: &[PathBuf],
-    what: &str,
-) -> (usize, usize) {
+fn wait_for_agents(children: Vec<Guard>, paths: &[PathBuf], what: &str) -> (usize, usize) {
     let (mut commits, mut conflicts) = (0, 0);
     let ended: Vec<ExitStatus> = children.into_iter().map(Guard::wait).collect();
     for ((st, path), (agent, ..)) in ended.into_iter().zip(paths).zip(AGENTS) {
         let log = read_log(path);
-        assert_eq!(
-            st.code(),
-            Some(0),
-            "{what}: {agent} ended with {}:\n{}",
-            exit_text(st),
-            tail(&log, 40)
-        );
+        assert_eq!(st.code(), Some(0), "{what}: {agent} ended with {}:\n{}", exit_text(st), tail(&log, 40));
         let (c, k) = (count(&log, " data files ("), count(&log, "conflicted"));
         commits += c;
         conflicts += k;
@@ -163,7 +138,8 @@ fn two_agents_share_one_table_with_no_catalog_service() {
     let configs = agent_configs(&servers, &kafka, "table = \"shared\"", &no_catalog);
     let mut expected: Vec<BTreeMap<(i32, i64), Produced>> = vec![BTreeMap::new(), BTreeMap::new()];
     let mut next: Vec<u64> = AGENTS.iter().map(|a| a.3).collect();
-    let (commits, conflicts) = flush_rounds(&kafka, &configs, &logs, 4, |round| 1_000 + 300 * round, &mut expected, &mut next);
+    let (commits, conflicts) =
+        flush_rounds(&kafka, &configs, &logs, 4, |round| 1_000 + 300 * round, &mut expected, &mut next);
 
     // Versions 1..=N all exist (each commit created the next one), and the hint names N.
     let table = format!("{warehouse}/edge/shared");
@@ -171,11 +147,23 @@ fn two_agents_share_one_table_with_no_catalog_service() {
     let hint: u64 = std::fs::read_to_string(metadata_dir.join("version-hint.text")).unwrap().trim().parse().unwrap();
     let versions: BTreeSet<u64> = std::fs::read_dir(&metadata_dir)
         .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.strip_prefix('v')?.strip_suffix(".metadata.json")?.parse().ok()))
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix('v')?.strip_suffix(".metadata.json")?.parse().ok())
+        })
         .collect();
     assert_eq!(versions, (1..=hint).collect::<BTreeSet<u64>>(), "metadata versions are 1..={hint} with no gap");
-    assert!(hint as usize > commits, "every commit wrote a version (plus the table's creation): {hint} versions, {commits} commits");
+    assert!(
+        hint as usize > commits,
+        "every commit wrote a version (plus the table's creation): {hint} versions, {commits} commits"
+    );
 
     assert_split_rows(|reader| servers.read_static(&table, reader).0, 1_000_000, &expected[0], &expected[1]);
-    println!("no catalog: {} + {} events exactly once in {hint} metadata versions, {commits} commits, {conflicts} conflicts", expected[0].len(), expected[1].len());
+    println!(
+        "no catalog: {} + {} events exactly once in {hint} metadata versions, {commits} commits, {conflicts} conflicts",
+        expected[0].len(),
+        expected[1].len()
+    );
 }

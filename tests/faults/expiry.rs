@@ -9,11 +9,7 @@ fn expire_snapshots(servers: &Servers, table: &str) -> Value {
     cmd.arg(repo().join("tests/check/expire.py"));
     servers.catalog_args(&mut cmd, table);
     let out = cmd.output().expect("run expire.py");
-    assert!(
-        out.status.success(),
-        "expire.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "expire.py failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("expire.py prints JSON")
 }
 
@@ -69,10 +65,7 @@ fn offsets_survive_snapshot_expiry_and_a_lost_spool() {
         .iter()
         .find(|s| s["snapshot-id"] == main)
         .and_then(|s| s["parent-snapshot-id"].as_i64());
-    assert!(
-        parent.is_some_and(|p| !kept.contains(&p)),
-        "the main branch should now start at a gap: {expired}"
-    );
+    assert!(parent.is_some_and(|p| !kept.contains(&p)), "the main branch should now start at a gap: {expired}");
 
     // gw-a's disk is replaced: no spool, no index. It must resume after offset 2,999, not at 0.
     std::fs::remove_dir_all(servers.dir.path().join("spool-gw-a")).expect("remove gw-a's spool");

@@ -60,14 +60,9 @@ fn phase_at_kill(log: &str, catalog_port: &str, s3_port: &str) -> String {
 
 #[test]
 fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
-    let cycles: u32 = std::env::var("FRAZIL_KILL_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seed: u64 = std::env::var("FRAZIL_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let cycles: u32 = std::env::var("FRAZIL_KILL_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let seed: u64 =
+        std::env::var("FRAZIL_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     println!(
         "kill test: {cycles} cycles, seed {seed} (FRAZIL_KILL_SEED={seed} repeats the choices; kill timing still varies)"
     );
@@ -76,17 +71,8 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
 
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
-    let port = |url: &str| {
-        url.rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string()
-    };
-    let (catalog_port, s3_port) = (
-        port(servers.get("FRAZIL_CATALOG")),
-        port(servers.get("FRAZIL_S3_ENDPOINT")),
-    );
+    let port = |url: &str| url.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    let (catalog_port, s3_port) = (port(servers.get("FRAZIL_CATALOG")), port(servers.get("FRAZIL_S3_ENDPOINT")));
     const TOPIC: &str = "crashy";
     const PARTITIONS: i32 = 3;
     block_on(create_topic(&kafka, TOPIC, PARTITIONS));
@@ -99,12 +85,7 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
     let mut dead_expected: BTreeSet<(i32, i64)> = BTreeSet::new();
     let mut next_id = 0u64;
     let mut produce_wave = |n: u64, expected: &mut BTreeMap<(i32, i64), Produced>| {
-        expected.extend(block_on(produce(
-            &kafka,
-            TOPIC,
-            PARTITIONS,
-            next_id..next_id + n,
-        )));
+        expected.extend(block_on(produce(&kafka, TOPIC, PARTITIONS, next_id..next_id + n)));
         let p = (next_id % PARTITIONS as u64) as i32;
         let bad = vec![Some(b"{not json".to_vec()), Some(br#"{"id": "wrong type"}"#.to_vec())];
         for o in block_on(produce_raw(&kafka, TOPIC, p, bad)) {
@@ -128,60 +109,46 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
         // New events before most cycles, so each process starts with a backlog to work through.
         // (Smaller waves in longer runs, so the table to check at the end stays about the same size.)
         if c > 0 && rng.u32(0..4) != 0 {
-            produce_wave(
-                (rng.u64(1_000..4_000) * 50 / u64::from(cycles.max(50))).max(200),
-                &mut expected,
-            );
+            produce_wave((rng.u64(1_000..4_000) * 50 / u64::from(cycles.max(50))).max(200), &mut expected);
             waves += 1;
         }
         let mode = if c % 2 == 0 { "flush" } else { "run" };
         // (what, which occurrence, delay after it; no matcher: a plain timer)
         let post = commit_post.clone();
-        let (how, matcher, nth, delay): (&str, Option<LineMatcher>, usize, u64) =
-            match rng.u32(0..20) {
-                0..7 => ("timer 30-1200ms", None, 0, rng.u64(30..=1_200)),
-                // A flush commits once, at its end.
-                7..10 => (
-                    "soon after a catalog POST",
-                    Some(Box::new(move |l| l.contains(&post))),
-                    if mode == "flush" { 1 } else { rng.usize(1..=2) },
-                    rng.u64(0..=40),
-                ),
-                10..13 => {
-                    // The catalog answered a POST (a commit applied): kill before or while the spool records it.
-                    let mut armed = false;
-                    let answered = move |l: &str| {
-                        if l.contains(&post) {
-                            armed = true;
-                        } else if armed && l.contains("ureq::run: Response") {
-                            armed = false;
-                            return true;
-                        }
-                        false
-                    };
-                    (
-                        "right after the catalog answered a POST",
-                        Some(Box::new(answered)),
-                        1,
-                        rng.u64(0..=3),
-                    )
-                }
-                13..16 => {
-                    let put = s3_put.clone();
-                    (
-                        "soon after an S3 PUT",
-                        Some(Box::new(move |l| l.contains(&put))),
-                        rng.usize(1..=6),
-                        rng.u64(0..=15),
-                    )
-                }
-                _ => (
-                    "soon after a spool write",
-                    Some(Box::new(|l| l.contains("spooled offsets"))),
-                    rng.usize(1..=12),
-                    rng.u64(0..=10),
-                ),
-            };
+        let (how, matcher, nth, delay): (&str, Option<LineMatcher>, usize, u64) = match rng.u32(0..20) {
+            0..7 => ("timer 30-1200ms", None, 0, rng.u64(30..=1_200)),
+            // A flush commits once, at its end.
+            7..10 => (
+                "soon after a catalog POST",
+                Some(Box::new(move |l| l.contains(&post))),
+                if mode == "flush" { 1 } else { rng.usize(1..=2) },
+                rng.u64(0..=40),
+            ),
+            10..13 => {
+                // The catalog answered a POST (a commit applied): kill before or while the spool records it.
+                let mut armed = false;
+                let answered = move |l: &str| {
+                    if l.contains(&post) {
+                        armed = true;
+                    } else if armed && l.contains("ureq::run: Response") {
+                        armed = false;
+                        return true;
+                    }
+                    false
+                };
+                ("right after the catalog answered a POST", Some(Box::new(answered)), 1, rng.u64(0..=3))
+            }
+            13..16 => {
+                let put = s3_put.clone();
+                ("soon after an S3 PUT", Some(Box::new(move |l| l.contains(&put))), rng.usize(1..=6), rng.u64(0..=15))
+            }
+            _ => (
+                "soon after a spool write",
+                Some(Box::new(|l| l.contains("spooled offsets"))),
+                rng.usize(1..=12),
+                rng.u64(0..=10),
+            ),
+        };
         let delay = Duration::from_millis(delay);
         *triggers.entry(how.to_string()).or_default() += 1;
         let log = logs.join(format!("cycle-{c:03}-{mode}.log"));
@@ -198,8 +165,7 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
                 break;
             }
             let now = Instant::now();
-            if deadline.is_none() && (now - started > Duration::from_secs(3) || watch.hits() >= nth)
-            {
+            if deadline.is_none() && (now - started > Duration::from_secs(3) || watch.hits() >= nth) {
                 deadline = Some(now + delay);
             }
             if deadline.is_some_and(|d| now >= d) {
@@ -214,10 +180,7 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
                 let text = read_log(&log);
                 if st.code().is_some() {
                     // It finished on its own between the last look and the kill.
-                    finished.push(format!(
-                        "cycle {c} {mode} ({how}): {} (just before the kill)",
-                        exit_text(st)
-                    ));
+                    finished.push(format!("cycle {c} {mode} ({how}): {} (just before the kill)", exit_text(st)));
                     assert!(
                         mode == "flush" && matches!(st.code(), Some(0 | 75)),
                         "cycle {c}: frazil {mode} ended with {}:\n{}",
@@ -226,18 +189,12 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
                     );
                 } else {
                     kills += 1;
-                    *phases
-                        .entry(phase_at_kill(&text, &catalog_port, &s3_port))
-                        .or_default() += 1;
+                    *phases.entry(phase_at_kill(&text, &catalog_port, &s3_port)).or_default() += 1;
                 }
             }
             Some(st) => {
                 let text = read_log(&log);
-                finished.push(format!(
-                    "cycle {c} {mode} ({how}): {} after {:?}",
-                    exit_text(st),
-                    started.elapsed()
-                ));
+                finished.push(format!("cycle {c} {mode} ({how}): {} after {:?}", exit_text(st), started.elapsed()));
                 assert!(
                     mode == "flush" && matches!(st.code(), Some(0 | 75)),
                     "cycle {c}: frazil {mode} ended on its own with {}:\n{}",
@@ -255,12 +212,7 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
     }
     let final_log = logs.join("final-flush.log");
     let (code, text) = flush(&config, &final_log);
-    assert_eq!(
-        code,
-        0,
-        "the clean flush after {cycles} kill cycles failed:\n{}",
-        tail(&text, 60)
-    );
+    assert_eq!(code, 0, "the clean flush after {cycles} kill cycles failed:\n{}", tail(&text, 60));
     all.push_str(&text);
     assert_spool_drained(&config);
 
@@ -283,10 +235,8 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
         let e = all_ends.entry(*p).or_insert(0);
         *e = (*e).max(o + 1);
     }
-    let (main, dead) = (
-        offsets_of(&summaries, "test-gateway", TOPIC),
-        offsets_of(&dead_summaries, "test-gateway", TOPIC),
-    );
+    let (main, dead) =
+        (offsets_of(&summaries, "test-gateway", TOPIC), offsets_of(&dead_summaries, "test-gateway", TOPIC));
     let mut covered = main.clone();
     for (p, o) in dead {
         let e = covered.entry(p).or_insert(0);
@@ -294,12 +244,7 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
     }
     assert_eq!(covered, all_ends, "the last snapshots' offsets (table {main:?})");
     let panics = count(&all, "panicked");
-    assert_eq!(
-        panics,
-        0,
-        "frazil panicked in some cycle; see {}",
-        logs.display()
-    );
+    assert_eq!(panics, 0, "frazil panicked in some cycle; see {}", logs.display());
 
     println!(
         "kill test: seed {seed}, {cycles} cycles, {kills} SIGKILLs landed, {} processes ended on their own",

@@ -54,9 +54,7 @@ fn log_level() -> String {
 /// A fresh directory for one test's frazil logs, kept after the test (also when it fails) under
 /// Cargo's scratch dir for integration tests: `target/tmp/faults/<test>/`.
 fn logs_dir(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("faults")
-        .join(test);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults").join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the logs dir");
     println!("{test}: frazil logs in {}", dir.display());
@@ -64,15 +62,8 @@ fn logs_dir(test: &str) -> PathBuf {
 }
 
 /// The harness config for `topics`, edited (each `(from, to)` must match) and written to `<dir>/<name>.toml`.
-fn config_as(
-    servers: &Servers,
-    name: &str,
-    topics: &[&str],
-    catalog_extra: &str,
-    edits: &[(&str, &str)],
-) -> PathBuf {
-    let mut text =
-        std::fs::read_to_string(servers.config(topics, catalog_extra)).expect("read config");
+fn config_as(servers: &Servers, name: &str, topics: &[&str], catalog_extra: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(servers.config(topics, catalog_extra)).expect("read config");
     for (from, to) in edits {
         assert!(text.contains(from), "config edit: `{from}` not in\n{text}");
         text = text.replace(from, to);
@@ -87,31 +78,19 @@ fn config_as(
 /// The harness config made busy (see [`busy_edits`]) with its own spool dir `spool-<name>`.
 fn busy_config(servers: &Servers, name: &str, topic: &str, catalog_extra: &str) -> PathBuf {
     let edits = busy_edits(&servers.dir.path().join(format!("spool-{name}")));
-    let edits: Vec<(&str, &str)> = edits
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
+    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     config_as(servers, name, &[topic], catalog_extra, &edits)
 }
 
 fn busy_edits(spool_dir: &Path) -> Vec<(String, String)> {
     vec![
-        (
-            "file_max_bytes = \"2MiB\"".into(),
-            "file_max_bytes = \"256KiB\"".into(),
-        ),
+        ("file_max_bytes = \"2MiB\"".into(), "file_max_bytes = \"256KiB\"".into()),
         (
             "file_max_age = \"1s\"".into(),
             "file_max_age = \"200ms\"\nfile_max_rows = 150\nupload_target_size = \"64KiB\"".into(),
         ),
-        (
-            "[spool]".into(),
-            "fetch_max_bytes = \"16KiB\"\n\n[spool]".into(),
-        ),
-        (
-            "/spool\"".into(),
-            format!("/{}\"", spool_dir.file_name().unwrap().to_str().unwrap()),
-        ),
+        ("[spool]".into(), "fetch_max_bytes = \"16KiB\"\n\n[spool]".into()),
+        ("/spool\"".into(), format!("/{}\"", spool_dir.file_name().unwrap().to_str().unwrap())),
     ]
 }
 
@@ -141,13 +120,7 @@ struct LogWatch {
 
 impl LogWatch {
     fn new(path: &Path, matcher: LineMatcher) -> LogWatch {
-        LogWatch {
-            file: None,
-            path: path.to_path_buf(),
-            partial: String::new(),
-            hits: 0,
-            matcher,
-        }
+        LogWatch { file: None, path: path.to_path_buf(), partial: String::new(), hits: 0, matcher }
     }
 
     fn hits(&mut self) -> usize {
@@ -202,31 +175,17 @@ fn pct(s: &str) -> String {
 
 /// The table as the real catalog has it (the loadTable answer), over plain HTTP.
 fn load_table(servers: &Servers, table: &str) -> Value {
-    let base = servers
-        .get("FRAZIL_CATALOG")
-        .trim_end_matches('/')
-        .to_string();
+    let base = servers.get("FRAZIL_CATALOG").trim_end_matches('/').to_string();
     let mut cfg_url = format!("{base}/v1/config");
-    if let Some(w) = servers
-        .env
-        .get("FRAZIL_WAREHOUSE")
-        .filter(|w| !w.is_empty())
-    {
+    if let Some(w) = servers.env.get("FRAZIL_WAREHOUSE").filter(|w| !w.is_empty()) {
         cfg_url.push_str(&format!("?warehouse={}", pct(w)));
     }
     let get = |url: &str| -> Value {
-        let mut resp = ureq::get(url)
-            .call()
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        resp.body_mut()
-            .read_json::<Value>()
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        let mut resp = ureq::get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        resp.body_mut().read_json::<Value>().unwrap_or_else(|e| panic!("GET {url}: {e}"))
     };
     let cfg = get(&cfg_url);
-    let prefix = cfg["overrides"]["prefix"]
-        .as_str()
-        .or(cfg["defaults"]["prefix"].as_str())
-        .unwrap_or("");
+    let prefix = cfg["overrides"]["prefix"].as_str().or(cfg["defaults"]["prefix"].as_str()).unwrap_or("");
     let mut url = format!("{base}/v1/");
     if !prefix.is_empty() {
         url.push_str(&format!("{}/", pct(prefix)));
@@ -250,38 +209,19 @@ fn assert_no_commit_twice(servers: &Servers, table: &str) -> Vec<Value> {
         *ids.entry(id.to_string()).or_default() += 1;
     }
     let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        twice.is_empty(),
-        "{table}: commit ids in more than one snapshot: {twice:?}"
-    );
+    assert!(twice.is_empty(), "{table}: commit ids in more than one snapshot: {twice:?}");
     // The main branch holds every snapshot (frazil only appends).
-    let by_id: BTreeMap<i64, &Value> = snapshots
-        .iter()
-        .map(|s| (s["snapshot-id"].as_i64().expect("snapshot-id"), s))
-        .collect();
+    let by_id: BTreeMap<i64, &Value> =
+        snapshots.iter().map(|s| (s["snapshot-id"].as_i64().expect("snapshot-id"), s)).collect();
     let mut chain = 0;
     let mut next = md["current-snapshot-id"].as_i64().filter(|id| *id != -1);
     while let Some(id) = next {
         chain += 1;
-        next = by_id
-            .get(&id)
-            .and_then(|s| s["parent-snapshot-id"].as_i64());
+        next = by_id.get(&id).and_then(|s| s["parent-snapshot-id"].as_i64());
     }
-    assert_eq!(
-        chain,
-        snapshots.len(),
-        "{table}: {} snapshots, {chain} of them on the main branch",
-        snapshots.len()
-    );
-    let mut summaries: Vec<(i64, Value)> = snapshots
-        .iter()
-        .map(|s| {
-            (
-                s["sequence-number"].as_i64().unwrap_or(0),
-                s["summary"].clone(),
-            )
-        })
-        .collect();
+    assert_eq!(chain, snapshots.len(), "{table}: {} snapshots, {chain} of them on the main branch", snapshots.len());
+    let mut summaries: Vec<(i64, Value)> =
+        snapshots.iter().map(|s| (s["sequence-number"].as_i64().unwrap_or(0), s["summary"].clone())).collect();
     summaries.sort_by_key(|(seq, _)| *seq);
     summaries.into_iter().map(|(_, s)| s).collect()
 }
@@ -307,12 +247,9 @@ fn assert_split_rows(
 ) {
     for reader in ["pyiceberg", "duckdb"] {
         let rows = read(reader);
-        let (below, above): (Vec<Value>, Vec<Value>) = rows.into_iter().partition(|r| {
-            r["id"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{reader}: a row without id: {r}"))
-                < split
-        });
+        let (below, above): (Vec<Value>, Vec<Value>) = rows
+            .into_iter()
+            .partition(|r| r["id"].as_u64().unwrap_or_else(|| panic!("{reader}: a row without id: {r}")) < split);
         assert_exactly(&format!("{reader} (ids below {split})"), &below, low);
         assert_exactly(&format!("{reader} (ids from {split})"), &above, high);
     }
@@ -327,9 +264,7 @@ fn offsets_of(summaries: &[Value], agent: &str, topic: &str) -> BTreeMap<i32, i6
         return BTreeMap::new();
     };
     let m: BTreeMap<String, i64> = serde_json::from_str(text).expect("offsets JSON");
-    m.into_iter()
-        .map(|(p, o)| (p.parse().expect("partition"), o))
-        .collect()
+    m.into_iter().map(|(p, o)| (p.parse().expect("partition"), o)).collect()
 }
 
 /// The next offset of every partition in `produced`.
@@ -346,14 +281,8 @@ fn assert_spool_drained(config: &Path) {
     let st = status_json(config, &["--offline"]);
     assert_eq!(st["written"], 0, "files left unuploaded: {st}");
     assert_eq!(st["uploaded"], 0, "files left uncommitted: {st}");
-    assert!(
-        st["pending_commits"].as_array().is_some_and(Vec::is_empty),
-        "pending commits left: {st}"
-    );
-    assert!(
-        st["quarantined"].as_array().is_some_and(Vec::is_empty),
-        "quarantined files: {st}"
-    );
+    assert!(st["pending_commits"].as_array().is_some_and(Vec::is_empty), "pending commits left: {st}");
+    assert!(st["quarantined"].as_array().is_some_and(Vec::is_empty), "quarantined files: {st}");
 }
 
 fn exit_text(s: ExitStatus) -> String {

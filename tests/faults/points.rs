@@ -16,13 +16,7 @@ fn data_objects(servers: &Servers, table: &str) -> usize {
         }
     }
     let mut n = 0;
-    walk(
-        &servers
-            .dir
-            .path()
-            .join(format!("servers/s3/warehouse/wh/edge/{table}/data")),
-        &mut n,
-    );
+    walk(&servers.dir.path().join(format!("servers/s3/warehouse/wh/edge/{table}/data")), &mut n);
     n
 }
 

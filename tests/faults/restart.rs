@@ -26,12 +26,7 @@ fn restarted_mid_run(server: &str) {
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let topic = format!("restart_{server}");
     block_on(create_topic(&kafka, &topic, 2));
-    let config = busy_config(
-        &servers,
-        &topic,
-        &topic,
-        "commit_interval = \"1s\"\nrequest_timeout = \"5s\"",
-    );
+    let config = busy_config(&servers, &topic, &topic, "commit_interval = \"1s\"\nrequest_timeout = \"5s\"");
     let log = logs_dir(&topic).join("run.log");
     let mut rng = fastrand::Rng::new();
     // The log line of a request that changes the server's state (ureq logs each one at debug).
@@ -44,8 +39,7 @@ fn restarted_mid_run(server: &str) {
     let mut run = spawn_frazil("run", &config, &log);
     let mut expected = block_on(produce(&kafka, &topic, 2, 0..1_000));
     assert!(
-        wait_until(Duration::from_secs(60), || servers.rows_now(&topic)
-            == 1_000),
+        wait_until(Duration::from_secs(60), || servers.rows_now(&topic) == 1_000),
         "first events did not land:\n{}",
         tail(&read_log(&log), 40)
     );
@@ -56,10 +50,7 @@ fn restarted_mid_run(server: &str) {
     for r in 0..restarts {
         // New events; the server goes away while frazil takes them in.
         let wire = on_the_wire.clone();
-        let mut watch = LogWatch::new(
-            &log,
-            Box::new(move |l| wire.as_deref().is_some_and(|w| l.contains(w))),
-        );
+        let mut watch = LogWatch::new(&log, Box::new(move |l| wire.as_deref().is_some_and(|w| l.contains(w))));
         let requests = watch.hits();
         expected.extend(block_on(produce(&kafka, &topic, 2, next..next + 1_500)));
         next += 1_500;
@@ -104,34 +95,18 @@ fn restarted_mid_run(server: &str) {
         }
         let total = expected.len();
         assert!(
-            wait_until(Duration::from_secs(90), || servers.rows_now(&topic)
-                >= total),
+            wait_until(Duration::from_secs(90), || servers.rows_now(&topic) >= total),
             "restart {r}: events did not land after the {server} came back:\n{}",
             tail(&read_log(&log), 40)
         );
     }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &run.child().id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &run.child().id().to_string()]).status().unwrap().success());
     let st = run.wait();
     let text = read_log(&log);
-    assert_eq!(
-        st.code(),
-        Some(0),
-        "frazil run after SIGTERM: {}\n{}",
-        exit_text(st),
-        tail(&text, 40)
-    );
+    assert_eq!(st.code(), Some(0), "frazil run after SIGTERM: {}\n{}", exit_text(st), tail(&text, 40));
     assert_table_exactly(&servers, &topic, &expected);
     let summaries = assert_no_commit_twice(&servers, &topic);
-    assert_eq!(
-        offsets_of(&summaries, "test-gateway", &topic),
-        ends(&expected)
-    );
+    assert_eq!(offsets_of(&summaries, "test-gateway", &topic), ends(&expected));
     println!(
         "{server} restarts: {restarts} restarts under `frazil run` ({how:?}), {} events exactly once in {} snapshots; frazil logged {} failed publishes, {} fetch retries, {} unknown commit outcomes, {} pending commits found landed, {} not",
         expected.len(),

@@ -34,10 +34,7 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
         "proxied",
         &[TOPIC],
         "",
-        &[(
-            &format!("uri = \"{real}\""),
-            &format!("uri = \"{}\"", proxy.url),
-        )],
+        &[(&format!("uri = \"{real}\""), &format!("uri = \"{}\"", proxy.url))],
     );
     let logs = logs_dir("proxy");
 
@@ -56,36 +53,11 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
 
     // (name, fault, how many times, then): `then` takes over once the fault was applied that often.
     let scenarios = [
-        (
-            "forward, then answer 500",
-            Fault::ForwardThen500,
-            1,
-            Fault::Pass,
-        ),
-        (
-            "forward, then drop the connection",
-            Fault::ForwardThenDrop,
-            1,
-            Fault::Pass,
-        ),
-        (
-            "answer 503 twice without forwarding",
-            Fault::Refuse503,
-            2,
-            Fault::Pass,
-        ),
-        (
-            "forward, then answer 500, every time",
-            Fault::ForwardThen500,
-            u32::MAX,
-            Fault::ForwardThen500,
-        ),
-        (
-            "forward, then drop, then the catalog is down",
-            Fault::ForwardThenDrop,
-            1,
-            Fault::Down,
-        ),
+        ("forward, then answer 500", Fault::ForwardThen500, 1, Fault::Pass),
+        ("forward, then drop the connection", Fault::ForwardThenDrop, 1, Fault::Pass),
+        ("answer 503 twice without forwarding", Fault::Refuse503, 2, Fault::Pass),
+        ("forward, then answer 500, every time", Fault::ForwardThen500, u32::MAX, Fault::ForwardThen500),
+        ("forward, then drop, then the catalog is down", Fault::ForwardThenDrop, 1, Fault::Down),
     ];
     let mut report = Vec::new();
     for (i, (name, fault, times, then)) in scenarios.into_iter().enumerate() {
@@ -113,18 +85,12 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
         assert!(matches!(code1, 0 | 75), "{ctx}");
         assert_eq!(code2, 0, "{ctx}");
 
-        let faulted: Vec<&Exchange> = seen1
-            .iter()
-            .filter(|e| e.commit && e.fault != Fault::Pass)
-            .collect();
+        let faulted: Vec<&Exchange> = seen1.iter().filter(|e| e.commit && e.fault != Fault::Pass).collect();
         assert!(!faulted.is_empty(), "the fault never hit a commit\n{ctx}");
         if matches!(fault, Fault::ForwardThen500 | Fault::ForwardThenDrop) {
             // The faulty commit really reached the catalog and was applied there.
             assert!(faulted.iter().all(|e| e.upstream == Some(200)), "{ctx}");
-            let applied = faulted[0]
-                .commit_id
-                .clone()
-                .expect("the commit carries its id");
+            let applied = faulted[0].commit_id.clone().expect("the commit carries its id");
             assert!(
                 log1.contains("had landed") || log2.contains("had landed"),
                 "frazil never noticed its commit {applied} had landed\n{ctx}"
@@ -134,11 +100,7 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
         }
         let summaries = assert_no_commit_twice(&servers, TOPIC);
         assert_table_exactly(&servers, TOPIC, &expected);
-        let commit_ids: BTreeSet<String> = seen1
-            .iter()
-            .chain(&seen2)
-            .filter_map(|e| e.commit_id.clone())
-            .collect();
+        let commit_ids: BTreeSet<String> = seen1.iter().chain(&seen2).filter_map(|e| e.commit_id.clone()).collect();
         // One new snapshot per scenario: the retried or re-checked commit did not add a second one.
         assert_eq!(summaries.len(), snapshots + 1, "{ctx}");
         snapshots = summaries.len();
@@ -146,10 +108,7 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
             "{name}: faulty flush exit {code1} ({} commit requests: {} faulted, {} applied by the catalog; {} `outcome unknown`, {} `had landed`), clean flush exit {code2} ({} commit requests; {} `had landed`); {} distinct commit ids sent; table has {} snapshots, none doubled",
             seen1.iter().filter(|e| e.commit).count(),
             faulted.len(),
-            seen1
-                .iter()
-                .filter(|e| e.commit && e.upstream == Some(200))
-                .count(),
+            seen1.iter().filter(|e| e.commit && e.upstream == Some(200)).count(),
             count(&log1, "outcome unknown"),
             count(&log1, "had landed"),
             seen2.iter().filter(|e| e.commit).count(),
@@ -171,10 +130,7 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
         "intruder",
         &[OTHER],
         &format!("table = \"{TOPIC}\""),
-        &[
-            ("id = \"test-gateway\"", "id = \"other-agent\""),
-            ("/spool\"", "/spool-intruder\""),
-        ],
+        &[("id = \"test-gateway\"", "id = \"other-agent\""), ("/spool\"", "/spool-intruder\"")],
     );
     let theirs = block_on(produce(&kafka, OTHER, 2, 1_000_000..1_000_600));
     expected.extend(block_on(produce(&kafka, TOPIC, 2, next_id..next_id + 800)));
@@ -208,10 +164,7 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
     assert!(matches!(code_a, Some(0 | 75)), "{ctx}");
     let (code2, log2) = flush(&config, &logs.join("6-clean.log"));
     assert_eq!(code2, 0, "{ctx}\n-- clean flush:\n{}", tail(&log2, 30));
-    assert!(
-        text_a.contains("had landed") || log2.contains("had landed"),
-        "{ctx}"
-    );
+    assert!(text_a.contains("had landed") || log2.contains("had landed"), "{ctx}");
     let held = seen
         .iter()
         .find(|e| e.commit && e.fault == Fault::ForwardThen500)
@@ -219,10 +172,8 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
         .expect("the held commit");
     let summaries = assert_no_commit_twice(&servers, TOPIC);
     assert_eq!(summaries.len(), snapshots + 2, "{ctx}");
-    let at = summaries
-        .iter()
-        .position(|s| s["frazil.commit-id"] == held.as_str())
-        .expect("the held commit is in the table");
+    let at =
+        summaries.iter().position(|s| s["frazil.commit-id"] == held.as_str()).expect("the held commit is in the table");
     assert_eq!(
         summaries.get(at + 1).map(|s| &s["frazil.agent"]),
         Some(&Value::from("other-agent")),
@@ -230,9 +181,8 @@ fn a_commit_applied_but_unanswered_is_not_doubled() {
     );
     for reader in ["pyiceberg", "duckdb"] {
         let (rows, _) = servers.read_table(TOPIC, reader);
-        let (ours, others): (Vec<Value>, Vec<Value>) = rows
-            .into_iter()
-            .partition(|r| r["id"].as_u64().expect("id") < 1_000_000);
+        let (ours, others): (Vec<Value>, Vec<Value>) =
+            rows.into_iter().partition(|r| r["id"].as_u64().expect("id") < 1_000_000);
         assert_exactly(reader, &ours, &expected);
         assert_exactly(&format!("{reader} (other agent)"), &others, &theirs);
     }

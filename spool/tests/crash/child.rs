@@ -25,19 +25,11 @@ struct Child {
 }
 
 pub fn run(root: &Path) {
-    let status = OpenOptions::new()
-        .write(true)
-        .open(root.join("status"))
-        .unwrap();
+    let status = OpenOptions::new().write(true).open(root.join("status")).unwrap();
     let _ = status.write_at(b"o", 0);
     let (spool, rec) = Spool::open(&root.join("spool"), SpoolOptions::default())
         .unwrap_or_else(|e| panic!("child: open after a kill failed: {e}"));
-    let mut journal = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(root.join("journal"))
-        .unwrap();
+    let mut journal = OpenOptions::new().create(true).append(true).read(true).open(root.join("journal")).unwrap();
     // A line the last kill cut short: end it, so ours start on a line of their own (the
     // parent ignores it: it lacks the final " .").
     let len = journal.metadata().unwrap().len();
@@ -109,14 +101,10 @@ impl Child {
             files.iter().filter(|f| want(f)).map(|f| f.id).collect()
         };
         let written = ids(&|f| f.state == FileState::Written);
-        let free_uploaded =
-            ids(&|f| matches!(f.state, FileState::Uploaded { .. }) && !in_pending.contains(&f.id));
+        let free_uploaded = ids(&|f| matches!(f.state, FileState::Uploaded { .. }) && !in_pending.contains(&f.id));
         let committed = ids(&|f| f.state == FileState::Committed);
         let readable = ids(&|f| !matches!(f.state, FileState::Quarantined { .. }));
-        let live = files
-            .iter()
-            .filter(|f| matches!(f.state, FileState::Written | FileState::Uploaded { .. }))
-            .count();
+        let live = files.iter().filter(|f| matches!(f.state, FileState::Written | FileState::Uploaded { .. })).count();
         let quarantinable: Vec<u64> = written.iter().chain(&free_uploaded).copied().collect();
         let pending_ids: Vec<&str> = pending.iter().map(|p| p.commit_id.as_str()).collect();
 
@@ -153,16 +141,9 @@ impl Child {
                 let commit_id = format!("c{}k{}", self.cycle, self.seq);
                 let list: Vec<String> = ids.iter().map(u64::to_string).collect();
                 self.op(b'j');
-                self.journal
-                    .line(format!("b {commit_id} {}", list.join(",")));
+                self.journal.line(format!("b {commit_id} {}", list.join(",")));
                 self.op(b'B');
-                self.spool
-                    .begin_commit(&PendingCommit {
-                        table: TABLE.into(),
-                        commit_id,
-                        ids,
-                    })
-                    .unwrap();
+                self.spool.begin_commit(&PendingCommit { table: TABLE.into(), commit_id, ids }).unwrap();
             }
             'f' => {
                 let c = self.rng.pick(&pending_ids).to_string();
@@ -186,10 +167,7 @@ impl Child {
             _ => {
                 let id = self.rng.pick(&readable);
                 let f = files.iter().find(|f| f.id == id).unwrap();
-                let want = content(
-                    std::str::from_utf8(&f.meta.extra).unwrap(),
-                    f.bytes as usize,
-                );
+                let want = content(std::str::from_utf8(&f.meta.extra).unwrap(), f.bytes as usize);
                 self.op(b'V');
                 let got = self.spool.read_verified(id).unwrap();
                 assert!(got == want, "child: file {id} read back different bytes");
@@ -199,19 +177,9 @@ impl Child {
 
     fn register(&mut self) {
         let p = self.rng.below(PARTITIONS) as i32;
-        let cursor = self
-            .spool
-            .offsets()
-            .unwrap()
-            .get(&(TOPIC.to_string(), p))
-            .copied()
-            .unwrap_or(0);
+        let cursor = self.spool.offsets().unwrap().get(&(TOPIC.to_string(), p)).copied().unwrap_or(0);
         // Now and then a replay of events already spooled (as after a crash).
-        let back = if self.rng.below(10) == 0 {
-            1 + self.rng.below(5) as i64
-        } else {
-            0
-        };
+        let back = if self.rng.below(10) == 0 { 1 + self.rng.below(5) as i64 } else { 0 };
         let first = (cursor - back).max(0);
         let next = first + 1 + self.rng.below(50) as i64;
         let size = match self.rng.below(100) {
@@ -233,8 +201,7 @@ impl Child {
         }
         drop(f);
         self.op(b'j');
-        self.journal
-            .line(format!("r {tag} {p} {first} {next} {size} {crc}"));
+        self.journal.line(format!("r {tag} {p} {first} {next} {size} {crc}"));
         self.op(b'R');
         let meta = FileMeta {
             table: TABLE.into(),

@@ -59,13 +59,7 @@ impl Journal {
                 j.last_intent.insert(cycle_of(w[1]), w[1].to_string());
                 j.intents.insert(
                     w[1].to_string(),
-                    Intent {
-                        partition: n(2) as i32,
-                        first: n(3),
-                        next: n(4),
-                        bytes: n(5) as u64,
-                        crc: n(6) as u32,
-                    },
+                    Intent { partition: n(2) as i32, first: n(3), next: n(4), bytes: n(5) as u64, crc: n(6) as u32 },
                 );
             }
             "R" | "S" => {
@@ -113,34 +107,23 @@ pub struct Seen {
 }
 
 fn list(dir: &Path) -> BTreeSet<PathBuf> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect()
+    fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect()
 }
 
 /// Reopens the spool after a kill and checks every invariant (see the file's doc).
 fn check(root: &Path, seen: &mut Seen, after: &str) {
     let dir = root.join("spool");
-    seen.journal
-        .update(&root.join("journal"), &mut seen.journal_read);
+    seen.journal.update(&root.join("journal"), &mut seen.journal_read);
     let j = std::mem::take(&mut seen.journal);
     seen.temp_files_left += list(&dir.join("tmp")).len() as u64;
 
-    let (spool, rec) = Spool::open(&dir, SpoolOptions::default())
-        .unwrap_or_else(|e| panic!("reopen_never_fails: {after}: {e}"));
+    let (spool, rec) =
+        Spool::open(&dir, SpoolOptions::default()).unwrap_or_else(|e| panic!("reopen_never_fails: {after}: {e}"));
     seen.checks += 1;
     seen.orphans_removed += rec.orphans_removed.len() as u64;
     seen.pending_found += rec.pending.len() as u64;
-    assert!(
-        rec.missing.is_empty(),
-        "reopen_never_fails: {after}: files reported missing: {:?}",
-        rec.missing
-    );
-    assert!(
-        list(&dir.join("tmp")).is_empty(),
-        "reopen_never_fails: {after}: tmp/ not emptied"
-    );
+    assert!(rec.missing.is_empty(), "reopen_never_fails: {after}: files reported missing: {:?}", rec.missing);
+    assert!(list(&dir.join("tmp")).is_empty(), "reopen_never_fails: {after}: tmp/ not emptied");
 
     let files = spool.files().unwrap();
     seen.records_max = seen.records_max.max(files.len());
@@ -154,9 +137,10 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
         let ctx = format!("{after}: record {}", f.id);
         // every_record_is_explained: its register was journaled, with these exact contents.
         let tag = String::from_utf8(f.meta.extra.clone()).unwrap();
-        let i = j.intents.get(&tag).unwrap_or_else(|| {
-            panic!("every_record_is_explained: {ctx}: tag {tag:?} was never registered")
-        });
+        let i = j
+            .intents
+            .get(&tag)
+            .unwrap_or_else(|| panic!("every_record_is_explained: {ctx}: tag {tag:?} was never registered"));
         let want = FileMeta {
             table: TABLE.into(),
             topic: TOPIC.into(),
@@ -168,16 +152,9 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
             extra: tag.clone().into_bytes(),
         };
         assert_eq!(f.meta, want, "every_record_is_explained: {ctx}: meta");
-        assert_eq!(
-            (f.bytes, f.crc32c),
-            (i.bytes, i.crc),
-            "every_record_is_explained: {ctx}: size/crc"
-        );
+        assert_eq!((f.bytes, f.crc32c), (i.bytes, i.crc), "every_record_is_explained: {ctx}: size/crc");
         match j.registered.get(&f.id) {
-            Some(t) => assert_eq!(
-                t, &tag,
-                "every_record_is_explained: {ctx}: journaled with another tag"
-            ),
+            Some(t) => assert_eq!(t, &tag, "every_record_is_explained: {ctx}: journaled with another tag"),
             None => assert_eq!(
                 j.last_intent.get(&cycle_of(&tag)),
                 Some(&tag),
@@ -195,10 +172,7 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
                 assert_eq!(l, &location(f.id), "every_record_is_explained: {ctx}")
             }
             FileState::Committed => {
-                let finishing = j
-                    .finishing
-                    .iter()
-                    .any(|c| j.begun.get(c).is_some_and(|ids| ids.contains(&f.id)));
+                let finishing = j.finishing.iter().any(|c| j.begun.get(c).is_some_and(|ids| ids.contains(&f.id)));
                 assert!(
                     j.committed.contains(&f.id) || finishing,
                     "every_record_is_explained: {ctx}: Committed, but no finish_commit was ever asked for it"
@@ -210,22 +184,11 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
                     "every_record_is_explained: {ctx}: quarantined unasked ({reason})"
                 );
                 if seen.quarantine_checked.insert(f.id) {
-                    let q = fs::read(&f.path).unwrap_or_else(|e| {
-                        panic!(
-                            "nothing_lost: {ctx}: quarantined file {}: {e}",
-                            f.path.display()
-                        )
-                    });
-                    assert_eq!(
-                        crc32c::crc32c(&q),
-                        f.crc32c,
-                        "nothing_lost: {ctx}: quarantined bytes"
-                    );
+                    let q = fs::read(&f.path)
+                        .unwrap_or_else(|e| panic!("nothing_lost: {ctx}: quarantined file {}: {e}", f.path.display()));
+                    assert_eq!(crc32c::crc32c(&q), f.crc32c, "nothing_lost: {ctx}: quarantined bytes");
                 } else {
-                    assert!(
-                        f.path.exists(),
-                        "nothing_lost: {ctx}: quarantined file gone"
-                    );
+                    assert!(f.path.exists(), "nothing_lost: {ctx}: quarantined file gone");
                 }
                 in_quarantine.insert(f.path.clone());
                 continue;
@@ -234,9 +197,7 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
         }
         // every_listed_file_is_intact
         assert_eq!(f.path.parent().unwrap(), dir.join("data"));
-        let got = spool
-            .read_verified(f.id)
-            .unwrap_or_else(|e| panic!("every_listed_file_is_intact: {ctx}: {e}"));
+        let got = spool.read_verified(f.id).unwrap_or_else(|e| panic!("every_listed_file_is_intact: {ctx}: {e}"));
         assert!(
             got == content(&tag, i.bytes as usize),
             "every_listed_file_is_intact: {ctx}: bytes differ from what the child wrote"
@@ -244,24 +205,11 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
         in_data.insert(f.path.clone());
         data_bytes += f.bytes;
     }
-    assert_eq!(
-        list(&dir.join("data")),
-        in_data,
-        "reopen_never_fails: {after}: data/ holds exactly the listed files"
-    );
-    let q_files: BTreeSet<PathBuf> = list(&dir.join("quarantine"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    assert_eq!(
-        q_files, in_quarantine,
-        "reopen_never_fails: {after}: quarantine/"
-    );
-    assert_eq!(
-        spool.usage().unwrap().bytes,
-        data_bytes,
-        "{after}: usage().bytes"
-    );
+    assert_eq!(list(&dir.join("data")), in_data, "reopen_never_fails: {after}: data/ holds exactly the listed files");
+    let q_files: BTreeSet<PathBuf> =
+        list(&dir.join("quarantine")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    assert_eq!(q_files, in_quarantine, "reopen_never_fails: {after}: quarantine/");
+    assert_eq!(spool.usage().unwrap().bytes, data_bytes, "{after}: usage().bytes");
 
     // nothing_lost
     for (id, tag) in &j.registered {
@@ -279,17 +227,10 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
             "every_record_is_explained: {after}: pending commit {}",
             p.commit_id
         );
-        assert!(
-            !j.finished.contains(&p.commit_id),
-            "{after}: finished commit {} still pending",
-            p.commit_id
-        );
+        assert!(!j.finished.contains(&p.commit_id), "{after}: finished commit {} still pending", p.commit_id);
         for id in &p.ids {
             assert!(
-                matches!(
-                    by_id.get(id).map(|f| &f.state),
-                    Some(FileState::Uploaded { .. })
-                ),
+                matches!(by_id.get(id).map(|f| &f.state), Some(FileState::Uploaded { .. })),
                 "{after}: file {id} of pending commit {} is not Uploaded",
                 p.commit_id
             );
@@ -301,15 +242,10 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
     let mut want: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for tag in &tags_landed {
         let i = &j.intents[tag];
-        let o = want
-            .entry((TOPIC.to_string(), i.partition))
-            .or_insert(i.next);
+        let o = want.entry((TOPIC.to_string(), i.partition)).or_insert(i.next);
         *o = (*o).max(i.next);
     }
-    assert_eq!(
-        offsets, want,
-        "offsets_never_go_backwards: {after}: offsets vs journal"
-    );
+    assert_eq!(offsets, want, "offsets_never_go_backwards: {after}: offsets vs journal");
     for (k, old) in &seen.offsets {
         assert!(
             offsets.get(k).is_some_and(|n| n >= old),
@@ -323,12 +259,8 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
 
 pub fn run() {
     let cycles = env_u64("FRAZIL_CRASH_CYCLES").unwrap_or(200);
-    let seed = env_u64("FRAZIL_CRASH_SEED").unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
+    let seed = env_u64("FRAZIL_CRASH_SEED")
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
     println!("{NAME}: {cycles} cycles, FRAZIL_CRASH_SEED={seed}");
     let root_dir = tempfile::tempdir().unwrap();
     let root = root_dir.path();
@@ -345,12 +277,7 @@ pub fn run() {
         // checked, so that the child's own open has a crash to repair when it is killed.
         let early = cycle % 8 == 7;
         let check_after = cycle % 8 != 6 || cycle + 1 == cycles;
-        File::options()
-            .write(true)
-            .open(root.join("status"))
-            .unwrap()
-            .write_at(b"-", 0)
-            .unwrap();
+        File::options().write(true).open(root.join("status")).unwrap().write_at(b"-", 0).unwrap();
         let stderr = File::create(root.join("child.stderr")).unwrap();
         let mut child = child_command(&exe)
             .env(CHILD_ENV, root)
@@ -394,17 +321,10 @@ pub fn run() {
             child_stderr()
         );
         let mut op = [0u8];
-        File::open(root.join("status"))
-            .unwrap()
-            .read_exact_at(&mut op, 0)
-            .unwrap();
+        File::open(root.join("status")).unwrap().read_exact_at(&mut op, 0).unwrap();
         *kills.entry(op_name(op[0])).or_default() += 1;
         if check_after {
-            check(
-                root,
-                &mut seen,
-                &format!("after kill {cycle} (during {})", op_name(op[0])),
-            );
+            check(root, &mut seen, &format!("after kill {cycle} (during {})", op_name(op[0])));
         }
     }
 

@@ -33,7 +33,11 @@ impl<'a> Cursor<'a> {
     fn varint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for i in 0..10 {
-            let b = *self.take(1).map_err(|_| format!("truncated: a number runs past the end at byte {}", self.pos))?.first().expect("one byte");
+            let b = *self
+                .take(1)
+                .map_err(|_| format!("truncated: a number runs past the end at byte {}", self.pos))?
+                .first()
+                .expect("one byte");
             v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(v);
@@ -62,7 +66,10 @@ impl<'a> Cursor<'a> {
     fn index(&mut self, what: &str, count: usize, long: bool) -> Result<usize, String> {
         let at = self.pos;
         let i = if long { self.long()? } else { i64::from(self.int()?) };
-        usize::try_from(i).ok().filter(|i| *i < count).ok_or_else(|| format!("{what} index {i} out of range (0..{count}) at byte {at}"))
+        usize::try_from(i)
+            .ok()
+            .filter(|i| *i < count)
+            .ok_or_else(|| format!("{what} index {i} out of range (0..{count}) at byte {at}"))
     }
 }
 
@@ -141,7 +148,12 @@ fn value(t: &Avro, c: &mut Cursor<'_>) -> Result<(), String> {
 
 /// Array and map items come in blocks: a count (negative: followed by the block's byte size),
 /// the items, and a zero count at the end.
-fn blocks(c: &mut Cursor<'_>, what: &str, mut item: impl FnMut(&mut Cursor<'_>) -> Result<(), String>, zero_sized: bool) -> Result<(), String> {
+fn blocks(
+    c: &mut Cursor<'_>,
+    what: &str,
+    mut item: impl FnMut(&mut Cursor<'_>) -> Result<(), String>,
+    zero_sized: bool,
+) -> Result<(), String> {
     loop {
         let at = c.pos;
         let mut count = c.long()?;
@@ -156,7 +168,9 @@ fn blocks(c: &mut Cursor<'_>, what: &str, mut item: impl FnMut(&mut Cursor<'_>) 
         // count cannot make the decoder allocate without end.
         let left = (c.buf.len() - c.pos) as i64;
         if (!zero_sized && count > left) || count > (1 << 20).max(left) {
-            return Err(format!("truncated or corrupt: {what} block of {count} items at byte {at} with {left} bytes left"));
+            return Err(format!(
+                "truncated or corrupt: {what} block of {count} items at byte {at} with {left} bytes left"
+            ));
         }
         for _ in 0..count {
             item(c)?;
@@ -193,11 +207,13 @@ mod tests {
     }
 
     fn schema() -> Avro {
-        parse(r#"{"type":"record","name":"R","fields":[
+        parse(
+            r#"{"type":"record","name":"R","fields":[
             {"name":"id","type":"long"},
             {"name":"name","type":["null","string"]},
             {"name":"tags","type":{"type":"array","items":"int"}}
-        ]}"#)
+        ]}"#,
+        )
         .unwrap()
     }
 
@@ -251,10 +267,12 @@ mod tests {
 
     #[test]
     fn logical_types_check_their_values() {
-        let s = parse(r#"{"type":"record","name":"R","fields":[
+        let s = parse(
+            r#"{"type":"record","name":"R","fields":[
             {"name":"u","type":{"type":"string","logicalType":"uuid"}},
             {"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":38,"scale":0}}
-        ]}"#)
+        ]}"#,
+        )
         .unwrap();
         let uuid = b"0b8c5f4e-3c1a-4d7e-9a65-2f1d3e4c5b6a";
         let mut ok = long(uuid.len() as i64);

@@ -45,10 +45,14 @@ pub fn schema_id(value: &[u8]) -> Option<u32> {
 /// escaped like JSON keys so they never take a meta column's name.
 pub fn writer_fields(writer: &Avro) -> std::result::Result<Vec<NestedFieldRef>, String> {
     let mut n = 0;
-    schema::iceberg_fields(writer, &mut || {
-        n += 1;
-        n
-    }, &|name| names::escape(name).into_owned())
+    schema::iceberg_fields(
+        writer,
+        &mut || {
+            n += 1;
+            n
+        },
+        &|name| names::escape(name).into_owned(),
+    )
 }
 
 /// The first schema of an Avro topic's table: the writer's fields, then the meta columns.
@@ -64,7 +68,11 @@ pub fn table_schema(writer: &Avro) -> Result<Schema> {
     fields.push(NestedField::required(id(), super::META_OFFSET, PrimitiveType::Long.into()).into());
     fields.push(NestedField::optional(id(), super::META_TIMESTAMP, PrimitiveType::Timestamptz.into()).into());
     fields.push(NestedField::optional(id(), super::META_KEY, PrimitiveType::Binary.into()).into());
-    Schema::builder().with_schema_id(0).with_fields(fields).build().map_err(|e| Error::iceberg("building a table schema from an Avro schema", e))
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .map_err(|e| Error::iceberg("building a table schema from an Avro schema", e))
 }
 
 /// `table` grown to hold every field of `writer`: new fields (at any depth) are appended as
@@ -72,11 +80,17 @@ pub fn table_schema(writer: &Avro) -> Result<Schema> {
 /// field `known` (the catalog's schema, which another writer may have grown) already has keeps
 /// that field. `Ok(None)`: nothing to add. `Err`: the writer has a field of a type the table's
 /// cannot become (its records are dead letters, the table is left alone).
-pub fn evolve(table: &Schema, writer: &Avro, last_id: i32, known: Option<&Schema>) -> std::result::Result<Option<Schema>, String> {
+pub fn evolve(
+    table: &Schema,
+    writer: &Avro,
+    last_id: i32,
+    known: Option<&Schema>,
+) -> std::result::Result<Option<Schema>, String> {
     let fields = writer_fields(writer)?;
     let mut next = last_id.max(table.highest_field_id());
     let mut conflicts = Vec::new();
-    let (merged, changed) = merge_fields(table.as_struct().fields(), &fields, &mut next, known.map(Schema::as_struct), "", &mut conflicts);
+    let (merged, changed) =
+        merge_fields(table.as_struct().fields(), &fields, &mut next, known.map(Schema::as_struct), "", &mut conflicts);
     if !conflicts.is_empty() {
         return Err(conflicts.join("; "));
     }
@@ -149,10 +163,16 @@ fn merge_type(table: &Type, writer: &Type, next: &mut i32, name: &str, conflicts
             _ if t == w => None,
             // The writer's narrower values widen when stored.
             (P::Long, P::Int) | (P::Double, P::Float) => None,
-            (P::Decimal { precision: tp, scale: ts }, P::Decimal { precision: wp, scale: ws }) if ts == ws && tp >= wp => None,
+            (P::Decimal { precision: tp, scale: ts }, P::Decimal { precision: wp, scale: ws })
+                if ts == ws && tp >= wp =>
+            {
+                None
+            }
             // The table's column is promoted (Iceberg allows these without rewriting files).
             (P::Int, P::Long) | (P::Float, P::Double) => Some(Type::Primitive(w.clone())),
-            (P::Decimal { scale: ts, .. }, P::Decimal { scale: ws, .. }) if ts == ws => Some(Type::Primitive(w.clone())),
+            (P::Decimal { scale: ts, .. }, P::Decimal { scale: ws, .. }) if ts == ws => {
+                Some(Type::Primitive(w.clone()))
+            }
             _ => {
                 conflicts.push(format!("field `{name}` is {w} in this schema but {t} in the table"));
                 None
@@ -163,13 +183,25 @@ fn merge_type(table: &Type, writer: &Type, next: &mut i32, name: &str, conflicts
             changed.then(|| Type::Struct(StructType::new(fields)))
         }
         (Type::List(t), Type::List(w)) => {
-            let e = merge_type(&t.element_field.field_type, &w.element_field.field_type, next, &format!("{name}[]"), conflicts)?;
+            let e = merge_type(
+                &t.element_field.field_type,
+                &w.element_field.field_type,
+                next,
+                &format!("{name}[]"),
+                conflicts,
+            )?;
             let mut f = t.element_field.as_ref().clone();
             f.field_type = Box::new(e);
             Some(Type::List(ListType::new(f.into())))
         }
         (Type::Map(t), Type::Map(w)) => {
-            let v = merge_type(&t.value_field.field_type, &w.value_field.field_type, next, &format!("{name}{{}}"), conflicts)?;
+            let v = merge_type(
+                &t.value_field.field_type,
+                &w.value_field.field_type,
+                next,
+                &format!("{name}{{}}"),
+                conflicts,
+            )?;
             let mut f = t.value_field.as_ref().clone();
             f.field_type = Box::new(v);
             Some(Type::Map(MapType::new(t.key_field.clone(), f.into())))
@@ -181,7 +213,11 @@ fn merge_type(table: &Type, writer: &Type, next: &mut i32, name: &str, conflicts
                 Type::List(_) => "an array".into(),
                 Type::Map(_) => "a map".into(),
             };
-            conflicts.push(format!("field `{name}` is {} in this schema but {} in the table", kind(writer), kind(table)));
+            conflicts.push(format!(
+                "field `{name}` is {} in this schema but {} in the table",
+                kind(writer),
+                kind(table)
+            ));
             None
         }
     }
@@ -239,14 +275,27 @@ pub struct AvroDecoder {
 
 impl AvroDecoder {
     pub fn new(table: &Schema) -> Result<Self> {
-        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(table).map_err(|e| Error::iceberg("converting the table schema to Arrow", e))?);
-        let user = Arc::new(ArrowSchema::new(schema.fields().iter().filter(|f| !names::is_reserved(f.name())).cloned().collect::<Vec<_>>()));
+        let schema = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(table)
+                .map_err(|e| Error::iceberg("converting the table schema to Arrow", e))?,
+        );
+        let user = Arc::new(ArrowSchema::new(
+            schema.fields().iter().filter(|f| !names::is_reserved(f.name())).cloned().collect::<Vec<_>>(),
+        ));
         for meta in [super::META_PARTITION, super::META_OFFSET, super::META_TIMESTAMP, super::META_KEY] {
             if schema.field_with_name(meta).is_err() {
                 return Err(Error::decode("checking the table schema", format!("meta column `{meta}` is missing")));
             }
         }
-        Ok(AvroDecoder { table: Arc::new(table.clone()), schema, user, writers: HashMap::new(), refused: HashMap::new(), decoders: HashMap::new(), pending: Vec::new() })
+        Ok(AvroDecoder {
+            table: Arc::new(table.clone()),
+            schema,
+            user,
+            writers: HashMap::new(),
+            refused: HashMap::new(),
+            decoders: HashMap::new(),
+            pending: Vec::new(),
+        })
     }
 
     pub fn arrow_schema(&self) -> SchemaRef {
@@ -286,7 +335,10 @@ impl AvroDecoder {
         let Some(id) = schema_id(value) else {
             return refuse(match value.first() {
                 None => "empty value, not Avro in the Confluent wire format".into(),
-                Some(0) => format!("{} bytes: too short for the Confluent wire format (magic byte and 4-byte schema id)", value.len()),
+                Some(0) => format!(
+                    "{} bytes: too short for the Confluent wire format (magic byte and 4-byte schema id)",
+                    value.len()
+                ),
                 Some(b) => format!("not Avro in the Confluent wire format: the first byte is {b:#04x}, not 0"),
             });
         };
@@ -348,7 +400,9 @@ impl AvroDecoder {
                                 batches.push(b);
                                 kept.push(p.record.clone());
                             }
-                            Err(e) => rejected.push(DeadLetter { reason: format!("schema id {id}: {e}"), ..p.record.clone() }),
+                            Err(e) => {
+                                rejected.push(DeadLetter { reason: format!("schema id {id}: {e}"), ..p.record.clone() })
+                            }
                         }
                     }
                 }
@@ -357,7 +411,8 @@ impl AvroDecoder {
         let batch = if kept.is_empty() {
             None
         } else {
-            let user = arrow_select::concat::concat_batches(&self.user, &batches).map_err(|e| Error::decode("joining Avro batches", e))?;
+            let user = arrow_select::concat::concat_batches(&self.user, &batches)
+                .map_err(|e| Error::decode("joining Avro batches", e))?;
             Some(self.assemble(&kept, &user)?)
         };
         Ok(Flushed { batch, rejected, unknown_fields: Default::default() })
@@ -371,7 +426,11 @@ impl AvroDecoder {
             None => {
                 let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
                 store.set(Fingerprint::Id(id), AvroSchema::new(w.text.to_string())).map_err(|e| e.to_string())?;
-                ReaderBuilder::new().with_writer_schema_store(store).with_batch_size(BATCH_ROWS).build_decoder().map_err(|e| e.to_string())?
+                ReaderBuilder::new()
+                    .with_writer_schema_store(store)
+                    .with_batch_size(BATCH_ROWS)
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?
             }
         };
         let mut out = Vec::new();
@@ -402,7 +461,12 @@ impl AvroDecoder {
         let joined = arrow_select::concat::concat_batches(&first.schema(), &out).map_err(|e| e.to_string())?;
         // Top-level names as the table has them, then the table's types.
         let renamed = ArrowSchema::new(
-            joined.schema().fields().iter().map(|f| f.as_ref().clone().with_name(names::escape(f.name()).into_owned())).collect::<Vec<_>>(),
+            joined
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_name(names::escape(f.name()).into_owned()))
+                .collect::<Vec<_>>(),
         );
         let joined = RecordBatch::try_new(Arc::new(renamed), joined.columns().to_vec()).map_err(|e| e.to_string())?;
         super::conform_batch(&joined, &self.user).map_err(|e| e.to_string())
@@ -416,11 +480,16 @@ impl AvroDecoder {
             .iter()
             .map(|f| match user.column_by_name(f.name()) {
                 Some(c) if !names::is_reserved(f.name()) => Ok(c.clone()),
-                _ => meta_column(f.name(), f.data_type(), rows)
-                    .ok_or_else(|| Error::decode("checking the table schema", format!("column `{}` ({}) is neither a field nor a meta column", f.name(), f.data_type()))),
+                _ => meta_column(f.name(), f.data_type(), rows).ok_or_else(|| {
+                    Error::decode(
+                        "checking the table schema",
+                        format!("column `{}` ({}) is neither a field nor a meta column", f.name(), f.data_type()),
+                    )
+                }),
             })
             .collect::<Result<Vec<_>>>()?;
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| Error::decode(format!("assembling a batch of {} Avro rows", rows.len()), e))
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::decode(format!("assembling a batch of {} Avro rows", rows.len()), e))
     }
 }
 

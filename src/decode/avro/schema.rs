@@ -41,11 +41,20 @@ pub enum Avro {
     /// `int` milliseconds or `long` microseconds since midnight.
     Time(TimeUnit),
     /// `long` since the epoch; `utc: false` for the `local-timestamp-*` types.
-    Timestamp { unit: TimeUnit, utc: bool },
+    Timestamp {
+        unit: TimeUnit,
+        utc: bool,
+    },
     /// On `bytes` (two's complement, big-endian), or on a `fixed` of this size.
-    Decimal { precision: u32, scale: u32, fixed: Option<usize> },
+    Decimal {
+        precision: u32,
+        scale: u32,
+        fixed: Option<usize>,
+    },
     /// On `string` (the text form), or on a `fixed(16)`.
-    Uuid { fixed: bool },
+    Uuid {
+        fixed: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,7 +80,9 @@ impl Parser {
     fn parse(&mut self, v: &Value, ns: &str) -> Result<Avro, String> {
         match v {
             Value::String(name) => self.by_name(name, ns),
-            Value::Array(branches) => Ok(Avro::Union(branches.iter().map(|b| self.parse(b, ns)).collect::<Result<_, _>>()?)),
+            Value::Array(branches) => {
+                Ok(Avro::Union(branches.iter().map(|b| self.parse(b, ns)).collect::<Result<_, _>>()?))
+            }
             Value::Object(o) => {
                 let base = match o.get("type") {
                     Some(Value::String(t)) => self.complex(t, o, ns)?,
@@ -101,13 +112,22 @@ impl Parser {
             "record" | "error" => {
                 let (full, space) = named(o)?;
                 self.open.push(full.clone());
-                let fields = o.get("fields").and_then(Value::as_array).ok_or_else(|| format!("record {full} has no fields list"))?;
+                let fields = o
+                    .get("fields")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| format!("record {full} has no fields list"))?;
                 let fields = fields
                     .iter()
                     .map(|f| {
-                        let name = f.get("name").and_then(Value::as_str).ok_or_else(|| format!("a field of {full} has no name"))?;
+                        let name = f
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| format!("a field of {full} has no name"))?;
                         let ty = f.get("type").ok_or_else(|| format!("field {name} of {full} has no type"))?;
-                        Ok(Field { name: name.to_string(), ty: self.parse(ty, &space).map_err(|e| format!("{name}: {e}"))? })
+                        Ok(Field {
+                            name: name.to_string(),
+                            ty: self.parse(ty, &space).map_err(|e| format!("{name}: {e}"))?,
+                        })
                     })
                     .collect::<Result<Vec<_>, String>>()?;
                 self.open.pop();
@@ -117,13 +137,18 @@ impl Parser {
             }
             "enum" => {
                 let (full, _) = named(o)?;
-                let n = o.get("symbols").and_then(Value::as_array).map(Vec::len).ok_or_else(|| format!("enum {full} has no symbols"))?;
+                let n = o
+                    .get("symbols")
+                    .and_then(Value::as_array)
+                    .map(Vec::len)
+                    .ok_or_else(|| format!("enum {full} has no symbols"))?;
                 self.named.insert(full, Avro::Enum(n));
                 Ok(Avro::Enum(n))
             }
             "fixed" => {
                 let (full, _) = named(o)?;
-                let size = o.get("size").and_then(Value::as_u64).ok_or_else(|| format!("fixed {full} has no size"))? as usize;
+                let size =
+                    o.get("size").and_then(Value::as_u64).ok_or_else(|| format!("fixed {full} has no size"))? as usize;
                 self.named.insert(full, Avro::Fixed(size));
                 Ok(Avro::Fixed(size))
             }
@@ -144,11 +169,16 @@ impl Parser {
             "bytes" => Avro::Bytes,
             "string" => Avro::String,
             _ => {
-                let qualified = if name.contains('.') || ns.is_empty() { name.to_string() } else { format!("{ns}.{name}") };
+                let qualified =
+                    if name.contains('.') || ns.is_empty() { name.to_string() } else { format!("{ns}.{name}") };
                 if self.open.iter().any(|o| *o == qualified || *o == name) {
                     return Err(format!("type {name} contains itself, which no Iceberg type can"));
                 }
-                self.named.get(&qualified).or_else(|| self.named.get(name)).cloned().ok_or_else(|| format!("unknown type `{name}`"))?
+                self.named
+                    .get(&qualified)
+                    .or_else(|| self.named.get(name))
+                    .cloned()
+                    .ok_or_else(|| format!("unknown type `{name}`"))?
             }
         })
     }
@@ -188,7 +218,11 @@ fn logical_type(logical: &str, base: Avro, o: &serde_json::Map<String, Value>) -
 
 /// The Iceberg fields of a record schema, every one optional (a later schema version may drop
 /// it), numbered by `next_id` parents before children. Top-level names go through `rename`.
-pub fn iceberg_fields(record: &Avro, next_id: &mut dyn FnMut() -> i32, rename: &dyn Fn(&str) -> String) -> Result<Vec<NestedFieldRef>, String> {
+pub fn iceberg_fields(
+    record: &Avro,
+    next_id: &mut dyn FnMut() -> i32,
+    rename: &dyn Fn(&str) -> String,
+) -> Result<Vec<NestedFieldRef>, String> {
     let Avro::Record(fields) = record else { return Err("the schema is not a record".into()) };
     fields
         .iter()
@@ -248,10 +282,14 @@ mod tests {
 
     fn fields(schema: &str) -> Result<String, String> {
         let mut n = 0;
-        let fs = iceberg_fields(&parse(schema)?, &mut || {
-            n += 1;
-            n
-        }, &|s| s.to_string())?;
+        let fs = iceberg_fields(
+            &parse(schema)?,
+            &mut || {
+                n += 1;
+                n
+            },
+            &|s| s.to_string(),
+        )?;
         Ok(serde_json::to_string(&StructType::new(fs)).unwrap())
     }
 
@@ -278,13 +316,25 @@ mod tests {
             .iter()
             .map(|f| format!("{} {} {}", f["id"], f["name"].as_str().unwrap(), f["type"]))
             .collect();
-        assert_eq!(got[..7], [
-            "1 id \"long\"", "2 site \"string\"", "3 at \"timestamptz\"", "4 day \"date\"",
-            "5 price \"decimal(9, 2)\"", "6 uid \"uuid\"", "7 state \"string\""
-        ]);
+        assert_eq!(
+            got[..7],
+            [
+                "1 id \"long\"",
+                "2 site \"string\"",
+                "3 at \"timestamptz\"",
+                "4 day \"date\"",
+                "5 price \"decimal(9, 2)\"",
+                "6 uid \"uuid\"",
+                "7 state \"string\""
+            ]
+        );
         assert!(got[7].starts_with("8 pos {") && got[7].contains("\"id\":9"), "{}", got[7]);
         assert!(got[8].starts_with("10 tags {") && got[8].contains("\"element-id\":11"), "{}", got[8]);
-        assert!(got[9].starts_with("12 attrs {") && got[9].contains("\"key-id\":13") && got[9].contains("\"value-id\":14"), "{}", got[9]);
+        assert!(
+            got[9].starts_with("12 attrs {") && got[9].contains("\"key-id\":13") && got[9].contains("\"value-id\":14"),
+            "{}",
+            got[9]
+        );
         assert!(got[10].starts_with("15 again {") && got[10].contains("lat"), "a named type used twice: {}", got[10]);
         assert_eq!(got[11], "17 bad_decimal \"binary\"", "an out-of-range decimal is its base type");
         assert!(json["fields"].as_array().unwrap().iter().all(|f| f["required"] == false));
@@ -297,7 +347,11 @@ mod tests {
         let union = r#"{"type":"record","name":"U","fields":[{"name":"v","type":["int","string"]}]}"#;
         assert!(fields(union).unwrap_err().contains("field `v`: a union of several"));
         assert!(fields(r#""string""#).unwrap_err().contains("not a record"));
-        assert!(parse(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"Nope"}]}"#).unwrap_err().contains("unknown type `Nope`"));
+        assert!(
+            parse(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"Nope"}]}"#)
+                .unwrap_err()
+                .contains("unknown type `Nope`")
+        );
         assert!(parse("{").unwrap_err().starts_with("not JSON"));
     }
 }

@@ -113,9 +113,18 @@ fn records_of_two_schema_versions_land_in_one_grown_table() {
     assert_eq!(grown.field_by_name("id").unwrap().field_type.as_ref(), &Type::Primitive(PrimitiveType::Long));
     assert!(grown.field_by_name("pos.lat").is_some() && grown.field_by_name("attrs").is_some());
     let old_ids: Vec<i32> = table.as_struct().fields().iter().map(|f| f.id).collect();
-    assert!(grown.as_struct().fields().iter().take(old_ids.len()).map(|f| f.id).eq(old_ids), "old fields keep their ids");
-    assert!(evolve(&grown, &parse(V2).unwrap(), grown.highest_field_id(), None).unwrap().is_none(), "nothing new the second time");
-    assert!(evolve(&grown, &parse(V1).unwrap(), grown.highest_field_id(), None).unwrap().is_none(), "v1 fits the grown table");
+    assert!(
+        grown.as_struct().fields().iter().take(old_ids.len()).map(|f| f.id).eq(old_ids),
+        "old fields keep their ids"
+    );
+    assert!(
+        evolve(&grown, &parse(V2).unwrap(), grown.highest_field_id(), None).unwrap().is_none(),
+        "nothing new the second time"
+    );
+    assert!(
+        evolve(&grown, &parse(V1).unwrap(), grown.highest_field_id(), None).unwrap().is_none(),
+        "v1 fits the grown table"
+    );
     d.grow(&grown).unwrap();
     d.know(2, Ok(&text(V2)));
 
@@ -150,7 +159,10 @@ fn records_of_two_schema_versions_land_in_one_grown_table() {
     let dev = b.column_by_name("device").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
     assert_eq!((dev.value(0), dev.value(1)), ("gw-1", "gw"));
     let tags = b.column_by_name("tags").unwrap().as_any().downcast_ref::<ListArray>().unwrap();
-    assert_eq!(tags.value(0).as_any().downcast_ref::<StringArray>().unwrap().iter().flatten().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(
+        tags.value(0).as_any().downcast_ref::<StringArray>().unwrap().iter().flatten().collect::<Vec<_>>(),
+        ["a", "b"]
+    );
     let pos = b.column_by_name("pos").unwrap().as_any().downcast_ref::<StructArray>().unwrap();
     assert!(pos.is_null(0) && pos.is_valid(1) && pos.is_null(2) && pos.is_null(3), "v1 rows have no pos");
     let attrs = b.column_by_name("attrs").unwrap().as_any().downcast_ref::<MapArray>().unwrap();

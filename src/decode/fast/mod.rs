@@ -319,13 +319,15 @@ impl Col {
                 nulls: nulls(),
             })),
             DataType::Map(entries, _) => match entries.data_type() {
-                DataType::Struct(kv) if kv.len() == 2 && kv[0].data_type() == &DataType::Utf8 => Col::Map(Box::new(MapCol {
-                    ends: vec![0],
-                    keys: Bytes::new(false),
-                    values: Col::of(kv[1].data_type()),
-                    values_nullable: kv[1].is_nullable(),
-                    nulls: nulls(),
-                })),
+                DataType::Struct(kv) if kv.len() == 2 && kv[0].data_type() == &DataType::Utf8 => {
+                    Col::Map(Box::new(MapCol {
+                        ends: vec![0],
+                        keys: Bytes::new(false),
+                        values: Col::of(kv[1].data_type()),
+                        values_nullable: kv[1].is_nullable(),
+                        nulls: nulls(),
+                    }))
+                }
                 _ => Col::Null(0),
             },
             _ => Col::Null(0),
@@ -400,10 +402,18 @@ impl Col {
             (Col::Time(v, n, unit, _), _) => {
                 let (v, n) = (take(v), n.finish());
                 match unit {
-                    TimeUnit::Second => Arc::new(PrimitiveArray::<TimestampSecondType>::try_new(v, n)?.with_data_type(dt.clone())),
-                    TimeUnit::Millisecond => Arc::new(PrimitiveArray::<TimestampMillisecondType>::try_new(v, n)?.with_data_type(dt.clone())),
-                    TimeUnit::Microsecond => Arc::new(PrimitiveArray::<TimestampMicrosecondType>::try_new(v, n)?.with_data_type(dt.clone())),
-                    TimeUnit::Nanosecond => Arc::new(PrimitiveArray::<TimestampNanosecondType>::try_new(v, n)?.with_data_type(dt.clone())),
+                    TimeUnit::Second => {
+                        Arc::new(PrimitiveArray::<TimestampSecondType>::try_new(v, n)?.with_data_type(dt.clone()))
+                    }
+                    TimeUnit::Millisecond => {
+                        Arc::new(PrimitiveArray::<TimestampMillisecondType>::try_new(v, n)?.with_data_type(dt.clone()))
+                    }
+                    TimeUnit::Microsecond => {
+                        Arc::new(PrimitiveArray::<TimestampMicrosecondType>::try_new(v, n)?.with_data_type(dt.clone()))
+                    }
+                    TimeUnit::Nanosecond => {
+                        Arc::new(PrimitiveArray::<TimestampNanosecondType>::try_new(v, n)?.with_data_type(dt.clone()))
+                    }
                 }
             }
             (Col::Struct(s), DataType::Struct(fields)) => {
@@ -508,7 +518,9 @@ impl Col {
             (Col::I64(v, nulls), I64(x)) => push(v, nulls, x),
             (Col::F32(v, nulls), U64(x)) => push(v, nulls, x as f32),
             (Col::F32(v, nulls), I64(x)) => push(v, nulls, x as f32),
-            (Col::F32(v, nulls), F64(x)) if (f32::MIN as f64..=f32::MAX as f64).contains(&x) => push(v, nulls, x as f32),
+            (Col::F32(v, nulls), F64(x)) if (f32::MIN as f64..=f32::MAX as f64).contains(&x) => {
+                push(v, nulls, x as f32)
+            }
             (Col::F64(v, nulls), U64(x)) => push(v, nulls, x as f64),
             (Col::F64(v, nulls), I64(x)) => push(v, nulls, x as f64),
             (Col::F64(v, nulls), F64(x)) => push(v, nulls, x),

@@ -325,7 +325,8 @@ impl<'a> Reader<'a> {
         // ASCII digits, signs, dots and exponents only.
         let text = std::str::from_utf8(&b[start..j]).ok()?;
         if j == int_end {
-            let magnitude = b[digits..j].iter().try_fold(0u64, |m, d| m.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+            let magnitude =
+                b[digits..j].iter().try_fold(0u64, |m, d| m.checked_mul(10)?.checked_add(u64::from(d - b'0')));
             match (magnitude, negative) {
                 (Some(m), false) => return Some(Number::U64(m)),
                 (Some(m), true) => {
@@ -351,7 +352,8 @@ impl<'a> Reader<'a> {
 
 /// Ten to the powers a double holds exactly.
 const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
 ];
 
 /// Where the run of ASCII digits from `j` ends.
@@ -381,10 +383,30 @@ mod tests {
     #[test]
     fn numbers_read_as_serde_json_reads_them() {
         for text in [
-            "0", "-0", "7", "-7", "18446744073709551615", "18446744073709551616", "-9223372036854775808",
-            "-9223372036854775809", "1.5", "-0.0", "1e3", "1E+3", "2.5e-3", "985.6906946328695", "1e-400",
-            "123456789012345678901234567890", "0.1", "-0.3", "18.05", "229.9", "0.000000000000001", "999999999999999.9",
-            "12345.678901234", "1234567890123456.5",
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1.5",
+            "-0.0",
+            "1e3",
+            "1E+3",
+            "2.5e-3",
+            "985.6906946328695",
+            "1e-400",
+            "123456789012345678901234567890",
+            "0.1",
+            "-0.3",
+            "18.05",
+            "229.9",
+            "0.000000000000001",
+            "999999999999999.9",
+            "12345.678901234",
+            "1234567890123456.5",
         ] {
             let ours = number(text).unwrap_or_else(|| panic!("{text} refused"));
             let serde = match serde_json::from_str::<serde_json::Number>(text).unwrap() {
@@ -422,7 +444,14 @@ mod tests {
             let s = r.string()?.into_owned();
             (r.i == text.len()).then_some(s)
         };
-        for text in [r#""plain""#, r#""a\"b\\c\/d\b\f\n\r\t""#, r#""\u00e9\u20AC\ud83d\ude00""#, "\"caf\u{e9}\"", r#""""#, r#""\u0000""#] {
+        for text in [
+            r#""plain""#,
+            r#""a\"b\\c\/d\b\f\n\r\t""#,
+            r#""\u00e9\u20AC\ud83d\ude00""#,
+            "\"caf\u{e9}\"",
+            r#""""#,
+            r#""\u0000""#,
+        ] {
             assert_eq!(read(text), Some(serde_json::from_str::<String>(text).unwrap()), "{text}");
         }
         for text in [r#""\ud83d""#, r#""\ude00""#, r#""\ud83dx""#, r#""\x""#, r#""\u12""#, "\"a\tb\"", r#""open"#] {
