@@ -13,8 +13,18 @@ pub enum Error {
     Kafka { context: String, source: rskafka::client::error::Error },
     /// The broker answered, but not with what the agent needs (a configured topic is missing, ...).
     Source { context: String, reason: String },
-    /// Records could not be turned into Arrow/Parquet.
+    /// Records could not be turned into Arrow rows.
     Decode { context: String, reason: String },
+    /// Something frazil writes could not be encoded: a spool file's Parquet or sort order, a
+    /// DataFile or table metadata as JSON. A bug or a resource limit: retrying does not help.
+    Encode { context: String, reason: String },
+    /// Spool files could not be merged into one upload; they stay spooled.
+    Merge { context: String, reason: String },
+    /// A table's schema, partition spec or sort order cannot be decided, or the catalog's table
+    /// disagrees with the spooled files: they are kept until the operator resolves it.
+    Layout { table: String, reason: String },
+    /// Rows could not be split by the table's partition spec.
+    Partition { context: String, reason: String },
     /// The local spool failed.
     Spool(frazil_spool::SpoolError),
     /// The object store failed.
@@ -37,6 +47,18 @@ impl Error {
     }
     pub fn decode(context: impl Into<String>, reason: impl ToString) -> Self {
         Error::Decode { context: context.into(), reason: reason.to_string() }
+    }
+    pub fn encode(context: impl Into<String>, reason: impl ToString) -> Self {
+        Error::Encode { context: context.into(), reason: reason.to_string() }
+    }
+    pub fn merge(context: impl Into<String>, reason: impl ToString) -> Self {
+        Error::Merge { context: context.into(), reason: reason.to_string() }
+    }
+    pub fn layout(table: impl Into<String>, reason: impl ToString) -> Self {
+        Error::Layout { table: table.into(), reason: reason.to_string() }
+    }
+    pub fn partition(context: impl Into<String>, reason: impl ToString) -> Self {
+        Error::Partition { context: context.into(), reason: reason.to_string() }
     }
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
@@ -88,6 +110,10 @@ impl fmt::Display for Error {
             Error::Kafka { context, source } => write!(f, "kafka: {context}: {source}"),
             Error::Source { context, reason } => write!(f, "kafka: {context}: {reason}"),
             Error::Decode { context, reason } => write!(f, "decode: {context}: {reason}"),
+            Error::Encode { context, reason } => write!(f, "encode: {context}: {reason}"),
+            Error::Merge { context, reason } => write!(f, "merge: {context}: {reason}"),
+            Error::Layout { table, reason } => write!(f, "table {table}: {reason}"),
+            Error::Partition { context, reason } => write!(f, "partitioning: {context}: {reason}"),
             Error::Spool(e) => write!(f, "spool: {e}"),
             Error::Storage { context, source } => write!(f, "object store: {context}: {source}"),
             Error::Catalog { context, status: Some(s), body } => write!(f, "catalog: {context}: HTTP {s}: {body}"),

@@ -1,22 +1,31 @@
 //! frazil: Kafka events into Apache Iceberg tables from the edge of the network, exactly once.
 //!
-//! The pipeline has one folder per stage:
-//! `source` (Kafka via rskafka) → `decode` (JSON to Arrow) → `spool` (Parquet files in the local,
-//! crash-safe spool) → `upload` (object store) → `commit` (Iceberg REST catalog).
-//! `agent` wires the stages together on a single-threaded smol executor; `config` reads the TOML file.
+//! One folder per stage, in the order a batch passes through them:
+//! `source` (records from Kafka via rskafka, behind a trait) → `decode` (records to Arrow rows)
+//! → `spill` (rows to Parquet files in the local spool, crate `frazil-spool`) → `upload` (spool
+//! files to objects in the warehouse) → `commit` (objects into Iceberg snapshots, exactly once).
+//! Below the stages: `topic` (the partition name they share), `layout` (each table's schema,
+//! partition spec, sort order and catalog table), `config` and `error`.
+//!
+//! `agent` runs the stages in two loops on one single-threaded smol executor: a fetcher (source
+//! → decode → spill) and a publisher (spool → upload → commit). `cli` holds the commands beside
+//! it (`check`, `status`). ARCHITECTURE.md draws the whole.
 
 pub mod agent;
 mod backoff;
+pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod decode;
 mod error;
 pub mod fault;
+pub mod layout;
 pub mod logging;
 pub mod memory;
 pub mod source;
-pub mod spool;
+pub mod spill;
 mod tls;
+pub mod topic;
 pub mod upload;
 
 pub use error::{Error, Result};

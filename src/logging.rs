@@ -95,6 +95,11 @@ pub fn init() {
     }
 }
 
+/// Bytes as MiB with one decimal, for log lines and reports.
+pub fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

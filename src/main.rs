@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         Some(Command::Status(s)) => show_status(&s),
         Some(Command::Check(c)) => match Config::load(&c.config) {
             Ok(cfg) => {
-                let checked = frazil::agent::check(&cfg, &c.config);
+                let checked = frazil::cli::check(&cfg, &c.config);
                 print!("{checked}");
                 if checked.all_ok() { exit::OK } else { exit::TRY_LATER }
             }
@@ -157,7 +157,7 @@ fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<fra
 }
 
 fn show_status(s: &StatusCmd) -> u8 {
-    match Config::load(&s.config).and_then(|c| frazil::agent::status(&c, s.offline)) {
+    match Config::load(&s.config).and_then(|c| frazil::cli::status(&c, s.offline)) {
         Ok(st) if s.json => {
             println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
             exit::OK

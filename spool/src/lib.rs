@@ -8,10 +8,10 @@
 //!
 //! All methods block (fsync, redb commits): call them from a blocking thread.
 
-mod commit;
 mod error;
 mod fsutil;
 mod index;
+mod pending;
 mod record;
 mod recovery;
 mod state;

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::Agent;
-use crate::source::TopicPartition;
+use super::shared::Shared;
+use crate::topic::TopicPartition;
 
 /// What the agent records for metrics beyond its report.
 #[derive(Default)]
@@ -39,7 +39,7 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-impl Agent {
+impl Shared {
     /// The metrics in Prometheus' text format.
     pub(super) fn prometheus(&self) -> String {
         let r = self.report.borrow().clone();

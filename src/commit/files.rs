@@ -98,7 +98,7 @@ impl FilesCatalog {
     /// Writes version `n` if no writer has; `Ok(false)` when one has.
     async fn create_version(&self, location: &str, n: u64, metadata: &TableMetadata) -> Result<bool> {
         let url = format!("{location}/metadata/{}", version_name(n));
-        let json = serde_json::to_vec(metadata).map_err(|e| Error::decode(format!("encode {url}"), e))?;
+        let json = serde_json::to_vec(metadata).map_err(|e| Error::encode(format!("encode {url}"), e))?;
         let (store, path) = self.stores.resolve(&url)?;
         let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
         match store.put_opts(&path, PutPayload::from(Bytes::from(json)), opts).await {

@@ -9,6 +9,7 @@ mod auth;
 mod backend;
 mod catalog;
 mod files;
+mod link;
 pub mod protocol;
 pub mod rest;
 
@@ -18,20 +19,18 @@ use std::time::Duration;
 
 use async_compat::Compat;
 use iceberg::io::FileIO;
-use iceberg::spec::{
-    DataFile, FormatVersion, PartitionSpec, Schema, SortOrder, StructType, deserialize_data_file_from_json,
-    serialize_data_file_to_json,
-};
+use iceberg::spec::{DataFile, PartitionSpec, Schema, SortOrder};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
 
 use crate::backoff::Backoff;
 use crate::config::{CatalogConfig, CatalogKind};
-use crate::source::TopicPartition;
+use crate::topic::TopicPartition;
 use crate::upload::Stores;
 use crate::{Error, Result};
 use catalog::{Adapter, Failure};
+pub use link::Link;
 pub use protocol::{commit_id, commit_landed, committed_offsets, last_commit};
 
 /// How many times one commit is retried (conflicts, unknown outcomes) before the cycle gives up
@@ -307,50 +306,4 @@ fn nested_ids(field: &iceberg::spec::NestedField) -> Vec<i32> {
         Type::Primitive(_) => {}
     }
     out
-}
-
-/// A DataFile as JSON, to keep beside a spool file until it is committed (format v2; the
-/// partition tuple typed by `partition_type`, empty for an unpartitioned table).
-pub fn data_file_to_json(file: DataFile, partition_type: &StructType) -> Result<Vec<u8>> {
-    serialize_data_file_to_json(file, partition_type, FormatVersion::V2)
-        .map(String::into_bytes)
-        .map_err(|e| Error::iceberg("encode data file", e))
-}
-
-/// The DataFile kept beside a spool file, now pointing at its uploaded object.
-pub fn data_file_from_json(json: &[u8], object_url: &str, table: &Table) -> Result<DataFile> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| Error::decode("spooled data file", e))?;
-    match value.get_mut("file_path") {
-        Some(path) => *path = serde_json::Value::String(object_url.to_string()),
-        None => return Err(Error::decode("spooled data file", "no file_path field")),
-    }
-    let m = table.metadata();
-    let partition_type = m.default_partition_type();
-    // iceberg reads the partition tuple in the order of the JSON object's keys, and serde_json's
-    // map sorts them: write the tuple back in the partition type's order.
-    const MARK: &str = "frazil:partition-tuple";
-    let tuple = match value.get_mut("partition").map(std::mem::take) {
-        Some(serde_json::Value::Object(fields)) => {
-            let ordered: Vec<String> = partition_type
-                .fields()
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{}:{}",
-                        serde_json::Value::String(f.name.clone()),
-                        fields.get(&f.name).unwrap_or(&serde_json::Value::Null)
-                    )
-                })
-                .collect();
-            format!("{{{}}}", ordered.join(","))
-        }
-        Some(other) => other.to_string(),
-        None => "{}".to_string(),
-    };
-    value["partition"] = serde_json::Value::String(MARK.to_string());
-    let text = value.to_string().replacen(&format!("\"{MARK}\""), &tuple, 1);
-    let spec = m.default_partition_spec();
-    deserialize_data_file_from_json(&text, spec.spec_id(), partition_type, m.current_schema())
-        .map_err(|e| Error::iceberg(format!("decode data file for {object_url}"), e))
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use iceberg::TableUpdate;
 use iceberg::spec::{Snapshot, SnapshotReference, SnapshotRetention, TableMetadata};
 
-use crate::source::TopicPartition;
+use crate::topic::TopicPartition;
 
 /// Snapshot-summary key holding the deterministic id of the commit that made the snapshot.
 pub const COMMIT_ID: &str = "frazil.commit-id";

@@ -231,7 +231,7 @@ impl RestCatalog {
     ) -> Result<CommitAnswer> {
         let url = self.table_url(ident);
         let req = serde_json::to_value(CommitTableRequest { identifier: ident, requirements, updates })
-            .map_err(|e| Error::decode(format!("encode commit for {ident}"), e))?;
+            .map_err(|e| Error::encode(format!("commit for {ident}"), e))?;
         let (status, body) = match self.send("POST", &url, Some(&req)) {
             Ok(answer) => answer,
             // Refused before anything was applied.

@@ -1,159 +1,80 @@
-//! The source stage: Kafka through rskafka. Offsets are ours (no consumer group): the agent says
-//! where each partition starts and this stage fetches from there.
-//!
-//! rskafka needs a tokio reactor, so each call is polled inside `async_compat::Compat`; rskafka
-//! has no per-request timeout (a silent broker hangs a call), so each call also gets ours.
+//! The source stage: where records come from. The fetcher sees a [`Source`]: the partitions to
+//! read, their watermarks, and fetches at offsets it chooses (offsets are ours: no consumer
+//! group). [`KafkaSource`] is the real one, through rskafka; [`memory`] holds topics in memory, so
+//! the agent's loops can be tested in-process with no broker.
 
+mod kafka;
+pub mod memory;
 pub mod registry;
 mod security;
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_compat::Compat;
-use rskafka::BackoffConfig;
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use futures::future::LocalBoxFuture;
 use rskafka::record::RecordAndOffset;
 
+use crate::Result;
 use crate::config::KafkaConfig;
-use crate::{Error, Result};
-
-/// A topic-partition.
-pub type TopicPartition = (String, i32);
-
-pub struct Source {
-    cfg: KafkaConfig,
-    client: Client,
-    partitions: BTreeMap<TopicPartition, Arc<PartitionClient>>,
-}
+use crate::topic::TopicPartition;
+pub use kafka::{KafkaSource, is_offset_out_of_range};
 
 /// What one fetch returned.
 pub struct Fetched {
+    /// Records at and after the offset asked for, in offset order.
     pub records: Vec<RecordAndOffset>,
+    /// The offset the next record produced will get.
     pub high_watermark: i64,
 }
 
-impl Source {
-    /// Connects to the bootstrap brokers. Fails (for the caller to retry with backoff) when none answers.
-    pub async fn connect(cfg: &KafkaConfig) -> Result<Source> {
-        // rskafka would retry a dead broker for ever; give it a deadline so the failure reaches
-        // our own retry loop, which logs it.
-        let backoff = BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
-            base: 2.0,
-            deadline: Some(cfg.request_timeout),
-        };
-        let mut builder =
-            ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff);
-        if let Some(tls) = &cfg.tls {
-            builder = builder.tls_config(security::tls_config(tls)?);
-        }
-        if let Some(sasl) = &cfg.sasl {
-            builder = builder.sasl_config(security::sasl_config(sasl));
-        }
-        let client = timed(cfg.request_timeout, "connect to the brokers", builder.build())
-            .await
-            .map_err(|e| security::refused(&e).unwrap_or(e))?;
-        Ok(Source { cfg: cfg.clone(), client, partitions: BTreeMap::new() })
-    }
+/// A source of records, read by one fetch loop.
+pub trait Source {
+    /// Every topic-partition to read, sorted, new ones included. A topic named in the
+    /// configuration that does not exist is an error; a pattern that matches nothing is not.
+    fn discover(&mut self) -> LocalBoxFuture<'_, Result<Vec<TopicPartition>>>;
 
-    /// Looks up the partitions of the topics read (by name or pattern) and opens a client for
-    /// each new one. Returns every known topic-partition, sorted. A topic listed by name that
-    /// the broker lacks is an error; a pattern that matches nothing yet is not.
-    pub async fn discover(&mut self) -> Result<Vec<TopicPartition>> {
-        let topics = timed(self.cfg.request_timeout, "list topics", self.client.list_topics()).await?;
-        if let Some(name) = self.cfg.topics.iter().find(|n| !topics.iter().any(|t| &t.name == *n)) {
-            return Err(Error::Source {
-                context: format!("topic {name}"),
-                reason: "the broker does not have this topic (create it, or fix kafka.topics)".into(),
-            });
-        }
-        for topic in topics.iter().filter(|t| self.cfg.reads(&t.name)) {
-            let name = &topic.name;
-            for &p in &topic.partitions {
-                let tp = (name.clone(), p);
-                if self.partitions.contains_key(&tp) {
-                    continue;
-                }
-                let what = format!("open partition {name}/{p}");
-                let pc = timed(
-                    self.cfg.request_timeout,
-                    &what,
-                    self.client.partition_client(name.clone(), p, UnknownTopicHandling::Retry),
-                )
-                .await?;
-                self.partitions.insert(tp, Arc::new(pc));
-            }
-        }
-        Ok(self.partitions.keys().cloned().collect())
-    }
+    /// The earliest offset still kept and the high watermark.
+    fn watermarks<'a>(&'a self, tp: &'a TopicPartition) -> LocalBoxFuture<'a, Result<(i64, i64)>>;
 
-    fn partition(&self, tp: &TopicPartition) -> Result<Arc<PartitionClient>> {
-        self.partitions.get(tp).cloned().ok_or_else(|| Error::Source {
-            context: format!("partition {}/{}", tp.0, tp.1),
-            reason: "not discovered".into(),
-        })
-    }
-
-    /// The earliest offset still kept and the high watermark (the offset the next record will get).
-    pub async fn watermarks(&self, tp: &TopicPartition) -> Result<(i64, i64)> {
-        let pc = self.partition(tp)?;
-        let what = format!("list offsets of {}/{}", tp.0, tp.1);
-        let low = timed(self.cfg.request_timeout, &what, pc.get_offset(OffsetAt::Earliest)).await?;
-        let high = timed(self.cfg.request_timeout, &what, pc.get_offset(OffsetAt::Latest)).await?;
-        Ok((low, high))
-    }
-
-    /// Fetches records at and after `offset`. Records before `offset` (a fetch may start
-    /// mid-batch) are dropped here so the caller sees each offset once. The future owns what it
-    /// needs, so several fetches can be in flight while the caller goes on with `self`.
-    pub fn fetch(
+    /// Records at and after `offset`, up to about `max_bytes`, waiting up to `max_wait` for some
+    /// to arrive. The future owns what it needs, so several can be in flight at once. An offset
+    /// no longer in the log fails so that [`is_offset_out_of_range`] is true.
+    fn fetch(
         &self,
         tp: &TopicPartition,
         offset: i64,
         max_bytes: i32,
         max_wait: Duration,
-    ) -> impl Future<Output = Result<Fetched>> + 'static {
-        let pc = self.partition(tp);
-        let what = format!("fetch {}/{} at offset {offset}", tp.0, tp.1);
-        let wait_ms = max_wait.as_millis().min(i32::MAX as u128) as i32;
-        let limit = self.cfg.request_timeout + max_wait;
-        async move {
-            let pc = pc?;
-            let (mut records, high_watermark) =
-                timed(limit, &what, pc.fetch_records(offset, 1..max_bytes, wait_ms)).await?;
-            records.retain(|r| r.offset >= offset);
-            Ok(Fetched { records, high_watermark })
-        }
+    ) -> LocalBoxFuture<'static, Result<Fetched>>;
+}
+
+/// Makes a connected source; called again after the source failed.
+pub type Connect = Box<dyn Fn() -> LocalBoxFuture<'static, Result<Box<dyn Source>>>>;
+
+/// Connects to the configured Kafka brokers.
+pub fn kafka(cfg: &KafkaConfig) -> Connect {
+    let cfg = cfg.clone();
+    Box::new(move || {
+        let cfg = cfg.clone();
+        Box::pin(async move { Ok(Box::new(KafkaSource::connect(&cfg).await?) as Box<dyn Source>) })
+    })
+}
+
+impl Source for KafkaSource {
+    fn discover(&mut self) -> LocalBoxFuture<'_, Result<Vec<TopicPartition>>> {
+        Box::pin(KafkaSource::discover(self))
     }
-}
 
-/// True when Kafka says the offset is no longer (or not yet) in the log.
-pub fn is_offset_out_of_range(e: &Error) -> bool {
-    use rskafka::client::error::{Error as KErr, ProtocolError};
-    matches!(e, Error::Kafka { source: KErr::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }, .. })
-}
+    fn watermarks<'a>(&'a self, tp: &'a TopicPartition) -> LocalBoxFuture<'a, Result<(i64, i64)>> {
+        Box::pin(KafkaSource::watermarks(self, tp))
+    }
 
-/// Polls an rskafka future inside the tokio compatibility layer, bounded by `limit`.
-async fn timed<T, F>(limit: Duration, what: &str, fut: F) -> Result<T>
-where
-    F: Future<Output = std::result::Result<T, rskafka::client::error::Error>>,
-{
-    let call = async { Some(Compat::new(fut).await) };
-    let timer = async {
-        smol::Timer::after(limit).await;
-        None
-    };
-    match smol::future::or(call, timer).await {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(Error::kafka(what, e)),
-        None => Err(Error::Kafka {
-            context: what.to_string(),
-            source: rskafka::client::error::Error::InvalidResponse(format!("no answer within {limit:?}")),
-        }),
+    fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: i32,
+        max_wait: Duration,
+    ) -> LocalBoxFuture<'static, Result<Fetched>> {
+        Box::pin(KafkaSource::fetch(self, tp, offset, max_bytes, max_wait))
     }
 }

@@ -16,7 +16,7 @@ use iceberg::{Error as IcebergError, ErrorKind, Result as IcebergResult};
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{Located, S3Settings, Stores};
+use super::stores::{Located, S3Settings, Stores};
 
 /// Part size for writers that outgrow one PUT (S3 needs at least 5 MiB per part but the last).
 const PART_SIZE: usize = 8 << 20;

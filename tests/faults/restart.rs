@@ -111,7 +111,7 @@ fn restarted_mid_run(server: &str) {
         "{server} restarts: {restarts} restarts under `frazil run` ({how:?}), {} events exactly once in {} snapshots; frazil logged {} failed publishes, {} fetch retries, {} unknown commit outcomes, {} pending commits found landed, {} not",
         expected.len(),
         summaries.len(),
-        count(&text, "frazil::agent: publish: "),
+        count(&text, "frazil::agent::publisher: publish: "),
         count(&text, "; retrying in "),
         count(&text, "outcome unknown"),
         count(&text, "had landed"),

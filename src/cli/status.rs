@@ -6,14 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use frazil_spool::{FileState, Spool, SpoolError, SpoolOptions};
+use frazil_spool::FileState;
 use serde::Serialize;
 
-use super::mib;
 use crate::Result;
 use crate::commit::{self, Committer};
 use crate::config::{Config, StartAt};
-use crate::source::{Source, TopicPartition};
+use crate::logging::mib;
+use crate::source::KafkaSource;
+use crate::topic::TopicPartition;
 use crate::upload::Stores;
 
 #[derive(Debug, Serialize)]
@@ -124,13 +125,7 @@ pub fn status(cfg: &Config, offline: bool) -> Result<Status> {
 /// The spool's side, with no network. The spool is closed again before anything remote is asked,
 /// so an agent starting meanwhile is not kept out for long.
 fn local(cfg: &Config) -> Result<Status> {
-    let opts =
-        SpoolOptions { max_bytes: cfg.spool.max_bytes, min_free_bytes: cfg.spool.min_free, ..SpoolOptions::default() };
-    let (spool, agent_running) = match Spool::open(&cfg.spool.dir, opts.clone()) {
-        Ok((s, _)) => (s, false),
-        Err(SpoolError::Locked { .. }) => (Spool::open_read_only(&cfg.spool.dir, opts)?, true),
-        Err(e) => return Err(e.into()),
-    };
+    let (spool, agent_running) = crate::spill::open_beside(&cfg.spool)?;
     let usage = spool.usage()?;
     let counts = spool.status()?;
     let mut tables: BTreeMap<String, TableStatus> = BTreeMap::new();
@@ -237,7 +232,7 @@ fn reach(result: Result<()>) -> Reach {
 /// High watermarks of the configured topics' partitions.
 async fn check_broker(cfg: &Config, st: &mut Status) -> Reach {
     let result: Result<()> = async {
-        let mut source = Source::connect(&cfg.kafka).await?;
+        let mut source = KafkaSource::connect(&cfg.kafka).await?;
         for tp in source.discover().await? {
             // Topics read by pattern have tables too, also once their files are committed and gone.
             let table = cfg.table_for(&tp.0);

@@ -1,17 +1,17 @@
-//! The spool stage: Arrow batches become a Parquet file in the local spool, registered in its
-//! index (crate `frazil-spool`) only once the file is durable.
+//! The spill stage: Arrow batches become Parquet files in the local spool, registered in its
+//! index (crate `frazil-spool`, which tracks them to their commit) only once they are durable.
 //!
 //! The file is written by iceberg's own Parquet writer, so it carries field ids and the column
 //! metrics that the Iceberg DataFile needs; that DataFile is kept (as JSON) in the index beside
 //! the file, and the file is later uploaded byte for byte.
 
-pub mod merge;
+pub mod datafile;
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use async_compat::Compat;
-use frazil_spool::{FileMeta, Spool, SpoolFile};
+use frazil_spool::{FileMeta, Spool, SpoolFile, SpoolOptions};
 use iceberg::io::FileIO;
 use std::collections::HashMap;
 
@@ -43,8 +43,10 @@ pub async fn spill(spool: Arc<Spool>, parts: Vec<Part>) -> Result<Vec<SpoolFile>
         let mut written: Vec<(std::path::PathBuf, FileMeta)> = Vec::with_capacity(parts.len());
         let result = (|| {
             for part in parts {
-                let partition_type =
-                    part.spec.partition_type(&part.schema).map_err(|e| Error::iceberg("partition type", e))?;
+                let partition_type = part
+                    .spec
+                    .partition_type(&part.schema)
+                    .map_err(|e| Error::partition("the partition type of the spec", e))?;
                 for (partition, batches) in split(&part)? {
                     let tmp = spool.temp_path();
                     let path = tmp
@@ -57,8 +59,7 @@ pub async fn spill(spool: Arc<Spool>, parts: Vec<Part>) -> Result<Vec<SpoolFile>
                     let tuple = partition.map(|p| (p, part.spec.spec_id()));
                     let data_file =
                         smol::block_on(Compat::new(write_parquet(&path, part.schema.clone(), &batches, tuple)))?;
-                    written.last_mut().expect("pushed above").1.extra =
-                        crate::commit::data_file_to_json(data_file, &partition_type)?;
+                    written.last_mut().expect("pushed above").1.extra = datafile::to_json(data_file, &partition_type)?;
                 }
             }
             Ok(spool.register_all(written.clone())?)
@@ -80,11 +81,13 @@ fn split(part: &Part) -> Result<Vec<(Option<Struct>, Vec<RecordBatch>)>> {
         return Ok(vec![(None, part.batches.clone())]);
     }
     let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(part.schema.clone(), part.spec.clone())
-        .map_err(|e| Error::iceberg("partition the rows", e))?;
+        .map_err(|e| Error::partition("split the rows by the partition spec", e))?;
     let mut groups: Vec<(Option<Struct>, Vec<RecordBatch>)> = Vec::new();
     let mut index: HashMap<Struct, usize> = HashMap::new();
     for batch in &part.batches {
-        for (key, rows) in splitter.split(batch).map_err(|e| Error::iceberg("partition the rows", e))? {
+        for (key, rows) in
+            splitter.split(batch).map_err(|e| Error::partition("split the rows by the partition spec", e))?
+        {
             let data = key.data().clone();
             match index.get(&data) {
                 Some(&i) => groups[i].1.push(rows),
@@ -105,16 +108,16 @@ fn sorted(schema: &Schema, order: &SortOrder, batches: Vec<RecordBatch>) -> Resu
     if order.is_unsorted() || batches.is_empty() {
         return Ok(batches);
     }
-    let ctx = |e: arrow_schema::ArrowError| Error::decode("sort the rows of a spool file", e);
+    let ctx = |e: arrow_schema::ArrowError| Error::encode("sort the rows of a spool file", e);
     let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).map_err(ctx)?;
     let mut columns = Vec::with_capacity(order.fields.len());
     for f in &order.fields {
         let name = schema.name_by_field_id(f.source_id).ok_or_else(|| {
-            Error::decode("sort the rows of a spool file", format!("no field with id {}", f.source_id))
+            Error::encode("sort the rows of a spool file", format!("no field with id {}", f.source_id))
         })?;
         let values = batch
             .column_by_name(name)
-            .ok_or_else(|| Error::decode("sort the rows of a spool file", format!("no top-level column `{name}`")))?
+            .ok_or_else(|| Error::encode("sort the rows of a spool file", format!("no top-level column `{name}`")))?
             .clone();
         let options = arrow_schema::SortOptions {
             descending: f.direction == SortDirection::Descending,
@@ -124,6 +127,31 @@ fn sorted(schema: &Schema, order: &SortOrder, batches: Vec<RecordBatch>) -> Resu
     }
     let indices = arrow_ord::sort::lexsort_to_indices(&columns, None).map_err(ctx)?;
     Ok(vec![arrow_select::take::take_record_batch(&batch, &indices).map_err(ctx)?])
+}
+
+/// The spool's options from its configuration: its quota and disk floor.
+pub fn options(cfg: &crate::config::SpoolConfig) -> SpoolOptions {
+    SpoolOptions { max_bytes: cfg.max_bytes, min_free_bytes: cfg.min_free, ..SpoolOptions::default() }
+}
+
+/// Opens the spool beside a running agent when one has it (read-only), else as a start would
+/// (recovering it). The flag says whether an agent is running on it.
+pub fn open_beside(cfg: &crate::config::SpoolConfig) -> frazil_spool::Result<(Spool, bool)> {
+    match Spool::open(&cfg.dir, options(cfg)) {
+        Ok((s, _)) => Ok((s, false)),
+        Err(frazil_spool::SpoolError::Locked { .. }) => Ok((Spool::open_read_only(&cfg.dir, options(cfg))?, true)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs a call of the spool index on the blocking pool: its commits fsync, which must not stall
+/// the executor that fetches from Kafka.
+pub async fn on_pool<T: Send + 'static>(
+    spool: &Arc<Spool>,
+    f: impl FnOnce(&Spool) -> frazil_spool::Result<T> + Send + 'static,
+) -> Result<T> {
+    let spool = spool.clone();
+    Ok(blocking::unblock(move || f(&spool)).await?)
 }
 
 /// True when `e` comes from a full disk (or quota): the caller keeps the rows and pauses.
@@ -162,11 +190,11 @@ async fn write_parquet(
     }
     let mut builders = writer.close().await.map_err(ctx)?;
     let mut builder =
-        builders.pop().ok_or_else(|| Error::decode(path.to_string(), "the Parquet writer produced no file"))?;
+        builders.pop().ok_or_else(|| Error::encode(path.to_string(), "the Parquet writer produced no file"))?;
     if let Some((tuple, spec_id)) = partition {
         builder.partition(tuple).partition_spec_id(spec_id);
     }
-    builder.build().map_err(|e| Error::decode(format!("data file for {path}"), e))
+    builder.build().map_err(|e| Error::encode(format!("data file for {path}"), e))
 }
 
 #[cfg(test)]
@@ -181,6 +209,6 @@ mod tests {
         assert!(is_disk_full(&Error::iceberg("write spool file /s/tmp/1", wrapped)));
         assert!(is_disk_full(&Error::io("write", std::io::Error::from(std::io::ErrorKind::StorageFull))));
         assert!(!is_disk_full(&Error::io("write", std::io::Error::from(std::io::ErrorKind::PermissionDenied))));
-        assert!(!is_disk_full(&Error::decode("x", "bad row")));
+        assert!(!is_disk_full(&Error::encode("x", "bad row")));
     }
 }

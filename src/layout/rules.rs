@@ -1,13 +1,10 @@
-//! Which schema a table's spool files are written with, and the table handles used to commit.
-//!
-//! The schema of a table is decided once and kept in the spool index, so every spool file of a
-//! table, across restarts and outages, has the same field ids: the table's own schema when the
-//! catalog already has it, else one inferred from the first records and put in the same canonical
-//! id order the catalog assigns when it creates the table.
+//! The rules a table's layout is decided by, with no I/O: a schema inferred from records or taken
+//! from an Avro writer schema, numbered the way a catalog numbers a table it creates (so that
+//! spool files written before the table exists carry the ids it will have), the partition spec,
+//! and the sort order rows are written in.
 
 use std::sync::Arc;
 
-use frazil_spool::Spool;
 use iceberg::TableCreation;
 use iceberg::spec::{
     NullOrder, PartitionSpec, Schema, SortDirection, SortField, SortOrder, TableMetadataBuilder, Transform, Type,
@@ -16,41 +13,8 @@ use iceberg::spec::{
 
 use crate::config::partition::PartitionField;
 use crate::config::per_table::SortKey;
-
 use crate::decode::{self, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP};
 use crate::{Error, Result};
-
-fn meta_key(table: &str) -> String {
-    format!("schema/{table}")
-}
-
-fn base_key(table: &str) -> String {
-    format!("schema-base/{table}")
-}
-
-fn spec_key(table: &str) -> String {
-    format!("spec/{table}")
-}
-
-/// The partition spec recorded for `table` (`None`: recorded before partitioning existed, i.e.
-/// unpartitioned).
-fn sort_key(table: &str) -> String {
-    format!("sort/{table}")
-}
-
-/// The sort order recorded for `table` (`None`: none recorded, e.g. a spool from before sort
-/// orders existed).
-pub fn recorded_sort(spool: &Spool, table: &str) -> Result<Option<SortOrder>> {
-    let Some(bytes) = spool.get_meta(&sort_key(table))? else { return Ok(None) };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::decode(format!("sort order of {table} in the spool index"), e))
-}
-
-pub fn record_sort(spool: &Spool, table: &str, order: &SortOrder) -> Result<()> {
-    let bytes = serde_json::to_vec(order).map_err(|e| Error::decode(format!("sort order of {table}"), e))?;
-    Ok(spool.put_meta(&sort_key(table), &bytes)?)
-}
 
 /// The sort order of `keys` over `schema` (order id 1; unsorted when there are no keys). Each key
 /// must name a top-level primitive column.
@@ -90,57 +54,12 @@ pub fn writable_sort(order: &SortOrder, schema: &Schema) -> SortOrder {
     if ok { order.clone() } else { SortOrder::unsorted_order() }
 }
 
-pub fn recorded_spec(spool: &Spool, table: &str) -> Result<Option<PartitionSpec>> {
-    let Some(bytes) = spool.get_meta(&spec_key(table))? else { return Ok(None) };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::decode(format!("partition spec of {table} in the spool index"), e))
-}
-
-pub fn record_spec(spool: &Spool, table: &str, spec: &PartitionSpec) -> Result<()> {
-    let bytes = serde_json::to_vec(spec).map_err(|e| Error::decode(format!("partition spec of {table}"), e))?;
-    Ok(spool.put_meta(&spec_key(table), &bytes)?)
-}
-
-/// The schema recorded in the spool index for `table`.
-pub fn recorded(spool: &Spool, table: &str) -> Result<Option<Schema>> {
-    let Some(bytes) = spool.get_meta(&meta_key(table))? else { return Ok(None) };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::decode(format!("schema of {table} in the spool index"), e))
-}
-
-pub fn record(spool: &Spool, table: &str, schema: &Schema) -> Result<()> {
-    let bytes = serde_json::to_vec(schema).map_err(|e| Error::decode(format!("schema of {table}"), e))?;
-    Ok(spool.put_meta(&meta_key(table), &bytes)?)
-}
-
-/// The schema a table not yet in the catalog is created with: the first one recorded, before any
-/// growth. A catalog renumbers the fields of a new table level by level, so only this one gets
-/// back the ids the spool files have; later fields are added with their own ids by a schema
-/// change (`Committer::grow`).
-pub fn creation(spool: &Spool, table: &str) -> Result<Option<Schema>> {
-    match spool.get_meta(&base_key(table))? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::decode(format!("creation schema of {table} in the spool index"), e)),
-        None => recorded(spool, table),
-    }
-}
-
-/// Records the first schema of a table: both its current and its creation schema.
-pub fn record_first(spool: &Spool, table: &str, schema: &Schema) -> Result<()> {
-    let bytes = serde_json::to_vec(schema).map_err(|e| Error::decode(format!("schema of {table}"), e))?;
-    spool.put_meta(&base_key(table), &bytes)?;
-    record(spool, table, schema)
-}
-
 /// Refuses a table frazil cannot write to: one without the Kafka metadata columns.
 pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
     for col in [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY] {
         if schema.field_by_name(col).is_none() {
-            return Err(Error::decode(
-                format!("table {table}"),
+            return Err(Error::layout(
+                table,
                 format!(
                     "has no `{col}` column, so it was not created by frazil; point catalog.table at a new table name"
                 ),

@@ -262,7 +262,7 @@ fn merged_data_file_matches_icebergs_for_one_file() {
     assert_eq!(merged.partition(), &iceberg::spec::Struct::empty());
     assert!(format!("{merged:?}").contains("partition_spec_id: 0"));
     // It is kept beside the spool file like any other.
-    crate::commit::data_file_to_json(merged, &iceberg::spec::StructType::new(vec![])).unwrap();
+    crate::spill::datafile::to_json(merged, &iceberg::spec::StructType::new(vec![])).unwrap();
 }
 
 /// Writes one row `(a, b)` with iceberg's writer for a schema `a: long (id a_id), b: string (id b_id)`.
@@ -295,7 +295,7 @@ fn mismatched_schemas_are_refused() {
     assert!(merge_files(&[p("base"), p("same")], &p("ok")).is_ok());
     for other in ["other-id", "other-type"] {
         let err = merge_files(&[p("base"), p("same"), p(other)], &p("out")).unwrap_err();
-        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        assert!(matches!(err, Error::Merge { .. }), "{err}");
         assert!(err.to_string().contains("Parquet schema differs"), "{err}");
         assert!(err.to_string().contains(other), "{err}");
         assert!(!p("out").exists(), "nothing is written when an input does not fit");
@@ -321,7 +321,7 @@ fn bad_inputs_are_refused() {
     std::fs::write(dir.path().join("junk"), b"not parquet at all").unwrap();
     assert!(matches!(
         merge_files(&[base, dir.path().join("junk")], &dir.path().join("out")),
-        Err(Error::Decode { .. })
+        Err(Error::Merge { .. })
     ));
 }
 

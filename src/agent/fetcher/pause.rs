@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use frazil_spool::Usage;
 
-use super::mib;
+use crate::logging::mib;
 
 /// While fetching stays paused, how often the reason is logged again.
 const PAUSE_REMINDER: Duration = Duration::from_secs(300);

@@ -52,7 +52,7 @@ mod tests;
 pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
     let ctx = |what: &str| format!("merge {} spool files into {}: {what}", inputs.len(), out.display());
     let Some(first_path) = inputs.first() else {
-        return Err(Error::decode(ctx("inputs"), "no input files"));
+        return Err(Error::merge(ctx("inputs"), "no input files"));
     };
     // Read every footer before writing anything, so that a bad input leaves `out` untouched.
     let mut files = Vec::with_capacity(inputs.len());
@@ -61,13 +61,13 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
         let metadata = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Optional)
             .parse_and_finish(&file)
-            .map_err(|e| Error::decode(ctx(&format!("read the footer of {}", path.display())), e))?;
+            .map_err(|e| Error::merge(ctx(&format!("read the footer of {}", path.display())), e))?;
         files.push((path, file, metadata));
     }
     let first = files[0].2.file_metadata();
     for (path, _, metadata) in &files[1..] {
         if metadata.file_metadata().schema() != first.schema() {
-            return Err(Error::decode(
+            return Err(Error::merge(
                 ctx(&format!("check the schema of {}", path.display())),
                 format!(
                     "its Parquet schema differs from that of {}:\n{}\nvs\n{}",
@@ -79,7 +79,7 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
         }
     }
     if let Some(same) = same_file(out, inputs) {
-        return Err(Error::decode(ctx("check the output path"), format!("it is the input {}", same.display())));
+        return Err(Error::merge(ctx("check the output path"), format!("it is the input {}", same.display())));
     }
 
     let mut props = WriterProperties::builder()
@@ -93,10 +93,10 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
     let schema = first.schema_descr().root_schema_ptr();
     let out_file = File::create(out).map_err(|e| Error::io(ctx("create the output"), e))?;
     let mut writer = SerializedFileWriter::new(out_file, schema, Arc::new(props.build()))
-        .map_err(|e| Error::decode(ctx("start the output"), e))?;
+        .map_err(|e| Error::merge(ctx("start the output"), e))?;
 
     for (path, file, metadata) in &files {
-        let fail = |e| Error::decode(ctx(&format!("copy the row groups of {}", path.display())), e);
+        let fail = |e| Error::merge(ctx(&format!("copy the row groups of {}", path.display())), e);
         for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
             let column_indexes = metadata.column_index().and_then(|ci| ci.get(rg_idx));
             let offset_indexes = metadata.offset_index().and_then(|oi| oi.get(rg_idx));
@@ -120,7 +120,7 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
             rg_out.close().map_err(fail)?;
         }
     }
-    writer.finish().map_err(|e| Error::decode(ctx("write the footer"), e))?;
+    writer.finish().map_err(|e| Error::merge(ctx("write the footer"), e))?;
     Ok(writer.bytes_written() as u64)
 }
 
@@ -129,7 +129,7 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<u64> {
 pub fn split_offsets(file: &Path) -> Result<Vec<i64>> {
     let ctx = || format!("read the row groups of {}", file.display());
     let f = File::open(file).map_err(|e| Error::io(ctx(), e))?;
-    let metadata = ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| Error::decode(ctx(), e))?;
+    let metadata = ParquetMetaDataReader::new().parse_and_finish(&f).map_err(|e| Error::merge(ctx(), e))?;
     Ok(metadata.row_groups().iter().filter_map(|rg| rg.file_offset()).collect())
 }
 
@@ -157,7 +157,7 @@ pub fn merge_data_files(
 ) -> Result<DataFile> {
     let ctx = format!("merge the data files of {} spool files into {path}", parts.len());
     if parts.is_empty() {
-        return Err(Error::decode(ctx, "no data files"));
+        return Err(Error::merge(ctx, "no data files"));
     }
     for p in parts {
         let problem = if p.content_type() != DataContentType::Data {
@@ -170,7 +170,7 @@ pub fn merge_data_files(
             None
         };
         if let Some(problem) = problem {
-            return Err(Error::decode(ctx, format!("{} {problem}", p.file_path())));
+            return Err(Error::merge(ctx, format!("{} {problem}", p.file_path())));
         }
     }
 
@@ -178,7 +178,7 @@ pub fn merge_data_files(
     for p in parts {
         record_count = record_count
             .checked_add(p.record_count())
-            .ok_or_else(|| Error::decode(ctx.clone(), "record count overflows"))?;
+            .ok_or_else(|| Error::merge(ctx.clone(), "record count overflows"))?;
     }
     let sum = |get: fn(&DataFile) -> &HashMap<i32, u64>| -> Result<HashMap<i32, u64>> {
         let mut out = HashMap::new();
@@ -190,7 +190,7 @@ pub fn merge_data_files(
                 };
                 total = total
                     .checked_add(n)
-                    .ok_or_else(|| Error::decode(ctx.clone(), format!("a count of field {id} overflows")))?;
+                    .ok_or_else(|| Error::merge(ctx.clone(), format!("a count of field {id} overflows")))?;
             }
             out.insert(id, total);
         }
@@ -219,7 +219,7 @@ pub fn merge_data_files(
                         Some(o) if o == keep => candidate,
                         Some(_) => b,
                         None => {
-                            return Err(Error::decode(
+                            return Err(Error::merge(
                                 ctx.clone(),
                                 format!("bounds of field {id} cannot be compared: {b:?} and {candidate:?}"),
                             ));
@@ -249,7 +249,7 @@ pub fn merge_data_files(
         .lower_bounds(lower_bounds)
         .upper_bounds(upper_bounds)
         .split_offsets(Some(split_offsets));
-    builder.build().map_err(|e| Error::decode(ctx, e))
+    builder.build().map_err(|e| Error::merge(ctx, e))
 }
 
 /// True when `part` is known to hold no value of field `id` that a bound would cover: every
@@ -275,7 +275,7 @@ pub fn file_schema(path: &Path) -> Result<String> {
     let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     let metadata = ParquetMetaDataReader::new()
         .parse_and_finish(&file)
-        .map_err(|e| Error::decode(format!("read the footer of {}", path.display()), e))?;
+        .map_err(|e| Error::merge(format!("read the footer of {}", path.display()), e))?;
     Ok(schema_text(&metadata))
 }
 

@@ -1,19 +1,18 @@
 //! `frazil check`: the config is valid (or the load already said which key is wrong); then each
 //! part frazil needs is tried for real (the spool directory, the broker, the schema registry
-//! when a topic is Avro, the catalog, the object store) and each gets one line saying what works and what does not, with the fix where one is
-//! known. Nothing is fetched or committed; the object-store probe writes and removes one small
+//! when a topic is Avro, the catalog, the object store) and each gets one line saying what works
+//! and what does not, with the fix where one is known. Nothing is fetched or committed; the object-store probe writes and removes one small
 //! object.
 
 use std::fmt;
 
 use async_compat::Compat;
 use bytes::Bytes;
-use frazil_spool::{Spool, SpoolError, SpoolOptions};
 
-use super::mib;
 use crate::commit::Committer;
 use crate::config::Config;
-use crate::source::Source;
+use crate::logging::mib;
+use crate::source::KafkaSource;
 use crate::upload::Stores;
 
 /// One thing checked.
@@ -85,16 +84,9 @@ async fn registry(cfg: &crate::config::RegistryConfig) -> Line {
 
 fn spool(cfg: &Config) -> Line {
     let what = format!("spool {}", cfg.spool.dir.display());
-    let opts =
-        SpoolOptions { max_bytes: cfg.spool.max_bytes, min_free_bytes: cfg.spool.min_free, ..SpoolOptions::default() };
-    let opened = match Spool::open(&cfg.spool.dir, opts.clone()) {
-        Ok((s, _)) => Ok((s, "")),
-        Err(SpoolError::Locked { .. }) => {
-            Spool::open_read_only(&cfg.spool.dir, opts).map(|s| (s, " (an agent is running on it)"))
-        }
-        Err(e) => Err(e),
-    };
-    match opened.and_then(|(s, note)| Ok((s.usage()?, note))) {
+    let opened = crate::spill::open_beside(&cfg.spool);
+    let note = |running| if running { " (an agent is running on it)" } else { "" };
+    match opened.and_then(|(s, running)| Ok((s.usage()?, note(running)))) {
         Ok((u, note)) => {
             let low = u.below_floor(0);
             Line {
@@ -121,7 +113,7 @@ fn spool(cfg: &Config) -> Line {
 async fn broker(cfg: &Config) -> (Line, Vec<String>) {
     let what = format!("broker {}", cfg.kafka.brokers.join(","));
     let found = async {
-        let mut source = Source::connect(&cfg.kafka).await?;
+        let mut source = KafkaSource::connect(&cfg.kafka).await?;
         source.discover().await
     }
     .await;

@@ -1,0 +1,132 @@
+//! The fetcher's side of table layouts: deciding a table's layout from its first records, and
+//! growing it when records bring new keys or new Avro writer schemas. The layout is recorded
+//! first (`layout`); then every buffer of the table moves to the grown schema before anything
+//! more is decoded. Nothing is dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use iceberg::spec::Schema;
+use rskafka::record::RecordAndOffset;
+
+use super::Fetcher;
+use crate::Result;
+use crate::decode::{self, Format};
+use crate::layout::{Written, rules};
+use crate::source::registry::Known;
+use crate::topic::TopicPartition;
+
+impl Fetcher<'_> {
+    /// The layout a table's spool files are written with, decided from these first records
+    /// when the spool and the catalog know none.
+    pub(super) fn layout_for(
+        &self,
+        table: &str,
+        format: Format,
+        samples: &[RecordAndOffset],
+        writers: &BTreeMap<u32, Known>,
+    ) -> Result<Written> {
+        let cfg = &self.shared.cfg;
+        let partition = cfg.partition_fields(table, false);
+        self.shared.layouts.decide(table, false, cfg.sort_keys(table, false), || match format {
+            Format::Json => rules::infer(
+                table,
+                samples.iter().filter_map(|r| r.record.value.as_deref()),
+                &cfg.time_fields,
+                partition,
+            ),
+            Format::Raw | Format::Text => rules::raw(table, format == Format::Text, partition),
+            Format::Avro => {
+                // The writer schema of the first record that has a usable one.
+                let first = samples
+                    .iter()
+                    .filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id))
+                    .find_map(|id| match &writers[&id] {
+                        Known::Schema(text) => decode::avro::parse(text).ok(),
+                        Known::Refused(_) => None,
+                    });
+                rules::avro(table, first.as_ref(), partition)
+            }
+        })
+    }
+
+    /// The layout of a dead-letter table: the table's own when the catalog has it, else the
+    /// canonical one.
+    pub(super) fn dead_letter_layout(&self, table: &str) -> Result<Written> {
+        self.shared.layouts.decide(table, true, &[], || rules::dead_letters(table))
+    }
+
+    /// Grows an Avro topic's table by what new writer schemas add, then tells the partition's
+    /// decoder about them. A writer schema whose fields cannot fit the table (a type changed
+    /// incompatibly) leaves the table alone: its records become dead letters with the reason.
+    pub(super) fn follow_writers(
+        &mut self,
+        table: &str,
+        tp: &TopicPartition,
+        writers: &BTreeMap<u32, Known>,
+    ) -> Result<()> {
+        for (id, known) in writers {
+            if self.buffer(tp).avro().is_some_and(|d| d.knows(*id)) {
+                continue;
+            }
+            if let Known::Schema(text) = known
+                && let Ok(writer) = decode::avro::parse(text)
+            {
+                let old = self.written(table).schema;
+                let (known_schema, table_last_id) = self.shared.layouts.catalog_schema(table);
+                match decode::avro::evolve(&old, &writer, table_last_id, known_schema.as_deref()) {
+                    Ok(Some(grown)) => self.adopt(table, grown, &format!("writer schema id {id}"))?,
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::warn!(table = table; "table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table")
+                    }
+                }
+            }
+            let decoder = self.buffer(tp).avro().expect("an Avro topic's buffer");
+            match known {
+                Known::Schema(text) => decoder.know(*id, Ok(text)),
+                Known::Refused(why) => decoder.know(*id, Err(why)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records with keys the table's schema has no column for: the schema grows by one optional
+    /// column per new key (`decode::evolve_schema`).
+    pub(super) fn grow_schema(&mut self, table: &str) -> Result<()> {
+        let old = self.written(table).schema;
+        let (known, table_last_id) = self.shared.layouts.catalog_schema(table);
+        let samples = self
+            .cursors
+            .iter()
+            .filter(|((topic, _), _)| self.shared.table_name(topic) == table)
+            .filter_map(|(_, c)| c.buffer.as_ref())
+            .flat_map(|b| b.fresh_samples());
+        let Some(grown) = decode::evolve_schema(&old, samples, table_last_id, known.as_deref())? else {
+            return Ok(());
+        };
+        // New fields named as time fields are timestamps; the old ones keep their types.
+        let time = &self.shared.cfg.time_fields;
+        let grown = decode::with_time_fields(grown, time, old.highest_field_id().max(table_last_id))?;
+        self.adopt(table, grown, "new keys")
+    }
+
+    /// Makes `grown` the schema of `table`'s spool files, and moves every buffer of the table to it.
+    fn adopt(&mut self, table: &str, grown: Schema, why: &str) -> Result<()> {
+        let grown: Arc<Schema> = self.shared.layouts.adopt(table, grown, why)?;
+        let shared = self.shared;
+        for ((topic, _), c) in self.cursors.iter_mut() {
+            if let Some(b) = c.buffer.as_mut()
+                && shared.table_name(topic) == table
+            {
+                b.grow(&grown)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The layout of a table that has a buffer (decided with its first records).
+    pub(super) fn written(&self, table: &str) -> Written {
+        self.shared.layouts.written(table).expect("decided with the table's first records")
+    }
+}

@@ -1,0 +1,85 @@
+//! Taking fetched records into a partition's hot buffer: the decode stage at work.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rskafka::record::RecordAndOffset;
+
+use super::Fetcher;
+use super::buffer::PartitionBuffer;
+use crate::decode::{self, Decoder, Format, Message};
+use crate::source::registry::Known;
+use crate::topic::TopicPartition;
+use crate::{Error, Result};
+
+impl Fetcher<'_> {
+    /// Takes fetched records of one partition into its hot buffer. For an Avro topic the writer
+    /// schemas are looked up first, and the table grows before any record is decoded; a registry
+    /// that cannot be reached fails the call before anything is taken.
+    pub(super) async fn take(&mut self, tp: &TopicPartition, records: &[RecordAndOffset]) -> Result<()> {
+        let format = self.shared.cfg.kafka.format_for(&tp.0);
+        let table = self.shared.table_name(&tp.0);
+        let writers = match format {
+            Format::Avro => self.writer_schemas(records).await?,
+            _ => BTreeMap::new(),
+        };
+        if self.cursor(tp).buffer.is_none() {
+            let written = self.layout_for(&table, format, records, &writers)?;
+            let decoder = Decoder::new(format, &written.schema, self.shared.cfg.time_fields.epoch_unit)?;
+            let max_record_bytes = self.shared.cfg.kafka.max_record_bytes;
+            self.cursor(tp).buffer = Some(PartitionBuffer::new(decoder, max_record_bytes));
+        }
+        if format == Format::Avro {
+            self.follow_writers(&table, tp, &writers)?;
+        }
+        self.shared.report.borrow_mut().events += records.len() as u64;
+        let buf = self.buffer(tp);
+        for r in records {
+            let msg = Message {
+                partition: tp.1,
+                offset: r.offset,
+                timestamp_ms: r.record.timestamp.timestamp_millis(),
+                key: r.record.key.as_deref(),
+                value: r.record.value.as_deref(),
+            };
+            buf.push(&msg, &r.record.headers);
+        }
+        if buf.has_fresh_keys() {
+            self.grow_schema(&table)?;
+        }
+        self.buffer(tp).settle(false)
+    }
+
+    /// The partition's buffer, made by [`Self::take`] with its first records.
+    pub(super) fn buffer(&mut self, tp: &TopicPartition) -> &mut PartitionBuffer {
+        self.cursor(tp).buffer.as_mut().expect("made with the first records")
+    }
+
+    /// What the schema registry says of each schema id these Avro records name (cached).
+    async fn writer_schemas(&self, records: &[RecordAndOffset]) -> Result<BTreeMap<u32, Known>> {
+        let registry = self.shared.registry.clone().ok_or_else(|| {
+            Error::config(
+                "schema_registry.url",
+                "is not set but a topic's format is \"avro\"",
+                "add a [schema_registry] section",
+            )
+        })?;
+        let ids: BTreeSet<u32> =
+            records.iter().filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id)).collect();
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let known = match registry.cached(id) {
+                Some(k) => k,
+                None => {
+                    let r = registry.clone();
+                    let k = blocking::unblock(move || r.get(id)).await?;
+                    if let Known::Refused(why) = &k {
+                        log::warn!("schema registry: {why}; records with this id go to the dead-letter table");
+                    }
+                    k
+                }
+            };
+            out.insert(id, known);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,237 @@
+//! The publish loop: spool → upload → commit, per table when its commit interval has passed, at
+//! once when the fetcher finds the spool full, and a last time when the fetcher ends. Each cycle
+//! records every step in the spool index before the next one starts, so a crash at any point
+//! resumes where it stopped:
+//! 1. settle pending commits (did they land? look in the table's history),
+//! 2. upload written files (`upload`: deterministic object names, a retry overwrites itself),
+//! 3. commit uploaded files per table, recording the commit as pending first,
+//! 4. delete committed files from the spool.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use frazil_spool::{FileState, PendingCommit, SpoolFile};
+use smol::channel::{Receiver, Sender};
+
+use super::Mode;
+use super::shared::Shared;
+use crate::commit::{self, Committer};
+use crate::spill::on_pool;
+use crate::topic::TopicPartition;
+use crate::upload::Uploader;
+use crate::{Error, Result};
+
+/// The publish loop's own state.
+pub(super) struct Publisher<'a> {
+    shared: &'a Shared,
+    uploader: Uploader,
+    /// When each table was last published (uploaded and committed); a table whose own commit
+    /// interval has not passed since is left for a later cycle. Absent: since the agent opened.
+    published_at: HashMap<String, Instant>,
+    opened_at: Instant,
+}
+
+impl<'a> Publisher<'a> {
+    pub fn new(shared: &'a Shared) -> Self {
+        let uploader = Uploader::new(shared.spool.clone(), shared.stores.clone(), &shared.cfg.agent_id);
+        Publisher { shared, uploader, published_at: HashMap::new(), opened_at: Instant::now() }
+    }
+
+    /// Publishes as often as the shortest commit interval asks (every table when `kick`ed) until
+    /// `done` closes, then a last time. Each finished cycle is announced on `published`.
+    pub async fn run(
+        &mut self,
+        mode: Mode,
+        kick: &Receiver<()>,
+        done: &Receiver<()>,
+        published: &Sender<()>,
+    ) -> Result<()> {
+        let every = self.shared.cfg.shortest_commit_interval();
+        loop {
+            let tick = async {
+                smol::Timer::after(every).await;
+                Some(false)
+            };
+            let kicked = async { kick.recv().await.ok().map(|()| true) };
+            let ended = async {
+                let _ = done.recv().await;
+                None
+            };
+            let Some(all) = smol::future::or(smol::future::or(tick, kicked), ended).await else { break };
+            let result = self.publish(all).await;
+            crate::memory::release();
+            let _ = published.try_send(());
+            *self.shared.gauges.last_error.borrow_mut() = result.as_ref().err().map(ToString::to_string);
+            if let Err(e) = result {
+                let g = &self.shared.gauges;
+                g.publish_failures.set(g.publish_failures.get() + 1);
+                log::warn!("publish: {e}; the files stay spooled and are retried in {every:?}");
+            }
+        }
+        self.final_publish(mode).await
+    }
+
+    /// The last publish before returning: in flush mode it insists (with backoff) for a while,
+    /// since committing is the point; in run mode one attempt, so a shutdown stays quick.
+    async fn final_publish(&mut self, mode: Mode) -> Result<()> {
+        let attempts = if mode == Mode::Flush { 5 } else { 1 };
+        let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+        for attempt in 1..=attempts {
+            match self.publish(true).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() || matches!(e, Error::Spool(_)) => {
+                    log::warn!("publish (attempt {attempt} of {attempts}): {e}");
+                }
+                Err(e) => return Err(e),
+            }
+            if attempt < attempts {
+                smol::Timer::after(backoff.next_delay()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads and commits the spooled files of every table that is due (`all`: every table).
+    async fn publish(&mut self, all: bool) -> Result<()> {
+        let committer = match self.shared.link.committer().await {
+            Ok(c) => c,
+            Err(e) => return Err(e.with_context("connect to the catalog")),
+        };
+        let result = self.cycle(&committer, all).await;
+        if result.as_ref().is_err_and(Error::is_transient) {
+            // Reconnect next time: the catalog may have moved or restarted with another config.
+            self.shared.link.reset();
+        }
+        result
+    }
+
+    async fn cycle(&mut self, committer: &Committer, all: bool) -> Result<()> {
+        // A commit whose outcome is unknown is settled first, whatever its table's interval.
+        for p in on_pool(&self.shared.spool, |s| s.pending_commits()).await? {
+            self.settle(committer, &p).await?;
+        }
+        let files = on_pool(&self.shared.spool, |s| s.files()).await?;
+        let due = self.due_tables(files.iter().map(|f| f.meta.table.as_str()), all);
+        for (table, files) in by_table(files, &due, |s| matches!(s, FileState::Written)) {
+            let t = self.shared.layouts.ready(committer, &table).await?;
+            for group in self.uploader.groups(files, self.shared.cfg.upload_target_bytes(&table)) {
+                self.uploader.upload(&t, &table, group).await?;
+            }
+        }
+        let files = on_pool(&self.shared.spool, |s| s.files()).await?;
+        let uploaded = by_table(files, &due, |s| matches!(s, FileState::Uploaded { .. }));
+        // Dead-letter tables first, and the first failure ends the cycle: a table's commit never
+        // lands before the dead letters of the same offsets, so the table's offsets (where reading
+        // resumes after a lost spool) never pass dead letters that are not committed.
+        let dead: BTreeSet<String> = uploaded.keys().map(|t| self.shared.dead_letter_table(t)).collect();
+        let mut order: Vec<(String, Vec<SpoolFile>)> = uploaded.into_iter().collect();
+        order.sort_by_key(|(t, _)| !dead.contains(t));
+        let now = Instant::now();
+        for (table, files) in order {
+            self.commit(committer, &table, files).await?;
+            self.published_at.insert(table, now);
+        }
+        let removed = on_pool(&self.shared.spool, |s| s.remove_committed()).await?;
+        if removed > 0 {
+            log::debug!("spool: removed {removed} committed files");
+        }
+        Ok(())
+    }
+
+    /// The tables among `tables` to publish now: those whose commit interval has passed since
+    /// they were last published (all of them when `all`), with the dead-letter table of each,
+    /// which must never be committed after its table.
+    fn due_tables<'t>(&self, tables: impl Iterator<Item = &'t str>, all: bool) -> BTreeSet<String> {
+        let mut due = BTreeSet::new();
+        for t in tables {
+            let since = self.published_at.get(t).copied().unwrap_or(self.opened_at);
+            if all || since.elapsed() >= self.shared.cfg.commit_interval(t) {
+                due.insert(self.shared.dead_letter_table(t));
+                due.insert(t.to_string());
+            }
+        }
+        due
+    }
+
+    /// A commit recorded as pending by an earlier attempt: finish it if it landed, else drop the
+    /// record so its files are committed again.
+    async fn settle(&mut self, committer: &Committer, p: &PendingCommit) -> Result<()> {
+        let landed = match committer.load(&p.table).await? {
+            Some(t) => {
+                let landed = commit::commit_landed(t.metadata(), &self.shared.cfg.agent_id, &p.commit_id);
+                self.shared.layouts.set_table(&p.table, t);
+                landed
+            }
+            None => false,
+        };
+        let (id, n) = (p.commit_id.clone(), p.ids.len());
+        if !landed {
+            log::info!(table = p.table.as_str(), commit_id = id.as_str(); "table {}: pending commit {id} did not land; its {n} files will be committed again", p.table);
+            return on_pool(&self.shared.spool, move |s| s.abandon_commit(&id)).await;
+        }
+        log::info!(table = p.table.as_str(), commit_id = id.as_str(); "table {}: pending commit {id} had landed; {n} files marked committed", p.table);
+        // The merged uploads among them no longer need their DataFile kept.
+        let ids = p.ids.clone();
+        let locations: BTreeSet<String> = on_pool(&self.shared.spool, |s| s.files())
+            .await?
+            .into_iter()
+            .filter(|f| ids.contains(&f.id))
+            .filter_map(|f| match f.state {
+                FileState::Uploaded { location } => Some(location),
+                _ => None,
+            })
+            .collect();
+        on_pool(&self.shared.spool, move |s| s.finish_commit(&id)).await?;
+        self.uploader.forget_merged(locations).await?;
+        self.shared.report.borrow_mut().files_committed += n as u64;
+        Ok(())
+    }
+
+    /// Commits every uploaded file of one table in one snapshot, recorded as pending first.
+    async fn commit(&mut self, committer: &Committer, name: &str, files: Vec<SpoolFile>) -> Result<()> {
+        let table = self.shared.layouts.ready(committer, name).await?;
+        let agent = &self.shared.cfg.agent_id;
+        let mut offsets: BTreeMap<TopicPartition, i64> = commit::committed_offsets(table.metadata(), agent);
+        for f in &files {
+            let e = offsets.entry((f.meta.topic.clone(), f.meta.partition)).or_insert(f.meta.next_offset);
+            *e = (*e).max(f.meta.next_offset);
+        }
+        let objects = self.uploader.objects(&table, &files).await?;
+        let ident = committer.ident(name).to_string();
+        let id = commit::commit_id(&ident, &objects.urls);
+        let ids = files.iter().map(|f| f.id).collect();
+        let pending = PendingCommit { table: name.to_string(), commit_id: id.clone(), ids };
+        on_pool(&self.shared.spool, move |s| s.begin_commit(&pending)).await?;
+        let rows: u64 = files.iter().map(|f| f.meta.rows).sum();
+        crate::fault::point("before-commit");
+        let started = Instant::now();
+        let committed = committer.append(table, objects.data_files, &id, &offsets).await?;
+        crate::fault::point("after-commit");
+        self.shared.gauges.commit_took(started.elapsed());
+        let i = id.clone();
+        on_pool(&self.shared.spool, move |s| s.finish_commit(&i)).await?;
+        self.uploader.forget_merged(objects.urls.iter().cloned()).await?;
+        let n = objects.urls.len();
+        log::info!(table = name, commit_id = id.as_str(); "table {ident}: commit {id} added {n} data files ({} spool files, {rows} rows)", files.len());
+        self.shared.layouts.set_table(name, committed);
+        let mut r = self.shared.report.borrow_mut();
+        r.commits += 1;
+        r.files_committed += files.len() as u64;
+        Ok(())
+    }
+}
+
+/// The files of the `due` tables in a state that `wanted` accepts, by table.
+fn by_table(
+    files: Vec<SpoolFile>,
+    due: &BTreeSet<String>,
+    wanted: impl Fn(&FileState) -> bool,
+) -> BTreeMap<String, Vec<SpoolFile>> {
+    let mut out: BTreeMap<String, Vec<SpoolFile>> = BTreeMap::new();
+    for f in files {
+        if wanted(&f.state) && due.contains(&f.meta.table) {
+            out.entry(f.meta.table.clone()).or_default().push(f);
+        }
+    }
+    out
+}

@@ -1,0 +1,9 @@
+//! The commands beside the agent: `check` tries each part frazil needs, `status` reports what the
+//! spool holds and how far behind the broker the agent is. Both open the spool the same way
+//! (`spill::open_beside`): read-only beside a running agent, else as a start would.
+
+mod check;
+mod status;
+
+pub use check::{Checked, check};
+pub use status::{Status, status};

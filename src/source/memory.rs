@@ -1,0 +1,176 @@
+//! Topics held in memory: a [`Source`] with no broker, for in-process tests of the agent's loops.
+//! A test produces into [`Topics`] (also while the agent runs), can make the next calls fail as a
+//! dead broker would, and can drop old records as retention does.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use futures::future::LocalBoxFuture;
+use rskafka::client::error::{Error as KafkaError, ProtocolError, RequestContext};
+use rskafka::record::{Record, RecordAndOffset};
+
+use super::{Connect, Fetched, Source};
+use crate::topic::TopicPartition;
+use crate::{Error, Result};
+
+/// The partitions' logs, shared by the test and every source made from them.
+#[derive(Clone, Default)]
+pub struct Topics {
+    inner: Rc<RefCell<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    logs: BTreeMap<TopicPartition, Log>,
+    /// This many calls from now fail as an unreachable broker does.
+    failures: u32,
+    fetches: u64,
+}
+
+#[derive(Default)]
+struct Log {
+    /// The offset of `records[0]`: older records were removed by retention.
+    low: i64,
+    records: Vec<Record>,
+}
+
+impl Log {
+    fn high(&self) -> i64 {
+        self.low + self.records.len() as i64
+    }
+}
+
+impl Topics {
+    /// Adds a topic with `partitions` empty partitions.
+    pub fn create(&self, topic: &str, partitions: i32) {
+        let mut inner = self.inner.borrow_mut();
+        for p in 0..partitions {
+            inner.logs.entry((topic.to_string(), p)).or_default();
+        }
+    }
+
+    /// Appends a record with this value and returns its offset.
+    pub fn produce(&self, topic: &str, partition: i32, value: &[u8]) -> i64 {
+        let mut inner = self.inner.borrow_mut();
+        let log = inner.logs.entry((topic.to_string(), partition)).or_default();
+        let offset = log.high();
+        let timestamp = Utc.timestamp_millis_opt(1_700_000_000_000 + offset).single().expect("a valid time");
+        log.records.push(Record { key: None, value: Some(value.to_vec()), headers: BTreeMap::new(), timestamp });
+        offset
+    }
+
+    /// Removes records below `low`, as retention does.
+    pub fn truncate(&self, tp: &TopicPartition, low: i64) {
+        let mut inner = self.inner.borrow_mut();
+        let log = inner.logs.get_mut(tp).expect("a partition that exists");
+        let drop = (low - log.low).clamp(0, log.records.len() as i64);
+        log.records.drain(..drop as usize);
+        log.low += drop;
+    }
+
+    /// The next `n` calls (connect, discover, watermarks or fetch) fail.
+    pub fn fail_next(&self, n: u32) {
+        self.inner.borrow_mut().failures = n;
+    }
+
+    /// Fetches answered so far.
+    pub fn fetches(&self) -> u64 {
+        self.inner.borrow().fetches
+    }
+
+    /// Connects to these topics, as [`super::kafka`] connects to brokers.
+    pub fn connect(&self) -> Connect {
+        let topics = self.clone();
+        Box::new(move || {
+            let topics = topics.clone();
+            Box::pin(async move {
+                topics.failure("connect")?;
+                Ok(Box::new(MemorySource { topics }) as Box<dyn Source>)
+            })
+        })
+    }
+
+    /// Fails the call when failures were asked for.
+    fn failure(&self, what: &str) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.failures == 0 {
+            return Ok(());
+        }
+        inner.failures -= 1;
+        Err(Error::kafka(what, KafkaError::InvalidResponse("the in-memory broker is down".into())))
+    }
+
+    fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: i32) -> Result<Fetched> {
+        self.failure("fetch")?;
+        let mut inner = self.inner.borrow_mut();
+        inner.fetches += 1;
+        let log = inner.logs.get(tp).ok_or_else(|| Error::Source {
+            context: format!("partition {}/{}", tp.0, tp.1),
+            reason: "not discovered".into(),
+        })?;
+        if offset < log.low || offset > log.high() {
+            let error = KafkaError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                error_message: None,
+                request: RequestContext::Partition(tp.0.clone(), tp.1),
+                response: None,
+                is_virtual: false,
+            };
+            return Err(Error::kafka(format!("fetch {}/{} at offset {offset}", tp.0, tp.1), error));
+        }
+        // At least one record, as Kafka hands out an oversized first batch.
+        let (mut bytes, mut records) = (0usize, Vec::new());
+        for (i, record) in log.records.iter().enumerate().skip((offset - log.low) as usize) {
+            bytes += record.approximate_size();
+            if !records.is_empty() && bytes > max_bytes as usize {
+                break;
+            }
+            records.push(RecordAndOffset { record: record.clone(), offset: log.low + i as i64 });
+        }
+        Ok(Fetched { records, high_watermark: log.high() })
+    }
+}
+
+/// One connection to [`Topics`].
+pub struct MemorySource {
+    topics: Topics,
+}
+
+impl Source for MemorySource {
+    fn discover(&mut self) -> LocalBoxFuture<'_, Result<Vec<TopicPartition>>> {
+        Box::pin(async move {
+            self.topics.failure("list topics")?;
+            Ok(self.topics.inner.borrow().logs.keys().cloned().collect())
+        })
+    }
+
+    fn watermarks<'a>(&'a self, tp: &'a TopicPartition) -> LocalBoxFuture<'a, Result<(i64, i64)>> {
+        Box::pin(async move {
+            self.topics.failure("list offsets")?;
+            let inner = self.topics.inner.borrow();
+            let log = inner.logs.get(tp).map_or((0, 0), |l| (l.low, l.high()));
+            Ok(log)
+        })
+    }
+
+    fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: i32,
+        max_wait: Duration,
+    ) -> LocalBoxFuture<'static, Result<Fetched>> {
+        let (topics, tp) = (self.topics.clone(), tp.clone());
+        Box::pin(async move {
+            let fetched = topics.fetch(&tp, offset, max_bytes)?;
+            if fetched.records.is_empty() {
+                // A broker holds an empty fetch for its wait; so does this, briefly.
+                smol::Timer::after(max_wait.min(Duration::from_millis(20))).await;
+            }
+            Ok(fetched)
+        })
+    }
+}
