@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the pinned test servers and the Python readers (skipped when
-# already installed), runs every test in the workspace against them, then the README's quick start,
-# the aarch64 build under qemu-user and the packages.
+# The whole test suite: checks formatting and lints, installs the pinned test servers and the
+# Python readers (skipped when already installed), runs every test in the workspace against them,
+# then the README's quick start, the aarch64 build under qemu-user and the packages.
 #   bash tests/run.sh            # everything
 #   bash tests/run.sh e2e        # extra arguments go to `cargo test`, and only it runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ $# -eq 0 ]; then
+  cargo fmt --all --check
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
 bash tests/servers/install.sh
 cargo test --workspace --locked "$@"
 if [ $# -eq 0 ]; then
