@@ -19,6 +19,7 @@
 //!
 //! [`SerializedRowGroupWriter::append_column`]: parquet::file::writer::SerializedRowGroupWriter::append_column
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -156,83 +157,15 @@ pub fn merge_data_files(
     split_offsets: Vec<i64>,
 ) -> Result<DataFile> {
     let ctx = format!("merge the data files of {} spool files into {path}", parts.len());
-    if parts.is_empty() {
-        return Err(Error::merge(ctx, "no data files"));
-    }
-    for p in parts {
-        let problem = if p.content_type() != DataContentType::Data {
-            Some(format!("is {:?}, not data", p.content_type()))
-        } else if p.file_format() != DataFileFormat::Parquet {
-            Some(format!("is {:?}, not Parquet", p.file_format()))
-        } else if p.partition() != parts[0].partition() {
-            Some(format!("is in partition {:?}, not in {:?} like the first part", p.partition(), parts[0].partition()))
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            return Err(Error::merge(ctx, format!("{} {problem}", p.file_path())));
-        }
-    }
-
+    check_parts(parts).map_err(|problem| Error::merge(ctx.clone(), problem))?;
     let mut record_count = 0u64;
     for p in parts {
         record_count = record_count
             .checked_add(p.record_count())
             .ok_or_else(|| Error::merge(ctx.clone(), "record count overflows"))?;
     }
-    let sum = |get: fn(&DataFile) -> &HashMap<i32, u64>| -> Result<HashMap<i32, u64>> {
-        let mut out = HashMap::new();
-        'fields: for &id in get(&parts[0]).keys() {
-            let mut total = 0u64;
-            for p in parts {
-                let Some(&n) = get(p).get(&id) else {
-                    continue 'fields;
-                };
-                total = total
-                    .checked_add(n)
-                    .ok_or_else(|| Error::merge(ctx.clone(), format!("a count of field {id} overflows")))?;
-            }
-            out.insert(id, total);
-        }
-        Ok(out)
-    };
-    let value_counts = sum(DataFile::value_counts)?;
-
-    let mut lower_bounds = HashMap::new();
-    let mut upper_bounds = HashMap::new();
-    for (get, merged, keep) in [
-        (DataFile::lower_bounds as fn(&DataFile) -> &HashMap<i32, Datum>, &mut lower_bounds, std::cmp::Ordering::Less),
-        (DataFile::upper_bounds, &mut upper_bounds, std::cmp::Ordering::Greater),
-    ] {
-        let ids: std::collections::BTreeSet<i32> = parts.iter().flat_map(|p| get(p).keys().copied()).collect();
-        'fields: for id in ids {
-            let mut best: Option<&Datum> = None;
-            for p in parts {
-                let candidate = match get(p).get(&id) {
-                    Some(d) => d,
-                    None if has_no_values(p, id) => continue,
-                    None => continue 'fields,
-                };
-                best = Some(match best {
-                    None => candidate,
-                    Some(b) => match candidate.partial_cmp(b) {
-                        Some(o) if o == keep => candidate,
-                        Some(_) => b,
-                        None => {
-                            return Err(Error::merge(
-                                ctx.clone(),
-                                format!("bounds of field {id} cannot be compared: {b:?} and {candidate:?}"),
-                            ));
-                        }
-                    },
-                });
-            }
-            if let Some(b) = best {
-                merged.insert(id, b.clone());
-            }
-        }
-    }
-
+    let sum = |get| summed(parts, get).map_err(|problem| Error::merge(ctx.clone(), problem));
+    let bound = |get, keep| bounds(parts, get, keep).map_err(|problem| Error::merge(ctx.clone(), problem));
     let mut builder = DataFileBuilder::default();
     builder
         .content(DataContentType::Data)
@@ -243,13 +176,85 @@ pub fn merge_data_files(
         .record_count(record_count)
         .file_size_in_bytes(size)
         .column_sizes(sum(DataFile::column_sizes)?)
-        .value_counts(value_counts)
+        .value_counts(sum(DataFile::value_counts)?)
         .null_value_counts(sum(DataFile::null_value_counts)?)
         .nan_value_counts(sum(DataFile::nan_value_counts)?)
-        .lower_bounds(lower_bounds)
-        .upper_bounds(upper_bounds)
+        .lower_bounds(bound(DataFile::lower_bounds, Ordering::Less)?)
+        .upper_bounds(bound(DataFile::upper_bounds, Ordering::Greater)?)
         .split_offsets(Some(split_offsets));
     builder.build().map_err(|e| Error::merge(ctx, e))
+}
+
+/// Refuses parts that cannot be merged: none at all, a part that is not Parquet data, or parts
+/// of different partitions.
+fn check_parts(parts: &[DataFile]) -> std::result::Result<(), String> {
+    let Some(first) = parts.first() else { return Err("no data files".into()) };
+    for p in parts {
+        let problem = if p.content_type() != DataContentType::Data {
+            format!("is {:?}, not data", p.content_type())
+        } else if p.file_format() != DataFileFormat::Parquet {
+            format!("is {:?}, not Parquet", p.file_format())
+        } else if p.partition() != first.partition() {
+            format!("is in partition {:?}, not in {:?} like the first part", p.partition(), first.partition())
+        } else {
+            continue;
+        };
+        return Err(format!("{} {problem}", p.file_path()));
+    }
+    Ok(())
+}
+
+/// Per field id, the sum of a count over the parts; a field some part does not count is left
+/// out (an absent count means "unknown").
+fn summed(
+    parts: &[DataFile],
+    get: fn(&DataFile) -> &HashMap<i32, u64>,
+) -> std::result::Result<HashMap<i32, u64>, String> {
+    let mut out = HashMap::new();
+    'fields: for &id in get(&parts[0]).keys() {
+        let mut total = 0u64;
+        for p in parts {
+            let Some(&n) = get(p).get(&id) else {
+                continue 'fields;
+            };
+            total = total.checked_add(n).ok_or_else(|| format!("a count of field {id} overflows"))?;
+        }
+        out.insert(id, total);
+    }
+    Ok(out)
+}
+
+/// Per field id, the bound that `keep` prefers (`Less`: the lowest) over the parts; a part
+/// without one counts only when it holds no value the bound would cover.
+fn bounds(
+    parts: &[DataFile],
+    get: fn(&DataFile) -> &HashMap<i32, Datum>,
+    keep: Ordering,
+) -> std::result::Result<HashMap<i32, Datum>, String> {
+    let mut merged = HashMap::new();
+    let ids: std::collections::BTreeSet<i32> = parts.iter().flat_map(|p| get(p).keys().copied()).collect();
+    'fields: for id in ids {
+        let mut best: Option<&Datum> = None;
+        for p in parts {
+            let candidate = match get(p).get(&id) {
+                Some(d) => d,
+                None if has_no_values(p, id) => continue,
+                None => continue 'fields,
+            };
+            best = Some(match best {
+                None => candidate,
+                Some(b) => match candidate.partial_cmp(b) {
+                    Some(o) if o == keep => candidate,
+                    Some(_) => b,
+                    None => return Err(format!("bounds of field {id} cannot be compared: {b:?} and {candidate:?}")),
+                },
+            });
+        }
+        if let Some(b) = best {
+            merged.insert(id, b.clone());
+        }
+    }
+    Ok(merged)
 }
 
 /// True when `part` is known to hold no value of field `id` that a bound would cover: every

@@ -319,10 +319,7 @@ fn bad_inputs_are_refused() {
         Err(Error::Io { .. })
     ));
     std::fs::write(dir.path().join("junk"), b"not parquet at all").unwrap();
-    assert!(matches!(
-        merge_files(&[base, dir.path().join("junk")], &dir.path().join("out")),
-        Err(Error::Merge { .. })
-    ));
+    assert!(matches!(merge_files(&[base, dir.path().join("junk")], &dir.path().join("out")), Err(Error::Merge { .. })));
 }
 
 /// A bare DataFile for the metrics rules.
