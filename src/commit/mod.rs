@@ -111,26 +111,19 @@ impl Committer {
 
     /// Makes the table's schema hold every field of `wanted` (the schema the spool files were
     /// written with, grown by new keys, also inside structs): adds the missing fields, with
-    /// `wanted`'s ids, and widens the columns `wanted` has wider, as a new current schema. Returns the table as it is then. The commit asserts the current
-    /// schema and the last assigned field id, so a concurrent change is reloaded and looked at
-    /// again, never overwritten. Refused when the table used a missing field's id or name for
-    /// something else (another writer grew it differently): the files stay spooled.
+    /// `wanted`'s ids, and widens the columns `wanted` has wider, as a new current schema. Returns
+    /// the table as it is then. The commit asserts the current schema and the last assigned field
+    /// id, so a concurrent change is reloaded and looked at again, never overwritten. Refused when
+    /// the table used a missing field's id or name for something else (another writer grew it
+    /// differently): the files stay spooled. What to commit is worked out by the pure helpers below
+    /// (`changed_fields`, `grown_fields`, `top_names`); this loop only commits and retries.
     pub async fn grow(&self, mut table: Table, wanted: &Schema) -> Result<Table> {
         let ident = table.identifier().clone();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let md = table.metadata();
             let current = md.current_schema();
-            let missing: Vec<i32> =
-                field_ids(wanted).into_iter().filter(|id| current.field_by_id(*id).is_none()).collect();
-            // Columns the spool files have wider (`int` → `long`, `float` → `double`, a wider decimal).
-            let promoted: Vec<i32> = field_ids(wanted)
-                .into_iter()
-                .filter(|id| match (current.field_by_id(*id), wanted.field_by_id(*id)) {
-                    (Some(c), Some(w)) => c.field_type.is_primitive() && c.field_type != w.field_type,
-                    _ => false,
-                })
-                .collect();
+            let (missing, promoted) = changed_fields(current, wanted);
             if missing.is_empty() && promoted.is_empty() {
                 return Ok(table);
             }
@@ -145,47 +138,14 @@ impl Committer {
                     md.last_column_id()
                 )));
             }
-            // The usual case: the table's schema is the one the spool grew from, so the wanted
-            // schema holds all of it. Else another writer added top-level fields: keep theirs and
-            // add ours beside them (our new fields inside their structs cannot be merged).
-            let fields = if field_ids(current).iter().all(|id| wanted.field_by_id(*id).is_some()) {
-                wanted.as_struct().fields().to_vec()
-            } else if !promoted.is_empty() {
-                return Err(clash(format!("field id {} is wider in the spooled files", promoted[0])));
-            } else {
-                let mut fields = current.as_struct().fields().to_vec();
-                for f in wanted.as_struct().fields() {
-                    if current.field_by_id(f.id).is_some() {
-                        continue;
-                    }
-                    if current.as_struct().field_by_name(&f.name).is_some() {
-                        return Err(clash(format!("the table already has a field `{}` with another id", f.name)));
-                    }
-                    fields.push(f.clone());
-                }
-                let merged: Vec<i32> = fields.iter().flat_map(|f| nested_ids(f)).collect();
-                if let Some(id) = missing.iter().find(|id| !merged.contains(id)) {
-                    return Err(clash(format!("new field id {id} is inside a struct the table changed")));
-                }
-                fields
-            };
+            let fields = grown_fields(current, wanted, &missing, &promoted).map_err(clash)?;
             let next_id = md.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
             let schema = Schema::builder()
                 .with_schema_id(next_id)
                 .with_fields(fields)
                 .build()
                 .map_err(|e| Error::iceberg(format!("grown schema of {ident}"), e))?;
-            // The new fields by name, without the fields inside new fields (`location`, not also `location.lat`).
-            let all: Vec<String> = missing
-                .iter()
-                .chain(&promoted)
-                .filter_map(|id| schema.name_by_field_id(*id).map(str::to_string))
-                .collect();
-            let names: Vec<&str> = all
-                .iter()
-                .filter(|n| !all.iter().any(|p| n.starts_with(&format!("{p}."))))
-                .map(String::as_str)
-                .collect();
+            let names = top_names(&schema, missing.iter().chain(&promoted));
             let requirements = vec![
                 TableRequirement::CurrentSchemaIdMatch { current_schema_id: current.schema_id() },
                 TableRequirement::LastAssignedFieldIdMatch { last_assigned_field_id: md.last_column_id() },
@@ -285,6 +245,60 @@ impl Committer {
             smol::Timer::after(backoff.next_delay()).await;
         }
     }
+}
+
+/// The fields of `wanted` the table's `current` schema lacks, and those it has narrower (`int` →
+/// `long`, `float` → `double`, a wider decimal), by id.
+fn changed_fields(current: &Schema, wanted: &Schema) -> (Vec<i32>, Vec<i32>) {
+    let missing: Vec<i32> = field_ids(wanted).into_iter().filter(|id| current.field_by_id(*id).is_none()).collect();
+    let promoted: Vec<i32> = field_ids(wanted)
+        .into_iter()
+        .filter(|id| match (current.field_by_id(*id), wanted.field_by_id(*id)) {
+            (Some(c), Some(w)) => c.field_type.is_primitive() && c.field_type != w.field_type,
+            _ => false,
+        })
+        .collect();
+    (missing, promoted)
+}
+
+/// The top-level fields of the grown schema. `Err` says why the two schemas cannot be merged
+/// (another writer grew the table differently); the caller words it as a clash.
+fn grown_fields(
+    current: &Schema,
+    wanted: &Schema,
+    missing: &[i32],
+    promoted: &[i32],
+) -> std::result::Result<Vec<iceberg::spec::NestedFieldRef>, String> {
+    // The usual case: the table's schema is the one the spool grew from, so the wanted
+    // schema holds all of it. Else another writer added top-level fields: keep theirs and
+    // add ours beside them (our new fields inside their structs cannot be merged).
+    if field_ids(current).iter().all(|id| wanted.field_by_id(*id).is_some()) {
+        return Ok(wanted.as_struct().fields().to_vec());
+    }
+    if !promoted.is_empty() {
+        return Err(format!("field id {} is wider in the spooled files", promoted[0]));
+    }
+    let mut fields = current.as_struct().fields().to_vec();
+    for f in wanted.as_struct().fields() {
+        if current.field_by_id(f.id).is_some() {
+            continue;
+        }
+        if current.as_struct().field_by_name(&f.name).is_some() {
+            return Err(format!("the table already has a field `{}` with another id", f.name));
+        }
+        fields.push(f.clone());
+    }
+    let merged: Vec<i32> = fields.iter().flat_map(|f| nested_ids(f)).collect();
+    if let Some(id) = missing.iter().find(|id| !merged.contains(id)) {
+        return Err(format!("new field id {id} is inside a struct the table changed"));
+    }
+    Ok(fields)
+}
+
+/// The new fields by name, without the fields inside new fields (`location`, not also `location.lat`).
+fn top_names<'a>(schema: &Schema, ids: impl Iterator<Item = &'a i32>) -> Vec<String> {
+    let all: Vec<String> = ids.filter_map(|id| schema.name_by_field_id(*id).map(str::to_string)).collect();
+    all.iter().filter(|n| !all.iter().any(|p| n.starts_with(&format!("{p}.")))).cloned().collect()
 }
 
 /// Every field id in `schema`, nested ones included.

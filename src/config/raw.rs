@@ -1,5 +1,5 @@
 //! The file as written, as serde reads it: strict (unknown keys are errors), every key optional
-//! where a default exists. `validate` in the parent module turns it into a [`super::Config`].
+//! where a default exists. `validate.rs` turns it into a [`super::Config`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_json::ReaderBuilder;
 use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef, TimeUnit};
-use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::buffered::{Meta, Row, Run};
 use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fast, fit, names};
 use crate::{Error, Result};
 
@@ -54,87 +54,6 @@ enum Slot {
     Offset,
     Timestamp(Option<Arc<str>>),
     Key { large: bool },
-}
-
-/// A message parsed for the general path: top-level keys already renamed to column names.
-#[derive(Debug)]
-struct Row {
-    partition: i32,
-    offset: i64,
-    timestamp_ms: i64,
-    key: Option<Box<[u8]>>,
-    value: Map<String, Value>,
-    /// The value as it came, for the dead-letter table if the row does not fit, and as a sample
-    /// when the schema grows.
-    raw: Box<[u8]>,
-    /// Some top-level key has no column yet (the schema must grow before this row is decoded).
-    fresh: bool,
-}
-
-impl Row {
-    fn dead(self, reason: String) -> DeadLetter {
-        DeadLetter {
-            partition: self.partition,
-            offset: self.offset,
-            timestamp_ms: self.timestamp_ms,
-            key: self.key,
-            value: Some(self.raw),
-            reason,
-        }
-    }
-}
-
-// arrow_json takes rows as `&[impl Serialize]`: this lets it read a slice of rows in place.
-impl Serialize for Row {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.value.serialize(s)
-    }
-}
-
-/// Accepted messages in arrival order, as runs of one kind.
-#[derive(Debug)]
-enum Run {
-    /// The next rows of the fast path's columns.
-    Fast(usize),
-    /// Rows the fast path took before the schema grew, fitted to the grown schema.
-    Batch(RecordBatch),
-    /// Rows for the general path.
-    Parsed(Vec<Row>),
-}
-
-/// The meta column values of rows, gathered as they come.
-#[derive(Debug)]
-struct Meta {
-    partition: Vec<i32>,
-    offset: Vec<i64>,
-    timestamp_ms: Vec<i64>,
-    key: fast::Bytes,
-}
-
-impl Meta {
-    fn new() -> Meta {
-        // Wide offsets while gathering; the key column's own width is chosen when it is built.
-        Meta { partition: Vec::new(), offset: Vec::new(), timestamp_ms: Vec::new(), key: fast::Bytes::new(true) }
-    }
-
-    fn push(&mut self, partition: i32, offset: i64, timestamp_ms: i64, key: Option<&[u8]>) {
-        self.partition.push(partition);
-        self.offset.push(offset);
-        self.timestamp_ms.push(timestamp_ms);
-        match key {
-            // Wide offsets cannot overflow.
-            Some(k) => _ = self.key.push_value(k),
-            None => self.key.push_null(),
-        }
-    }
-
-    fn of(rows: &[Row]) -> Meta {
-        let mut meta = Meta::new();
-        for r in rows {
-            meta.push(r.partition, r.offset, r.timestamp_ms, r.key.as_deref());
-        }
-        meta
-    }
 }
 
 /// Turns Kafka messages with JSON object values into Arrow record batches of a fixed schema.

@@ -16,6 +16,7 @@
 
 pub mod avro;
 mod batch;
+mod buffered;
 mod conform;
 mod dead;
 mod fast;

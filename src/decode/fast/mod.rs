@@ -44,15 +44,18 @@ use arrow_array::types::{
     TimestampNanosecondType, TimestampSecondType,
 };
 use arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, LargeBinaryArray, LargeListArray, LargeStringArray, ListArray, MapArray,
-    PrimitiveArray, StringArray, StructArray, new_null_array,
+    ArrayRef, BooleanArray, LargeListArray, ListArray, MapArray, PrimitiveArray, StructArray, new_null_array,
 };
-use arrow_buffer::{ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{ArrowNativeType, BooleanBufferBuilder, ScalarBuffer};
 use arrow_cast::parse::string_to_datetime;
 use arrow_schema::{ArrowError, DataType, Field, Fields, TimeUnit};
 use chrono::{DateTime, TimeZone, Utc};
 
+mod buffers;
 mod scan;
+
+pub(super) use buffers::Bytes;
+use buffers::{Nulls, offsets};
 
 /// Builders for the user columns of one Arrow schema, fed by [`push`](Columns::push).
 #[derive(Debug)]
@@ -94,123 +97,6 @@ impl Columns {
         }
         columns
     }
-}
-
-/// Validity of the values of a column, one bit each (set: valid). Most columns never see a null:
-/// the bits are only kept from a column's first null on.
-#[derive(Debug)]
-struct Nulls {
-    len: usize,
-    bits: Option<BooleanBufferBuilder>,
-}
-
-impl Nulls {
-    fn new() -> Nulls {
-        Nulls { len: 0, bits: None }
-    }
-    #[inline]
-    fn push(&mut self, valid: bool) {
-        match &mut self.bits {
-            Some(bits) => bits.append(valid),
-            None if valid => {}
-            None => {
-                let mut bits = BooleanBufferBuilder::new(self.len + 1);
-                bits.append_n(self.len, true);
-                bits.append(false);
-                self.bits = Some(bits);
-            }
-        }
-        self.len += 1;
-    }
-    fn truncate(&mut self, len: usize) {
-        self.len = len;
-        if let Some(bits) = &mut self.bits {
-            bits.truncate(len);
-        }
-    }
-    fn finish(&mut self) -> Option<NullBuffer> {
-        self.len = 0;
-        self.bits.take().map(|mut b| NullBuffer::new(b.finish())).filter(|n| n.null_count() > 0)
-    }
-}
-
-/// Variable-length values: the text of string columns, and message keys for the meta column.
-#[derive(Debug)]
-pub(super) struct Bytes {
-    large: bool,
-    /// Where each value ends in `data`, after a leading 0.
-    ends: Vec<i64>,
-    data: Vec<u8>,
-    nulls: Nulls,
-}
-
-impl Bytes {
-    /// Values of a column with 64-bit offsets (`large`) or 32-bit ones.
-    pub(super) fn new(large: bool) -> Bytes {
-        Bytes { large, ends: vec![0], data: Vec::new(), nulls: Nulls::new() }
-    }
-
-    /// False (and nothing appended) when the column's offsets cannot reach past the value.
-    pub(super) fn push(&mut self, value: Option<&[u8]>) -> bool {
-        let value = value.unwrap_or_default();
-        let end = self.data.len() + value.len();
-        if !self.large && end > i32::MAX as usize {
-            return false;
-        }
-        self.data.extend_from_slice(value);
-        self.ends.push(end as i64);
-        true
-    }
-
-    pub(super) fn push_value(&mut self, value: &[u8]) -> bool {
-        self.push(Some(value)) && {
-            self.nulls.push(true);
-            true
-        }
-    }
-
-    pub(super) fn push_null(&mut self) {
-        self.push(None);
-        self.nulls.push(false);
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.ends.truncate(len + 1);
-        self.data.truncate(self.ends[len] as usize);
-        self.nulls.truncate(len);
-    }
-
-    fn take(&mut self) -> (Vec<i64>, Buffer, Option<NullBuffer>) {
-        let ends = std::mem::replace(&mut self.ends, vec![0]);
-        (ends, Buffer::from_vec(std::mem::take(&mut self.data)), self.nulls.finish())
-    }
-
-    fn finish_utf8(&mut self) -> Result<ArrayRef, ArrowError> {
-        let large = self.large;
-        let (ends, data, nulls) = self.take();
-        Ok(if large {
-            Arc::new(LargeStringArray::try_new(offsets(ends)?, data, nulls)?)
-        } else {
-            Arc::new(StringArray::try_new(offsets(ends)?, data, nulls)?)
-        })
-    }
-
-    /// The values as a binary column, with 64-bit offsets (`large`) or 32-bit ones.
-    pub(super) fn finish_binary(&mut self, large: bool) -> Result<ArrayRef, ArrowError> {
-        let (ends, data, nulls) = self.take();
-        Ok(if large {
-            Arc::new(LargeBinaryArray::try_new(offsets(ends)?, data, nulls)?)
-        } else {
-            Arc::new(BinaryArray::try_new(offsets(ends)?, data, nulls)?)
-        })
-    }
-}
-
-/// Offsets of the width `O`.
-fn offsets<O: ArrowNativeType + TryFrom<i64>>(ends: Vec<i64>) -> Result<OffsetBuffer<O>, ArrowError> {
-    let ends: Option<Vec<O>> = ends.into_iter().map(|e| O::try_from(e).ok()).collect();
-    let ends = ends.ok_or_else(|| ArrowError::ComputeError("over 2 GiB of values for 32-bit offsets".into()))?;
-    Ok(OffsetBuffer::new(ScalarBuffer::from(ends)))
 }
 
 /// One column's builder; what it takes follows from its variant (see the module's table).

@@ -1,0 +1,382 @@
+//! From the file as written ([`RawConfig`]) to a [`Config`]: defaults filled in, every value
+//! checked. One function per section, called in the order the sections are checked, so the first
+//! error a user sees stays the same whichever section it is in.
+
+use std::path::PathBuf;
+
+use super::access::{catalog_auth, kafka_sasl, kafka_tls, secret};
+use super::raw::{RawCatalog, RawConfig, RawJson, RawKafka, RawRegistry, RawS3, RawSpool};
+use super::{
+    CatalogConfig, CatalogKind, Config, KafkaConfig, RegistryConfig, SpoolConfig, StartAt, duration, per_table, size,
+};
+use crate::decode::{EpochUnit, Format, TimeFields};
+use crate::upload::S3Settings;
+use crate::{Error, Result};
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config> {
+    let agent_id = agent_id(raw.agent.id)?;
+    let kafka = kafka(raw.kafka)?;
+    let spool = spool(raw.spool)?;
+    let catalog = catalog(raw.catalog)?;
+    let s3 = s3(raw.storage.s3)?;
+    let time_fields = time_fields(raw.json)?;
+    let metrics_listen = metrics_listen(raw.metrics.listen.as_deref())?;
+    let schema_registry = raw.schema_registry.map(schema_registry).transpose()?;
+    check_avro_has_registry(&kafka, schema_registry.as_ref())?;
+    let tables = per_table::settings(raw.tables)?;
+    Ok(Config { agent_id, kafka, spool, catalog, s3, schema_registry, tables, time_fields, metrics_listen })
+}
+
+/// `agent.id`, else the host name: it is written into snapshot summaries and object paths, so only
+/// characters that are safe in both.
+fn agent_id(id: Option<String>) -> Result<String> {
+    let agent_id = id.unwrap_or_else(hostname);
+    if agent_id.is_empty() || !agent_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(Error::config(
+            "agent.id",
+            format!("`{agent_id}` is not a usable agent id"),
+            "use letters, digits, '-', '_' or '.', e.g. \"gateway-7\"",
+        ));
+    }
+    Ok(agent_id)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "frazil".into())
+}
+
+fn kafka(k: RawKafka) -> Result<KafkaConfig> {
+    check_brokers(&k.brokers)?;
+    let topic_pattern = topic_pattern(k.topic_pattern.as_deref(), &k.topics)?;
+    let start = start_at(k.start.as_deref())?;
+    let (fetch_max_bytes, fetches_in_flight) = fetch_limits(k.fetch_max_bytes, k.fetches_in_flight)?;
+    Ok(KafkaConfig {
+        brokers: k.brokers,
+        topics: k.topics,
+        topic_pattern,
+        refresh_interval: duration("kafka.refresh_interval", k.refresh_interval, "30s")?,
+        format: format("kafka.format", k.format.as_deref().unwrap_or("json"))?,
+        formats: k
+            .formats
+            .iter()
+            .map(|(t, f)| Ok((t.clone(), format(&format!("kafka.formats.\"{t}\""), f)?)))
+            .collect::<Result<_>>()?,
+        start,
+        client_id: k.client_id.unwrap_or_else(|| "frazil".into()),
+        fetch_max_bytes,
+        fetches_in_flight,
+        fetch_max_wait: duration("kafka.fetch_max_wait", k.fetch_max_wait, "10ms")?,
+        request_timeout: duration("kafka.request_timeout", k.request_timeout, "30s")?,
+        max_record_bytes: size("kafka.max_record_bytes", k.max_record_bytes, "1MiB")?,
+        tls: kafka_tls(k.tls, k.ca_file, k.cert_file, k.key_file)?,
+        sasl: kafka_sasl(k.sasl_mechanism, k.username, secret("kafka.password", k.password, k.password_file)?)?,
+    })
+}
+
+fn check_brokers(brokers: &[String]) -> Result<()> {
+    if brokers.is_empty() {
+        return Err(Error::config(
+            "kafka.brokers",
+            "is empty",
+            "list at least one broker, e.g. brokers = [\"127.0.0.1:9092\"]",
+        ));
+    }
+    if let Some(b) = brokers.iter().find(|b| !b.contains(':')) {
+        return Err(Error::config(
+            "kafka.brokers",
+            format!("`{b}` has no port"),
+            "write host:port, e.g. \"127.0.0.1:9092\"",
+        ));
+    }
+    Ok(())
+}
+
+/// The compiled `kafka.topic_pattern`; without one, `kafka.topics` must name something to read.
+fn topic_pattern(pattern: Option<&str>, topics: &[String]) -> Result<Option<regex_lite::Regex>> {
+    let topic_pattern = match pattern {
+        None => None,
+        Some(p) => Some(regex_lite::Regex::new(p).map_err(|e| {
+            Error::config(
+                "kafka.topic_pattern",
+                format!("`{p}` is not a regular expression ({e})"),
+                "write e.g. \"^sensors\\\\..*\" (TOML strings need \\\\ for a backslash)",
+            )
+        })?),
+    };
+    if topics.is_empty() && topic_pattern.is_none() {
+        return Err(Error::config(
+            "kafka.topics",
+            "is empty and kafka.topic_pattern is not set",
+            "list the topics to read, e.g. topics = [\"events\"], or set topic_pattern = \"^events_.*\"",
+        ));
+    }
+    Ok(topic_pattern)
+}
+
+fn start_at(start: Option<&str>) -> Result<StartAt> {
+    match start.unwrap_or("earliest") {
+        "earliest" => Ok(StartAt::Earliest),
+        "latest" => Ok(StartAt::Latest),
+        other => Err(Error::config(
+            "kafka.start",
+            format!("`{other}` is not a start position"),
+            "use \"earliest\" or \"latest\"",
+        )),
+    }
+}
+
+/// `kafka.fetch_max_bytes` and `kafka.fetches_in_flight`: together they bound the records held in
+/// memory, and the broker takes the former as an i32.
+fn fetch_limits(max_bytes: Option<String>, in_flight: Option<usize>) -> Result<(u64, usize)> {
+    let fetch_max_bytes = size("kafka.fetch_max_bytes", max_bytes, "4MiB")?;
+    if !(1024..=i32::MAX as u64).contains(&fetch_max_bytes) {
+        return Err(Error::config(
+            "kafka.fetch_max_bytes",
+            format!("{fetch_max_bytes} bytes is out of range"),
+            "use between 1KiB and 2GiB, e.g. \"4MiB\"",
+        ));
+    }
+    let fetches_in_flight = in_flight.unwrap_or(2);
+    if !(1..=256).contains(&fetches_in_flight) {
+        return Err(Error::config(
+            "kafka.fetches_in_flight",
+            format!("{fetches_in_flight} is out of range"),
+            "use between 1 and 256, e.g. 2",
+        ));
+    }
+    Ok((fetch_max_bytes, fetches_in_flight))
+}
+
+fn format(key: &str, value: &str) -> Result<Format> {
+    match value {
+        "json" => Ok(Format::Json),
+        "raw" => Ok(Format::Raw),
+        "text" => Ok(Format::Text),
+        "avro" => Ok(Format::Avro),
+        other => Err(Error::config(
+            key,
+            format!("`{other}` is not a format"),
+            "use \"json\" (objects, schema inferred), \"avro\" (Confluent wire format, with [schema_registry]), \"raw\" (bytes) or \"text\" (UTF-8)",
+        )),
+    }
+}
+
+fn spool(s: RawSpool) -> Result<SpoolConfig> {
+    let spool = SpoolConfig {
+        dir: s.dir.unwrap_or_else(|| PathBuf::from("/var/lib/frazil")),
+        file_max_bytes: size("spool.file_max_bytes", s.file_max_bytes, "16MiB")?,
+        file_max_rows: s.file_max_rows.unwrap_or(100_000),
+        file_max_age: duration("spool.file_max_age", s.file_max_age, "10s")?,
+        buffer_max_bytes: size("spool.buffer_max_bytes", s.buffer_max_bytes, "8MiB")?,
+        upload_target_bytes: size("spool.upload_target_size", s.upload_target_size, "128MiB")?,
+        max_bytes: optional_size("spool.max_bytes", s.max_bytes, "4GiB")?,
+        min_free: optional_size("spool.min_free", s.min_free, "256MiB")?,
+    };
+    if spool.file_max_rows == 0 {
+        return Err(Error::config("spool.file_max_rows", "is 0", "use a positive number such as 100000"));
+    }
+    Ok(spool)
+}
+
+/// A limit that can be switched off with "none".
+fn optional_size(key: &str, value: Option<String>, default: &str) -> Result<Option<u64>> {
+    match value.as_deref() {
+        Some("none") => Ok(None),
+        _ => size(key, value, default).map(Some),
+    }
+}
+
+fn catalog(c: RawCatalog) -> Result<CatalogConfig> {
+    let kind = catalog_kind(c.kind.as_deref())?;
+    let uri = catalog_uri(kind, c.uri)?;
+    if kind == CatalogKind::Filesystem {
+        check_warehouse(c.warehouse.as_deref().unwrap_or(""))?;
+    }
+    let namespace: Vec<String> = c.namespace.as_deref().unwrap_or("frazil").split('.').map(str::to_string).collect();
+    if namespace.iter().any(|p| p.is_empty()) {
+        return Err(Error::config("catalog.namespace", "has an empty level", "write e.g. \"edge\" or \"edge.site1\""));
+    }
+    let (table, dead_letter_table) = table_templates(c.table, c.dead_letter_table)?;
+    check_table_names(&c.tables)?;
+    if c.partition_by.is_some() {
+        return Err(Error::config(
+            "catalog.partition_by",
+            "has moved to the per-table settings",
+            "write [tables.\"<table>\"] (or [tables.\"*\"]) with partition_by = [\"day(_kafka_timestamp)\"]",
+        ));
+    }
+    Ok(CatalogConfig {
+        kind,
+        warehouse: c.warehouse.filter(|w| !w.is_empty()),
+        namespace,
+        table,
+        dead_letter_table,
+        tables: c.tables,
+        commit_interval: duration("catalog.commit_interval", c.commit_interval, "60s")?,
+        request_timeout: duration("catalog.request_timeout", c.request_timeout, "30s")?,
+        ca_file: c.ca_file,
+        auth: catalog_auth(&uri, c.token, c.token_file, c.credential, c.credential_file, c.oauth2_server_uri, c.scope)?,
+        uri,
+    })
+}
+
+fn catalog_kind(kind: Option<&str>) -> Result<CatalogKind> {
+    match kind.unwrap_or("rest") {
+        "rest" => Ok(CatalogKind::Rest),
+        "filesystem" => Ok(CatalogKind::Filesystem),
+        other => Err(Error::config(
+            "catalog.type",
+            format!("`{other}` is not a catalog type"),
+            "write \"rest\" (a REST catalog at catalog.uri) or \"filesystem\" (metadata kept in catalog.warehouse)",
+        )),
+    }
+}
+
+/// The REST catalog's base URL without a trailing `/` (a filesystem catalog needs none).
+fn catalog_uri(kind: CatalogKind, uri: Option<String>) -> Result<String> {
+    match (kind, uri) {
+        (CatalogKind::Rest, None) => Err(Error::config(
+            "catalog.uri",
+            "is required for a REST catalog",
+            "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\", or set type = \"filesystem\"",
+        )),
+        (CatalogKind::Rest, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => Err(Error::config(
+            "catalog.uri",
+            format!("`{u}` is not an http(s) URL"),
+            "write the REST catalog's base URL, e.g. \"http://127.0.0.1:8181\"",
+        )),
+        (_, u) => Ok(u.unwrap_or_default().trim_end_matches('/').to_string()),
+    }
+}
+
+/// A filesystem catalog keeps its metadata in the warehouse, so it needs one it can write to.
+fn check_warehouse(w: &str) -> Result<()> {
+    if !(w.starts_with("file:///") || w.starts_with("s3://") || w.starts_with("s3a://")) {
+        return Err(Error::config(
+            "catalog.warehouse",
+            format!("`{w}` is not a warehouse URL a filesystem catalog can keep tables in"),
+            "write e.g. \"file:///var/lib/frazil/warehouse\" or \"s3://bucket/warehouse\"",
+        ));
+    }
+    Ok(())
+}
+
+/// `catalog.table` and `catalog.dead_letter_table`: names within the namespace (no dots), and a
+/// dead-letter table that cannot be the table itself.
+fn table_templates(table: Option<String>, dead_letter_table: Option<String>) -> Result<(String, String)> {
+    let table = table.unwrap_or_else(|| "{topic}".into());
+    if table.is_empty() || table.contains('.') {
+        return Err(Error::config(
+            "catalog.table",
+            format!("`{table}` is not a table name template"),
+            "write e.g. \"{topic}\" or \"events_{topic}\" (no dots)",
+        ));
+    }
+    let dead_letter_table = dead_letter_table.unwrap_or_else(|| "{table}__dlq".into());
+    if dead_letter_table.is_empty() || dead_letter_table.contains('.') || dead_letter_table == "{table}" {
+        return Err(Error::config(
+            "catalog.dead_letter_table",
+            format!("`{dead_letter_table}` is not a dead-letter table name template"),
+            "write e.g. \"{table}__dlq\" (a name other than the table's own, no dots)",
+        ));
+    }
+    Ok((table, dead_letter_table))
+}
+
+/// Explicit `catalog.tables` entries are used as written, so they must already be safe names.
+fn check_table_names(tables: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    for (topic, t) in tables {
+        if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
+            return Err(Error::config(
+                format!("catalog.tables.\"{topic}\""),
+                format!("`{t}` is not a table name"),
+                "use lowercase letters, digits and `_`, e.g. \"temperatures\"",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn s3(s3: RawS3) -> Result<S3Settings> {
+    Ok(S3Settings {
+        allow_http: s3.allow_http.unwrap_or_else(|| s3.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))),
+        endpoint: s3.endpoint,
+        region: s3.region,
+        access_key_id: s3.access_key_id,
+        secret_access_key: secret("storage.s3.secret_access_key", s3.secret_access_key, s3.secret_access_key_file)?,
+        session_token: secret("storage.s3.session_token", s3.session_token, s3.session_token_file)?,
+        path_style: s3.path_style.unwrap_or(false),
+        ca_file: s3.ca_file.filter(|p| !p.as_os_str().is_empty()),
+    })
+}
+
+fn time_fields(json: RawJson) -> Result<TimeFields> {
+    let epoch_unit = match json.epoch_unit.as_deref().unwrap_or("ms") {
+        "s" => EpochUnit::Seconds,
+        "ms" => EpochUnit::Millis,
+        "us" => EpochUnit::Micros,
+        other => {
+            return Err(Error::config(
+                "json.epoch_unit",
+                format!("`{other}` is not a unit"),
+                "use \"s\", \"ms\" or \"us\"",
+            ));
+        }
+    };
+    Ok(TimeFields { names: json.timestamp_fields, epoch_unit })
+}
+
+fn metrics_listen(listen: Option<&str>) -> Result<Option<std::net::SocketAddr>> {
+    match listen {
+        None | Some("") | Some("off") => Ok(None),
+        Some(a) => Ok(Some(a.parse::<std::net::SocketAddr>().map_err(|e| {
+            Error::config(
+                "metrics.listen",
+                format!("`{a}` is not an address and port ({e})"),
+                "write e.g. \"127.0.0.1:9464\", or \"off\"",
+            )
+        })?)),
+    }
+}
+
+fn schema_registry(r: RawRegistry) -> Result<RegistryConfig> {
+    if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+        return Err(Error::config(
+            "schema_registry.url",
+            format!("`{}` is not an http(s) URL", r.url),
+            "write the registry's base URL, e.g. \"http://127.0.0.1:8081\"",
+        ));
+    }
+    if r.password.is_some() && r.username.is_none() || r.password_file.is_some() && r.username.is_none() {
+        return Err(Error::config(
+            "schema_registry.username",
+            "is not set but a password is",
+            "set username too (basic auth sends both)",
+        ));
+    }
+    Ok(RegistryConfig {
+        url: r.url,
+        username: r.username,
+        password: secret("schema_registry.password", r.password, r.password_file)?,
+        ca_file: r.ca_file,
+        request_timeout: duration("schema_registry.request_timeout", r.request_timeout, "30s")?,
+    })
+}
+
+/// Avro values name their writer schema by id, so any Avro topic needs a registry to look it up.
+fn check_avro_has_registry(kafka: &KafkaConfig, registry: Option<&RegistryConfig>) -> Result<()> {
+    let avro = kafka.format == Format::Avro || kafka.formats.values().any(|f| *f == Format::Avro);
+    if avro && registry.is_none() {
+        return Err(Error::config(
+            "schema_registry.url",
+            "is not set but a topic's format is \"avro\"",
+            "add a [schema_registry] section with url = \"http://host:8081\"",
+        ));
+    }
+    Ok(())
+}
