@@ -39,42 +39,57 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// The text exposition format, one metric at a time.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    fn metric(&mut self, name: &str, kind: &str, help: &str, samples: Vec<(String, String)>) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(self.0, "{name}{labels} {value}");
+        }
+    }
+
+    /// A metric with one sample and no labels.
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: impl ToString) {
+        self.metric(name, kind, help, vec![(String::new(), value.to_string())]);
+    }
+}
+
 impl Shared {
     /// The metrics in Prometheus' text format.
     pub(super) fn prometheus(&self) -> String {
+        let mut t = Text::default();
+        self.counters(&mut t);
+        self.spool_metrics(&mut t);
+        let lag: Vec<(String, String)> = self
+            .gauges
+            .positions
+            .borrow()
+            .iter()
+            .map(|((topic, p), (next, high))| {
+                (format!("{{topic=\"{}\",partition=\"{p}\"}}", label(topic)), (high - next).max(0).to_string())
+            })
+            .collect();
+        let help = "Records in Kafka not yet fetched (high watermark minus next offset).";
+        t.metric("frazil_partition_lag", "gauge", help, lag);
+        t.0
+    }
+
+    /// What the loops counted, and the commits' timing.
+    fn counters(&self, t: &mut Text) {
         let r = self.report.borrow().clone();
         let g = &self.gauges;
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
-        };
-        let one = |v: String| vec![(String::new(), v)];
-        metric("frazil_events_total", "counter", "Records taken from Kafka.", one(r.events.to_string()));
-        metric(
-            "frazil_dead_letters_total",
-            "counter",
-            "Records that went to a dead-letter table.",
-            one(r.rejected.to_string()),
-        );
-        metric("frazil_files_spooled_total", "counter", "Spool files written.", one(r.files_spooled.to_string()));
-        metric(
-            "frazil_files_committed_total",
-            "counter",
-            "Spool files committed to their tables.",
-            one(r.files_committed.to_string()),
-        );
-        metric("frazil_commits_total", "counter", "Table commits that landed.", one(r.commits.to_string()));
-        metric(
-            "frazil_publish_failures_total",
-            "counter",
-            "Publish cycles (upload and commit) that failed.",
-            one(g.publish_failures.get().to_string()),
-        );
+        t.one("frazil_events_total", "counter", "Records taken from Kafka.", r.events);
+        t.one("frazil_dead_letters_total", "counter", "Records that went to a dead-letter table.", r.rejected);
+        t.one("frazil_files_spooled_total", "counter", "Spool files written.", r.files_spooled);
+        t.one("frazil_files_committed_total", "counter", "Spool files committed to their tables.", r.files_committed);
+        t.one("frazil_commits_total", "counter", "Table commits that landed.", r.commits);
+        let failures = g.publish_failures.get();
+        t.one("frazil_publish_failures_total", "counter", "Publish cycles (upload and commit) that failed.", failures);
         // A summary's samples are `<name>_sum` and `<name>_count`: the suffix takes the labels' place.
-        metric(
+        t.metric(
             "frazil_commit_seconds",
             "summary",
             "Time a commit took, from the pending record to the catalog's answer.",
@@ -83,58 +98,31 @@ impl Shared {
                 ("_count".into(), g.commit_seconds_count.get().to_string()),
             ],
         );
-        if let Some(t) = g.last_commit.get() {
-            let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-            metric(
-                "frazil_last_commit_timestamp_seconds",
-                "gauge",
-                "When the last commit landed (Unix time).",
-                one(format!("{secs:.3}")),
-            );
+        if let Some(at) = g.last_commit.get() {
+            let secs = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let help = "When the last commit landed (Unix time).";
+            t.one("frazil_last_commit_timestamp_seconds", "gauge", help, format!("{secs:.3}"));
         }
-        if let (Ok(u), Ok(s)) = (self.spool.usage(), self.spool.status()) {
-            metric("frazil_spool_bytes", "gauge", "Bytes of spool files on disk.", one(u.bytes.to_string()));
-            if let Some(m) = u.max_bytes {
-                metric("frazil_spool_max_bytes", "gauge", "The spool's quota (spool.max_bytes).", one(m.to_string()));
-            }
-            if let Some(f) = u.free_disk {
-                metric(
-                    "frazil_spool_free_disk_bytes",
-                    "gauge",
-                    "Free space on the spool's filesystem.",
-                    one(f.to_string()),
-                );
-            }
-            metric(
-                "frazil_spool_files",
-                "gauge",
-                "Spool files by state.",
-                [
-                    ("written", s.written),
-                    ("uploaded", s.uploaded),
-                    ("committed", s.committed),
-                    ("quarantined", s.quarantined),
-                ]
-                .into_iter()
-                .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n.to_string()))
-                .collect(),
-            );
+    }
+
+    /// The spool's size, quota, free disk and files by state (nothing when the index cannot be read).
+    fn spool_metrics(&self, t: &mut Text) {
+        let (Ok(u), Ok(s)) = (self.spool.usage(), self.spool.status()) else { return };
+        t.one("frazil_spool_bytes", "gauge", "Bytes of spool files on disk.", u.bytes);
+        if let Some(m) = u.max_bytes {
+            t.one("frazil_spool_max_bytes", "gauge", "The spool's quota (spool.max_bytes).", m);
         }
-        let lag: Vec<(String, String)> = g
-            .positions
-            .borrow()
-            .iter()
-            .map(|((topic, p), (next, high))| {
-                (format!("{{topic=\"{}\",partition=\"{p}\"}}", label(topic)), (high - next).max(0).to_string())
-            })
-            .collect();
-        metric(
-            "frazil_partition_lag",
-            "gauge",
-            "Records in Kafka not yet fetched (high watermark minus next offset).",
-            lag,
-        );
-        out
+        if let Some(f) = u.free_disk {
+            t.one("frazil_spool_free_disk_bytes", "gauge", "Free space on the spool's filesystem.", f);
+        }
+        let states = [
+            ("written", s.written),
+            ("uploaded", s.uploaded),
+            ("committed", s.committed),
+            ("quarantined", s.quarantined),
+        ];
+        let samples = states.into_iter().map(|(state, n)| (format!("{{state=\"{state}\"}}"), n.to_string())).collect();
+        t.metric("frazil_spool_files", "gauge", "Spool files by state.", samples);
     }
 
     /// 200 and "ok", or 503 and why.

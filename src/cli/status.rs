@@ -318,6 +318,41 @@ fn when(ms: i64) -> String {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_spool(f)?;
+        for (what, r) in [("broker", &self.broker), ("catalog", &self.catalog)] {
+            match r {
+                None => writeln!(f, "{what}: not checked (--offline)")?,
+                Some(Reach { reachable: true, .. }) => writeln!(f, "{what}: reachable")?,
+                Some(Reach { error, .. }) => writeln!(f, "{what}: NOT reachable: {}", error.as_deref().unwrap_or("?"))?,
+            }
+        }
+        for t in &self.tables {
+            write!(f, "{t}")?;
+        }
+        for p in &self.partitions {
+            let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            write!(
+                f,
+                "{}/{}: spooled up to {}, committed up to {}",
+                p.topic,
+                p.partition,
+                opt(p.spooled),
+                opt(p.committed)
+            )?;
+            match p.high_watermark {
+                Some(h) => {
+                    writeln!(f, ", high watermark {h}: {} to fetch, {} to commit", opt(p.to_fetch), opt(p.to_commit))?
+                }
+                None => writeln!(f)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Status {
+    /// The spool's lines: its size and quota, the free disk, its files by state.
+    fn fmt_spool(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let running = if self.agent_running { " (read beside the running agent)" } else { "" };
         writeln!(f, "agent {}", self.agent)?;
         writeln!(
@@ -350,57 +385,38 @@ impl fmt::Display for Status {
                 q.id, q.table, q.topic, q.partition, q.first_offset, q.last_offset, q.reason
             )?;
         }
-        for (what, r) in [("broker", &self.broker), ("catalog", &self.catalog)] {
-            match r {
-                None => writeln!(f, "{what}: not checked (--offline)")?,
-                Some(Reach { reachable: true, .. }) => writeln!(f, "{what}: reachable")?,
-                Some(Reach { error, .. }) => writeln!(f, "{what}: NOT reachable: {}", error.as_deref().unwrap_or("?"))?,
-            }
+        Ok(())
+    }
+}
+
+impl fmt::Display for TableStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self;
+        writeln!(
+            f,
+            "table {}: {} files to upload, {} to commit ({})",
+            t.table,
+            t.files_written,
+            t.files_uploaded,
+            mib(t.bytes)
+        )?;
+        if let Some(p) = &t.pending_commit {
+            writeln!(f, "  pending commit {p}: checked against the table's history before anything is retried")?;
         }
-        for t in &self.tables {
-            writeln!(
-                f,
-                "table {}: {} files to upload, {} to commit ({})",
-                t.table,
-                t.files_written,
-                t.files_uploaded,
-                mib(t.bytes)
-            )?;
-            if let Some(p) = &t.pending_commit {
-                writeln!(f, "  pending commit {p}: checked against the table's history before anything is retried")?;
-            }
-            if let Some(d) = t.dead_letters.as_ref().filter(|d| d.rows > 0) {
-                writeln!(f, "  dead letters: {} in {}", d.rows, d.table)?;
-            }
-            match (&t.last_commit, t.exists) {
-                (Some(c), _) => writeln!(
-                    f,
-                    "  last commit: snapshot {} at {} ({})",
-                    c.snapshot_id,
-                    when(c.timestamp_ms),
-                    c.commit_id.as_deref().unwrap_or("no commit id")
-                )?,
-                (None, Some(true)) => writeln!(f, "  last commit: none by this agent")?,
-                (None, Some(false)) => writeln!(f, "  not in the catalog yet (created at the first commit)")?,
-                (None, None) => {}
-            }
+        if let Some(d) = t.dead_letters.as_ref().filter(|d| d.rows > 0) {
+            writeln!(f, "  dead letters: {} in {}", d.rows, d.table)?;
         }
-        for p in &self.partitions {
-            let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-            write!(
+        match (&t.last_commit, t.exists) {
+            (Some(c), _) => writeln!(
                 f,
-                "{}/{}: spooled up to {}, committed up to {}",
-                p.topic,
-                p.partition,
-                opt(p.spooled),
-                opt(p.committed)
-            )?;
-            match p.high_watermark {
-                Some(h) => {
-                    writeln!(f, ", high watermark {h}: {} to fetch, {} to commit", opt(p.to_fetch), opt(p.to_commit))?
-                }
-                None => writeln!(f)?,
-            }
+                "  last commit: snapshot {} at {} ({})",
+                c.snapshot_id,
+                when(c.timestamp_ms),
+                c.commit_id.as_deref().unwrap_or("no commit id")
+            )?,
+            (None, Some(true)) => writeln!(f, "  last commit: none by this agent")?,
+            (None, Some(false)) => writeln!(f, "  not in the catalog yet (created at the first commit)")?,
+            (None, None) => {}
         }
         Ok(())
     }
