@@ -48,31 +48,9 @@ measure() {
   }
   echo "$name $(tail -1 "$work/time") $(tail -1 "$work/out" 2>/dev/null)" >>"$results"
 }
-config() { # dir topic table [extra toml]
-  mkdir -p "$1"
-  cat >"$1/frazil.toml" <<TOML
-[agent]
-id = "bench"
-[kafka]
-brokers = ["$FRAZIL_KAFKA"]
-topics = ["$2"]
-[spool]
-dir = "$1/spool"
-[catalog]
-uri = "$FRAZIL_CATALOG"
-namespace = "bench"
-[catalog.tables]
-"$2" = "$3"
-[storage.s3]
-endpoint = "$FRAZIL_S3_ENDPOINT"
-region = "$FRAZIL_S3_REGION"
-access_key_id = "$FRAZIL_S3_ACCESS_KEY"
-secret_access_key = "$FRAZIL_S3_SECRET_KEY"
-path_style = true
-${4:-}
-TOML
-  chmod 600 "$1/frazil.toml"
-}
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+config() { bench_config "$1" "$2" "$3" bench "${4:-}"; } # dir topic table [extra toml]
 baseline=("$py" benches/baseline.py --brokers "$FRAZIL_KAFKA" --topic telemetry --catalog "$FRAZIL_CATALOG"
   --namespace bench --commits 10 --s3-endpoint "$FRAZIL_S3_ENDPOINT" --s3-access-key "$FRAZIL_S3_ACCESS_KEY"
   --s3-secret-key "$FRAZIL_S3_SECRET_KEY" --s3-region "$FRAZIL_S3_REGION")

@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
 use async_compat::Compat;
 use futures::TryStreamExt;
 
@@ -58,23 +58,27 @@ fn produce(topics: &Topics, partitions: i32, per_partition: i64, body: impl Fn(i
     }
 }
 
-/// Every (partition, offset) in the table, once per row it appears in.
-fn table_rows(cfg: &Config, table: &str) -> Vec<(i32, i64)> {
+/// The table's rows, as iceberg's own scan reads them, with these columns.
+fn scan(cfg: &Config, table: &str, columns: &[&str]) -> Vec<RecordBatch> {
     smol::block_on(Compat::new(async {
         let stores = Stores::new(cfg.s3.clone());
         let committer = Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
         let Some(t) = committer.load(table).await.unwrap() else { return Vec::new() };
-        let scan = t.scan().select([META_PARTITION, META_OFFSET]).build().unwrap();
-        let batches: Vec<_> = scan.to_arrow().await.unwrap().try_collect().await.unwrap();
-        let mut rows = Vec::new();
-        for b in batches {
-            let p = b.column_by_name(META_PARTITION).unwrap().as_primitive::<Int32Type>();
-            let o = b.column_by_name(META_OFFSET).unwrap().as_primitive::<Int64Type>();
-            rows.extend(p.values().iter().copied().zip(o.values().iter().copied()));
-        }
-        rows.sort();
-        rows
+        let scan = t.scan().select(columns.iter().copied()).build().unwrap();
+        scan.to_arrow().await.unwrap().try_collect().await.unwrap()
     }))
+}
+
+/// Every (partition, offset) in the table, once per row it appears in.
+fn table_rows(cfg: &Config, table: &str) -> Vec<(i32, i64)> {
+    let mut rows = Vec::new();
+    for b in scan(cfg, table, &[META_PARTITION, META_OFFSET]) {
+        let p = b.column_by_name(META_PARTITION).unwrap().as_primitive::<Int32Type>();
+        let o = b.column_by_name(META_OFFSET).unwrap().as_primitive::<Int64Type>();
+        rows.extend(p.values().iter().copied().zip(o.values().iter().copied()));
+    }
+    rows.sort();
+    rows
 }
 
 /// Asserts that the table holds offsets `0..n` of each partition exactly once.
@@ -177,28 +181,19 @@ fn new_keys_in_the_middle_of_a_fetch_grow_the_table_and_earlier_rows_read_as_nul
     let r = agent.flush().unwrap();
     assert_eq!((r.events, r.rejected, r.pending_files), (100, 0, 0), "{r:?}");
     assert_exactly_once(&cfg, 1, 100);
-    let (extra, rack) = smol::block_on(Compat::new(async {
-        let stores = Stores::new(cfg.s3.clone());
-        let committer = Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
-        let t = committer.load("events").await.unwrap().unwrap();
-        let scan = t.scan().select([META_OFFSET, "extra", "site"]).build().unwrap();
-        let batches: Vec<_> = scan.to_arrow().await.unwrap().try_collect().await.unwrap();
-        let (mut extra, mut rack) = (Vec::new(), Vec::new());
-        for b in batches {
-            let offsets = b.column_by_name(META_OFFSET).unwrap().as_primitive::<Int64Type>().clone();
-            let e = b.column_by_name("extra").unwrap().as_string::<i32>().clone();
-            let site = b.column_by_name("site").unwrap().as_struct().clone();
-            let r = site.column_by_name("rack").unwrap().as_primitive::<Int64Type>().clone();
-            for i in 0..b.num_rows() {
-                let o = offsets.value(i);
-                extra.push((o, e.is_valid(i).then(|| e.value(i).to_string())));
-                rack.push((o, r.is_valid(i).then(|| r.value(i))));
-            }
+    let (mut extra, mut rack) = (Vec::new(), Vec::new());
+    for b in scan(&cfg, "events", &[META_OFFSET, "extra", "site"]) {
+        let offsets = b.column_by_name(META_OFFSET).unwrap().as_primitive::<Int64Type>();
+        let e = b.column_by_name("extra").unwrap().as_string::<i32>();
+        let site = b.column_by_name("site").unwrap().as_struct();
+        let r = site.column_by_name("rack").unwrap().as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let o = offsets.value(i);
+            extra.push((o, e.is_valid(i).then(|| e.value(i).to_string())));
+            rack.push((o, r.is_valid(i).then(|| r.value(i))));
         }
-        extra.sort();
-        rack.sort();
-        (extra, rack)
-    }));
+    }
+    assert_eq!(extra.len(), 100);
     for (o, e) in extra {
         assert_eq!(e, (o >= 50).then(|| format!("e{o}")), "offset {o}");
     }
