@@ -4,8 +4,8 @@
 //! `source` (records from Kafka via rskafka, behind a trait) → `decode` (records to Arrow rows)
 //! → `spill` (rows to Parquet files in the local spool, crate `frazil-spool`) → `upload` (spool
 //! files to objects in the warehouse) → `commit` (objects into Iceberg snapshots, exactly once).
-//! Below the stages: `topic` (the partition name they share), `layout` (each table's schema,
-//! partition spec, sort order and catalog table), `config` and `error`.
+//! Below the stages: `topic` (the partition name they share), `config` and `error`. Beside them:
+//! `layout` (each table's schema, partition spec, sort order and catalog table).
 //!
 //! `agent` runs the stages in two loops on one single-threaded smol executor: a fetcher (source
 //! → decode → spill) and a publisher (spool → upload → commit). `cli` holds the commands beside
