@@ -287,6 +287,21 @@ impl Config {
         self.table_setting(table, |t| t.upload_target_bytes.as_ref()).copied().unwrap_or(self.spool.upload_target_bytes)
     }
 
+    /// How far `table`'s schema may grow, each limit from `[tables."<table>"]`, else `"*"`, else
+    /// the default (`decode::guard`).
+    pub fn limits(&self, table: &str) -> crate::decode::Limits {
+        let d = crate::decode::Limits::default();
+        let get = |key: fn(&per_table::TableSettings) -> Option<&usize>, default| {
+            self.table_setting(table, key).copied().unwrap_or(default)
+        };
+        crate::decode::Limits {
+            max_columns: get(|t| t.max_columns.as_ref(), d.max_columns),
+            max_new_fields: get(|t| t.max_new_fields.as_ref(), d.max_new_fields),
+            max_depth: get(|t| t.max_depth.as_ref(), d.max_depth),
+            max_name_length: get(|t| t.max_name_length.as_ref(), d.max_name_length),
+        }
+    }
+
     /// How often `run` uploads and commits `table`.
     pub fn commit_interval(&self, table: &str) -> Duration {
         self.table_setting(table, |t| t.commit_interval.as_ref()).copied().unwrap_or(self.catalog.commit_interval)

@@ -25,6 +25,10 @@ pub struct TableSettings {
     pub sort_by: Option<Vec<SortKey>>,
     pub upload_target_bytes: Option<u64>,
     pub commit_interval: Option<Duration>,
+    pub max_columns: Option<usize>,
+    pub max_new_fields: Option<usize>,
+    pub max_depth: Option<usize>,
+    pub max_name_length: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +38,10 @@ pub(super) struct RawTable {
     sort_by: Option<Vec<String>>,
     upload_target_size: Option<String>,
     commit_interval: Option<String>,
+    max_columns: Option<usize>,
+    max_new_fields: Option<usize>,
+    max_depth: Option<usize>,
+    max_name_length: Option<usize>,
 }
 
 pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<String, TableSettings>> {
@@ -71,7 +79,29 @@ pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<Strin
                 "write a duration such as \"60s\"",
             ));
         }
-        out.insert(table, TableSettings { partition_by, sort_by, upload_target_bytes, commit_interval });
+        for (name, value) in [
+            ("max_columns", r.max_columns),
+            ("max_new_fields", r.max_new_fields),
+            ("max_depth", r.max_depth),
+            ("max_name_length", r.max_name_length),
+        ] {
+            if value == Some(0) {
+                return Err(Error::config(key(name), "must be at least 1", "write a whole number such as 100"));
+            }
+        }
+        out.insert(
+            table,
+            TableSettings {
+                partition_by,
+                sort_by,
+                upload_target_bytes,
+                commit_interval,
+                max_columns: r.max_columns,
+                max_new_fields: r.max_new_fields,
+                max_depth: r.max_depth,
+                max_name_length: r.max_name_length,
+            },
+        );
     }
     Ok(out)
 }

@@ -10,6 +10,7 @@ use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef, TimeU
 use serde_json::{Map, Value};
 
 use super::buffered::{Meta, Row, Run};
+use super::guard::{Guard, Limits};
 use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fast, fit, names};
 use crate::{Error, Result};
 
@@ -76,6 +77,8 @@ pub struct BatchDecoder {
     unknown: BTreeSet<String>,
     /// What a number in a timestamp column counts.
     epoch_unit: super::EpochUnit,
+    /// The rules new keys must pass before they may grow the table; `None`: every key may.
+    guard: Option<Guard>,
 }
 
 impl BatchDecoder {
@@ -131,7 +134,16 @@ impl BatchDecoder {
             bytes: 0,
             unknown: BTreeSet::new(),
             epoch_unit: super::EpochUnit::Millis,
+            guard: None,
         })
+    }
+
+    /// Holds the table's growth to `limits` and its names to the rules in [`super::guard`]: a
+    /// record whose new keys break them is rejected (a dead letter naming the rule).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        let meta = [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY];
+        self.guard = Some(Guard::new(limits, self.user.fields(), &meta));
+        self
     }
 
     /// Numbers in timestamp columns count `unit`s since the epoch (default: milliseconds).
@@ -188,6 +200,14 @@ impl BatchDecoder {
                 return Err(Rejected::new(format!("value is {kind}, not a JSON object")));
             };
             let (value, fresh) = self.columns_of(map);
+            if fresh {
+                if let Some(guard) = self.guard.as_mut() {
+                    guard.admit(&value).map_err(Rejected::new)?;
+                }
+                let columns = &self.columns;
+                let new = value.keys().filter(|c| !columns.contains(c.as_str()));
+                self.unknown.extend(new.map(|c| names::unescape(c).unwrap_or(c).to_string()));
+            }
             let row = Row {
                 partition: msg.partition,
                 offset: msg.offset,
@@ -218,7 +238,7 @@ impl BatchDecoder {
     /// Renames top-level keys to column names. Keys without a field, at the top or inside struct
     /// columns, are kept (arrow_json skips them): the row is `fresh`, and the schema should grow
     /// before it is decoded.
-    fn columns_of(&mut self, map: Map<String, Value>) -> (Map<String, Value>, bool) {
+    fn columns_of(&self, map: Map<String, Value>) -> (Map<String, Value>, bool) {
         // Most rows need neither: skip rebuilding the map for them.
         let (map, top) = if map.keys().all(|k| names::escape(k) == k.as_str() && self.columns.contains(k.as_str())) {
             (map, false)
@@ -227,10 +247,7 @@ impl BatchDecoder {
             let mut fresh = false;
             for (key, value) in map {
                 let column = names::escape(&key);
-                if !self.columns.contains(&*column) {
-                    fresh = true;
-                    self.unknown.insert(key.clone());
-                }
+                fresh |= !self.columns.contains(&*column);
                 out.insert(column.into_owned(), value);
             }
             (out, fresh)
@@ -254,6 +271,9 @@ impl BatchDecoder {
     /// row's keys that the new schema has are decoded from now on.
     pub fn grow(&mut self, schema: &iceberg::spec::Schema) -> Result<()> {
         let mut next = BatchDecoder::new(schema)?.with_epoch_unit(self.epoch_unit);
+        if let Some(g) = &self.guard {
+            next = next.with_limits(g.limits());
+        }
         if self.fast.is_none() {
             next.fast = None;
         }

@@ -25,6 +25,7 @@ mod fast_tests;
 mod fit;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod guard;
 mod infer;
 mod meta;
 pub mod names;
@@ -37,6 +38,7 @@ mod tests;
 pub use batch::{BatchDecoder, Flushed, Rejected};
 pub use conform::conform_batch;
 pub use dead::{DeadLetter, dead_letter_batch, dead_letter_schema};
+pub use guard::Limits;
 pub use infer::{evolve_schema, infer_schema};
 
 /// How numbers in timestamp fields count time since the epoch.
@@ -138,6 +140,14 @@ impl Decoder {
             Format::Raw | Format::Text => Decoder::Raw(raw::RawDecoder::new(schema)?),
             Format::Avro => Decoder::Avro(avro::AvroDecoder::new(schema)?),
         })
+    }
+
+    /// Holds a JSON table's growth to `limits` (see [`guard`]); other formats are unchanged.
+    pub fn with_limits(self, limits: Limits) -> Decoder {
+        match self {
+            Decoder::Json(d) => Decoder::Json(Box::new(d.with_limits(limits))),
+            other => other,
+        }
     }
 
     pub fn push(

@@ -29,12 +29,11 @@ impl Fetcher<'_> {
         let cfg = &self.shared.cfg;
         let partition = cfg.partition_fields(table, false);
         self.shared.layouts.decide(table, false, cfg.sort_keys(table, false), || match format {
-            Format::Json => rules::infer(
-                table,
-                samples.iter().filter_map(|r| r.record.value.as_deref()),
-                &cfg.time_fields,
-                partition,
-            ),
+            Format::Json => {
+                // Only records whose keys pass the table's rules shape it (the others are dead letters).
+                let values = samples.iter().filter_map(|r| r.record.value.as_deref());
+                rules::infer(table, decode::guard::admitted(cfg.limits(table), values), &cfg.time_fields, partition)
+            }
             Format::Raw | Format::Text => rules::raw(table, format == Format::Text, partition),
             Format::Avro => {
                 // The writer schema of the first record that has a usable one.

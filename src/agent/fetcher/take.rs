@@ -24,7 +24,9 @@ impl Fetcher<'_> {
         };
         if self.cursor(tp).buffer.is_none() {
             let written = self.layout_for(&table, format, records, &writers)?;
-            let decoder = Decoder::new(format, &written.schema, self.shared.cfg.time_fields.epoch_unit)?;
+            let cfg = &self.shared.cfg;
+            let decoder =
+                Decoder::new(format, &written.schema, cfg.time_fields.epoch_unit)?.with_limits(cfg.limits(&table));
             let max_record_bytes = self.shared.cfg.kafka.max_record_bytes;
             self.cursor(tp).buffer = Some(PartitionBuffer::new(decoder, max_record_bytes));
         }
