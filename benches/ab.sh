@@ -13,18 +13,20 @@ ROUNDS="${ROUNDS:-6}"
 py="${FRAZIL_VENV:-$HOME/.cache/frazil/venv}/bin/python"
 
 work=$(mktemp -d /tmp/frazil-ab.XXXXXX)
-# The base is built from its own worktree into its own target directory, with the same profile.
-git worktree add --detach --quiet "$work/base" "$BASE"
 cleanup() {
   bash tests/servers/stop.sh "$work/servers" >/dev/null 2>&1 || true
-  git worktree remove --force "$work/base" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
-echo "ab: building $BASE (A) and the working tree (B)"
-(cd "$work/base" && CARGO_TARGET_DIR="$PWD/../base-target" cargo build --release --locked --quiet -p frazil --bin frazil)
+# The base is built from its own worktree into its own target directory, with the same profile;
+# both stay under target/ab, so a second comparison with the same base builds nothing again.
+rev=$(git rev-parse --short "$BASE")
+base="$PWD/target/ab/src-$rev"
+[ -d "$base" ] || git worktree add --detach --quiet "$base" "$rev"
+echo "ab: building $rev (A) and the working tree (B)"
+(cd "$base" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --locked --quiet -p frazil --bin frazil)
 cargo build --release --locked --quiet -p frazil --bin frazil
-a="$work/base-target/release/frazil"
+a="$PWD/target/ab/target/release/frazil"
 b="$PWD/target/release/frazil"
 
 bash tests/servers/install.sh >/dev/null
@@ -40,7 +42,7 @@ results="$work/results"
 run() { # A|B round
   local bin=$a
   [ "$1" = A ] || bin=$b
-  bench_config "$work/$1$2" telemetry "t_$1$2" ab
+  bench_config "$work/$1$2" telemetry "t_${1,,}$2" ab
   FRAZIL_LOG=warn /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$bin" flush --config "$work/$1$2/frazil.toml" >/dev/null
   read -r wall user sys rss <"$work/time"
   echo "$1 $wall $user $sys $rss" >>"$results"
