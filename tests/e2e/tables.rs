@@ -207,3 +207,44 @@ fn per_table_settings_sort_each_file_and_set_each_tables_commit_pace() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["sort_order"], json!([]), "{report}");
 }
+
+#[test]
+fn records_that_would_poison_the_table_are_dead_letters_and_every_reader_reads_it() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&["poison"], "\n[tables.poison]\nmax_new_fields = 50");
+    block_on(create_topic(&kafka, "poison", 1));
+    let wide = (0..3000).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(",");
+    let values: Vec<(String, bool)> = vec![
+        (r#"{"num":1,"site":{"zone":"n"}}"#.into(), true),
+        (r#"{"num":2,"Num":2}"#.into(), false),
+        (r#"{"NUM":3}"#.into(), false),
+        (r#"{"site":{"Zone":"x"}}"#.into(), false),
+        (r#"{"":1}"#.into(), false),
+        (r#"{"a.b":1}"#.into(), false),
+        (r#"{"a":{"b":2}}"#.into(), true),
+        (format!(r#"{{"{}":1}}"#, "x".repeat(5000)), false),
+        (format!("{{{wide}}}"), false),
+        (r#"{"num":3,"extra":"e"}"#.into(), true),
+    ];
+    let offsets =
+        block_on(produce_raw(&kafka, "poison", 0, values.iter().map(|(v, _)| Some(v.as_bytes().to_vec())).collect()));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "flush failed:\n{log}");
+    let kept: Vec<i64> = offsets.iter().zip(&values).filter(|(_, (_, ok))| *ok).map(|(o, _)| *o).collect();
+    let dead: Vec<i64> = offsets.iter().zip(&values).filter(|(_, (_, ok))| !*ok).map(|(o, _)| *o).collect();
+    for reader in ["pyiceberg", "duckdb"] {
+        // The whole table reads, with no two columns differing only in case.
+        let (rows, _) = servers.read_table("poison", reader);
+        let mut got: Vec<i64> = rows.iter().map(|r| r["_kafka_offset"].as_i64().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, kept, "{reader}: {rows:?}");
+        let names: Vec<String> = rows[0].as_object().unwrap().keys().map(|k| k.to_lowercase()).collect();
+        let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{reader}: {names:?}");
+        let (letters, _) = servers.read_table("poison__dlq", reader);
+        let mut got: Vec<i64> = letters.iter().map(|r| r["offset"].as_i64().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, dead, "{reader}: {letters:?}");
+    }
+}
