@@ -58,12 +58,17 @@ fn produce(topics: &Topics, partitions: i32, per_partition: i64, body: impl Fn(i
     }
 }
 
+/// The table as the catalog has it now (`None`: not created).
+async fn load(cfg: &Config, table: &str) -> Option<iceberg::table::Table> {
+    let stores = Stores::new(cfg.s3.clone());
+    let committer = Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
+    committer.load(table).await.unwrap()
+}
+
 /// The table's rows, as iceberg's own scan reads them, with these columns.
 fn scan(cfg: &Config, table: &str, columns: &[&str]) -> Vec<RecordBatch> {
     smol::block_on(Compat::new(async {
-        let stores = Stores::new(cfg.s3.clone());
-        let committer = Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
-        let Some(t) = committer.load(table).await.unwrap() else { return Vec::new() };
+        let Some(t) = load(cfg, table).await else { return Vec::new() };
         let scan = t.scan().select(columns.iter().copied()).build().unwrap();
         scan.to_arrow().await.unwrap().try_collect().await.unwrap()
     }))
@@ -320,11 +325,8 @@ fn records_that_would_poison_the_table_are_dead_letters_and_the_table_stays_read
         assert!(why.contains(expected), "offset {o}: {why:?} should say {expected:?}");
     }
     // The table: within its limit, and no two names at one level differ only in case.
-    let schema = smol::block_on(Compat::new(async {
-        let stores = Stores::new(cfg.s3.clone());
-        let committer = Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
-        committer.load("events").await.unwrap().unwrap().metadata().current_schema().clone()
-    }));
+    let table = smol::block_on(Compat::new(load(&cfg, "events"))).expect("the table was created");
+    let schema = table.metadata().current_schema().clone();
     let mut levels = Vec::new();
     let count = folded_names(schema.as_struct().fields(), &mut levels) - 4;
     assert!(count <= 12, "{count} user columns: {schema:?}");
