@@ -4,13 +4,14 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_json::ReaderBuilder;
 use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
 
 use super::buffered::{Meta, Row, Run};
 use super::guard::{Guard, Limits};
+use super::unknown::{self, EXTRA, UnknownKeys};
 use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fast, fit, names};
 use crate::{Error, Result};
 
@@ -54,7 +55,11 @@ enum Slot {
     Partition,
     Offset,
     Timestamp(Option<Arc<str>>),
-    Key { large: bool },
+    Key {
+        large: bool,
+    },
+    /// The unknown keys of a fixed table's record, as JSON text (see [`super::unknown`]).
+    Extra,
 }
 
 /// Turns Kafka messages with JSON object values into Arrow record batches of a fixed schema.
@@ -79,6 +84,9 @@ pub struct BatchDecoder {
     epoch_unit: super::EpochUnit,
     /// The rules new keys must pass before they may grow the table; `None`: every key may.
     guard: Option<Guard>,
+    /// What a key without a column does: grow the table, or (fixed schema) make the record a
+    /// dead letter or go into the `_extra` column.
+    unknown_keys: UnknownKeys,
 }
 
 impl BatchDecoder {
@@ -87,39 +95,7 @@ impl BatchDecoder {
     pub fn new(schema: &iceberg::spec::Schema) -> Result<Self> {
         let arrow = iceberg::arrow::schema_to_arrow_schema(schema)
             .map_err(|e| Error::iceberg("converting the table schema to Arrow", e))?;
-        let mut user = Vec::new();
-        let mut slots = Vec::new();
-        for f in arrow.fields() {
-            let slot = match (f.name().as_str(), f.data_type()) {
-                (META_PARTITION, DataType::Int32) => Slot::Partition,
-                (META_OFFSET, DataType::Int64) => Slot::Offset,
-                (META_TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, tz)) if f.is_nullable() => {
-                    Slot::Timestamp(tz.clone())
-                }
-                (META_KEY, DataType::LargeBinary) if f.is_nullable() => Slot::Key { large: true },
-                (META_KEY, DataType::Binary) if f.is_nullable() => Slot::Key { large: false },
-                (name, dt) if names::is_reserved(name) => {
-                    return Err(Error::decode(
-                        "checking the table schema",
-                        format!(
-                            "column `{name}` ({dt}, nullable: {}) is not a frazil meta column of the expected type",
-                            f.is_nullable()
-                        ),
-                    ));
-                }
-                _ => {
-                    user.push(f.clone());
-                    Slot::User(user.len() - 1)
-                }
-            };
-            slots.push(slot);
-        }
-        for meta in [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY] {
-            if arrow.field_with_name(meta).is_err() {
-                return Err(Error::decode("checking the table schema", format!("meta column `{meta}` is missing")));
-            }
-        }
-        let user = Arc::new(ArrowSchema::new(user));
+        let (user, slots) = slots(&arrow, false)?;
         // Fail now, not on the first flush, if arrow_json cannot decode some column type.
         json_decoder(&user).map_err(|e| Error::decode("checking the table schema", e))?;
         Ok(BatchDecoder {
@@ -135,15 +111,35 @@ impl BatchDecoder {
             unknown: BTreeSet::new(),
             epoch_unit: super::EpochUnit::Millis,
             guard: None,
+            unknown_keys: UnknownKeys::Grow,
         })
     }
 
     /// Holds the table's growth to `limits` and its names to the rules in [`super::guard`]: a
     /// record whose new keys break them is rejected (a dead letter naming the rule).
     pub fn with_limits(mut self, limits: Limits) -> Self {
-        let meta = [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY];
-        self.guard = Some(Guard::new(limits, self.user.fields(), &meta));
+        self.guard = Some(Guard::new(limits, self.user.fields(), &META));
         self
+    }
+
+    /// What a key the table has no column for does (default: the table grows). With a fixed
+    /// schema keeping unknown keys, the table must have the `_extra` string column; it is filled
+    /// by the decoder alone (a record's own `_extra` key is one more unknown key). Call before
+    /// any record is pushed.
+    pub fn with_unknown_keys(mut self, unknown_keys: UnknownKeys) -> Result<Self> {
+        self.unknown_keys = unknown_keys;
+        if unknown_keys == UnknownKeys::Extra {
+            let (user, slots) = slots(&self.schema, true)?;
+            self.columns = user.fields().iter().map(|f| f.name().clone()).collect();
+            if self.fast.is_some() {
+                self.fast = Some(fast::Columns::new(user.fields()));
+            }
+            if let Some(g) = &self.guard {
+                self.guard = Some(Guard::new(g.limits(), user.fields(), &META));
+            }
+            (self.user, self.slots) = (user, slots);
+        }
+        Ok(self)
     }
 
     /// Numbers in timestamp columns count `unit`s since the epoch (default: milliseconds).
@@ -199,14 +195,19 @@ impl BatchDecoder {
                 };
                 return Err(Rejected::new(format!("value is {kind}, not a JSON object")));
             };
-            let (value, fresh) = self.columns_of(map);
+            let (mut value, mut fresh) = self.columns_of(map);
+            let mut extra = None;
             if fresh {
-                if let Some(guard) = self.guard.as_mut() {
-                    guard.admit(&value).map_err(Rejected::new)?;
+                match self.unknown_keys {
+                    UnknownKeys::Grow => self.admit(&value)?,
+                    UnknownKeys::DeadLetter => return Err(Rejected::new(not_a_column(value, self.user.fields()))),
+                    UnknownKeys::Extra => {
+                        let split = unknown::split(value, self.user.fields());
+                        value = split.known;
+                        extra = Some(Value::Object(split.unknown).to_string().into_boxed_str());
+                        fresh = false;
+                    }
                 }
-                let columns = &self.columns;
-                let new = value.keys().filter(|c| !columns.contains(c.as_str()));
-                self.unknown.extend(new.map(|c| names::unescape(c).unwrap_or(c).to_string()));
             }
             let row = Row {
                 partition: msg.partition,
@@ -216,6 +217,7 @@ impl BatchDecoder {
                 value,
                 raw: Box::from(bytes),
                 fresh,
+                extra,
             };
             match self.runs.last_mut() {
                 Some(Run::Parsed(rows)) => rows.push(row),
@@ -224,6 +226,17 @@ impl BatchDecoder {
         }
         self.rows += 1;
         self.bytes += bytes.len() + msg.key.map_or(0, <[u8]>::len);
+        Ok(())
+    }
+
+    /// Lets a record's new keys grow the table, if the guard's rules allow them.
+    fn admit(&mut self, value: &Map<String, Value>) -> Result<(), Rejected> {
+        if let Some(guard) = self.guard.as_mut() {
+            guard.admit(value).map_err(Rejected::new)?;
+        }
+        let columns = &self.columns;
+        let new = value.keys().filter(|c| !columns.contains(c.as_str()));
+        self.unknown.extend(new.map(|c| names::unescape(c).unwrap_or(c).to_string()));
         Ok(())
     }
 
@@ -274,6 +287,7 @@ impl BatchDecoder {
         if let Some(g) = &self.guard {
             next = next.with_limits(g.limits());
         }
+        next = next.with_unknown_keys(self.unknown_keys)?;
         if self.fast.is_none() {
             next.fast = None;
         }
@@ -471,12 +485,85 @@ impl BatchDecoder {
                     .key
                     .finish_binary(*large)
                     .map_err(|e| Error::decode(format!("building the key column of {rows} rows"), e))?,
+                Slot::Extra => match meta.extra.take() {
+                    Some(extra) => Arc::new(StringArray::from_iter(extra)) as ArrayRef,
+                    None => arrow_array::new_null_array(&DataType::Utf8, rows),
+                },
             });
         }
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
             .map_err(|e| Error::decode(format!("assembling a batch of {rows} rows"), e))
     }
+}
+
+/// Why a record with keys a fixed table lacks is a dead letter: the first few keys, by path.
+fn not_a_column(value: Map<String, Value>, fields: &arrow_schema::Fields) -> String {
+    let mut seen = HashSet::new();
+    let paths: Vec<String> =
+        unknown::split(value, fields).paths.into_iter().filter(|p| seen.insert(p.clone())).collect();
+    let named: Vec<String> = paths
+        .iter()
+        .take(5)
+        .map(|p| {
+            let short: String = p.chars().take(60).collect();
+            format!("`{}`", short.escape_debug())
+        })
+        .collect();
+    let more = if paths.len() > 5 { format!(" and {} more", paths.len() - 5) } else { String::new() };
+    let (noun, verb) = if paths.len() == 1 { ("key", "is not a column") } else { ("keys", "are not columns") };
+    format!(
+        "{noun} {}{more} {verb} of the table, whose schema is fixed (unknown_keys = \"dead_letter\")",
+        named.join(", ")
+    )
+}
+
+/// The four meta columns, which count as the table's names at the top level.
+const META: [&str; 4] = [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY];
+
+/// The user columns of a table's Arrow schema and where each column of a batch comes from.
+/// With `extra`, the `_extra` column (which must be a string) is the decoder's own.
+fn slots(arrow: &ArrowSchema, extra: bool) -> Result<(SchemaRef, Vec<Slot>)> {
+    let mut user = Vec::new();
+    let mut slots = Vec::new();
+    for f in arrow.fields() {
+        let slot = match (f.name().as_str(), f.data_type()) {
+            (META_PARTITION, DataType::Int32) => Slot::Partition,
+            (META_OFFSET, DataType::Int64) => Slot::Offset,
+            (META_TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, tz)) if f.is_nullable() => {
+                Slot::Timestamp(tz.clone())
+            }
+            (META_KEY, DataType::LargeBinary) if f.is_nullable() => Slot::Key { large: true },
+            (META_KEY, DataType::Binary) if f.is_nullable() => Slot::Key { large: false },
+            (EXTRA, DataType::Utf8) if extra && f.is_nullable() => Slot::Extra,
+            (name, dt) if names::is_reserved(name) => {
+                return Err(Error::decode(
+                    "checking the table schema",
+                    format!(
+                        "column `{name}` ({dt}, nullable: {}) is not a frazil meta column of the expected type",
+                        f.is_nullable()
+                    ),
+                ));
+            }
+            _ => {
+                user.push(f.clone());
+                Slot::User(user.len() - 1)
+            }
+        };
+        slots.push(slot);
+    }
+    for meta in META {
+        if arrow.field_with_name(meta).is_err() {
+            return Err(Error::decode("checking the table schema", format!("meta column `{meta}` is missing")));
+        }
+    }
+    if extra && !slots.iter().any(|s| matches!(s, Slot::Extra)) {
+        return Err(Error::decode(
+            "checking the table schema",
+            format!("a table that keeps unknown keys needs the optional string column `{EXTRA}`"),
+        ));
+    }
+    Ok((Arc::new(ArrowSchema::new(user)), slots))
 }
 
 /// arrow_json as the general path uses it. coerce_primitive: numbers and booleans in string

@@ -21,6 +21,8 @@ pub(super) struct Row {
     pub(super) raw: Box<[u8]>,
     /// Some top-level key has no column yet (the schema must grow before this row is decoded).
     pub(super) fresh: bool,
+    /// A fixed table's `_extra` value: the JSON text of the keys it has no column for.
+    pub(super) extra: Option<Box<str>>,
 }
 
 impl Row {
@@ -61,12 +63,20 @@ pub(super) struct Meta {
     pub(super) offset: Vec<i64>,
     pub(super) timestamp_ms: Vec<i64>,
     pub(super) key: fast::Bytes,
+    /// The `_extra` values of parsed rows; `None`: every row's is null (the fast path's rows).
+    pub(super) extra: Option<Vec<Option<Box<str>>>>,
 }
 
 impl Meta {
     pub(super) fn new() -> Meta {
         // Wide offsets while gathering; the key column's own width is chosen when it is built.
-        Meta { partition: Vec::new(), offset: Vec::new(), timestamp_ms: Vec::new(), key: fast::Bytes::new(true) }
+        Meta {
+            partition: Vec::new(),
+            offset: Vec::new(),
+            timestamp_ms: Vec::new(),
+            key: fast::Bytes::new(true),
+            extra: None,
+        }
     }
 
     pub(super) fn push(&mut self, partition: i32, offset: i64, timestamp_ms: i64, key: Option<&[u8]>) {
@@ -85,6 +95,7 @@ impl Meta {
         for r in rows {
             meta.push(r.partition, r.offset, r.timestamp_ms, r.key.as_deref());
         }
+        meta.extra = Some(rows.iter().map(|r| r.extra.clone()).collect());
         meta
     }
 }

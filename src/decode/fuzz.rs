@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{BatchDecoder, Message, evolve_schema, infer_schema, raw};
+use iceberg::spec::Schema;
+
+use super::{BatchDecoder, Limits, Message, UnknownKeys, evolve_schema, infer_schema, raw};
 
 fn records(data: &[u8]) -> Vec<&[u8]> {
     data.split(|b| *b == b'\n').take(16).collect()
@@ -21,24 +23,50 @@ fn message(offset: usize, value: &[u8]) -> Message<'_> {
     }
 }
 
-/// Schema inference, decoding, schema growth from the refused keys, and flushing.
+/// Schema inference, decoding, schema growth from the refused keys, and flushing; then again with
+/// tight limits on growth (the table stays within them), and with the schema fixed, unknown keys
+/// going to dead letters or to the `_extra` column (the table never grows).
 pub fn json(data: &[u8]) {
     let values = records(data);
     let schema = infer_schema(values.iter().copied())
         .or_else(|_| infer_schema([br#"{"a": 1, "b": "x", "c": [1.5], "d": {"e": true}}"#.as_slice()]))
         .expect("the fallback sample is an object");
-    let mut decoder = BatchDecoder::new(&schema).expect("an inferred schema is decodable");
+    let tight = Limits { max_columns: 12, max_new_fields: 4, max_depth: 3, max_name_length: 16 };
+    json_with(&values, &schema, None, UnknownKeys::Grow);
+    json_with(&values, &schema, Some(tight), UnknownKeys::Grow);
+    json_with(&values, &schema, None, UnknownKeys::DeadLetter);
+    // Unless the records have an `_extra` key of another type: then the table cannot keep them.
+    if let Ok(with_extra) = super::unknown::with_extra_column(&schema, 0) {
+        json_with(&values, &with_extra.unwrap_or_else(|| schema.clone()), None, UnknownKeys::Extra);
+    }
+}
+
+fn json_with(values: &[&[u8]], schema: &Schema, limits: Option<Limits>, unknown_keys: UnknownKeys) {
+    let mut decoder = BatchDecoder::new(schema).expect("an inferred schema is decodable");
+    if let Some(limits) = limits {
+        decoder = decoder.with_limits(limits);
+    }
+    let mut decoder = decoder.with_unknown_keys(unknown_keys).expect("the schema has what the choice needs");
     let mut refused = 0;
     for (i, v) in values.iter().enumerate() {
         if decoder.push(&message(i, v)).is_err() {
             refused += 1;
         }
     }
+    assert!(!(unknown_keys.fixed() && decoder.has_fresh_keys()), "a fixed schema never needs to grow");
     if decoder.has_fresh_keys() {
         let samples: Vec<&[u8]> = decoder.fresh_samples().collect();
-        let grown = evolve_schema(&schema, samples, schema.highest_field_id(), None)
+        let grown = evolve_schema(schema, samples, schema.highest_field_id(), None)
             .expect("growing from samples that parsed")
             .expect("fresh keys give new fields");
+        if let Some(limits) = limits {
+            let (before, after) = (super::guard::column_count(schema), super::guard::column_count(&grown));
+            assert!(
+                after <= limits.max_columns.max(before),
+                "{after} columns, past the limit of {}",
+                limits.max_columns
+            );
+        }
         decoder.grow(&grown).expect("a grown schema is decodable");
         assert!(!decoder.has_fresh_keys(), "the grown schema has every key");
     }
@@ -47,6 +75,13 @@ pub fn json(data: &[u8]) {
     let rows = flushed.batch.as_ref().map_or(0, |b| b.num_rows());
     if let Some(b) = &flushed.batch {
         assert_eq!(b.schema(), decoder.arrow_schema(), "a batch has the decoder's schema");
+        if unknown_keys == UnknownKeys::Extra {
+            let extra = b.column_by_name(super::EXTRA).expect("the column for unknown keys");
+            let extra = extra.as_any().downcast_ref::<arrow_array::StringArray>().expect("a string column");
+            for text in extra.iter().flatten() {
+                assert!(serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.is_object()), "{text}");
+            }
+        }
     }
     assert_eq!(rows + flushed.rejected.len(), accepted, "every accepted record is a row or a dead letter");
     assert_eq!(accepted + refused, values.len(), "every record is accepted or refused");

@@ -173,6 +173,48 @@ pub fn admitted<'a>(limits: Limits, samples: impl IntoIterator<Item = &'a [u8]>)
     out
 }
 
+/// The user columns of a table's `schema`, nested fields included, as the guard counts them
+/// against `max_columns` (the meta columns are not counted; a list counts as its elements' fields).
+pub fn column_count(schema: &iceberg::spec::Schema) -> usize {
+    use iceberg::spec::Type;
+    fn inside(t: &Type) -> usize {
+        match t {
+            Type::Struct(s) => s.fields().iter().map(|f| 1 + inside(&f.field_type)).sum(),
+            Type::List(l) => inside(&l.element_field.field_type),
+            Type::Map(_) | Type::Primitive(_) => 0,
+        }
+    }
+    let fields = schema.as_struct().fields().iter();
+    fields.filter(|f| !super::names::is_reserved(&f.name)).map(|f| 1 + inside(&f.field_type)).sum()
+}
+
+/// Checks the fields a table would have at once (a schema an operator gave, or a table grown by
+/// an Avro writer schema) against the rules, as if one record brought the `grown` fields the
+/// table's `existing` ones lack. `Err` names the rule.
+pub fn admit_fields(limits: Limits, existing: &Fields, grown: &Fields) -> Result<(), String> {
+    let meta = [super::META_PARTITION, super::META_OFFSET, super::META_TIMESTAMP, super::META_KEY];
+    Guard::new(limits, existing, &meta).admit(&shape(grown))
+}
+
+/// A record with every field of `fields`: an object per struct, a list of one such object per
+/// list of structs, `null` for the rest.
+fn shape(fields: &Fields) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|f| {
+            let v = match f.data_type() {
+                DataType::Struct(children) => Value::Object(shape(children)),
+                DataType::List(item) | DataType::LargeList(item) => match nested_fields(item.data_type()) {
+                    Some(children) => Value::Array(vec![Value::Object(shape(children))]),
+                    None => Value::Null,
+                },
+                _ => Value::Null,
+            };
+            (f.name().clone(), v)
+        })
+        .collect()
+}
+
 /// One record's walk through a copy of the table's names, adding its new ones.
 struct Walk<'a> {
     limits: &'a Limits,
@@ -366,6 +408,28 @@ mod tests {
             vec![br#"{"a": 1}"#, br#"{"A": 2}"#, br#"{"b": 1, "c": 2, "d": 3, "e": 4}"#, b"not json", br#"{"b": 5}"#];
         let kept = admitted(limits, samples.iter().copied());
         assert_eq!(kept, vec![samples[0], samples[3], samples[4]]);
+    }
+
+    #[test]
+    fn fields_given_at_once_pass_the_same_rules() {
+        let site = Fields::from(vec![Field::new("zone", DataType::Utf8, true)]);
+        let nested = |name: &str| {
+            Fields::from(vec![Field::new(
+                "site",
+                DataType::Struct(Fields::from(vec![Field::new(name, DataType::Utf8, true)])),
+                true,
+            )])
+        };
+        let old = Fields::from(vec![Field::new("site", DataType::Struct(site), true)]);
+        assert_eq!(admit_fields(Limits::default(), &Fields::empty(), &old), Ok(()));
+        let e = admit_fields(Limits::default(), &old, &nested("Zone")).unwrap_err();
+        assert!(e.contains("`site.Zone` differs only in case"), "{e}");
+        assert!(admit_fields(Limits::default(), &old, &nested("a.b")).unwrap_err().contains("a dot"));
+        let limits = Limits { max_depth: 1, ..Limits::default() };
+        assert!(admit_fields(limits, &Fields::empty(), &old).unwrap_err().contains("max_depth"));
+        let wide = Fields::from((0..4).map(|i| Field::new(format!("c{i}"), DataType::Int64, true)).collect::<Vec<_>>());
+        let limits = Limits { max_columns: 3, ..Limits::default() };
+        assert!(admit_fields(limits, &Fields::empty(), &wide).unwrap_err().contains("max_columns"));
     }
 
     #[test]

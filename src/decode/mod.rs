@@ -34,12 +34,14 @@ pub mod raw;
 mod schema_tests;
 #[cfg(test)]
 mod tests;
+pub mod unknown;
 
 pub use batch::{BatchDecoder, Flushed, Rejected};
 pub use conform::conform_batch;
 pub use dead::{DeadLetter, dead_letter_batch, dead_letter_schema};
 pub use guard::Limits;
 pub use infer::{evolve_schema, infer_schema};
+pub use unknown::{EXTRA, UnknownKeys};
 
 /// How numbers in timestamp fields count time since the epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +150,15 @@ impl Decoder {
             Decoder::Json(d) => Decoder::Json(Box::new(d.with_limits(limits))),
             other => other,
         }
+    }
+
+    /// What a JSON table does with keys it has no column for (see [`unknown`]); an Avro table
+    /// with a fixed schema is held by the fetcher, which stops following new writer fields.
+    pub fn with_unknown_keys(self, unknown_keys: UnknownKeys) -> crate::Result<Decoder> {
+        Ok(match self {
+            Decoder::Json(d) => Decoder::Json(Box::new(d.with_unknown_keys(unknown_keys)?)),
+            other => other,
+        })
     }
 
     pub fn push(

@@ -337,3 +337,47 @@ fn batches_decoded_before_a_struct_grew_are_widened_with_nulls() {
     );
     assert!(a.column_by_name("c").unwrap().is_null(0), "the new field is null");
 }
+
+/// A fixed schema on both paths: records with known keys alone (the fast path) and with unknown
+/// ones (the general path), dead letters or `_extra` as chosen, and the schema never asks to grow.
+#[test]
+fn a_fixed_schema_refuses_or_keeps_unknown_keys_and_never_grows() {
+    use super::unknown::with_extra_column;
+    let schema = infer_schema([br#"{"num": 1, "site": {"zone": "n"}}"#.as_slice()]).unwrap();
+    let records: [&[u8]; 4] = [
+        br#"{"num": 1, "site": {"zone": "n"}}"#,
+        br#"{"num": 2, "color": "red"}"#,
+        br#"{"num": 3, "site": {"zone": "s", "rack": 7}}"#,
+        br#"{"_extra": "mine"}"#,
+    ];
+    let mut d = BatchDecoder::new(&schema).unwrap().with_unknown_keys(UnknownKeys::DeadLetter).unwrap();
+    let refused: Vec<String> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| d.push(&msg(0, i as i64, 0, None, r)).err().map(|e| e.reason))
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(refused[0].contains("key `color` is not a column"), "{refused:?}");
+    assert!(refused[1].contains("key `site.rack`"), "{refused:?}");
+    assert!(!d.has_fresh_keys() && d.fast_rows() == 1);
+    assert_eq!(d.flush().unwrap().batch.unwrap().num_rows(), 1);
+
+    assert!(BatchDecoder::new(&schema).unwrap().with_unknown_keys(UnknownKeys::Extra).is_err(), "no `_extra` column");
+    let with_extra = with_extra_column(&schema, 0).unwrap().unwrap();
+    let mut d = BatchDecoder::new(&with_extra).unwrap().with_unknown_keys(UnknownKeys::Extra).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        d.push(&msg(0, i as i64, 0, None, r)).unwrap();
+    }
+    assert!(!d.has_fresh_keys());
+    assert_eq!(d.fast_rows(), 1, "a record with known keys alone still takes the fast path");
+    let batch = d.flush().unwrap().batch.unwrap();
+    let extra = batch.column_by_name(EXTRA).unwrap().as_string::<i32>();
+    let got: Vec<Option<Value>> =
+        (0..4).map(|i| extra.is_valid(i).then(|| serde_json::from_str(extra.value(i)).unwrap())).collect();
+    assert_eq!(
+        got,
+        [None, Some(json!({"color": "red"})), Some(json!({"site": {"rack": 7}})), Some(json!({"_extra": "mine"}))]
+    );
+    let num = batch.column_by_name("num").unwrap().as_primitive::<Int64Type>();
+    assert_eq!(num.iter().collect::<Vec<_>>(), [Some(1), Some(2), Some(3), None]);
+}
