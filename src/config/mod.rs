@@ -3,6 +3,7 @@
 //! Every error names the key, the bad value and the fix.
 
 mod access;
+pub mod columns;
 mod load;
 pub mod partition;
 pub mod per_table;
@@ -300,6 +301,16 @@ impl Config {
             max_depth: get(|t| t.max_depth.as_ref(), d.max_depth),
             max_name_length: get(|t| t.max_name_length.as_ref(), d.max_name_length),
         }
+    }
+
+    /// What `table` does with a JSON key it has no column for (default: it grows a column).
+    pub fn unknown_keys(&self, table: &str) -> crate::decode::UnknownKeys {
+        self.table_setting(table, |t| t.unknown_keys.as_ref()).copied().unwrap_or_default()
+    }
+
+    /// The user columns the operator gave for `table`, when a new table is not to be inferred.
+    pub fn given_schema(&self, table: &str) -> Option<&std::sync::Arc<iceberg::spec::Schema>> {
+        self.table_setting(table, |t| t.given.as_ref()).map(|(s, _)| s)
     }
 
     /// How often `run` uploads and commits `table`.

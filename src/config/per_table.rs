@@ -2,12 +2,18 @@
 //! its own to the `"*"` entry and then to the global default.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use iceberg::spec::Schema;
 
 use serde::Deserialize;
 
+use super::columns;
 use super::partition::{self, PartitionField};
 use super::{duration_opt, size_opt};
+use crate::decode::UnknownKeys;
 use crate::{Error, Result};
 
 /// One sort key: a top-level column, its direction and where its nulls go.
@@ -29,6 +35,10 @@ pub struct TableSettings {
     pub max_new_fields: Option<usize>,
     pub max_depth: Option<usize>,
     pub max_name_length: Option<usize>,
+    /// `schema = "fixed"` and `unknown_keys`: what a key without a column does.
+    pub unknown_keys: Option<UnknownKeys>,
+    /// The user columns a new table is created with (`columns` or `schema_file`), and that key.
+    pub given: Option<(Arc<Schema>, &'static str)>,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +52,10 @@ pub(super) struct RawTable {
     max_new_fields: Option<usize>,
     max_depth: Option<usize>,
     max_name_length: Option<usize>,
+    schema: Option<String>,
+    unknown_keys: Option<String>,
+    columns: Option<Vec<String>>,
+    schema_file: Option<PathBuf>,
 }
 
 pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<String, TableSettings>> {
@@ -89,6 +103,8 @@ pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<Strin
                 return Err(Error::config(key(name), "must be at least 1", "write a whole number such as 100"));
             }
         }
+        let unknown_keys = unknown_keys(&key, r.schema.as_deref(), r.unknown_keys.as_deref())?;
+        let given = given(&key, r.columns.as_deref(), r.schema_file.as_deref())?;
         out.insert(
             table,
             TableSettings {
@@ -100,10 +116,88 @@ pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<Strin
                 max_new_fields: r.max_new_fields,
                 max_depth: r.max_depth,
                 max_name_length: r.max_name_length,
+                unknown_keys,
+                given,
             },
         );
     }
     Ok(out)
+}
+
+/// `schema = "grow" | "fixed"` with `unknown_keys = "dead_letter" | "extra"` (fixed only).
+fn unknown_keys(
+    key: &dyn Fn(&str) -> String,
+    schema: Option<&str>,
+    unknown: Option<&str>,
+) -> Result<Option<UnknownKeys>> {
+    let fixed = match schema {
+        None => None,
+        Some("grow") => Some(false),
+        Some("fixed") => Some(true),
+        Some(other) => {
+            return Err(Error::config(
+                key("schema"),
+                format!("`{other}` is not a schema mode"),
+                "write \"grow\" (new keys become columns) or \"fixed\" (the columns never change)",
+            ));
+        }
+    };
+    let chosen = match unknown {
+        None => None,
+        Some("dead_letter") => Some(UnknownKeys::DeadLetter),
+        Some("extra") => Some(UnknownKeys::Extra),
+        Some(other) => {
+            return Err(Error::config(
+                key("unknown_keys"),
+                format!("`{other}` is not a choice"),
+                "write \"dead_letter\" (the record goes to the dead-letter table) or \"extra\" (its unknown keys \
+                 are kept as JSON in the column `_extra`)",
+            ));
+        }
+    };
+    match (fixed, chosen) {
+        (Some(true), c) => Ok(Some(c.unwrap_or(UnknownKeys::DeadLetter))),
+        (_, Some(_)) => Err(Error::config(
+            key("unknown_keys"),
+            "applies only to a table whose schema is fixed",
+            "add schema = \"fixed\" to this table, or remove unknown_keys",
+        )),
+        (Some(false), None) => Ok(Some(UnknownKeys::Grow)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The schema given by `columns` or `schema_file` (not both).
+fn given(
+    key: &dyn Fn(&str) -> String,
+    columns: Option<&[String]>,
+    file: Option<&Path>,
+) -> Result<Option<(Arc<Schema>, &'static str)>> {
+    let from = if columns.is_some() { "columns" } else { "schema_file" };
+    let schema = match (columns, file) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(Error::config(
+                key("columns"),
+                "is set together with schema_file",
+                "give the table's columns one way: remove one of the two",
+            ));
+        }
+        (Some(list), None) => columns::parse_columns(list).map_err(|e| {
+            Error::config(key("columns"), e, "write e.g. [\"device string\", \"temp double\", \"at timestamptz\"]")
+        })?,
+        (None, Some(path)) => columns::read_schema_file(path).map_err(|e| {
+            Error::config(
+                key("schema_file"),
+                e,
+                "point it at an Iceberg schema in JSON ({\"type\": \"struct\", \"fields\": [...]})",
+            )
+        })?,
+    };
+    if schema.as_struct().fields().is_empty() {
+        return Err(Error::config(key(from), "gives no column", "give at least one column"));
+    }
+    Ok(Some((Arc::new(schema), from)))
 }
 
 /// Parses `column`, `column desc`, `column asc nulls last`... (ascending with nulls first by

@@ -341,3 +341,63 @@ fn printed_settings_never_show_a_secret() {
         MINIMAL.replace("uri = \"http://127.0.0.1:8181\"", "uri = \"http://127.0.0.1:8181\"\ntoken = \"tok-SECRET\"");
     assert!(!format!("{:?}", Config::parse(&token).unwrap()).contains("SECRET"));
 }
+
+#[test]
+fn fixed_schemas_and_given_columns_are_read_per_table() {
+    use crate::decode::UnknownKeys;
+    let c = Config::parse(&format!(
+        r#"{MINIMAL}
+[tables."*"]
+schema = "fixed"
+[tables.loose]
+schema = "fixed"
+unknown_keys = "extra"
+columns = ["device string", "temp double"]
+[tables.growing]
+schema = "grow"
+"#
+    ))
+    .unwrap();
+    assert_eq!(c.unknown_keys("other"), UnknownKeys::DeadLetter);
+    assert_eq!(c.unknown_keys("loose"), UnknownKeys::Extra);
+    assert_eq!(c.unknown_keys("growing"), UnknownKeys::Grow);
+    assert_eq!(Config::parse(MINIMAL).unwrap().unknown_keys("t"), UnknownKeys::Grow);
+    let given = c.given_schema("loose").expect("given columns");
+    assert_eq!(given.as_struct().fields().iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["device", "temp"]);
+    assert!(c.given_schema("other").is_none());
+}
+
+#[test]
+fn bad_schema_settings_name_the_key_and_the_fix() {
+    let t = |body: &str| err(&format!("{MINIMAL}[tables.t]\n{body}\n"));
+    let (key, problem, fix) = t("schema = \"strict\"");
+    assert_eq!(key, "tables.\"t\".schema");
+    assert!(problem.contains("`strict`") && fix.contains("\"fixed\""), "{problem} / {fix}");
+    let (key, problem, _) = t("unknown_keys = \"extra\"");
+    assert_eq!(key, "tables.\"t\".unknown_keys");
+    assert!(problem.contains("only to a table whose schema is fixed"), "{problem}");
+    let (key, ..) = t("schema = \"fixed\"\nunknown_keys = \"drop\"");
+    assert_eq!(key, "tables.\"t\".unknown_keys");
+    let (key, problem, _) = t("columns = [\"temp dubble\"]");
+    assert_eq!(key, "tables.\"t\".columns");
+    assert!(problem.contains("`dubble` is not an Iceberg type"), "{problem}");
+    let (key, ..) = t("columns = [\"a long\"]\nschema_file = \"/nonexistent.json\"");
+    assert_eq!(key, "tables.\"t\".columns");
+    let (key, problem, _) = t("schema_file = \"/nonexistent.json\"");
+    assert_eq!(key, "tables.\"t\".schema_file");
+    assert!(problem.contains("cannot read"), "{problem}");
+    // Given columns are held to the rules a growing table is.
+    let (key, problem, _) = t("columns = [\"num long\", \"NUM long\"]");
+    assert_eq!(key, "tables.\"t\".columns");
+    assert!(problem.contains("differs only in case"), "{problem}");
+    assert!(t("columns = [\"site struct<a.b: long>\"]").1.contains("a dot"));
+    assert!(t("columns = [\"_kafka_offset long\"]").1.contains("meta columns"));
+    let (_, problem, fix) = t("max_columns = 1\ncolumns = [\"a long\", \"b long\"]");
+    assert!(problem.contains("max_columns") && fix.contains("raise the limit"), "{problem} / {fix}");
+    // Unknown keys kept as JSON are a JSON table's.
+    let avro = MINIMAL.replace("[kafka]\n", "[kafka]\nformat = \"avro\"\n")
+        + "[schema_registry]\nurl = \"http://127.0.0.1:8081\"\n[tables.events]\nschema = \"fixed\"\nunknown_keys = \"extra\"\n";
+    let (key, problem, _) = err(&avro);
+    assert_eq!(key, "tables.\"events\".unknown_keys");
+    assert!(problem.contains("Avro topic events"), "{problem}");
+}

@@ -24,7 +24,47 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     let schema_registry = raw.schema_registry.map(schema_registry).transpose()?;
     check_avro_has_registry(&kafka, schema_registry.as_ref())?;
     let tables = per_table::settings(raw.tables)?;
-    Ok(Config { agent_id, kafka, spool, catalog, s3, schema_registry, tables, time_fields, metrics_listen })
+    let config = Config { agent_id, kafka, spool, catalog, s3, schema_registry, tables, time_fields, metrics_listen };
+    check_given_schemas(&config)?;
+    check_extra_is_for_json(&config)?;
+    Ok(config)
+}
+
+/// A schema the operator gives is held to the rules a growing table is (`decode::guard`), with
+/// the table's limits, and may not take the meta columns' names.
+fn check_given_schemas(c: &Config) -> Result<()> {
+    for (table, t) in &c.tables {
+        let Some((schema, from)) = &t.given else { continue };
+        let key = format!("tables.\"{table}\".{from}");
+        if let Some(f) = schema.as_struct().fields().iter().find(|f| crate::decode::names::is_reserved(&f.name)) {
+            return Err(Error::config(
+                key,
+                format!("column `{}` takes a name of frazil's meta columns", f.name),
+                "rename it",
+            ));
+        }
+        let arrow = iceberg::arrow::schema_to_arrow_schema(schema)
+            .map_err(|e| Error::config(key.clone(), format!("cannot be written as Parquet: {e}"), "use other types"))?;
+        crate::decode::guard::admit_fields(c.limits(table), &arrow_schema::Fields::empty(), arrow.fields())
+            .map_err(|e| Error::config(key, e, "rename the column, or raise the limit it names for this table"))?;
+    }
+    Ok(())
+}
+
+/// Unknown keys kept as JSON are a JSON table's: an Avro writer's extra fields have no JSON.
+fn check_extra_is_for_json(c: &Config) -> Result<()> {
+    for topic in &c.kafka.topics {
+        let table = c.table_for(topic);
+        if c.kafka.format_for(topic) == Format::Avro && c.unknown_keys(&table) == crate::decode::UnknownKeys::Extra {
+            return Err(Error::config(
+                format!("tables.\"{table}\".unknown_keys"),
+                format!("table {table} is fed by the Avro topic {topic}, whose records have no JSON keys to keep"),
+                "use unknown_keys = \"dead_letter\": records of a writer schema with fields the table lacks go to \
+                 the dead-letter table",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `agent.id`, else the host name: it is written into snapshot summaries and object paths, so only
