@@ -36,6 +36,14 @@ fn v2_schema() -> Value {
     s
 }
 
+/// v1 with a field whose name differs from `device` only in case: a table with both could not be
+/// read by DuckDB, so this writer schema is refused and its records are dead letters.
+fn v3_schema() -> Value {
+    let mut s = v1_schema();
+    s["fields"].as_array_mut().unwrap().push(json!({"name": "Device", "type": "string"}));
+    s
+}
+
 fn v1(id: i64, device: &str) -> Value {
     json!({"id": id, "device": device, "at": 1_700_000_000_123i64 + id, "day": 19675, "price": "12.30",
            "uid": "0b8c5f4e-3c1a-4d7e-9a65-2f1d3e4c5b6a", "state": "WARN", "tags": ["a", "b"]})
@@ -93,7 +101,8 @@ fn encode(dir: &std::path::Path, schemas: &BTreeMap<u32, String>, messages: &[(u
 fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
-    let schemas: BTreeMap<u32, String> = [(1, v1_schema().to_string()), (2, v2_schema().to_string())].into();
+    let schemas: BTreeMap<u32, String> =
+        [(1, v1_schema().to_string()), (2, v2_schema().to_string()), (3, v3_schema().to_string())].into();
     let registry = Registry::start("frazil", "s3cret", schemas.clone());
 
     let good = [
@@ -102,6 +111,11 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
         (2, v2(1 << 40, Some((52.5, 13.4)), json!({"rssi": -70, "snr": 9}))),
         (2, v2(4, None, json!({}))),
         (1, v1(5, "gw-1")),
+        (3, {
+            let mut r = v1(6, "gw-3");
+            r["Device"] = json!("shadow");
+            r
+        }),
     ];
     let frames = encode(servers.dir.path(), &schemas, &good);
     let mut truncated = frames[2].clone();
@@ -124,6 +138,7 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
         (huge, Some("larger than kafka.max_record_bytes")),
         (frames[3].clone(), None),
         (frames[4].clone(), None),
+        (frames[5].clone(), Some("schema id 3 would break the table's rules: key `Device` differs only in case")),
     ];
     block_on(create_topic(&kafka, "readings", 1));
     let offsets = block_on(produce_raw(&kafka, "readings", 0, values.iter().map(|(v, _)| Some(v.clone())).collect()));
@@ -151,18 +166,13 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
     write_config(&password, "s3cret\n");
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("(4 to dead-letter tables)"), "{log}");
+    assert!(log.contains("(5 to dead-letter tables)"), "{log}");
     assert!(log.contains("writer schema id 2 adds pos (struct), attrs (map); widens id (long)"), "{log}");
     // Each schema id is asked for once (then cached); id 99 got the registry's 404.
-    let asked: Vec<(String, u16)> = registry.requests().into_iter().filter(|(_, s)| *s != 401).collect();
-    assert_eq!(
-        asked,
-        [
-            ("/schemas/ids/1".to_string(), 200),
-            ("/schemas/ids/2".to_string(), 200),
-            ("/schemas/ids/99".to_string(), 404)
-        ]
-    );
+    let mut asked: Vec<(String, u16)> = registry.requests().into_iter().filter(|(_, s)| *s != 401).collect();
+    asked.sort();
+    let ids = |id: u32, status: u16| (format!("/schemas/ids/{id}"), status);
+    assert_eq!(asked, [ids(1, 200), ids(2, 200), ids(3, 200), ids(99, 404)]);
 
     let mut good_rows = good.iter();
     let expected: Vec<Value> = values
@@ -209,7 +219,9 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
     let status = status_json(&config, &[]);
     let table =
         status["tables"].as_array().unwrap().iter().find(|t| t["table"] == "readings").cloned().unwrap_or_default();
-    assert_eq!(table["dead_letters"], json!({"table": "readings__dlq", "rows": 4}), "{status}");
+    assert_eq!(table["dead_letters"], json!({"table": "readings__dlq", "rows": 5}), "{status}");
+    // id, device, at, day, price, uid, state, tags, pos {lat, lon}, attrs: never `Device`.
+    assert_eq!(table["columns"], json!({"count": 12, "max": 1000, "fixed": false}), "{status}");
 }
 
 #[test]

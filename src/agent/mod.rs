@@ -15,6 +15,8 @@
 mod fetcher;
 mod metrics;
 mod publisher;
+#[cfg(test)]
+mod schema_tests;
 mod shared;
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@ use crate::source::memory::Topics;
 use crate::upload::Stores;
 
 /// A config for topic `events` → table `events` in a filesystem catalog under `dir`.
-fn config(dir: &Path, extra_kafka: &str, extra_spool: &str) -> Config {
+pub(super) fn config(dir: &Path, extra_kafka: &str, extra_spool: &str) -> Config {
     let d = dir.display();
     Config::parse(&format!(
         r#"
@@ -59,14 +59,14 @@ fn produce(topics: &Topics, partitions: i32, per_partition: i64, body: impl Fn(i
 }
 
 /// The table as the catalog has it now (`None`: not created).
-async fn load(cfg: &Config, table: &str) -> Option<iceberg::table::Table> {
+pub(super) async fn load(cfg: &Config, table: &str) -> Option<iceberg::table::Table> {
     let stores = Stores::new(cfg.s3.clone());
     let committer = Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
     committer.load(table).await.unwrap()
 }
 
 /// The table's rows, as iceberg's own scan reads them, with these columns.
-fn scan(cfg: &Config, table: &str, columns: &[&str]) -> Vec<RecordBatch> {
+pub(super) fn scan(cfg: &Config, table: &str, columns: &[&str]) -> Vec<RecordBatch> {
     smol::block_on(Compat::new(async {
         let Some(t) = load(cfg, table).await else { return Vec::new() };
         let scan = t.scan().select(columns.iter().copied()).build().unwrap();
@@ -75,7 +75,7 @@ fn scan(cfg: &Config, table: &str, columns: &[&str]) -> Vec<RecordBatch> {
 }
 
 /// Every (partition, offset) in the table, once per row it appears in.
-fn table_rows(cfg: &Config, table: &str) -> Vec<(i32, i64)> {
+pub(super) fn table_rows(cfg: &Config, table: &str) -> Vec<(i32, i64)> {
     let mut rows = Vec::new();
     for b in scan(cfg, table, &[META_PARTITION, META_OFFSET]) {
         let p = b.column_by_name(META_PARTITION).unwrap().as_primitive::<Int32Type>();
@@ -251,87 +251,4 @@ fn a_broker_that_fails_and_a_log_cut_by_retention_lose_nothing_still_in_it() {
     let rows = table_rows(&cfg, "events");
     let expected: Vec<(i32, i64)> = (0..100).map(|o| (0, o)).chain((40..100).map(|o| (1, o))).collect();
     assert_eq!(rows, expected);
-}
-
-/// Names at every level of a schema, lower-cased, with the total count of fields.
-fn folded_names(fields: &[iceberg::spec::NestedFieldRef], out: &mut Vec<Vec<String>>) -> usize {
-    use iceberg::spec::Type;
-    out.push(fields.iter().map(|f| f.name.to_lowercase()).collect());
-    let mut count = fields.len();
-    for f in fields {
-        match f.field_type.as_ref() {
-            Type::Struct(s) => count += folded_names(s.fields(), out),
-            Type::List(l) => {
-                if let Type::Struct(s) = l.element_field.field_type.as_ref() {
-                    count += folded_names(s.fields(), out);
-                }
-            }
-            _ => {}
-        }
-    }
-    count
-}
-
-#[test]
-fn records_that_would_poison_the_table_are_dead_letters_and_the_table_stays_readable() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "", "[tables.\"events\"]\nmax_columns = 12\nmax_new_fields = 5\nmax_depth = 4");
-    let topics = Topics::default();
-    topics.create("events", 1);
-    let wide = (0..3000).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(",");
-    let deep = (0..20).fold("1".to_string(), |inner, i| format!("{{\"d{i}\":{inner}}}"));
-    let long = "x".repeat(5000);
-    let records: Vec<(String, Option<&str>)> = vec![
-        (r#"{"num":1,"site":{"zone":"n"}}"#.into(), None),
-        (r#"{"num":2,"Num":2}"#.into(), Some("differs only in case")),
-        (r#"{"NUM":3}"#.into(), Some("differs only in case")),
-        (r#"{"site":{"ZONE":"x"}}"#.into(), Some("`site.ZONE` differs only in case")),
-        (r#"{"_KAFKA_offset":1}"#.into(), Some("differs only in case from the column `_kafka_offset`")),
-        (r#"{"":1}"#.into(), Some("is empty")),
-        (r#"{"a.b":1}"#.into(), Some("a dot")),
-        (r#"{"a":{"b":2}}"#.into(), None),
-        (r#"{"a.b":3}"#.into(), Some("a dot")),
-        (format!(r#"{{"{long}":1}}"#), Some("5000 characters long")),
-        (format!("{{{wide}}}"), Some("max_new_fields")),
-        (format!(r#"{{"deep":{deep}}}"#), Some("max_depth")),
-        (r#"{"num":4,"extra":"e","more":{"x":1,"y":2}}"#.into(), None),
-        (r#"{"c1":1,"c2":2,"c3":3,"c4":4}"#.into(), Some("max_columns")),
-        (r#"{"num":5,"Extra":"e"}"#.into(), Some("differs only in case from the column `extra`")),
-        (r#"{"num":6,"extra":"f"}"#.into(), None),
-    ];
-    for (value, _) in &records {
-        topics.produce("events", 0, value.as_bytes());
-    }
-    let agent = Agent::with_source(cfg.clone(), topics.connect()).unwrap();
-    let r = agent.flush().unwrap();
-    let dead: Vec<i64> =
-        records.iter().enumerate().filter(|(_, (_, why))| why.is_some()).map(|(o, _)| o as i64).collect();
-    assert_eq!((r.events, r.rejected, r.pending_files), (records.len() as u64, dead.len() as u64, 0), "{r:?}");
-    // Every record is in exactly one of the table and the dead-letter table, with the reason.
-    let rows: Vec<i64> = table_rows(&cfg, "events").into_iter().map(|(_, o)| o).collect();
-    let kept: Vec<i64> = (0..records.len() as i64).filter(|o| !dead.contains(o)).collect();
-    assert_eq!(rows, kept);
-    let dlq = crate::config::dead_letter_table_name(&cfg.catalog.dead_letter_table, "events");
-    let mut letters = Vec::new();
-    for b in scan(&cfg, &dlq, &["offset", "reason"]) {
-        let o = b.column_by_name("offset").unwrap().as_primitive::<Int64Type>();
-        let why = b.column_by_name("reason").unwrap().as_string::<i32>();
-        letters.extend((0..b.num_rows()).map(|i| (o.value(i), why.value(i).to_string())));
-    }
-    letters.sort();
-    assert_eq!(letters.iter().map(|(o, _)| *o).collect::<Vec<_>>(), dead);
-    for (o, why) in &letters {
-        let expected = records[*o as usize].1.unwrap();
-        assert!(why.contains(expected), "offset {o}: {why:?} should say {expected:?}");
-    }
-    // The table: within its limit, and no two names at one level differ only in case.
-    let table = smol::block_on(Compat::new(load(&cfg, "events"))).expect("the table was created");
-    let schema = table.metadata().current_schema().clone();
-    let mut levels = Vec::new();
-    let count = folded_names(schema.as_struct().fields(), &mut levels) - 4;
-    assert!(count <= 12, "{count} user columns: {schema:?}");
-    for level in levels {
-        let unique: BTreeSet<&String> = level.iter().collect();
-        assert_eq!(unique.len(), level.len(), "names that differ only in case: {level:?}");
-    }
 }

@@ -78,6 +78,29 @@ pub struct TableStatus {
     /// Rows in the table's dead-letter table, from the catalog, by every agent (`None` when not
     /// checked or unreachable, and for a dead-letter table itself).
     pub dead_letters: Option<DeadLetters>,
+    /// The table's columns against its limit: from the spool's record of its schema, else from
+    /// the catalog (`None` when neither has it yet).
+    pub columns: Option<Columns>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Columns {
+    /// User columns, nested fields included (the meta columns are not counted).
+    pub count: usize,
+    /// `max_columns` of the table.
+    pub max: usize,
+    /// The table's schema never grows (`schema = "fixed"`).
+    pub fixed: bool,
+}
+
+impl Columns {
+    fn of(cfg: &Config, table: &str, schema: &iceberg::spec::Schema) -> Columns {
+        Columns {
+            count: crate::decode::guard::column_count(schema),
+            max: cfg.limits(table).max_columns,
+            fixed: cfg.unknown_keys(table).fixed(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +174,13 @@ fn local(cfg: &Config) -> Result<Status> {
                 reason,
             }),
             _ => {}
+        }
+    }
+    let dead_letter_tables: BTreeSet<String> =
+        tables.keys().map(|t| crate::config::dead_letter_table_name(&cfg.catalog.dead_letter_table, t)).collect();
+    for t in tables.values_mut().filter(|t| !dead_letter_tables.contains(&t.table)) {
+        if let Some(schema) = crate::layout::store::schema(&spool, &t.table)? {
+            t.columns = Some(Columns::of(cfg, &t.table, &schema));
         }
     }
     let pending_commits: Vec<Pending> = spool
@@ -281,6 +311,9 @@ async fn check_catalog(cfg: &Config, st: &mut Status) -> Reach {
             t.exists = Some(table.is_some());
             if let Some(table) = &table {
                 let md = table.metadata();
+                if t.columns.is_none() && t.dead_letters.is_some() {
+                    t.columns = Some(Columns::of(cfg, &name, md.current_schema()));
+                }
                 t.last_commit = commit::last_commit(md, &cfg.agent_id).map(|s| LastCommit {
                     snapshot_id: s.snapshot_id(),
                     commit_id: s.summary().additional_properties.get(commit::protocol::COMMIT_ID).cloned(),
@@ -402,6 +435,10 @@ impl fmt::Display for TableStatus {
         )?;
         if let Some(p) = &t.pending_commit {
             writeln!(f, "  pending commit {p}: checked against the table's history before anything is retried")?;
+        }
+        if let Some(c) = &t.columns {
+            let fixed = if c.fixed { ", schema fixed" } else { "" };
+            writeln!(f, "  columns: {} of at most {} (max_columns){fixed}", c.count, c.max)?;
         }
         if let Some(d) = t.dead_letters.as_ref().filter(|d| d.rows > 0) {
             writeln!(f, "  dead letters: {} in {}", d.rows, d.table)?;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use iceberg::TableCreation;
 use iceberg::spec::{
-    NullOrder, PartitionSpec, Schema, SortDirection, SortField, SortOrder, TableMetadataBuilder, Transform, Type,
-    UnboundPartitionSpec,
+    NestedField, NestedFieldRef, NullOrder, PartitionSpec, PrimitiveType, Schema, SortDirection, SortField, SortOrder,
+    TableMetadataBuilder, Transform, Type, UnboundPartitionSpec,
 };
 
 use crate::config::partition::PartitionField;
@@ -73,32 +73,107 @@ pub fn check_writable(table: &str, schema: &Schema) -> Result<()> {
 /// catalog does on create.
 /// When no sample is a JSON object the table starts with the meta columns alone (the records are
 /// dead letters) and grows with the first object that comes.
+/// With `extra`, the table also gets the `_extra` column for the keys a fixed schema lacks.
 pub fn infer<'a>(
     table: &str,
     samples: impl IntoIterator<Item = &'a [u8]>,
     time: &decode::TimeFields,
     partition: &[PartitionField],
+    extra: bool,
 ) -> Result<(Arc<Schema>, PartitionSpec)> {
     let inferred = decode::infer_schema(samples).or_else(|_| decode::infer_schema([b"{}".as_slice()]))?;
-    canonical(table, decode::with_time_fields(inferred, time, 0)?, partition)
+    let typed = decode::with_time_fields(inferred, time, 0)?;
+    canonical(table, if extra { with_extra(typed)? } else { typed }, partition)
 }
 
-/// The schema of an Avro topic's table from the writer schema of its first records (the meta
-/// columns alone when none of them had a usable one: the table grows with the first that does).
+/// The schema an operator gave for a new table (its user columns), with the meta columns (and
+/// the `_extra` column with `extra`), numbered the way a catalog does on create.
+pub fn given(
+    table: &str,
+    user: &Schema,
+    partition: &[PartitionField],
+    extra: bool,
+) -> Result<(Arc<Schema>, PartitionSpec)> {
+    let mut fields = user.as_struct().fields().to_vec();
+    let mut next = user.highest_field_id();
+    let mut id = || {
+        next += 1;
+        next
+    };
+    fields.push(NestedField::required(id(), META_PARTITION, PrimitiveType::Int.into()).into());
+    fields.push(NestedField::required(id(), META_OFFSET, PrimitiveType::Long.into()).into());
+    fields.push(NestedField::optional(id(), META_TIMESTAMP, PrimitiveType::Timestamptz.into()).into());
+    fields.push(NestedField::optional(id(), META_KEY, PrimitiveType::Binary.into()).into());
+    let schema = Schema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .map_err(|e| Error::iceberg(format!("the given schema of {table}"), e))?;
+    canonical(table, if extra { with_extra(schema)? } else { schema }, partition)
+}
+
+/// `schema` with the optional string column `_extra` at the end: a new column, or one of that
+/// name typed string instead (a new table only: its first records may have had such a key).
+fn with_extra(schema: Schema) -> Result<Schema> {
+    let mut fields: Vec<NestedFieldRef> =
+        schema.as_struct().fields().iter().filter(|f| f.name != decode::EXTRA).cloned().collect();
+    let id = schema.highest_field_id() + 1;
+    fields.push(NestedField::optional(id, decode::EXTRA, PrimitiveType::String.into()).into());
+    Schema::builder()
+        .with_schema_id(schema.schema_id())
+        .with_fields(fields)
+        .build()
+        .map_err(|e| Error::iceberg("adding the column for unknown keys", e))
+}
+
+/// `schema` of an existing table grown by the `_extra` column (id after `last_id`), when a
+/// table that keeps unknown keys lacks it; `None` when it has it. A column of that name of
+/// another type is an error naming the fix.
+pub fn grow_extra(table: &str, schema: &Schema, last_id: i32) -> Result<Option<Schema>> {
+    decode::unknown::with_extra_column(schema, last_id).map_err(|e| {
+        Error::config(
+            format!("tables.\"{table}\".unknown_keys"),
+            format!("table {table}: {e}"),
+            "use unknown_keys = \"dead_letter\" for this table, or drop or rename its `_extra` column",
+        )
+    })
+}
+
+/// A writer schema whose fields break the table's rules (`decode::guard`) is not used either.
 pub fn avro(
     table: &str,
     writer: Option<&decode::avro::Avro>,
     partition: &[PartitionField],
+    limits: decode::Limits,
 ) -> Result<(Arc<Schema>, PartitionSpec)> {
+    let meta_alone = || decode::infer_schema([b"{}".as_slice()]);
     let schema = match writer.map(decode::avro::table_schema) {
-        Some(Ok(s)) => s,
+        Some(Ok(s)) => match check_growth(limits, &meta_alone()?, &s) {
+            Ok(()) => s,
+            Err(e) => {
+                log::warn!(
+                    "table {table}: the first writer schema would break the table's rules ({e}); starting with the meta columns alone"
+                );
+                meta_alone()?
+            }
+        },
         Some(Err(e)) => {
             log::warn!("table {table}: {e}; starting with the meta columns alone");
-            decode::infer_schema([b"{}".as_slice()])?
+            meta_alone()?
         }
-        None => decode::infer_schema([b"{}".as_slice()])?,
+        None => meta_alone()?,
     };
     canonical(table, schema, partition)
+}
+
+/// Whether a table may grow from `old` to `grown` (both with the meta columns) under the rules of
+/// `decode::guard`: `Err` names the rule the new fields break.
+pub fn check_growth(limits: decode::Limits, old: &Schema, grown: &Schema) -> std::result::Result<(), String> {
+    let user = |s: &Schema| -> std::result::Result<arrow_schema::Fields, String> {
+        let arrow = iceberg::arrow::schema_to_arrow_schema(s).map_err(|e| e.to_string())?;
+        Ok(arrow.fields().iter().filter(|f| !decode::names::is_reserved(f.name())).cloned().collect())
+    };
+    decode::guard::admit_fields(limits, &user(old)?, &user(grown)?)
 }
 
 /// The fixed schema of a raw or text topic's table, numbered the way a catalog does on create.

@@ -1,6 +1,7 @@
 //! How a table is shaped: partitioned, raw and text values, time fields, per-table settings.
 
 use super::*;
+use serde_json::Value;
 
 #[test]
 fn a_partitioned_table_gets_one_file_per_partition_value_and_prunes() {
@@ -246,5 +247,64 @@ fn records_that_would_poison_the_table_are_dead_letters_and_every_reader_reads_i
         let mut got: Vec<i64> = letters.iter().map(|r| r["offset"].as_i64().unwrap()).collect();
         got.sort();
         assert_eq!(got, dead, "{reader}: {letters:?}");
+    }
+}
+
+#[test]
+fn fixed_tables_from_given_columns_never_grow_and_every_reader_reads_them() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let columns = r#"columns = ["num long", "site struct<zone: string>", "at timestamptz"]"#;
+    let config = servers.config(
+        &["strict", "loose"],
+        &format!(
+            "\n[tables.strict]\nschema = \"fixed\"\n{columns}\n\
+             [tables.loose]\nschema = \"fixed\"\nunknown_keys = \"extra\"\n{columns}"
+        ),
+    );
+    // (record, its `_extra` in the loose table; `None`: it has no unknown key).
+    let values: Vec<(&str, Option<Value>)> = vec![
+        (r#"{"num":1,"site":{"zone":"n"},"at":"2024-05-06T07:08:09Z"}"#, None),
+        (r#"{"num":2,"color":"red"}"#, Some(json!({"color": "red"}))),
+        (r#"{"num":3,"site":{"zone":"s","rack":7}}"#, Some(json!({"site": {"rack": 7}}))),
+        (r#"{"num":4,"at":1715000000000}"#, None),
+        (r#"{"Num":5,"a.b":{"c":1}}"#, Some(json!({"Num": 5, "a.b": {"c": 1}}))),
+    ];
+    for topic in ["strict", "loose"] {
+        block_on(create_topic(&kafka, topic, 1));
+        block_on(produce_raw(&kafka, topic, 0, values.iter().map(|(v, _)| Some(v.as_bytes().to_vec())).collect()));
+    }
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "flush failed:\n{log}");
+    let known: Vec<i64> = (0..values.len() as i64).filter(|o| values[*o as usize].1.is_none()).collect();
+    let unknown: Vec<i64> = (0..values.len() as i64).filter(|o| values[*o as usize].1.is_some()).collect();
+    for reader in ["pyiceberg", "duckdb"] {
+        let (rows, _) = servers.read_table("strict", reader);
+        let mut got: Vec<i64> = rows.iter().map(|r| r["_kafka_offset"].as_i64().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, known, "{reader}: {rows:?}");
+        let names: std::collections::BTreeSet<&str> = rows[0].as_object().unwrap().keys().map(String::as_str).collect();
+        let meta = ["_kafka_partition", "_kafka_offset", "_kafka_timestamp", "_kafka_key"];
+        let given: std::collections::BTreeSet<&str> = ["num", "site", "at"].into_iter().chain(meta).collect();
+        assert_eq!(names, given, "{reader}: the strict table has the given columns alone");
+        // Both spellings of `at` read as the same kind of time.
+        let at: Vec<&str> = rows.iter().filter_map(|r| r["at"].as_str()).collect();
+        assert_eq!(at.len(), 2, "{reader}: {rows:?}");
+        assert!(at.iter().any(|t| t.starts_with("2024-05-06T07:08:09")), "{reader}: {at:?}");
+        assert!(at.iter().any(|t| t.starts_with("2024-05-06T12:53:20")), "{reader}: {at:?}");
+        let (letters, _) = servers.read_columns("strict__dlq", reader, &["offset", "reason"]);
+        let mut dead: Vec<i64> = letters.iter().map(|r| r["offset"].as_i64().unwrap()).collect();
+        dead.sort();
+        assert_eq!(dead, unknown, "{reader}: {letters:?}");
+        assert!(letters.iter().all(|l| l["reason"].as_str().unwrap().contains("of the table, whose schema is fixed")));
+
+        let (rows, _) = servers.read_table("loose", reader);
+        assert_eq!(rows.len(), values.len(), "{reader}: every record is a row of the loose table");
+        for r in &rows {
+            let o = r["_kafka_offset"].as_i64().unwrap() as usize;
+            let extra = r["_extra"].as_str().map(|t| serde_json::from_str::<Value>(t).unwrap());
+            assert_eq!(extra, values[o].1, "{reader}: offset {o}");
+            assert_eq!(r.as_object().unwrap().len(), given.len() + 1, "{reader}: {r}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use rskafka::record::RecordAndOffset;
 
 use super::Fetcher;
 use crate::Result;
-use crate::decode::{self, Format};
+use crate::decode::{self, Format, UnknownKeys};
 use crate::layout::{Written, rules};
 use crate::source::registry::Known;
 use crate::topic::TopicPartition;
@@ -28,14 +28,19 @@ impl Fetcher<'_> {
     ) -> Result<Written> {
         let cfg = &self.shared.cfg;
         let partition = cfg.partition_fields(table, false);
-        self.shared.layouts.decide(table, false, cfg.sort_keys(table, false), || match format {
-            Format::Json => {
+        let extra = cfg.unknown_keys(table) == UnknownKeys::Extra;
+        // Columns the operator gave replace inference (a raw or text table's columns are fixed).
+        let given = cfg.given_schema(table).filter(|_| matches!(format, Format::Json | Format::Avro));
+        self.shared.layouts.decide(table, false, cfg.sort_keys(table, false), || match (format, given) {
+            (_, Some(user)) => rules::given(table, user, partition, extra),
+            (Format::Json, None) => {
                 // Only records whose keys pass the table's rules shape it (the others are dead letters).
                 let values = samples.iter().filter_map(|r| r.record.value.as_deref());
-                rules::infer(table, decode::guard::admitted(cfg.limits(table), values), &cfg.time_fields, partition)
+                let admitted = decode::guard::admitted(cfg.limits(table), values);
+                rules::infer(table, admitted, &cfg.time_fields, partition, extra)
             }
-            Format::Raw | Format::Text => rules::raw(table, format == Format::Text, partition),
-            Format::Avro => {
+            (Format::Raw | Format::Text, None) => rules::raw(table, format == Format::Text, partition),
+            (Format::Avro, None) => {
                 // The writer schema of the first record that has a usable one.
                 let first = samples
                     .iter()
@@ -44,7 +49,7 @@ impl Fetcher<'_> {
                         Known::Schema(text) => decode::avro::parse(text).ok(),
                         Known::Refused(_) => None,
                     });
-                rules::avro(table, first.as_ref(), partition)
+                rules::avro(table, first.as_ref(), partition, cfg.limits(table))
             }
         })
     }
@@ -68,26 +73,56 @@ impl Fetcher<'_> {
             if self.buffer(tp).avro().is_some_and(|d| d.knows(*id)) {
                 continue;
             }
+            // A writer schema whose fields would break the table's rules is refused like one the
+            // registry could not give: its records go to the dead-letter table with the reason.
+            let mut refused = None;
             if let Known::Schema(text) = known
                 && let Ok(writer) = decode::avro::parse(text)
+                && !self.shared.cfg.unknown_keys(table).fixed()
             {
-                let old = self.written(table).schema;
-                let (known_schema, table_last_id) = self.shared.layouts.catalog_schema(table);
-                match decode::avro::evolve(&old, &writer, table_last_id, known_schema.as_deref()) {
-                    Ok(Some(grown)) => self.adopt(table, grown, &format!("writer schema id {id}"))?,
-                    Ok(None) => {}
-                    Err(e) => {
-                        log::warn!(table = table; "table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table")
-                    }
-                }
+                refused = self.grow_for_writer(table, *id, &writer)?;
             }
             let decoder = self.buffer(tp).avro().expect("an Avro topic's buffer");
-            match known {
-                Known::Schema(text) => decoder.know(*id, Ok(text)),
-                Known::Refused(why) => decoder.know(*id, Err(why)),
+            match (known, refused) {
+                (_, Some(why)) => decoder.know(*id, Err(&why)),
+                (Known::Schema(text), None) => decoder.know(*id, Ok(text)),
+                (Known::Refused(why), None) => decoder.know(*id, Err(why)),
             }
         }
         Ok(())
+    }
+
+    /// Grows `table` by what writer schema `id` adds; `Some(reason)` when the grown table would
+    /// break the table's rules (`decode::guard`), and the table is left alone.
+    fn grow_for_writer(&mut self, table: &str, id: u32, writer: &decode::avro::Avro) -> Result<Option<String>> {
+        let old = self.written(table).schema;
+        let (known_schema, table_last_id) = self.shared.layouts.catalog_schema(table);
+        match decode::avro::evolve(&old, writer, table_last_id, known_schema.as_deref()) {
+            Ok(Some(grown)) => {
+                if let Err(e) = rules::check_growth(self.shared.cfg.limits(table), &old, &grown) {
+                    let why = format!("schema id {id} would break the table's rules: {e}");
+                    log::warn!(table = table; "table {table}: {why}; its records go to the dead-letter table");
+                    return Ok(Some(why));
+                }
+                self.adopt(table, grown, &format!("writer schema id {id}"))?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!(table = table; "table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table")
+            }
+        }
+        Ok(None)
+    }
+
+    /// A table that keeps unknown keys in `_extra` gets the column if it lacks it (a table made
+    /// before the choice, or by another writer).
+    pub(super) fn ensure_extra_column(&mut self, table: &str) -> Result<()> {
+        let old = self.written(table).schema;
+        let (_, table_last_id) = self.shared.layouts.catalog_schema(table);
+        match rules::grow_extra(table, &old, table_last_id)? {
+            Some(grown) => self.adopt(table, grown, "the column for unknown keys"),
+            None => Ok(()),
+        }
     }
 
     /// Records with keys the table's schema has no column for: the schema grows by one optional

@@ -6,7 +6,7 @@ use rskafka::record::RecordAndOffset;
 
 use super::Fetcher;
 use super::buffer::PartitionBuffer;
-use crate::decode::{self, Decoder, Format, Message};
+use crate::decode::{self, Decoder, Format, Message, UnknownKeys};
 use crate::source::registry::Known;
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
@@ -23,10 +23,16 @@ impl Fetcher<'_> {
             _ => BTreeMap::new(),
         };
         if self.cursor(tp).buffer.is_none() {
-            let written = self.layout_for(&table, format, records, &writers)?;
+            let mut written = self.layout_for(&table, format, records, &writers)?;
             let cfg = &self.shared.cfg;
-            let decoder =
-                Decoder::new(format, &written.schema, cfg.time_fields.epoch_unit)?.with_limits(cfg.limits(&table));
+            if format == Format::Json && cfg.unknown_keys(&table) == UnknownKeys::Extra {
+                self.ensure_extra_column(&table)?;
+                written = self.written(&table);
+            }
+            let cfg = &self.shared.cfg;
+            let decoder = Decoder::new(format, &written.schema, cfg.time_fields.epoch_unit)?
+                .with_limits(cfg.limits(&table))
+                .with_unknown_keys(cfg.unknown_keys(&table))?;
             let max_record_bytes = self.shared.cfg.kafka.max_record_bytes;
             self.cursor(tp).buffer = Some(PartitionBuffer::new(decoder, max_record_bytes));
         }
