@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_json::ReaderBuilder;
-use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, SchemaRef};
 use serde_json::{Map, Value};
 
 use super::buffered::{Meta, Row, Run};
 use super::guard::{Guard, Limits};
-use super::unknown::{self, EXTRA, UnknownKeys};
-use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, Message, fast, fit, names};
+use super::slots::{META, Slot, slots};
+use super::unknown::{self, UnknownKeys};
+use super::{DeadLetter, Message, fast, fit, names};
 use crate::{Error, Result};
 
 /// Why a message was not accepted.
@@ -46,20 +47,6 @@ pub struct Flushed {
     /// Top-level keys (as spelled in the JSON) that the schema has no column for; their values
     /// were not stored. The agent grows the schema first ([`BatchDecoder::grow`]), so this stays empty there.
     pub unknown_fields: BTreeSet<String>,
-}
-
-/// Where each column of the output comes from.
-#[derive(Debug)]
-enum Slot {
-    User(usize),
-    Partition,
-    Offset,
-    Timestamp(Option<Arc<str>>),
-    Key {
-        large: bool,
-    },
-    /// The unknown keys of a fixed table's record, as JSON text (see [`super::unknown`]).
-    Extra,
 }
 
 /// Turns Kafka messages with JSON object values into Arrow record batches of a fixed schema.
@@ -200,7 +187,7 @@ impl BatchDecoder {
             if fresh {
                 match self.unknown_keys {
                     UnknownKeys::Grow => self.admit(&value)?,
-                    UnknownKeys::DeadLetter => return Err(Rejected::new(not_a_column(value, self.user.fields()))),
+                    UnknownKeys::DeadLetter => return Err(Rejected::new(unknown::reason(value, self.user.fields()))),
                     UnknownKeys::Extra => {
                         let split = unknown::split(value, self.user.fields());
                         value = split.known;
@@ -495,75 +482,6 @@ impl BatchDecoder {
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
             .map_err(|e| Error::decode(format!("assembling a batch of {rows} rows"), e))
     }
-}
-
-/// Why a record with keys a fixed table lacks is a dead letter: the first few keys, by path.
-fn not_a_column(value: Map<String, Value>, fields: &arrow_schema::Fields) -> String {
-    let mut seen = HashSet::new();
-    let paths: Vec<String> =
-        unknown::split(value, fields).paths.into_iter().filter(|p| seen.insert(p.clone())).collect();
-    let named: Vec<String> = paths
-        .iter()
-        .take(5)
-        .map(|p| {
-            let short: String = p.chars().take(60).collect();
-            format!("`{}`", short.escape_debug())
-        })
-        .collect();
-    let more = if paths.len() > 5 { format!(" and {} more", paths.len() - 5) } else { String::new() };
-    let (noun, verb) = if paths.len() == 1 { ("key", "is not a column") } else { ("keys", "are not columns") };
-    format!(
-        "{noun} {}{more} {verb} of the table, whose schema is fixed (unknown_keys = \"dead_letter\")",
-        named.join(", ")
-    )
-}
-
-/// The four meta columns, which count as the table's names at the top level.
-const META: [&str; 4] = [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY];
-
-/// The user columns of a table's Arrow schema and where each column of a batch comes from.
-/// With `extra`, the `_extra` column (which must be a string) is the decoder's own.
-fn slots(arrow: &ArrowSchema, extra: bool) -> Result<(SchemaRef, Vec<Slot>)> {
-    let mut user = Vec::new();
-    let mut slots = Vec::new();
-    for f in arrow.fields() {
-        let slot = match (f.name().as_str(), f.data_type()) {
-            (META_PARTITION, DataType::Int32) => Slot::Partition,
-            (META_OFFSET, DataType::Int64) => Slot::Offset,
-            (META_TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, tz)) if f.is_nullable() => {
-                Slot::Timestamp(tz.clone())
-            }
-            (META_KEY, DataType::LargeBinary) if f.is_nullable() => Slot::Key { large: true },
-            (META_KEY, DataType::Binary) if f.is_nullable() => Slot::Key { large: false },
-            (EXTRA, DataType::Utf8) if extra && f.is_nullable() => Slot::Extra,
-            (name, dt) if names::is_reserved(name) => {
-                return Err(Error::decode(
-                    "checking the table schema",
-                    format!(
-                        "column `{name}` ({dt}, nullable: {}) is not a frazil meta column of the expected type",
-                        f.is_nullable()
-                    ),
-                ));
-            }
-            _ => {
-                user.push(f.clone());
-                Slot::User(user.len() - 1)
-            }
-        };
-        slots.push(slot);
-    }
-    for meta in META {
-        if arrow.field_with_name(meta).is_err() {
-            return Err(Error::decode("checking the table schema", format!("meta column `{meta}` is missing")));
-        }
-    }
-    if extra && !slots.iter().any(|s| matches!(s, Slot::Extra)) {
-        return Err(Error::decode(
-            "checking the table schema",
-            format!("a table that keeps unknown keys needs the optional string column `{EXTRA}`"),
-        ));
-    }
-    Ok((Arc::new(ArrowSchema::new(user)), slots))
 }
 
 /// arrow_json as the general path uses it. coerce_primitive: numbers and booleans in string

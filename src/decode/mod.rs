@@ -32,6 +32,7 @@ pub mod names;
 pub mod raw;
 #[cfg(test)]
 mod schema_tests;
+mod slots;
 #[cfg(test)]
 mod tests;
 pub mod unknown;

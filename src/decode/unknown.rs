@@ -6,6 +6,8 @@
 //! chooses. Unknown keys are found at every depth: inside a struct column's object, and inside
 //! the objects of a list of structs.
 
+use std::collections::HashSet;
+
 use arrow_schema::{DataType, Fields};
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use serde_json::{Map, Value};
@@ -124,6 +126,26 @@ pub fn with_extra_column(schema: &Schema, last_id: i32) -> Result<Option<Schema>
                 .map_err(|e| format!("adding the column `{EXTRA}`: {e}"))
         }
     }
+}
+
+/// Why a record with keys a fixed table lacks is a dead letter: the first few keys, by path.
+pub fn reason(value: Map<String, Value>, fields: &Fields) -> String {
+    let mut seen = HashSet::new();
+    let paths: Vec<String> = split(value, fields).paths.into_iter().filter(|p| seen.insert(p.clone())).collect();
+    let named: Vec<String> = paths
+        .iter()
+        .take(5)
+        .map(|p| {
+            let short: String = p.chars().take(60).collect();
+            format!("`{}`", short.escape_debug())
+        })
+        .collect();
+    let more = if paths.len() > 5 { format!(" and {} more", paths.len() - 5) } else { String::new() };
+    let (noun, verb) = if paths.len() == 1 { ("key", "is not a column") } else { ("keys", "are not columns") };
+    format!(
+        "{noun} {}{more} {verb} of the table, whose schema is fixed (unknown_keys = \"dead_letter\")",
+        named.join(", ")
+    )
 }
 
 #[cfg(test)]
