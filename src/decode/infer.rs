@@ -11,7 +11,7 @@ use std::fmt;
 use iceberg::spec::{ListType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, names};
+use super::names;
 use crate::{Error, Result};
 
 /// What the samples showed for one value position.
@@ -182,18 +182,9 @@ pub fn infer_schema<'a>(samples: impl IntoIterator<Item = &'a [u8]>) -> Result<S
         root.ok_or_else(|| Error::decode("inferring a schema", "none of the sample messages is a JSON object"))?;
 
     let mut ids = Ids(0);
-    let mut fields: Vec<NestedFieldRef> =
+    let fields: Vec<NestedFieldRef> =
         root.order.into_iter().map(|(key, kind)| field(names::escape(&key).into_owned(), kind, &mut ids)).collect();
-    fields.push(NestedField::required(ids.next(), META_PARTITION, PrimitiveType::Int.into()).into());
-    fields.push(NestedField::required(ids.next(), META_OFFSET, PrimitiveType::Long.into()).into());
-    fields.push(NestedField::optional(ids.next(), META_TIMESTAMP, PrimitiveType::Timestamptz.into()).into());
-    fields.push(NestedField::optional(ids.next(), META_KEY, PrimitiveType::Binary.into()).into());
-
-    Schema::builder()
-        .with_schema_id(0)
-        .with_fields(fields)
-        .build()
-        .map_err(|e| Error::iceberg("building the inferred schema", e))
+    super::with_meta_columns(fields, "building the inferred schema")
 }
 
 /// The schema `old` grows into when values carry keys it has no field for: at the top level, and

@@ -114,6 +114,26 @@ pub fn with_time_fields(
         .map_err(|e| crate::Error::iceberg("typing the time fields", e))
 }
 
+/// A table schema (id 0) of the `user` fields followed by the four meta columns, numbered after
+/// the highest id among them.
+pub fn with_meta_columns(user: Vec<iceberg::spec::NestedFieldRef>, what: &str) -> crate::Result<iceberg::spec::Schema> {
+    use iceberg::spec::{NestedField, PrimitiveType, Schema};
+    let build = |fields| {
+        Schema::builder().with_schema_id(0).with_fields(fields).build().map_err(|e| crate::Error::iceberg(what, e))
+    };
+    let mut next = build(user.clone())?.highest_field_id();
+    let mut id = || {
+        next += 1;
+        next
+    };
+    let mut fields = user;
+    fields.push(NestedField::required(id(), META_PARTITION, PrimitiveType::Int.into()).into());
+    fields.push(NestedField::required(id(), META_OFFSET, PrimitiveType::Long.into()).into());
+    fields.push(NestedField::optional(id(), META_TIMESTAMP, PrimitiveType::Timestamptz.into()).into());
+    fields.push(NestedField::optional(id(), META_KEY, PrimitiveType::Binary.into()).into());
+    build(fields)
+}
+
 /// How a topic's values are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -94,21 +94,7 @@ pub fn given(
     partition: &[PartitionField],
     extra: bool,
 ) -> Result<(Arc<Schema>, PartitionSpec)> {
-    let mut fields = user.as_struct().fields().to_vec();
-    let mut next = user.highest_field_id();
-    let mut id = || {
-        next += 1;
-        next
-    };
-    fields.push(NestedField::required(id(), META_PARTITION, PrimitiveType::Int.into()).into());
-    fields.push(NestedField::required(id(), META_OFFSET, PrimitiveType::Long.into()).into());
-    fields.push(NestedField::optional(id(), META_TIMESTAMP, PrimitiveType::Timestamptz.into()).into());
-    fields.push(NestedField::optional(id(), META_KEY, PrimitiveType::Binary.into()).into());
-    let schema = Schema::builder()
-        .with_schema_id(0)
-        .with_fields(fields)
-        .build()
-        .map_err(|e| Error::iceberg(format!("the given schema of {table}"), e))?;
+    let schema = decode::with_meta_columns(user.as_struct().fields().to_vec(), "the given schema")?;
     canonical(table, if extra { with_extra(schema)? } else { schema }, partition)
 }
 

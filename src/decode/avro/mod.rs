@@ -58,21 +58,8 @@ pub fn writer_fields(writer: &Avro) -> std::result::Result<Vec<NestedFieldRef>, 
 /// The first schema of an Avro topic's table: the writer's fields, then the meta columns.
 /// Schema id 0; the agent numbers it the way a catalog does on create.
 pub fn table_schema(writer: &Avro) -> Result<Schema> {
-    let mut fields = writer_fields(writer).map_err(|e| Error::decode("a table schema from an Avro schema", e))?;
-    let mut next = fields.iter().map(|f| max_id(f)).max().unwrap_or(0);
-    let mut id = || {
-        next += 1;
-        next
-    };
-    fields.push(NestedField::required(id(), super::META_PARTITION, PrimitiveType::Int.into()).into());
-    fields.push(NestedField::required(id(), super::META_OFFSET, PrimitiveType::Long.into()).into());
-    fields.push(NestedField::optional(id(), super::META_TIMESTAMP, PrimitiveType::Timestamptz.into()).into());
-    fields.push(NestedField::optional(id(), super::META_KEY, PrimitiveType::Binary.into()).into());
-    Schema::builder()
-        .with_schema_id(0)
-        .with_fields(fields)
-        .build()
-        .map_err(|e| Error::iceberg("building a table schema from an Avro schema", e))
+    let fields = writer_fields(writer).map_err(|e| Error::decode("a table schema from an Avro schema", e))?;
+    super::with_meta_columns(fields, "building a table schema from an Avro schema")
 }
 
 /// `table` grown to hold every field of `writer`: new fields (at any depth) are appended as
@@ -111,15 +98,6 @@ pub fn fits(table: &Schema, writer: &Avro) -> std::result::Result<(), String> {
         None => Ok(()),
         Some(_) => Err("the table's schema lacks fields of this writer schema".into()),
     }
-}
-
-fn max_id(f: &NestedField) -> i32 {
-    f.id.max(match f.field_type.as_ref() {
-        Type::Struct(s) => s.fields().iter().map(|c| max_id(c)).max().unwrap_or(0),
-        Type::List(l) => max_id(&l.element_field),
-        Type::Map(m) => max_id(&m.key_field).max(max_id(&m.value_field)),
-        Type::Primitive(_) => 0,
-    })
 }
 
 fn merge_fields(
