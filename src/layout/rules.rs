@@ -125,6 +125,8 @@ pub fn grow_extra(table: &str, schema: &Schema, last_id: i32) -> Result<Option<S
     })
 }
 
+/// The schema of an Avro topic's table from the writer schema of its first records (the meta
+/// columns alone when none of them had a usable one: the table grows with the first that does).
 /// A writer schema whose fields break the table's rules (`decode::guard`) is not used either.
 pub fn avro(
     table: &str,
