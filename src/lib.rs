@@ -5,11 +5,12 @@
 //! → `spill` (rows to Parquet files in the local spool, crate `frazil-spool`) → `upload` (spool
 //! files to objects in the warehouse) → `commit` (objects into Iceberg snapshots, exactly once).
 //! Below the stages: `topic` (the partition name they share), `config` and `error`. Beside them:
-//! `layout` (each table's schema, partition spec, sort order and catalog table).
+//! `layout` (each table's schema, partition spec, sort order and catalog table), and `read` (what
+//! a query needs from the agent: its hot rows and files, and which of them an exact answer keeps).
 //!
 //! `agent` runs the stages in two loops on one single-threaded smol executor: a fetcher (source
 //! → decode → spill) and a publisher (spool → upload → commit). `cli` holds the commands beside
-//! it (`check`, `status`). ARCHITECTURE.md draws the whole.
+//! it (`check`, `status`, `query`). ARCHITECTURE.md draws the whole.
 
 pub mod agent;
 mod backoff;
@@ -22,6 +23,7 @@ pub mod fault;
 pub mod layout;
 pub mod logging;
 pub mod memory;
+pub mod read;
 pub mod source;
 pub mod spill;
 mod tls;

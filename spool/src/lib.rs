@@ -348,28 +348,56 @@ impl Spool {
     /// Deletes the files of `Committed` records, then (one transaction) the records. Returns
     /// how many records were removed.
     pub fn remove_committed(&self) -> Result<usize> {
+        self.remove_committed_where(|_| true)
+    }
+
+    /// [`remove_committed`](Self::remove_committed) for the committed files `pick` chooses (the
+    /// others are kept, e.g. for queries while offline).
+    pub fn remove_committed_where(&self, pick: impl Fn(&SpoolFile) -> bool) -> Result<usize> {
         self.index.writable()?;
         let _w = self.lock();
-        let (ids, bytes): (Vec<u64>, Vec<u64>) =
-            self.files()?.into_iter().filter(|f| f.state == FileState::Committed).map(|f| (f.id, f.bytes)).unzip();
-        if ids.is_empty() {
+        let chosen: Vec<SpoolFile> =
+            self.files()?.into_iter().filter(|f| f.state == FileState::Committed && pick(f)).collect();
+        self.remove_records(&chosen)
+    }
+
+    /// Deletes committed files, oldest first, until [`has_room`](Self::has_room) for `incoming`
+    /// bytes or none is left: kept committed files never hold up fetching. Returns how many.
+    pub fn evict_committed_for_room(&self, incoming: u64) -> Result<usize> {
+        self.index.writable()?;
+        let _w = self.lock();
+        let committed: Vec<SpoolFile> = self.files()?.into_iter().filter(|f| f.state == FileState::Committed).collect();
+        let mut removed = 0;
+        for f in committed {
+            if self.has_room(incoming)? {
+                break;
+            }
+            removed += self.remove_records(std::slice::from_ref(&f))?;
+        }
+        Ok(removed)
+    }
+
+    /// Unlinks the files of `chosen` (committed records), then removes the records in one
+    /// transaction. The caller holds the writer lock.
+    fn remove_records(&self, chosen: &[SpoolFile]) -> Result<usize> {
+        if chosen.is_empty() {
             return Ok(0);
         }
         // Unlinking first is safe: the transaction that made them Committed already
         // unreferenced the data. A crash before the transaction below leaves records whose
         // file is gone, which open() drops silently.
-        for &id in &ids {
-            fsutil::remove_if_present(&self.data_path(id))?;
+        for f in chosen {
+            fsutil::remove_if_present(&self.data_path(f.id))?;
         }
         fsutil::fsync_dir(&self.data)?;
         let removed = self.index.write("remove committed", |txn| {
             let mut files = txn.open_table(FILES).map_err(idx("open files"))?;
-            for &id in &ids {
-                files.remove(id).map_err(idx(format!("remove file {id}")))?;
+            for f in chosen {
+                files.remove(f.id).map_err(idx(format!("remove file {}", f.id)))?;
             }
-            Ok(ids.len())
+            Ok(chosen.len())
         })?;
-        self.sub_data_bytes(bytes.iter().sum());
+        self.sub_data_bytes(chosen.iter().map(|f| f.bytes).sum());
         Ok(removed)
     }
 

@@ -281,3 +281,36 @@ fn free_space_floor_uses_the_spools_filesystem() {
     assert!(!spool.has_room(free - floor).unwrap());
     drop(spool);
 }
+
+#[test]
+fn committed_files_kept_for_queries_are_evicted_oldest_first_when_room_is_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open_opts(dir.path(), SpoolOptions { max_bytes: Some(1000), ..SpoolOptions::default() });
+    let ids: Vec<u64> = (0..3)
+        .map(|i| spool.register(&write_tmp(&spool, &[i as u8; 300]), meta("db.t", "e", 0, i, i + 1)).unwrap().id)
+        .collect();
+    for &id in &ids {
+        spool.mark_uploaded(id, &format!("s3://{id}")).unwrap();
+    }
+    common::commit(&spool, "db.t", &ids);
+    // Kept: nothing needs room yet, so nothing goes.
+    assert_eq!(spool.evict_committed_for_room(0).unwrap(), 0);
+    let written = spool.register(&write_tmp(&spool, &[9; 300]), meta("db.t", "e", 0, 3, 4)).unwrap();
+    assert!(!spool.has_room(0).unwrap(), "1200 bytes against a quota of 1000");
+    // Only as many as room needs, the oldest first; a file not yet committed is never touched.
+    assert_eq!(spool.evict_committed_for_room(0).unwrap(), 1);
+    assert!(spool.has_room(0).unwrap());
+    let left: Vec<u64> = spool.files().unwrap().iter().map(|f| f.id).collect();
+    assert_eq!(left, vec![ids[1], ids[2], written.id]);
+    assert!(!dir.path().join(format!("data/{:020}.parquet", ids[0])).exists());
+    assert_eq!(spool.evict_committed_for_room(500).unwrap(), 2, "for more room, every kept file");
+    assert_eq!(spool.files().unwrap().iter().map(|f| f.id).collect::<Vec<_>>(), vec![written.id]);
+    assert!(spool.has_room(500).unwrap());
+    assert_eq!(spool.evict_committed_for_room(800).unwrap(), 0, "the written file stays, room or not");
+    assert!(!spool.has_room(800).unwrap());
+    // Chosen removal keeps the rest.
+    spool.mark_uploaded(written.id, "s3://w").unwrap();
+    common::commit(&spool, "db.t", &[written.id]);
+    assert_eq!(spool.remove_committed_where(|f| f.id != written.id).unwrap(), 0);
+    assert_eq!(spool.remove_committed_where(|f| f.id == written.id).unwrap(), 1);
+}

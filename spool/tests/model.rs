@@ -39,6 +39,10 @@ enum Action {
     FinishCommit(Index),
     AbandonCommit(Index),
     RemoveCommitted,
+    /// Remove the committed files of even (or odd) ids only; the others are kept (for queries).
+    RemoveSomeCommitted {
+        odd: bool,
+    },
     ReadVerified(Index),
     Reopen,
     /// Crash of a register after its rename, before its transaction.
@@ -56,6 +60,7 @@ fn action() -> impl Strategy<Value = Action> {
         2 => any::<Index>().prop_map(Action::FinishCommit),
         1 => any::<Index>().prop_map(Action::AbandonCommit),
         1 => Just(Action::RemoveCommitted),
+        1 => any::<bool>().prop_map(|odd| Action::RemoveSomeCommitted { odd }),
         1 => any::<Index>().prop_map(Action::ReadVerified),
         1 => Just(Action::Reopen),
         1 => Just(Action::CrashAfterRename),
@@ -178,6 +183,12 @@ fn step(spool: &mut Option<Spool>, m: &mut Model, dir: &Path, a: &Action, n: usi
             let before = m.files.len();
             m.files.retain(|_, f| !matches!(f.state, MState::Committed { .. }));
             prop_assert_eq!(s.remove_committed().unwrap(), before - m.files.len());
+        }
+        Action::RemoveSomeCommitted { odd } => {
+            let before = m.files.len();
+            let chosen = |id: u64| (id % 2 == 1) == *odd;
+            m.files.retain(|id, f| !(matches!(f.state, MState::Committed { .. }) && chosen(*id)));
+            prop_assert_eq!(s.remove_committed_where(|f| chosen(f.id)).unwrap(), before - m.files.len());
         }
         Action::ReadVerified(i) => {
             if let Some(id) = m.pick(i, |s| !matches!(s, MState::Committed { unlinked: true })) {

@@ -25,9 +25,18 @@ pub struct Gauges {
     pub last_commit: Cell<Option<SystemTime>>,
     pub commit_seconds_sum: Cell<f64>,
     pub commit_seconds_count: Cell<u64>,
+    /// Read-state requests answered, and the longest a copy of the hot rows held up fetching.
+    pub reads_served: Cell<u64>,
+    pub read_pause_max: Cell<Duration>,
 }
 
 impl Gauges {
+    pub fn read_state_served(&self, paused: Duration) {
+        self.reads_served.set(self.reads_served.get() + 1);
+        self.read_pause_max.set(self.read_pause_max.get().max(paused));
+        log::debug!("read state: hot rows copied in {paused:.1?}");
+    }
+
     pub fn commit_took(&self, d: Duration) {
         self.commit_seconds_sum.set(self.commit_seconds_sum.get() + d.as_secs_f64());
         self.commit_seconds_count.set(self.commit_seconds_count.get() + 1);
@@ -98,6 +107,11 @@ impl Shared {
                 ("_count".into(), g.commit_seconds_count.get().to_string()),
             ],
         );
+        let served = g.reads_served.get();
+        t.one("frazil_read_state_requests_total", "counter", "Read-state requests answered (queries).", served);
+        let pause = g.read_pause_max.get().as_secs_f64();
+        let help = "The longest a read-state request held up fetching (copying the hot rows).";
+        t.one("frazil_read_state_pause_seconds_max", "gauge", help, format!("{pause:.6}"));
         if let Some(at) = g.last_commit.get() {
             let secs = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
             let help = "When the last commit landed (Unix time).";

@@ -16,6 +16,9 @@ mod fetcher;
 mod metrics;
 mod publisher;
 #[cfg(test)]
+mod read_tests;
+mod reads;
+#[cfg(test)]
 mod schema_tests;
 mod shared;
 #[cfg(test)]
@@ -133,8 +136,9 @@ impl Agent {
         let (kick_tx, kick_rx) = smol::channel::bounded::<()>(1);
         let (published_tx, published_rx) = smol::channel::bounded::<()>(1);
         let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
+        let (reads_tx, reads_rx) = smol::channel::bounded(1);
         let fetch = async {
-            let mut fetcher = Fetcher::new(shared, mode, &self.connect);
+            let mut fetcher = Fetcher::new(shared, mode, &self.connect, reads_rx);
             let r = fetcher.run(&stopping, &kick_tx, &published_rx).await;
             drop(done_tx);
             r
@@ -157,11 +161,12 @@ impl Agent {
         let side = async {
             let metrics = async { shared.serve_metrics_if_asked(mode == Mode::Run).await };
             let progress = async { shared.show_progress(terminal).await };
-            smol::future::zip(smol::future::zip(watch, metrics), progress).await;
+            let reads = async { shared.serve_reads(reads_tx).await };
+            smol::future::zip(smol::future::zip(watch, metrics), smol::future::zip(progress, reads)).await;
         };
         let (fetched, published) = smol::future::or(smol::future::zip(fetch, publish), async {
             side.await;
-            unreachable!("the metrics and progress tasks never complete")
+            unreachable!("the metrics, progress and read-state tasks never complete")
         })
         .await;
         if terminal {

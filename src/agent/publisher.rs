@@ -17,6 +17,7 @@ use super::Mode;
 use super::shared::Shared;
 use crate::commit::{self, Committer};
 use crate::spill::on_pool;
+use crate::spill::retain::{Kept, to_remove};
 use crate::topic::TopicPartition;
 use crate::upload::Uploader;
 use crate::{Error, Result};
@@ -131,7 +132,8 @@ impl<'a> Publisher<'a> {
             self.commit(committer, &table, files).await?;
             self.published_at.insert(table, now);
         }
-        let removed = on_pool(&self.shared.spool, |s| s.remove_committed()).await?;
+        let (keep_for, max_bytes) = (self.shared.cfg.spool.keep_committed, self.shared.cfg.spool.keep_committed_bytes);
+        let removed = on_pool(&self.shared.spool, move |s| remove_committed(s, keep_for, max_bytes)).await?;
         if removed > 0 {
             log::debug!("spool: removed {removed} committed files");
         }
@@ -234,4 +236,26 @@ fn by_table(
         }
     }
     out
+}
+
+/// Removes committed files, but those `spool.keep_committed` keeps for offline queries (by the
+/// age of their file, within `spool.keep_committed_size`).
+fn remove_committed(spool: &frazil_spool::Spool, keep_for: Duration, max_bytes: u64) -> frazil_spool::Result<usize> {
+    if keep_for.is_zero() {
+        return spool.remove_committed();
+    }
+    let now = std::time::SystemTime::now();
+    let kept: Vec<Kept> = spool
+        .files()?
+        .iter()
+        .filter(|f| f.state == FileState::Committed)
+        .map(|f| {
+            let modified = std::fs::metadata(&f.path).and_then(|m| m.modified());
+            // A file whose age cannot be read counts as old: it is removed, never kept forever.
+            let age = modified.ok().and_then(|m| now.duration_since(m).ok()).unwrap_or(Duration::MAX);
+            Kept { id: f.id, bytes: f.bytes, age }
+        })
+        .collect();
+    let gone = to_remove(&kept, keep_for, max_bytes);
+    spool.remove_committed_where(|f| gone.contains(&f.id))
 }

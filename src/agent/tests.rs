@@ -96,7 +96,7 @@ fn assert_exactly_once(cfg: &Config, partitions: i32, n: i64) {
 }
 
 /// Polls `cond` every few milliseconds for at most 30 s.
-async fn until(what: &str, cond: impl Fn() -> bool) {
+pub(super) async fn until(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting until {what}");

@@ -31,7 +31,7 @@ use crate::upload::Stores;
 use crate::{Error, Result};
 use catalog::{Adapter, Failure};
 pub use link::Link;
-pub use protocol::{commit_id, commit_landed, committed_offsets, last_commit};
+pub use protocol::{commit_id, commit_landed, committed_offsets, last_commit, offsets_as_of_current};
 
 /// How many times one commit is retried (conflicts, unknown outcomes) before the cycle gives up
 /// and leaves the files for the next one.

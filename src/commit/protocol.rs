@@ -136,6 +136,34 @@ pub fn committed_offsets(metadata: &TableMetadata, agent: &str) -> BTreeMap<Topi
     out
 }
 
+/// The next offset per partition that `agent` had committed as of the table's current snapshot:
+/// what a query that scans that snapshot may take from the table alone. Main's history is walked
+/// back to the agent's newest snapshot on it. The agent's tag answers when that walk ends at a gap
+/// (expired snapshots) first: the tag moves only with the agent's appends to main, so main's data
+/// holds the tagged snapshot's. A tag on a snapshot main does not reach (main rolled back past
+/// it) is not trusted: rows of it may be missing from the scan.
+pub fn offsets_as_of_current(metadata: &TableMetadata, agent: &str) -> BTreeMap<TopicPartition, i64> {
+    let walk: Vec<&Snapshot> = ancestors(metadata).collect();
+    let gap = walk.last().and_then(|s| s.parent_snapshot_id()).is_some();
+    let tagged = metadata.snapshot_for_ref(&agent_tag(agent)).map(|s| &s.summary().additional_properties);
+    offsets_of_newest(walk.iter().map(|s| &s.summary().additional_properties), gap, tagged, agent)
+}
+
+/// [`offsets_as_of_current`] over main's history (newest first) as summary properties.
+fn offsets_of_newest<'a>(
+    mut walk: impl Iterator<Item = &'a HashMap<String, String>>,
+    gap: bool,
+    tagged: Option<&'a HashMap<String, String>>,
+    agent: &str,
+) -> BTreeMap<TopicPartition, i64> {
+    let ours = walk.find(|props| props.get(AGENT).map(String::as_str) == Some(agent));
+    match (ours, gap) {
+        (Some(props), _) => offsets_in(props),
+        (None, true) => tagged.map(offsets_in).unwrap_or_default(),
+        (None, false) => BTreeMap::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +187,22 @@ mod tests {
         assert_eq!(props[AGENT], "gw-1");
         assert_eq!(props["frazil.offsets.events"], r#"{"0":100,"3":7}"#);
         assert_eq!(offsets_in(&props), offsets);
+    }
+
+    #[test]
+    fn a_query_takes_the_offsets_of_the_agents_newest_snapshot_on_main() {
+        let tp = |p| ("events".to_string(), p);
+        let ours = |n| summary_properties("gw-1", "c", &BTreeMap::from([(tp(0), n)]));
+        let theirs = summary_properties("gw-2", "d", &BTreeMap::from([(tp(0), 999)]));
+        let tag = ours(50);
+        // Newest first: another agent's commit, then ours at 40, then ours at 30.
+        let main = [theirs.clone(), ours(40), ours(30)];
+        assert_eq!(offsets_of_newest(main.iter(), false, Some(&tag), "gw-1"), BTreeMap::from([(tp(0), 40)]));
+        // Our snapshots expired from main's history: the tag answers only when the walk hit a gap.
+        let cut = [theirs];
+        assert_eq!(offsets_of_newest(cut.iter(), true, Some(&tag), "gw-1"), BTreeMap::from([(tp(0), 50)]));
+        assert_eq!(offsets_of_newest(cut.iter(), false, Some(&tag), "gw-1"), BTreeMap::new());
+        assert_eq!(offsets_of_newest(cut.iter(), true, None, "gw-1"), BTreeMap::new());
     }
 
     #[test]

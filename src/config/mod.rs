@@ -105,6 +105,11 @@ pub struct SpoolConfig {
     pub max_bytes: Option<u64>,
     /// Fetching also pauses while the spool's filesystem has less than this free.
     pub min_free: Option<u64>,
+    /// Committed spool files are kept this long (by their age) for queries while offline; zero
+    /// removes them at once. Kept files never pause fetching: they go first when room is needed.
+    pub keep_committed: Duration,
+    /// ...and at most this many bytes of them, the oldest removed first.
+    pub keep_committed_bytes: u64,
 }
 
 /// Where table metadata is kept.

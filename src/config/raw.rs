@@ -98,6 +98,8 @@ pub(super) struct RawSpool {
     pub(super) max_bytes: Option<String>,
     pub(super) min_free: Option<String>,
     pub(super) upload_target_size: Option<String>,
+    pub(super) keep_committed: Option<String>,
+    pub(super) keep_committed_size: Option<String>,
 }
 
 #[derive(Deserialize)]

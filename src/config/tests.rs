@@ -33,6 +33,21 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.spool.min_free, Some(256 << 20));
     let c = Config::parse(&format!("{MINIMAL}\n[spool]\nmax_bytes = \"none\"\nmin_free = \"1GB\"\n")).unwrap();
     assert_eq!((c.spool.max_bytes, c.spool.min_free), (None, Some(1_000_000_000)));
+    assert_eq!(c.spool.keep_committed, Duration::ZERO, "committed files go at once unless asked");
+}
+
+#[test]
+fn committed_files_can_be_kept_for_offline_queries() {
+    let c = Config::parse(&format!("{MINIMAL}\n[spool]\nkeep_committed = \"6h\"\nkeep_committed_size = \"1GiB\"\n"))
+        .unwrap();
+    assert_eq!((c.spool.keep_committed, c.spool.keep_committed_bytes), (Duration::from_secs(6 * 3600), 1 << 30));
+    assert_eq!(
+        Config::parse(&format!("{MINIMAL}\n[spool]\nkeep_committed = \"1h\"\n")).unwrap().spool.keep_committed_bytes,
+        256 << 20
+    );
+    let (key, _, fix) = err(&format!("{MINIMAL}\n[spool]\nkeep_committed = \"6\"\n"));
+    assert_eq!(key, "spool.keep_committed");
+    assert!(fix.contains("6h"), "{fix}");
 }
 
 #[test]

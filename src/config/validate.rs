@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use super::access::{catalog_auth, kafka_sasl, kafka_tls, secret};
 use super::raw::{RawCatalog, RawConfig, RawJson, RawKafka, RawRegistry, RawS3, RawSpool};
 use super::{
-    CatalogConfig, CatalogKind, Config, KafkaConfig, RegistryConfig, SpoolConfig, StartAt, duration, per_table, size,
+    CatalogConfig, CatalogKind, Config, KafkaConfig, RegistryConfig, SpoolConfig, StartAt, duration, duration_opt,
+    per_table, size,
 };
 use crate::decode::{EpochUnit, Format, TimeFields};
 use crate::upload::S3Settings;
@@ -216,6 +217,8 @@ fn spool(s: RawSpool) -> Result<SpoolConfig> {
         upload_target_bytes: size("spool.upload_target_size", s.upload_target_size, "128MiB")?,
         max_bytes: optional_size("spool.max_bytes", s.max_bytes, "4GiB")?,
         min_free: optional_size("spool.min_free", s.min_free, "256MiB")?,
+        keep_committed: duration_opt("spool.keep_committed", s.keep_committed, "6h")?.unwrap_or_default(),
+        keep_committed_bytes: size("spool.keep_committed_size", s.keep_committed_size, "256MiB")?,
     };
     if spool.file_max_rows == 0 {
         return Err(Error::config("spool.file_max_rows", "is 0", "use a positive number such as 100000"));

@@ -6,6 +6,7 @@
 //! the file, and the file is later uploaded byte for byte.
 
 pub mod datafile;
+pub mod retain;
 
 use std::sync::Arc;
 

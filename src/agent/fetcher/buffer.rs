@@ -37,6 +37,14 @@ pub struct Rolled {
     pub last_offset: i64,
 }
 
+/// A copy of what a buffer holds (the batches share their memory with it).
+pub struct Hot {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub batches: Vec<RecordBatch>,
+    pub dead: Vec<DeadLetter>,
+}
+
 impl PartitionBuffer {
     pub fn new(decoder: Decoder, max_record_bytes: u64) -> Self {
         PartitionBuffer {
@@ -152,6 +160,14 @@ impl PartitionBuffer {
         let mut dead = r.dead;
         dead.append(&mut self.dead);
         self.dead = dead;
+    }
+
+    /// What the buffer holds for a query, without taking it: the offsets it covers, its rows (all
+    /// decoded now, so every offset of the range is a row or a dead letter) and its dead letters.
+    pub fn hot(&mut self) -> Result<Option<Hot>> {
+        self.settle(true)?;
+        let Some((first_offset, last_offset)) = self.range else { return Ok(None) };
+        Ok(Some(Hot { first_offset, last_offset, batches: self.batches.clone(), dead: self.dead.clone() }))
     }
 
     /// Empties the buffer. `None` when nothing was taken since the last roll.

@@ -6,6 +6,7 @@
 mod buffer;
 mod cursor;
 mod growth;
+mod hot;
 mod pause;
 mod roll;
 mod start;
@@ -20,6 +21,7 @@ use futures::stream::FuturesUnordered;
 use smol::channel::{Receiver, Sender};
 
 use super::Mode;
+use super::reads::HotReply;
 use super::shared::{Shared, Stop};
 use crate::backoff::Backoff;
 use crate::source::{Connect, Fetched, Source, is_offset_out_of_range};
@@ -52,6 +54,15 @@ pub(super) struct Fetcher<'a> {
     /// The next fetch starts at the first partition at or after this one.
     turn: TopicPartition,
     refreshed: Instant,
+    /// Requests for the hot rows (the read state), answered between two fetch answers.
+    reads: Receiver<HotReply>,
+}
+
+/// What the fetch loop woke up for. Dropping the fetch side loses nothing: a `FuturesUnordered`
+/// keeps its futures when the `next()` that polled them is dropped.
+enum Next {
+    Fetched(Option<(TopicPartition, Result<Fetched>)>),
+    Read(HotReply),
 }
 
 /// What to do after looking for room in the spool.
@@ -64,7 +75,7 @@ enum Room {
 }
 
 impl<'a> Fetcher<'a> {
-    pub fn new(shared: &'a Shared, mode: Mode, connect: &'a Connect) -> Self {
+    pub fn new(shared: &'a Shared, mode: Mode, connect: &'a Connect, reads: Receiver<HotReply>) -> Self {
         Fetcher {
             shared,
             mode,
@@ -76,6 +87,7 @@ impl<'a> Fetcher<'a> {
             disk_full: false,
             turn: (String::new(), 0),
             refreshed: Instant::now(),
+            reads,
         }
     }
 
@@ -85,6 +97,7 @@ impl<'a> Fetcher<'a> {
         let Some(mut source) = self.start(stop).await? else { return Ok(()) };
         let mut pool = InFlight::new();
         while !stop.is_set() {
+            self.answer_reads();
             match self.room(stop, kick, published).await? {
                 Room::Fetch => {}
                 Room::Wait => continue,
@@ -100,7 +113,20 @@ impl<'a> Fetcher<'a> {
                 }
             }
             self.send_fetches(source.as_ref(), &mut pool);
-            let Some((tp, result)) = pool.next().await else {
+            let next = smol::future::or(async { Next::Fetched(pool.next().await) }, async {
+                match self.reads.recv().await {
+                    Ok(reply) => Next::Read(reply),
+                    Err(_) => std::future::pending().await,
+                }
+            });
+            let answer = match next.await {
+                Next::Read(reply) => {
+                    self.answer_read(reply);
+                    continue;
+                }
+                Next::Fetched(answer) => answer,
+            };
+            let Some((tp, result)) = answer else {
                 if self.mode == Mode::Flush {
                     break;
                 }
@@ -162,13 +188,18 @@ impl<'a> Fetcher<'a> {
         }
     }
 
-    /// True while the spool is under its quota and disk floor (and the disk was not found full).
-    /// A fetch started under the quota may overshoot it by one fetch plus the hot buffers.
+    /// True while the spool is under its quota and disk floor (and the disk was not found full),
+    /// once committed files kept for queries are evicted. A fetch started under the quota may
+    /// overshoot it by one fetch plus the hot buffers.
     async fn room_to_fetch(&self) -> Result<bool> {
         if self.disk_full {
             return Ok(false);
         }
-        crate::spill::on_pool(&self.shared.spool, |s| s.has_room(0)).await
+        // Committed files kept for offline queries make room first.
+        crate::spill::on_pool(&self.shared.spool, |s| {
+            Ok(s.has_room(0)? || (s.evict_committed_for_room(0)? > 0 && s.has_room(0)?))
+        })
+        .await
     }
 
     /// Looks for room in the spool. Without it, fetching pauses (logged, with its reason) and
