@@ -127,6 +127,19 @@ impl Spool {
         Ok(spool)
     }
 
+    /// The records of the spool in `dir` when it cannot be opened read-only because its last
+    /// writer crashed and nobody has opened it since. Opening it would repair it and take its
+    /// lock, which could keep a restarting agent out; instead the index is copied aside and the
+    /// copy repaired and read (paths still point into `dir`). For readers such as queries.
+    pub fn files_from_copy(dir: &Path, opts: SpoolOptions) -> Result<Vec<SpoolFile>> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let copy = std::env::temp_dir().join(format!("frazil-index-{}-{nanos:x}.redb", std::process::id()));
+        fs::copy(dir.join("index.redb"), &copy).map_err(io(format!("copying the index to {}", copy.display())))?;
+        let files = Index::open(&copy, opts.cache_bytes).and_then(|index| Spool::assemble(dir, index, &opts).files());
+        let _ = fs::remove_file(&copy);
+        files
+    }
+
     fn assemble(dir: &Path, index: Index, opts: &SpoolOptions) -> Spool {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         Spool {

@@ -243,3 +243,36 @@ fn a_reader_needs_a_spool() {
     let dir = tempfile::tempdir().unwrap();
     assert!(Spool::open_read_only(&dir.path().join("none"), Default::default()).is_err());
 }
+
+#[test]
+fn a_spool_left_by_a_crash_is_read_from_a_repaired_copy_without_taking_its_lock() {
+    let live = tempfile::tempdir().unwrap();
+    let (writer, _) = open(live.path());
+    writer.register(&write_tmp(&writer, b"one"), meta("db.t", "events", 0, 0, 10)).unwrap();
+    // A copy taken while the writer has it open is what a kill -9 leaves: never closed cleanly.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for name in ["index.redb", "data/00000000000000000001.parquet"] {
+        std::fs::copy(live.path().join(name), dir.path().join(name)).unwrap();
+    }
+    assert!(Spool::open_read_only(dir.path(), Default::default()).is_err(), "a read-only open cannot repair");
+    let files = Spool::files_from_copy(dir.path(), Default::default()).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].path, dir.path().join("data/00000000000000000001.parquet"), "paths point into the spool");
+    assert_eq!(files[0].meta, meta("db.t", "events", 0, 0, 10));
+    let copies = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("frazil-index-{}-", std::process::id()))
+        })
+        .count();
+    assert_eq!(copies, 0, "the copy is removed");
+    // The spool itself was neither repaired nor locked: a start opens it as usual.
+    drop(writer);
+    let (reopened, _) = open(dir.path());
+    assert_eq!(reopened.files().unwrap().len(), 1);
+}

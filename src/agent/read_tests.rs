@@ -131,3 +131,33 @@ fn committed_files_kept_for_offline_queries_answer_below_the_committed_offset_on
     Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
     assert!(gather(&cfg.spool).unwrap().files.is_empty(), "a cap of 0 keeps nothing");
 }
+
+#[test]
+fn a_stale_socket_means_no_agent_and_an_agent_of_another_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "keep_committed = \"1h\"");
+    let topics = Topics::default();
+    topics.create("events", 1);
+    topics.produce("events", 0, br#"{"reading":1}"#);
+    Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
+    let socket = cfg.spool.dir.join(crate::read::SOCKET);
+
+    // An agent killed with SIGKILL leaves its socket: nobody listens on it.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let state = gather(&cfg.spool).unwrap();
+    assert!(!state.agent_running && state.files.len() == 1, "{state:?}");
+
+    // Something answering in another version of the protocol.
+    std::fs::remove_file(&socket).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let other = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&conn).read_line(&mut line).unwrap();
+        conn.write_all(b"{\"version\":2,\"agent\":\"x\",\"hot\":[],\"files\":[]}\n").unwrap();
+    });
+    let e = gather(&cfg.spool).unwrap_err().to_string();
+    other.join().unwrap();
+    assert!(e.contains("version 2") && e.contains(crate::read::SOCKET), "{e}");
+}

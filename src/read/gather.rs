@@ -51,10 +51,11 @@ fn from_index(cfg: &SpoolConfig) -> Result<ReadState> {
     if !cfg.dir.join("index.redb").exists() {
         return Ok(ReadState::default());
     }
-    let spool = match Spool::open_read_only(&cfg.dir, crate::spill::options(cfg)) {
-        Ok(s) => s,
-        // The last writer crashed: open it as a start would, which repairs it.
-        Err(_) => crate::spill::open_beside(cfg)?.0,
+    let files = match Spool::open_read_only(&cfg.dir, crate::spill::options(cfg)) {
+        Ok(s) => s.files()?,
+        // The last writer crashed (an agent killed and not yet restarted): read a repaired copy,
+        // so that the query never holds the spool's lock against an agent starting again.
+        Err(_) => Spool::files_from_copy(&cfg.dir, crate::spill::options(cfg))?,
     };
-    Ok(ReadState { agent_running: false, hot: Vec::new(), files: spool.files()?.iter().map(FileEntry::new).collect() })
+    Ok(ReadState { agent_running: false, hot: Vec::new(), files: files.iter().map(FileEntry::new).collect() })
 }
