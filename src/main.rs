@@ -38,6 +38,17 @@ enum Command {
     Flush(Flush),
     Status(StatusCmd),
     Check(CheckCmd),
+    Query(#[allow(dead_code)] QueryCmd),
+}
+
+/// SQL over the tables and what the agent holds now (memory, spool), exactly once, also offline;
+/// runs frazil-query (see `frazil query --help` once installed)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "query")]
+struct QueryCmd {
+    /// the SQL, then frazil-query's options: --config, --format table|csv|json|parquet, --offline
+    #[argh(positional, greedy)]
+    _args: Vec<String>,
 }
 
 /// Check the configuration and try the spool, broker, catalog and object store, one line each.
@@ -90,6 +101,12 @@ fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // `query` passes every argument through untouched: the options are frazil-query's.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "query") {
+        let Err(e) = frazil::cli::query::exec_query(std::env::args_os().skip(2));
+        eprintln!("frazil: {e}");
+        return ExitCode::from(exit::FAILURE);
+    }
     frazil::memory::tune();
     let cli: Cli = argh::from_env();
     if cli.version {
@@ -105,6 +122,7 @@ fn main() -> ExitCode {
         Some(Command::Run(r)) => execute(&r.config, |agent| agent.run_until(shutdown_signal())),
         Some(Command::Flush(f)) => execute(&f.config, |agent| agent.flush_within(f.max_duration)),
         Some(Command::Status(s)) => show_status(&s),
+        Some(Command::Query(_)) => unreachable!("handled before parsing"),
         Some(Command::Check(c)) => match Config::load(&c.config) {
             Ok(cfg) => {
                 let checked = frazil::cli::check(&cfg, &c.config);

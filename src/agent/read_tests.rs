@@ -15,14 +15,25 @@ use crate::source::memory::Topics;
 /// Every offset of each partition in `state`'s pieces of `table`, from files and hot rows.
 fn offsets_by_partition(state: &ReadState, table: &str) -> BTreeMap<i32, Vec<i64>> {
     let mut out: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
-    for f in state.files.iter().filter(|f| f.table == table) {
-        out.entry(f.partition).or_default().extend(f.first_offset..=f.last_offset);
-    }
-    for h in state.hot.iter().filter(|h| h.meta.table == table) {
-        out.entry(h.meta.partition).or_default().extend(h.meta.first_offset..=h.meta.last_offset);
+    for s in state.files.iter().map(|f| &f.span).chain(state.hot.iter().map(|h| &h.span)) {
+        if s.table == table {
+            out.entry(s.partition).or_default().extend(s.first_offset..=s.last_offset);
+        }
     }
     out.values_mut().for_each(|v| v.sort_unstable());
     out
+}
+
+/// Topic `events` with `n` records in each of its `partitions`.
+fn topics_with(partitions: i32, n: i64) -> Topics {
+    let topics = Topics::default();
+    topics.create("events", partitions);
+    for p in 0..partitions {
+        for i in 0..n {
+            topics.produce("events", p, format!(r#"{{"device":"d{p}","reading":{i}}}"#).as_bytes());
+        }
+    }
+    topics
 }
 
 #[test]
@@ -33,13 +44,7 @@ fn a_running_agent_serves_its_hot_rows_and_files_which_hold_every_taken_offset_o
     // Small fetches fill files of about 100 rows; what is left stays in memory (no age limit).
     let mut cfg = config(dir.path(), "fetch_max_bytes = \"1KiB\"", "file_max_rows = 100\nfile_max_age = \"1h\"");
     cfg.catalog.commit_interval = std::time::Duration::from_secs(3600);
-    let topics = Topics::default();
-    topics.create("events", 2);
-    for p in 0..2 {
-        for i in 0..230 {
-            topics.produce("events", p, format!(r#"{{"device":"d{p}","reading":{i}}}"#).as_bytes());
-        }
-    }
+    let topics = topics_with(2, 230);
     let bad = topics.produce("events", 1, b"{not json");
     let agent = Agent::with_source(cfg.clone(), topics.connect()).unwrap();
     let shared: &Shared = &agent.shared;
@@ -64,8 +69,8 @@ fn a_running_agent_serves_its_hot_rows_and_files_which_hold_every_taken_offset_o
     assert!(state.files.len() >= 4, "{:?}", state.files);
 
     // The hot rows are the rows themselves, with their offsets.
-    let hot: Vec<_> = state.hot.iter().filter(|h| h.meta.table == "events").collect();
-    assert_eq!(hot.len(), 2, "{:?}", state.hot.iter().map(|h| &h.meta).collect::<Vec<_>>());
+    let hot: Vec<_> = state.hot.iter().filter(|h| h.span.table == "events").collect();
+    assert_eq!(hot.len(), 2, "{:?}", state.hot.iter().map(|h| &h.span).collect::<Vec<_>>());
     for h in hot {
         let offsets: Vec<i64> = h
             .batches
@@ -73,11 +78,11 @@ fn a_running_agent_serves_its_hot_rows_and_files_which_hold_every_taken_offset_o
             .flat_map(|b| b.column_by_name(META_OFFSET).unwrap().as_primitive::<Int64Type>().values().to_vec())
             .collect();
         let expected: Vec<i64> =
-            (h.meta.first_offset..=h.meta.last_offset).filter(|o| h.meta.partition == 0 || *o != bad).collect();
-        assert_eq!(offsets, expected, "partition {}", h.meta.partition);
-        assert_eq!(h.meta.rows, expected.len() as u64);
+            (h.span.first_offset..=h.span.last_offset).filter(|o| h.span.partition == 0 || *o != bad).collect();
+        assert_eq!(offsets, expected, "partition {}", h.span.partition);
+        assert_eq!(h.span.rows, expected.len() as u64);
     }
-    let dead: Vec<_> = state.hot.iter().filter(|h| h.meta.table == "events__dlq").collect();
+    let dead: Vec<_> = state.hot.iter().filter(|h| h.span.table == "events__dlq").collect();
     assert_eq!(dead.len(), 1);
     let offsets = dead[0].batches[0].column_by_name("offset").unwrap().as_primitive::<Int64Type>();
     assert_eq!(offsets.values().to_vec(), vec![bad], "the bad record, from memory, with its offset");
@@ -97,13 +102,7 @@ fn committed_files_kept_for_offline_queries_answer_below_the_committed_offset_on
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), "fetch_max_bytes = \"1KiB\"", "file_max_rows = 50");
     cfg.spool.keep_committed = std::time::Duration::from_secs(3600);
-    let topics = Topics::default();
-    topics.create("events", 2);
-    for p in 0..2 {
-        for i in 0..120 {
-            topics.produce("events", p, format!(r#"{{"device":"d{p}","reading":{i}}}"#).as_bytes());
-        }
-    }
+    let topics = topics_with(2, 120);
     let r = Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
     assert_eq!((r.events, r.pending_files), (240, 0), "{r:?}");
     let state = gather(&cfg.spool).unwrap();
@@ -112,11 +111,7 @@ fn committed_files_kept_for_offline_queries_answer_below_the_committed_offset_on
     assert_eq!(by_partition[&0], (0..120).collect::<Vec<_>>(), "the kept files reach back to offset 0");
 
     // Online, the table's committed offsets leave nothing to take from them; offline, all of it.
-    let pieces: Vec<crate::read::Piece> = state
-        .files
-        .iter()
-        .map(|f| crate::read::Piece { tp: (f.topic.clone(), f.partition), first: f.first_offset, last: f.last_offset })
-        .collect();
+    let pieces: Vec<crate::read::Piece> = state.files.iter().map(|f| f.span.piece()).collect();
     let table = smol::block_on(async_compat::Compat::new(super::tests::load(&cfg, "events"))).unwrap();
     let committed = crate::commit::offsets_as_of_current(table.metadata(), &cfg.agent_id);
     assert_eq!(committed, BTreeMap::from([(("events".to_string(), 0), 120), (("events".to_string(), 1), 120)]));
@@ -136,9 +131,7 @@ fn committed_files_kept_for_offline_queries_answer_below_the_committed_offset_on
 fn a_stale_socket_means_no_agent_and_an_agent_of_another_version_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "", "keep_committed = \"1h\"");
-    let topics = Topics::default();
-    topics.create("events", 1);
-    topics.produce("events", 0, br#"{"reading":1}"#);
+    let topics = topics_with(1, 1);
     Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
     let socket = cfg.spool.dir.join(crate::read::SOCKET);
 

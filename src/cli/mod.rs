@@ -1,8 +1,10 @@
 //! The commands beside the agent: `check` tries each part frazil needs, `status` reports what the
 //! spool holds and how far behind the broker the agent is. Both open the spool the same way
-//! (`spill::open_beside`): read-only beside a running agent, else as a start would.
+//! (`spill::open_beside`): read-only beside a running agent, else as a start would. `query` hands
+//! SQL to the separate `frazil-query` binary.
 
 mod check;
+pub mod query;
 mod status;
 
 pub use check::{Checked, check};

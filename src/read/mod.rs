@@ -16,4 +16,4 @@ pub mod wire;
 
 pub use gather::{ReadState, gather};
 pub use plan::{Piece, Plan, plan};
-pub use wire::{FileEntry, HotPiece, SOCKET};
+pub use wire::{FileEntry, HotPiece, SOCKET, Span};

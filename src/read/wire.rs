@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! client → agent   {"version":1}\n
-//! agent  → client  {"version":1,"agent":"gw-1","hot":[HotMeta...],"files":[FileEntry...]}\n
+//! agent  → client  {"version":1,"agent":"gw-1","hot":[Span...],"files":[FileEntry...]}\n
 //!                  one Arrow IPC stream (schema, batches, end-of-stream) per entry of "hot", in order
 //! ```
 //!
@@ -15,6 +15,7 @@ use arrow_array::RecordBatch;
 use frazil_spool::{FileState, SpoolFile};
 use serde::{Deserialize, Serialize};
 
+use super::plan::Piece;
 use crate::{Error, Result};
 
 /// The socket's name in the spool directory.
@@ -33,14 +34,15 @@ pub struct Request {
 pub struct Header {
     pub version: u32,
     pub agent: String,
-    pub hot: Vec<HotMeta>,
+    pub hot: Vec<Span>,
     pub files: Vec<FileEntry>,
 }
 
-/// What a hot piece covers: `first_offset..=last_offset` of one partition, bound for `table`
-/// (a table, or a dead-letter table for the partition's dead letters).
+/// What a piece of local rows (a hot buffer's, or a spool file's) covers: `first_offset..=last_offset`
+/// of one partition, bound for `table` (a table, or a dead-letter table). Any offset of the range
+/// without a row here is a record that became a row of the other table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HotMeta {
+pub struct Span {
     pub table: String,
     pub topic: String,
     pub partition: i32,
@@ -49,10 +51,17 @@ pub struct HotMeta {
     pub rows: u64,
 }
 
+impl Span {
+    /// The span as the planner sees it.
+    pub fn piece(&self) -> Piece {
+        Piece { tp: (self.topic.clone(), self.partition), first: self.first_offset, last: self.last_offset }
+    }
+}
+
 /// Rows held in memory by the agent, with the offsets they cover.
 #[derive(Clone, Debug)]
 pub struct HotPiece {
-    pub meta: HotMeta,
+    pub span: Span,
     pub batches: Vec<RecordBatch>,
 }
 
@@ -60,12 +69,8 @@ pub struct HotPiece {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub id: u64,
-    pub table: String,
-    pub topic: String,
-    pub partition: i32,
-    pub first_offset: i64,
-    pub last_offset: i64,
-    pub rows: u64,
+    #[serde(flatten)]
+    pub span: Span,
     pub bytes: u64,
     /// `written`, `uploaded`, `committed` or `quarantined`.
     pub state: String,
@@ -82,12 +87,14 @@ impl FileEntry {
         };
         FileEntry {
             id: f.id,
-            table: f.meta.table.clone(),
-            topic: f.meta.topic.clone(),
-            partition: f.meta.partition,
-            first_offset: f.meta.first_offset,
-            last_offset: f.meta.last_offset,
-            rows: f.meta.rows,
+            span: Span {
+                table: f.meta.table.clone(),
+                topic: f.meta.topic.clone(),
+                partition: f.meta.partition,
+                first_offset: f.meta.first_offset,
+                last_offset: f.meta.last_offset,
+                rows: f.meta.rows,
+            },
             bytes: f.bytes,
             state: state.to_string(),
             path: f.path.clone(),
@@ -107,7 +114,7 @@ fn wire_err(what: &str, e: impl std::fmt::Display) -> Error {
 /// Writes the answer: the header line, then each hot piece's rows as one IPC stream.
 pub fn write_answer(out: &mut impl Write, agent: &str, hot: &[HotPiece], files: Vec<FileEntry>) -> Result<()> {
     let header =
-        Header { version: VERSION, agent: agent.to_string(), hot: hot.iter().map(|h| h.meta.clone()).collect(), files };
+        Header { version: VERSION, agent: agent.to_string(), hot: hot.iter().map(|h| h.span.clone()).collect(), files };
     let mut line = serde_json::to_vec(&header).map_err(|e| wire_err("header", e))?;
     line.push(b'\n');
     out.write_all(&line).map_err(|e| Error::io("read state: writing", e))?;
@@ -134,10 +141,10 @@ pub fn read_answer(input: &mut impl BufRead) -> Result<(Header, Vec<HotPiece>)> 
         return Err(wire_err("answer", format!("version {} (this reader speaks {VERSION})", header.version)));
     }
     let mut hot = Vec::with_capacity(header.hot.len());
-    for meta in &header.hot {
+    for span in &header.hot {
         let reader = arrow_ipc::reader::StreamReader::try_new(&mut *input, None).map_err(|e| wire_err("IPC", e))?;
         let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| wire_err("IPC", e))?;
-        hot.push(HotPiece { meta: meta.clone(), batches: batches.into_iter().filter(|b| b.num_rows() > 0).collect() });
+        hot.push(HotPiece { span: span.clone(), batches: batches.into_iter().filter(|b| b.num_rows() > 0).collect() });
     }
     Ok((header, hot))
 }

@@ -7,8 +7,7 @@ use std::time::Instant;
 use super::Fetcher;
 use crate::agent::reads::HotReply;
 use crate::decode::{dead_letter_batch, dead_letter_schema};
-use crate::read::HotPiece;
-use crate::read::wire::HotMeta;
+use crate::read::{HotPiece, Span};
 
 impl Fetcher<'_> {
     /// Answers every request waiting, without waiting for one.
@@ -41,7 +40,7 @@ impl Fetcher<'_> {
                 }
             };
             let table = self.shared.table_name(topic);
-            let meta = |table: String, rows: usize| HotMeta {
+            let span = |table: String, rows: usize| Span {
                 table,
                 topic: topic.clone(),
                 partition: *partition,
@@ -53,11 +52,11 @@ impl Fetcher<'_> {
             if !hot.dead.is_empty() {
                 let dead_table = self.shared.dead_letter_table(&table);
                 match dead_letter_batch(topic, &hot.dead, &dead_letter_schema()) {
-                    Ok(b) => out.push(HotPiece { meta: meta(dead_table, b.num_rows()), batches: vec![b] }),
+                    Ok(b) => out.push(HotPiece { span: span(dead_table, b.num_rows()), batches: vec![b] }),
                     Err(e) => log::warn!("read state: the dead letters of {topic}/{partition}: {e}"),
                 }
             }
-            out.push(HotPiece { meta: meta(table, rows), batches: hot.batches });
+            out.push(HotPiece { span: span(table, rows), batches: hot.batches });
         }
         out
     }
