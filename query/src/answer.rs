@@ -70,7 +70,7 @@ impl TablePlan {
 /// Registers every table of `sources` in `ctx`; returns what each covers.
 pub async fn register(ctx: &SessionContext, sources: Sources) -> Result<Vec<Coverage>> {
     let mut out = Vec::new();
-    let Sources { hot, files, tables, .. } = sources;
+    let Sources { hot, files, tables, dead_letter_tables, .. } = sources;
     for (name, committed) in tables {
         let tp = TablePlan::new(&name, &files, &hot, committed.as_ref());
         let mut kept = Vec::new();
@@ -91,7 +91,8 @@ pub async fn register(ctx: &SessionContext, sources: Sources) -> Result<Vec<Cove
         }
         let local_rows = kept.iter().map(RecordBatch::num_rows).sum();
         let snapshot_id = committed.as_ref().and_then(|c| c.snapshot_id);
-        if register_one(ctx, &name, committed, kept).await? {
+        let dead_letters = dead_letter_tables.contains(&name);
+        if register_one(ctx, &name, committed, kept, dead_letters).await? {
             out.push(Coverage {
                 table: name,
                 snapshot_id,
@@ -106,19 +107,23 @@ pub async fn register(ctx: &SessionContext, sources: Sources) -> Result<Vec<Cove
     Ok(out)
 }
 
-/// Registers `name` as the union of the table's snapshot and `local`; `false` when there is
-/// neither a table nor a local row to take a schema from.
+/// Registers `name` as the union of the table's snapshot and `local`. A table with neither yet
+/// (nothing arrived so far) is registered empty, with the columns every such table has: the
+/// meta columns, or the dead-letter columns; `false` only if even that fails.
 async fn register_one(
     ctx: &SessionContext,
     name: &str,
     committed: Option<Committed>,
     local: Vec<RecordBatch>,
+    dead_letters: bool,
 ) -> Result<bool> {
     let table_schema = committed
         .as_ref()
         .map(|c| iceberg::arrow::schema_to_arrow_schema(c.table.metadata().current_schema()).map(Arc::new));
     let table_schema = table_schema.transpose().map_err(|e| Error::data(format!("{name}'s schema"), e))?;
-    let Some(target) = newest_schema(&local, table_schema.as_ref()) else { return Ok(false) };
+    let Some(target) = newest_schema(&local, table_schema.as_ref()).or_else(|| empty_schema(dead_letters)) else {
+        return Ok(false);
+    };
     let local = local.iter().map(|b| frazil::decode::conform_batch(b, &target)).collect::<frazil::Result<Vec<_>>>()?;
     let local_df = ctx.read_table(Arc::new(MemTable::try_new(target.clone(), vec![local])?))?;
     let df = match committed {
@@ -162,6 +167,16 @@ fn newest_schema(local: &[RecordBatch], table: Option<&SchemaRef>) -> Option<Sch
         }
     }
     (!schemas.is_empty()).then(|| Arc::new(Schema::new(fields)))
+}
+
+/// The columns of a table that has no rows anywhere yet.
+fn empty_schema(dead_letters: bool) -> Option<SchemaRef> {
+    let schema = if dead_letters {
+        Ok(frazil::decode::dead_letter_schema())
+    } else {
+        frazil::decode::with_meta_columns(Vec::new(), "the meta columns")
+    };
+    schema.ok().and_then(|s| iceberg::arrow::schema_to_arrow_schema(&s).ok()).map(Arc::new)
 }
 
 pub fn read_parquet(

@@ -416,7 +416,7 @@ def main(argv=None):
                    help="duckdb only: ATTACH the REST catalog (default) or iceberg_scan the current metadata.json")
     p.add_argument("--select", default="", help="comma-separated top-level columns to read (default: all)")
     p.add_argument("--sort", action="store_true", help="sort output lines (canonical order for comparisons)")
-    p.add_argument("--out", required=True, help="file to write the JSON lines to")
+    p.add_argument("--out", help="file to write the JSON lines to (without it, only the summary is printed)")
     args = p.parse_args(argv)
 
     try:
@@ -424,14 +424,17 @@ def main(argv=None):
             arrow, info = read_pyiceberg(args)
         else:
             arrow, info = read_duckdb(args)
-        lines = arrow_to_json_lines(arrow)
-        if args.sort:
-            lines.sort()
-        with open(args.out, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line + "\n")
+        rows = arrow.num_rows
+        if args.out:
+            lines = arrow_to_json_lines(arrow)
+            if args.sort:
+                lines.sort()
+            with open(args.out, "w", encoding="utf-8") as f:
+                for line in lines:
+                    f.write(line + "\n")
+            rows = len(lines)
         summary = {
-            "rows": len(lines),
+            "rows": rows,
             "snapshots": info["snapshots"],
             "format_version": info["format_version"],
             "current_snapshot_summary": info["current_snapshot_summary"],
