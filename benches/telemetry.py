@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--topic", default="telemetry")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--start", type=int, default=0, help="the first event's seq")
     ap.add_argument("--sample", type=int, default=0)
     ap.add_argument("--format", choices=["json", "avro"], default="json")
     ap.add_argument("--avro-schema", action="store_true")
@@ -117,7 +118,7 @@ def main():
     p = Producer({"bootstrap.servers": a.brokers, "linger.ms": 50, "batch.num.messages": 10000,
                   "queue.buffering.max.messages": 500000, "compression.type": "none"})
     encode = avro_encoder() if a.format == "avro" else lambda i: json.dumps(event(i), separators=(",", ":")).encode()
-    for i in range(a.count):
+    for i in range(a.start, a.start + a.count):
         value = encode(i)
         while True:
             try:
