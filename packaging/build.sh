@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# .deb and .rpm packages of frazil, from the metadata in Cargo.toml, into target/packages/.
+# .deb and .rpm packages of frazil and of frazil-query (query/Cargo.toml), from the metadata in
+# their Cargo.toml, into target/packages/.
 #   bash packaging/build.sh                  # x86_64, aarch64 and armv7
 #   bash packaging/build.sh x86_64-unknown-linux-gnu
 #   NO_BUILD=1 bash packaging/build.sh       # package the binaries already in target/<triple>/release
@@ -22,7 +23,10 @@ tool() { # crate version
 tool cargo-deb 3.8.0
 tool cargo-generate-rpm 0.21.0
 
-[ -n "${NO_BUILD:-}" ] || bash cross/build.sh "${targets[@]}"
+if [ -z "${NO_BUILD:-}" ]; then
+  bash cross/build.sh "${targets[@]}"
+  bash cross/build.sh --query "${targets[@]}"
+fi
 source cross/lib.sh
 
 out=target/packages
@@ -41,5 +45,9 @@ for t in "${targets[@]}"; do
   arch=()
   [ "$t" != armv7-unknown-linux-gnueabihf ] || arch=(--arch armv7hl)
   cargo generate-rpm -p . --target "$t" "${arch[@]}" --output "$out/"
+  # frazil-query is built with its own profile; the packagers look in target/<triple>/release.
+  cp "target/$t/query/frazil-query" "target/$t/release/frazil-query"
+  cargo deb -p frazil-query --no-build --no-strip --target "$t" --output "$out/"
+  cargo generate-rpm -p query --target "$t" "${arch[@]}" --output "$out/"
 done
 ls -l "$out"

@@ -88,6 +88,23 @@ for rpm in "$out"/frazil-"${version}"-1.*.rpm; do
   has "$name: requires glibc" "$requires" '^libc\.so\.6'
 done
 
+# --- frazil-query's packages: the query engine beside the agent --------------------------------
+for deb in "$out"/frazil-query_"${version}"-1_*.deb; do
+  [ -e "$deb" ] || { fail "no frazil-query .deb for $version in $out"; break; }
+  name=$(basename "$deb")
+  has "$name: Depends on this version of frazil" "$(dpkg-deb -f "$deb" Depends)" "^frazil \\(= ${version//./\\.}-1\\), libc6"
+  has "$name: /usr/bin/frazil-query 0755 root" "$(dpkg-deb -c "$deb")" '^-rwxr-xr-x (root/root|0/0) .* \./usr/bin/frazil-query$'
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/frazil-query >"$tmp/frazil-query"
+  echo "     $name: frazil-query is $(stat -c %s "$tmp/frazil-query") bytes (stripped), frazil $(stat -c %s "$tmp/frazil" 2>/dev/null || echo '?')"
+done
+for rpm in "$out"/frazil-query-"${version}"-1.*.rpm; do
+  [ -e "$rpm" ] || { fail "no frazil-query .rpm for $version in $out"; break; }
+  name=$(basename "$rpm")
+  has "$name: /usr/bin/frazil-query 0755 root" \
+    "$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null)" '^-rwxr-xr-x root root /usr/bin/frazil-query$'
+  has "$name: requires frazil" "$(rpm -qpR "$rpm" 2>/dev/null)" "^frazil = ${version//./\\.}"
+done
+
 # --- install, use, upgrade, remove and purge the host's .deb -----------------------------------
 install_checks() {
   deb=$(ls "$out"/frazil_"${version}"-1_"$(dpkg --print-architecture)".deb)
@@ -105,6 +122,14 @@ install_checks() {
   # Nothing listens on the placeholder addresses here, so check reports the broker and exits 75.
   has "frazil check exits 75 with no broker" "$code" '^75$'
   has "the units are installed" "$(ls /usr/lib/systemd/system/)" '^frazil-flush\.timer$'
+
+  # The query engine: `frazil query` finds it beside /usr/bin/frazil and answers (no spool yet,
+  # no catalog asked: an empty local answer still runs the SQL).
+  query_deb=$(ls "$out"/frazil-query_"${version}"-1_"$(dpkg --print-architecture)".deb)
+  $sudo dpkg -i "$query_deb" >/dev/null
+  has "frazil query --offline runs frazil-query as frazil" "$(as_frazil frazil query --offline 'SELECT 40 + 2 AS answer' 2>&1)" '\| 42 +\|'
+  $sudo dpkg -r frazil-query >/dev/null
+  has "frazil query without frazil-query says how to install it" "$(as_frazil frazil query 'SELECT 1' 2>&1 || true)" 'install the frazil-query package'
 
   # systemd's own checks of the units, now that /usr/bin/frazil exists.
   if command -v systemd-analyze >/dev/null; then
