@@ -70,6 +70,11 @@ impl Shared {
         let request: Request = serde_json::from_str(&line)
             .map_err(|e| Error::io("a request", std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         if request.version != wire::VERSION {
+            // An empty answer in this agent's version: the client names both versions.
+            let mut header = Vec::new();
+            wire::write_answer(&mut header, &self.cfg.agent_id, &[], Vec::new())?;
+            let mut conn = conn;
+            let _ = conn.write_all(&header).await;
             let e = format!("a request of version {} (this agent speaks {})", request.version, wire::VERSION);
             return Err(Error::io("a request", std::io::Error::other(e)));
         }

@@ -2,7 +2,7 @@
 //! between two fetch answers (never inside a roll, so each taken offset is hot or in a registered
 //! file). Copying shares the batches' memory; the time it stops fetching is measured.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Fetcher;
 use crate::agent::reads::HotReply;
@@ -14,6 +14,24 @@ impl Fetcher<'_> {
     pub(super) fn answer_reads(&mut self) {
         while let Ok(reply) = self.reads.try_recv() {
             self.answer_read(reply);
+        }
+    }
+
+    /// Waits `d`, answering read-state requests meanwhile: a fetcher that waits for a broker, or
+    /// for room in a full spool (when queries matter most), still answers at once.
+    pub(super) async fn sleep_answering_reads(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let timer = async {
+                smol::Timer::after(left).await;
+                None
+            };
+            let request = async { self.reads.recv().await.ok() };
+            match smol::future::or(request, timer).await {
+                Some(reply) => self.answer_read(reply),
+                None => return,
+            }
         }
     }
 

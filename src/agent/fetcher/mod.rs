@@ -131,7 +131,7 @@ impl<'a> Fetcher<'a> {
                     break;
                 }
                 // Nothing to read yet (a pattern that matches no topic so far): wait for the next refresh.
-                smol::Timer::after(self.shared.cfg.kafka.refresh_interval.min(Duration::from_secs(1))).await;
+                self.sleep_answering_reads(self.shared.cfg.kafka.refresh_interval.min(Duration::from_secs(1))).await;
                 continue;
             };
             self.cursor(&tp).in_flight = false;
@@ -165,7 +165,7 @@ impl<'a> Fetcher<'a> {
         }
         let delay = self.retry.next_delay();
         log::warn!("{e}; retrying in {delay:.1?}");
-        smol::Timer::after(delay).await;
+        self.sleep_answering_reads(delay).await;
         Ok(())
     }
 
@@ -218,7 +218,8 @@ impl<'a> Fetcher<'a> {
             while published.try_recv().is_ok() {}
             let _ = kick.try_send(());
             if self.mode == Mode::Run {
-                smol::Timer::after(self.paused.next_delay()).await;
+                let delay = self.paused.next_delay();
+                self.sleep_answering_reads(delay).await;
                 self.roll(false).await?;
                 return Ok(Room::Wait);
             }
