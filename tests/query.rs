@@ -264,3 +264,45 @@ fn answers_taken_while_rows_move_count_each_event_once() {
     let all = wait_until(Duration::from_secs(60), || count(&config, "moving", &["-q"]).0 == 6_000);
     assert!(all, "every produced event, once, after the restart");
 }
+
+#[test]
+fn kept_committed_files_answer_offline_back_to_their_horizon_and_never_pause_fetching() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let config = servers.config(&["kept"], "");
+    // Committed files are kept for an hour, in a spool whose quota they soon exceed; small
+    // fetches make the agent look for room often.
+    with_spool(&config, "keep_committed = \"1h\"\nmax_bytes = \"40KiB\"\nfile_max_rows = 100");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("topics = [\"kept\"]", "topics = [\"kept\"]\nfetch_max_bytes = \"4KiB\"");
+    write_config(&config, &text);
+    block_on(create_topic(&kafka, "kept", 2));
+    let mut expected = block_on(produce(&kafka, "kept", 2, 0..300));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+
+    // The catalog and the object store both gone: the kept files answer, back to offset 0.
+    servers.ctl("stop", "catalog", false);
+    servers.ctl("stop", "s3", false);
+    let sql = "SELECT _kafka_partition, _kafka_offset, id, device, temp FROM kept";
+    let (rows, stderr) = query_json(&config, sql, &[]);
+    assert_answer_exactly("kept files, offline", &rows, &expected);
+    assert!(stderr.contains("cannot be reached"), "{stderr}");
+    assert!(stderr.contains("kept/0: up to offset 150 (exclusive), from offset 0"), "the horizon:\n{stderr}");
+    servers.ctl("start", "catalog", false);
+    servers.ctl("start", "s3", false);
+    // Back online: the table holds them all, and the kept files add nothing.
+    let (rows, stderr) = query_json(&config, sql, &[]);
+    assert_answer_exactly("table, kept files below its offsets", &rows, &expected);
+    assert_eq!(coverage(&stderr, "kept").1, 0, "{stderr}");
+
+    // Far more than the quota: once a publish has committed what was written, the kept files make
+    // room; if they held on to it, the flush would stop early (exit 75) with the rest in Kafka.
+    expected.extend(block_on(produce(&kafka, "kept", 2, 300..900)));
+    let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "kept files must never keep fetching from going on:\n{log}");
+    assert!(log.contains("kept for queries, to make room"), "the quota was never reached:\n{log}");
+    let (rows, _) = servers.read_table("kept", "pyiceberg");
+    assert_exactly("pyiceberg", &rows, &expected);
+}

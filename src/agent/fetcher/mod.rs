@@ -196,10 +196,18 @@ impl<'a> Fetcher<'a> {
             return Ok(false);
         }
         // Committed files kept for offline queries make room first.
-        crate::spill::on_pool(&self.shared.spool, |s| {
-            Ok(s.has_room(0)? || (s.evict_committed_for_room(0)? > 0 && s.has_room(0)?))
+        let (room, evicted) = crate::spill::on_pool(&self.shared.spool, |s| {
+            if s.has_room(0)? {
+                return Ok((true, 0));
+            }
+            let evicted = s.evict_committed_for_room(0)?;
+            Ok((evicted > 0 && s.has_room(0)?, evicted))
         })
-        .await
+        .await?;
+        if evicted > 0 {
+            log::info!("spool: removed {evicted} committed files kept for queries, to make room");
+        }
+        Ok(room)
     }
 
     /// Looks for room in the spool. Without it, fetching pauses (logged, with its reason) and
