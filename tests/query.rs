@@ -101,9 +101,16 @@ const HTTP_COUNT: &str = "import sys, urllib.request, pyarrow.ipc\n\
     body = urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=sys.argv[2].encode())).read()\n\
     print(pyarrow.ipc.open_stream(body).read_all().column(0)[0].as_py())";
 
+/// Rewrites `config` with `from` replaced by `to` (e.g. a setting added after a known line).
+fn edit_config(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(from), "{from:?} is not in the config");
+    write_config(config, &text.replace(from, to));
+}
+
+/// The harness's `file_max_age = "1s"` replaced by these `[spool]` settings.
 fn with_spool(config: &Path, spool: &str) {
-    let text = std::fs::read_to_string(config).unwrap().replace("file_max_age = \"1s\"", spool);
-    write_config(config, &text);
+    edit_config(config, "file_max_age = \"1s\"", spool);
 }
 
 #[test]
@@ -273,10 +280,7 @@ fn kept_committed_files_answer_offline_back_to_their_horizon_and_never_pause_fet
     // Committed files are kept for an hour, in a spool whose quota they soon exceed; small
     // fetches make the agent look for room often.
     with_spool(&config, "keep_committed = \"1h\"\nmax_bytes = \"40KiB\"\nfile_max_rows = 100");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("topics = [\"kept\"]", "topics = [\"kept\"]\nfetch_max_bytes = \"4KiB\"");
-    write_config(&config, &text);
+    edit_config(&config, "topics = [\"kept\"]", "topics = [\"kept\"]\nfetch_max_bytes = \"4KiB\"");
     block_on(create_topic(&kafka, "kept", 2));
     let mut expected = block_on(produce(&kafka, "kept", 2, 0..300));
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
