@@ -5,6 +5,7 @@
 mod answer;
 mod duckdb;
 mod error;
+mod local;
 mod output;
 mod serve;
 mod sources;
@@ -87,10 +88,8 @@ fn run(args: &Args) -> Result<()> {
         let (offline, running) = (sources.offline.clone(), sources.agent_running);
         let ctx = SessionContext::new();
         let coverage = answer::register(&ctx, sources).await?;
-        let df = ctx.sql(sql).await?;
-        let schema = df.schema().as_arrow().clone();
-        let batches = df.collect().await?;
-        output::write(std::io::stdout(), args.format, std::sync::Arc::new(schema), &batches)?;
+        let answer = ctx.sql(sql).await?.execute_stream().await?;
+        output::write(std::io::stdout(), args.format, answer).await?;
         if !args.quiet {
             eprint!("{}", output::coverage(&coverage, offline.as_deref(), running));
         }

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::str::FromStr;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::TryStreamExt;
 
 use crate::answer::Coverage;
 use crate::error::{Error, Result};
@@ -31,30 +32,36 @@ impl FromStr for Format {
     }
 }
 
-pub fn write(out: impl Write + Send, format: Format, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+/// Writes the answer as it streams: csv, json and parquet a batch at a time; the table format
+/// needs every row first, to size its columns.
+pub async fn write(out: impl Write + Send, format: Format, mut answer: SendableRecordBatchStream) -> Result<()> {
     let fail = |e: &dyn std::fmt::Display| Error::data("writing the answer", e);
     let mut out = std::io::BufWriter::new(out);
     match format {
         Format::Table => {
-            let text = datafusion::arrow::util::pretty::pretty_format_batches(batches).map_err(|e| fail(&e))?;
+            let batches: Vec<RecordBatch> = answer.try_collect().await?;
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| fail(&e))?;
             writeln!(out, "{text}").map_err(|e| fail(&e))?;
         }
         Format::Csv => {
             let mut w = datafusion::arrow::csv::Writer::new(&mut out);
-            for b in batches {
-                w.write(b).map_err(|e| fail(&e))?;
+            while let Some(b) = answer.try_next().await? {
+                w.write(&b).map_err(|e| fail(&e))?;
             }
         }
         Format::Json => {
             let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
-            w.write_batches(&batches.iter().collect::<Vec<_>>()).map_err(|e| fail(&e))?;
+            while let Some(b) = answer.try_next().await? {
+                w.write(&b).map_err(|e| fail(&e))?;
+            }
             w.finish().map_err(|e| fail(&e))?;
         }
         Format::Parquet => {
+            let schema = answer.schema();
             let mut w =
                 datafusion::parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).map_err(|e| fail(&e))?;
-            for b in batches {
-                w.write(b).map_err(|e| fail(&e))?;
+            while let Some(b) = answer.try_next().await? {
+                w.write(&b).map_err(|e| fail(&e))?;
             }
             w.close().map_err(|e| fail(&e))?;
         }
@@ -73,8 +80,11 @@ pub fn coverage(coverage: &[Coverage], offline: Option<&str>, agent_running: boo
     for c in coverage {
         let snapshot = c.snapshot_id.map_or("no snapshot".to_string(), |id| format!("snapshot {id}"));
         s.push_str(&format!(
-            "-- {}: {snapshot} + {} local rows ({} spool files, {} hot buffers)\n",
-            c.table, c.local_rows, c.files, c.hot
+            "-- {}: {snapshot} + {} local rows read ({} spool files, {} hot buffers)\n",
+            c.table,
+            c.local_rows.load(std::sync::atomic::Ordering::Relaxed),
+            c.files,
+            c.hot
         ));
         for ((topic, partition), next) in &c.watermark {
             let horizon = match (offline, c.horizon.get(&(topic.clone(), *partition))) {
@@ -82,6 +92,11 @@ pub fn coverage(coverage: &[Coverage], offline: Option<&str>, agent_running: boo
                 _ => String::new(),
             };
             s.push_str(&format!("--   {topic}/{partition}: up to offset {next} (exclusive){horizon}\n"));
+        }
+        for ((topic, partition), first, last) in &c.gaps {
+            s.push_str(&format!(
+                "--   {topic}/{partition}: offsets {first}..={last} are missing, in a quarantined spool file (see frazil status)\n"
+            ));
         }
     }
     s

@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::prelude::SessionContext;
 use frazil::config::Config;
+use futures::TryStreamExt;
 
 use crate::error::{Error, Result};
 use crate::{answer, output, sources};
@@ -56,14 +57,12 @@ async fn answer_ipc(cfg: &Config, sql: &str, offline: bool) -> Result<(Vec<u8>, 
     let (why, running) = (sources.offline.clone(), sources.agent_running);
     let ctx = SessionContext::new();
     let coverage = answer::register(&ctx, sources).await?;
-    let df = ctx.sql(sql).await?;
-    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
+    let mut answer = ctx.sql(sql).await?.execute_stream().await?;
     let mut body = Vec::new();
     let fail = |e: &dyn std::fmt::Display| Error::data("encoding the answer", e);
-    let mut w = StreamWriter::try_new(&mut body, &schema).map_err(|e| fail(&e))?;
-    for b in &batches {
-        w.write(b).map_err(|e| fail(&e))?;
+    let mut w = StreamWriter::try_new(&mut body, &answer.schema()).map_err(|e| fail(&e))?;
+    while let Some(b) = answer.try_next().await? {
+        w.write(&b).map_err(|e| fail(&e))?;
     }
     w.finish().map_err(|e| fail(&e))?;
     drop(w);

@@ -7,7 +7,7 @@ use std::fs::File;
 
 use frazil::commit::Committer;
 use frazil::config::Config;
-use frazil::read::{FileEntry, HotPiece};
+use frazil::read::{FileEntry, HotPiece, Span};
 use frazil::topic::TopicPartition;
 use frazil::upload::Stores;
 use iceberg::table::Table;
@@ -38,13 +38,17 @@ pub struct Sources {
     pub offline: Option<String>,
     /// The names among `tables` that are dead-letter tables.
     pub dead_letter_tables: BTreeSet<String>,
+    /// What the spool's quarantined files held: rows no answer can read until they are fetched again.
+    pub quarantined: Vec<Span>,
 }
 
 /// Reads the read state and opens the files (no network), then loads the tables unless offline.
 pub async fn gather(cfg: &Config, offline: bool) -> Result<Sources> {
     let state = frazil::read::gather(&cfg.spool)?;
     let mut files = Vec::new();
-    for entry in state.files.into_iter().filter(FileEntry::readable) {
+    let (readable, quarantined): (Vec<FileEntry>, Vec<FileEntry>) =
+        state.files.into_iter().partition(FileEntry::readable);
+    for entry in readable {
         match File::open(&entry.path) {
             Ok(file) => files.push(OpenFile { entry, file }),
             // Committed and removed since it was listed: the table, loaded next, has its rows.
@@ -65,6 +69,7 @@ pub async fn gather(cfg: &Config, offline: bool) -> Result<Sources> {
         tables: names.into_iter().map(|n| (n, None)).collect(),
         offline: offline.then(|| "--offline".to_string()),
         dead_letter_tables,
+        quarantined: quarantined.into_iter().map(|f| f.span).collect(),
     };
     if !offline && let Err(e) = load_tables(cfg, &mut sources.tables).await {
         sources.tables.values_mut().for_each(|t| *t = None);
