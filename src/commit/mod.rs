@@ -151,22 +151,15 @@ impl Committer {
                 TableRequirement::LastAssignedFieldIdMatch { last_assigned_field_id: md.last_column_id() },
             ];
             let updates = vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }];
-            let rest = self.adapter.rest.clone();
-            let id = ident.clone();
-            let answer = blocking::unblock(move || rest.commit(&id, &requirements, &updates)).await?;
-            match answer {
-                rest::CommitAnswer::Applied(t) => {
+            match self.update(&ident, requirements, updates).await? {
+                Outcome::Applied(t) => {
                     log::info!(table = ident.name(); "table {ident}: schema grown by {}", names.join(", "));
-                    return Compat::new(async { self.adapter.table(ident.clone(), *t) })
-                        .await
-                        .map_err(|e| Error::iceberg(format!("open table {ident}"), e));
+                    return Ok(t);
                 }
-                rest::CommitAnswer::Conflict(body) => {
+                Outcome::Conflict(body) => {
                     log::info!("table {ident}: schema change conflicted ({}); reloading", body.trim())
                 }
-                rest::CommitAnswer::Unknown(e) => {
-                    log::warn!("table {ident}: schema change outcome unknown ({e}); reloading")
-                }
+                Outcome::Unknown(e) => log::warn!("table {ident}: schema change outcome unknown ({e}); reloading"),
             }
             if backoff.attempts() >= MAX_ATTEMPTS {
                 return Err(Error::Catalog {
@@ -183,6 +176,41 @@ impl Committer {
                 status: Some(404),
                 body: format!("table {ident} disappeared"),
             })?;
+        }
+    }
+
+    /// Sends one commit of `updates` under `requirements` as it is: no agent tag is added, so
+    /// a maintenance snapshot never moves an agent's tag. The caller decides what a conflict or
+    /// an unknown outcome means; `Err` is a failure retrying will not fix.
+    pub async fn update(
+        &self,
+        ident: &TableIdent,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> Result<Outcome> {
+        let rest = self.adapter.rest.clone();
+        let id = ident.clone();
+        match blocking::unblock(move || rest.commit(&id, &requirements, &updates)).await? {
+            rest::CommitAnswer::Applied(t) => Compat::new(async { self.adapter.table(ident.clone(), *t) })
+                .await
+                .map(Outcome::Applied)
+                .map_err(|e| Error::iceberg(format!("open table {ident}"), e)),
+            rest::CommitAnswer::Conflict(body) => Ok(Outcome::Conflict(body)),
+            rest::CommitAnswer::Unknown(e) => Ok(Outcome::Unknown(e)),
+        }
+    }
+
+    /// Commits one of iceberg's own transactions (e.g. `expire_snapshots`) once, with the same
+    /// answers as [`Committer::update`]. A transaction that adds a snapshot moves the agent's tag.
+    pub async fn commit_transaction(&self, tx: Transaction) -> Result<Outcome> {
+        let result = Compat::new(tx.commit(self.adapter.as_ref())).await;
+        let failure = self.adapter.last_failure.lock().expect("not poisoned").take();
+        match (result, failure) {
+            (Ok(t), _) => Ok(Outcome::Applied(t)),
+            (Err(_), Some(Failure::Conflict(body))) => Ok(Outcome::Conflict(body)),
+            (Err(_), Some(Failure::Unknown(e))) => Ok(Outcome::Unknown(e)),
+            (Err(_), Some(Failure::Failed(e))) => Err(e),
+            (Err(e), None) => Err(Error::iceberg("commit a transaction", e)),
         }
     }
 
@@ -245,6 +273,16 @@ impl Committer {
             smol::Timer::after(backoff.next_delay()).await;
         }
     }
+}
+
+/// The answer to one commit sent with [`Committer::update`] or [`Committer::commit_transaction`].
+pub enum Outcome {
+    /// Applied: the table as the catalog has it now.
+    Applied(Table),
+    /// A requirement failed (another writer committed first): nothing was applied.
+    Conflict(String),
+    /// No answer (a 5xx, a timeout, a dropped connection): it may have been applied.
+    Unknown(Error),
 }
 
 /// The fields of `wanted` the table's `current` schema lacks, and those it has narrower (`int` →
