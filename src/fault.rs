@@ -14,6 +14,12 @@ pub const POINTS: &[&str] = &[
     "before-commit",
     // The catalog applied the commit; the index still records it as pending.
     "after-commit",
+    // Maintenance: merged manifests and their manifest list are written; the catalog has not been asked.
+    "merge-before-commit",
+    // Maintenance: the catalog applied the merge; nothing is cleaned up yet.
+    "merge-after-commit",
+    // Maintenance: the catalog applied the expiry; the expired snapshots' files are not deleted yet.
+    "expire-after-commit",
 ];
 
 #[cfg(feature = "fault-injection")]

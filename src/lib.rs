@@ -8,6 +8,8 @@
 //! `layout` (each table's schema, partition spec, sort order and catalog table), and `read` (what
 //! a query needs from the agent: its hot rows and files, and which of them an exact answer keeps).
 //!
+//! `maintain` keeps the tables healthy (manifests merged, old snapshots expired).
+//!
 //! `agent` runs the stages in two loops on one single-threaded smol executor: a fetcher (source
 //! → decode → spill) and a publisher (spool → upload → commit). `cli` holds the commands beside
 //! it (`check`, `status`, `query`). ARCHITECTURE.md draws the whole.
@@ -22,6 +24,7 @@ mod error;
 pub mod fault;
 pub mod layout;
 pub mod logging;
+pub mod maintain;
 pub mod memory;
 pub mod read;
 pub mod source;

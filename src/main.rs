@@ -38,7 +38,24 @@ enum Command {
     Flush(Flush),
     Status(StatusCmd),
     Check(CheckCmd),
+    Maintain(MaintainCmd),
     Query(#[allow(dead_code)] QueryCmd),
+}
+
+/// Maintain the tables once: merge their manifests when there are too many, expire old snapshots
+/// (for cron and timers; `run` does it on its own every maintain_interval).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "maintain")]
+struct MaintainCmd {
+    /// the configuration file (default /etc/frazil/frazil.toml)
+    #[argh(option, default = "PathBuf::from(DEFAULT_PATH)")]
+    config: PathBuf,
+    /// only this table (repeat for more; default: the configured topics' tables and their dead-letter tables)
+    #[argh(option)]
+    table: Vec<String>,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
 }
 
 /// SQL over the tables and what the agent holds now (memory, spool), exactly once, also offline;
@@ -122,6 +139,7 @@ fn main() -> ExitCode {
         Some(Command::Run(r)) => execute(&r.config, |agent| agent.run_until(shutdown_signal())),
         Some(Command::Flush(f)) => execute(&f.config, |agent| agent.flush_within(f.max_duration)),
         Some(Command::Status(s)) => show_status(&s),
+        Some(Command::Maintain(m)) => maintain(&m),
         Some(Command::Query(_)) => unreachable!("handled before parsing"),
         Some(Command::Check(c)) => match Config::load(&c.config) {
             Ok(cfg) => {
@@ -136,6 +154,37 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+fn maintain(m: &MaintainCmd) -> u8 {
+    let result = Config::load(&m.config).and_then(|cfg| frazil::cli::maintain::maintain(&cfg, &m.table));
+    match result {
+        Ok(reports) if m.json => {
+            println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+            exit::OK
+        }
+        Ok(reports) => {
+            for r in reports {
+                match &r.health {
+                    Some(_) => println!("{r}"),
+                    None => println!("table {}: not in the catalog yet", r.table),
+                }
+            }
+            exit::OK
+        }
+        Err(e @ frazil::Error::Config { .. }) => {
+            log::error!("{e}");
+            exit::CONFIG
+        }
+        Err(e) if e.is_transient() => {
+            log::error!("{e}; nothing is lost, try again later");
+            exit::TRY_LATER
+        }
+        Err(e) => {
+            log::error!("{e}");
+            exit::FAILURE
+        }
+    }
 }
 
 fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<frazil::agent::Report>) -> u8 {

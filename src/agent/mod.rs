@@ -13,6 +13,8 @@
 //! commits, HTTP through ureq) runs on smol's blocking pool, so neither loop stalls the other.
 
 mod fetcher;
+#[cfg(test)]
+mod maintain_tests;
 mod metrics;
 mod publisher;
 #[cfg(test)]

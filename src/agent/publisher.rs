@@ -16,6 +16,7 @@ use smol::channel::{Receiver, Sender};
 use super::Mode;
 use super::shared::Shared;
 use crate::commit::{self, Committer};
+use crate::maintain;
 use crate::spill::on_pool;
 use crate::spill::retain::{Kept, to_remove};
 use crate::topic::TopicPartition;
@@ -30,12 +31,23 @@ pub(super) struct Publisher<'a> {
     /// interval has not passed since is left for a later cycle. Absent: since the agent opened.
     published_at: HashMap<String, Instant>,
     opened_at: Instant,
+    /// `run` maintains the tables it commits to (`flush` leaves that to `frazil maintain`), each
+    /// once per its maintenance interval, counted like `published_at`.
+    maintains: bool,
+    maintained_at: HashMap<String, Instant>,
 }
 
 impl<'a> Publisher<'a> {
     pub fn new(shared: &'a Shared) -> Self {
         let uploader = Uploader::new(shared.spool.clone(), shared.stores.clone(), &shared.cfg.agent_id);
-        Publisher { shared, uploader, published_at: HashMap::new(), opened_at: Instant::now() }
+        Publisher {
+            shared,
+            uploader,
+            published_at: HashMap::new(),
+            opened_at: Instant::now(),
+            maintains: false,
+            maintained_at: HashMap::new(),
+        }
     }
 
     /// Publishes as often as the shortest commit interval asks (every table when `kick`ed) until
@@ -48,6 +60,7 @@ impl<'a> Publisher<'a> {
         published: &Sender<()>,
     ) -> Result<()> {
         let every = self.shared.cfg.shortest_commit_interval();
+        self.maintains = mode == Mode::Run;
         loop {
             let tick = async {
                 smol::Timer::after(every).await;
@@ -128,9 +141,13 @@ impl<'a> Publisher<'a> {
         let mut order: Vec<(String, Vec<SpoolFile>)> = uploaded.into_iter().collect();
         order.sort_by_key(|(t, _)| !dead.contains(t));
         let now = Instant::now();
+        let committed: Vec<String> = order.iter().map(|(t, _)| t.clone()).collect();
         for (table, files) in order {
             self.commit(committer, &table, files).await?;
             self.published_at.insert(table, now);
+        }
+        if self.maintains {
+            self.maintain(committer, &committed).await;
         }
         let (keep_for, max_bytes) = (self.shared.cfg.spool.keep_committed, self.shared.cfg.spool.keep_committed_bytes);
         let removed = on_pool(&self.shared.spool, move |s| remove_committed(s, keep_for, max_bytes)).await?;
@@ -153,6 +170,40 @@ impl<'a> Publisher<'a> {
             }
         }
         due
+    }
+
+    /// Maintains each of `tables` whose maintenance interval has passed, when this agent is its
+    /// maintainer (`maintain::is_maintainer`). Bounded: one merge and one expiry per table. A
+    /// failure is logged and tried again an interval later; the data path never waits on it.
+    async fn maintain(&mut self, committer: &Committer, tables: &[String]) {
+        let cfg = &self.shared.cfg;
+        for name in tables {
+            let policy = cfg.maintenance(name);
+            let Some(every) = policy.interval else { continue };
+            let since = self.maintained_at.get(name).copied().unwrap_or(self.opened_at);
+            if since.elapsed() < every {
+                continue;
+            }
+            self.maintained_at.insert(name.clone(), Instant::now());
+            let Some(table) = self.shared.layouts.table(name) else { continue };
+            // The agents that committed within ten of this table's intervals feed it now.
+            let window = (cfg.commit_interval(name) * 10).max(Duration::from_secs(600));
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if !maintain::is_maintainer(table.metadata(), &cfg.agent_id, now_ms, window) {
+                continue;
+            }
+            match maintain::maintain(committer, name, &policy).await {
+                Ok((report, table)) => {
+                    if let Some(t) = table {
+                        self.shared.layouts.set_table(name, t);
+                    }
+                    if report.changed() {
+                        log::info!(table = name.as_str(); "maintenance: {report}");
+                    }
+                }
+                Err(e) => log::warn!(table = name.as_str(); "maintenance of {name}: {e}; tried again in {every:?}"),
+            }
+        }
     }
 
     /// A commit recorded as pending by an earlier attempt: finish it if it landed, else drop the

@@ -81,6 +81,9 @@ pub struct TableStatus {
     /// The table's columns against its limit: from the spool's record of its schema, else from
     /// the catalog (`None` when neither has it yet).
     pub columns: Option<Columns>,
+    /// Snapshots, manifests and data files, and when maintenance last changed the table (`None`
+    /// when not checked, unreachable or not in the catalog).
+    pub health: Option<crate::maintain::Health>,
 }
 
 #[derive(Debug, Serialize)]
@@ -320,6 +323,11 @@ async fn check_catalog(cfg: &Config, st: &mut Status) -> Reach {
                     timestamp_ms: s.timestamp_ms(),
                 });
                 committed = commit::committed_offsets(md, &cfg.agent_id);
+                // The object store may be down while the catalog answers: no health then.
+                t.health = crate::maintain::health(table)
+                    .await
+                    .inspect_err(|e| log::debug!("status: health of {name}: {e}"))
+                    .ok();
             }
             for (tp, next) in committed {
                 let p = partition(st, &tp);
@@ -454,6 +462,9 @@ impl fmt::Display for TableStatus {
             (None, Some(true)) => writeln!(f, "  last commit: none by this agent")?,
             (None, Some(false)) => writeln!(f, "  not in the catalog yet (created at the first commit)")?,
             (None, None) => {}
+        }
+        if let Some(h) = &self.health {
+            writeln!(f, "  health: {h}")?;
         }
         Ok(())
     }

@@ -323,6 +323,25 @@ impl Config {
         self.table_setting(table, |t| t.commit_interval.as_ref()).copied().unwrap_or(self.catalog.commit_interval)
     }
 
+    /// How `table` is maintained: each key from `[tables."<table>"]`, else `"*"`, else the
+    /// default (`maintain::Policy::default`).
+    pub fn maintenance(&self, table: &str) -> crate::maintain::Policy {
+        let d = crate::maintain::Policy::default();
+        crate::maintain::Policy {
+            interval: self.table_setting(table, |t| t.maintain_interval.as_ref()).copied().unwrap_or(d.interval),
+            max_manifests: self.table_setting(table, |t| t.max_manifests.as_ref()).copied().unwrap_or(d.max_manifests),
+            manifest_target_bytes: self
+                .table_setting(table, |t| t.manifest_target_bytes.as_ref())
+                .copied()
+                .unwrap_or(d.manifest_target_bytes),
+            expire_after: self.table_setting(table, |t| t.expire_after.as_ref()).copied().unwrap_or(d.expire_after),
+            keep_snapshots: self
+                .table_setting(table, |t| t.keep_snapshots.as_ref())
+                .copied()
+                .unwrap_or(d.keep_snapshots),
+        }
+    }
+
     /// The shortest commit interval of any table: how often `run` looks for tables that are due.
     pub fn shortest_commit_interval(&self) -> Duration {
         self.tables.values().filter_map(|t| t.commit_interval).fold(self.catalog.commit_interval, Duration::min)

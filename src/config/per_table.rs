@@ -39,6 +39,12 @@ pub struct TableSettings {
     pub unknown_keys: Option<UnknownKeys>,
     /// The user columns a new table is created with (`columns` or `schema_file`), and that key.
     pub given: Option<(Arc<Schema>, &'static str)>,
+    /// Maintenance (`maintain::Policy`); `maintain_interval = "0s"` is `Some(None)`: never in `run`.
+    pub maintain_interval: Option<Option<Duration>>,
+    pub max_manifests: Option<usize>,
+    pub manifest_target_bytes: Option<u64>,
+    pub expire_after: Option<Duration>,
+    pub keep_snapshots: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +62,11 @@ pub(super) struct RawTable {
     unknown_keys: Option<String>,
     columns: Option<Vec<String>>,
     schema_file: Option<PathBuf>,
+    maintain_interval: Option<String>,
+    max_manifests: Option<usize>,
+    manifest_target_size: Option<String>,
+    expire_after: Option<String>,
+    keep_snapshots: Option<usize>,
 }
 
 pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<String, TableSettings>> {
@@ -93,11 +104,17 @@ pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<Strin
                 "write a duration such as \"60s\"",
             ));
         }
+        let maintain_interval =
+            duration_opt(&key("maintain_interval"), r.maintain_interval, "1h")?.map(|d| (!d.is_zero()).then_some(d));
+        let manifest_target_bytes = size_opt(&key("manifest_target_size"), r.manifest_target_size, "8MiB")?;
+        let expire_after = duration_opt(&key("expire_after"), r.expire_after, "1h")?;
         for (name, value) in [
             ("max_columns", r.max_columns),
             ("max_new_fields", r.max_new_fields),
             ("max_depth", r.max_depth),
             ("max_name_length", r.max_name_length),
+            ("max_manifests", r.max_manifests),
+            ("keep_snapshots", r.keep_snapshots),
         ] {
             if value == Some(0) {
                 return Err(Error::config(key(name), "must be at least 1", "write a whole number such as 100"));
@@ -118,6 +135,11 @@ pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<Strin
                 max_name_length: r.max_name_length,
                 unknown_keys,
                 given,
+                maintain_interval,
+                max_manifests: r.max_manifests,
+                manifest_target_bytes,
+                expire_after,
+                keep_snapshots: r.keep_snapshots,
             },
         );
     }
