@@ -46,11 +46,12 @@ fn two_agents_on_different_topics_commit_to_one_table_concurrently() {
 
 /// The two agents of these tests: (agent, topic, partitions, first id). Ids never overlap, so
 /// each row tells its topic.
-const AGENTS: [(&str, &str, i32, u64); 2] = [("agent-north", "north", 2, 0), ("agent-south", "south", 3, 1_000_000)];
+pub(super) const AGENTS: [(&str, &str, i32, u64); 2] =
+    [("agent-north", "north", 2, 0), ("agent-south", "south", 3, 1_000_000)];
 
 /// Creates each agent's topic and writes its config: its own id and spool, the busy settings,
 /// `catalog_extra` in [catalog], and `extra_edits` on top.
-fn agent_configs(
+pub(super) fn agent_configs(
     servers: &Servers,
     kafka: &str,
     catalog_extra: &str,
@@ -70,7 +71,7 @@ fn agent_configs(
 }
 
 /// Produces `n` more events to each agent's topic, recording them in `expected`.
-fn produce_more(kafka: &str, n: u64, expected: &mut [BTreeMap<(i32, i64), Produced>], next: &mut [u64]) {
+pub(super) fn produce_more(kafka: &str, n: u64, expected: &mut [BTreeMap<(i32, i64), Produced>], next: &mut [u64]) {
     for (i, (_, topic, partitions, _)) in AGENTS.iter().enumerate() {
         expected[i].extend(block_on(produce(kafka, topic, *partitions, next[i]..next[i] + n)));
         next[i] += n;
@@ -79,7 +80,7 @@ fn produce_more(kafka: &str, n: u64, expected: &mut [BTreeMap<(i32, i64), Produc
 
 /// `rounds` rounds of: `size(round)` new events per topic, then both agents' `flush` at once.
 /// Returns the commits and conflicts their logs show.
-fn flush_rounds(
+pub(super) fn flush_rounds(
     kafka: &str,
     configs: &[PathBuf],
     logs: &Path,
@@ -102,7 +103,7 @@ fn flush_rounds(
 
 /// Waits for both agents, requires exit 0 from each, and returns the commits and `conflicted`
 /// lines their logs show.
-fn wait_for_agents(children: Vec<Guard>, paths: &[PathBuf], what: &str) -> (usize, usize) {
+pub(super) fn wait_for_agents(children: Vec<Guard>, paths: &[PathBuf], what: &str) -> (usize, usize) {
     let (mut commits, mut conflicts) = (0, 0);
     let ended: Vec<ExitStatus> = children.into_iter().map(Guard::wait).collect();
     for ((st, path), (agent, ..)) in ended.into_iter().zip(paths).zip(AGENTS) {

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Runs tests/check/expire.py on the table and returns its JSON answer.
-fn expire_snapshots(servers: &Servers, table: &str) -> Value {
+pub(super) fn expire_snapshots(servers: &Servers, table: &str) -> Value {
     let mut cmd = Command::new(venv_python());
     cmd.arg(repo().join("tests/check/expire.py"));
     servers.catalog_args(&mut cmd, table);

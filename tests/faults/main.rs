@@ -17,6 +17,10 @@
 //!   before the index records it; the next flush must neither lose nor double anything.
 //! - `offsets_survive_snapshot_expiry_and_a_lost_spool`: pyiceberg expires every snapshot it may,
 //!   the agent loses its spool, and it still resumes where its last commit ended (its tag).
+//! - `maintenance_beside_two_agents_keeps_every_event_once` (REST catalog, and with no catalog):
+//!   `frazil maintain` on a loop and `run`'s own maintenance while two agents commit; and
+//!   `a_maintenance_crash_leaves_the_table_whole`: `frazil maintain` aborted at each of its crash
+//!   points, then pyiceberg's own expiry on top.
 //! - `the_catalog_restarted_mid_run`, `the_object_store_restarted_mid_run`,
 //!   `the_broker_restarted_mid_run`: rustberg, s3s-fs or tansu stopped (SIGTERM, or SIGKILL during
 //!   a request to it) four times under `frazil run` and started again (tests/servers/ctl.sh).
@@ -30,6 +34,7 @@ mod common;
 mod agents;
 mod expiry;
 mod kill;
+mod maintain;
 mod points;
 mod restart;
 mod unanswered;

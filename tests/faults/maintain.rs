@@ -1,0 +1,263 @@
+//! Table maintenance while agents keep committing, and maintenance killed at each crash point.
+//! Whatever maintenance does, both readers see every event exactly once, each agent's tag still
+//! carries its offsets, and each agent's next flush resumes where it was.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::agents::{AGENTS, agent_configs, flush_rounds, produce_more, wait_for_agents};
+use super::*;
+
+/// The shared table's maintenance: merge once over 3 data manifests, keep 2 snapshots of main,
+/// expire the rest at once, and in `run` every second.
+const POLICY: &str = "\n[tables.\"shared\"]\nmax_manifests = 3\nkeep_snapshots = 2\nexpire_after = \"0s\"\n\
+    maintain_interval = \"1s\"\n";
+
+fn with_policy(config: &Path, policy: &str) {
+    let text = std::fs::read_to_string(config).expect("read config") + policy;
+    write_config(config, &text);
+}
+
+/// `frazil maintain --json`; its exit status, the reports (when it printed them) and its log.
+fn maintain(config: &Path, env: &[(&str, &str)]) -> (ExitStatus, Option<Value>, String) {
+    let out = frazil_command()
+        .args(["maintain", "--json", "--config", path_str(config)])
+        .env("FRAZIL_LOG", "info")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run frazil maintain");
+    (out.status, serde_json::from_slice(&out.stdout).ok(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// The report on `table` among `frazil maintain --json`'s.
+fn report<'a>(reports: &'a Value, table: &str) -> &'a Value {
+    reports.as_array().and_then(|a| a.iter().find(|r| r["table"] == table)).unwrap_or_else(|| panic!("{reports}"))
+}
+
+/// Where a table is: through the REST catalog, or in a warehouse with no catalog service.
+enum Where<'a> {
+    Rest(&'a Servers),
+    Files { servers: &'a Servers, location: String },
+}
+
+impl Where<'_> {
+    /// The table's metadata as a reader loads it.
+    fn metadata(&self, table: &str) -> Value {
+        match self {
+            Where::Rest(servers) => load_table(servers, table)["metadata"].clone(),
+            Where::Files { servers, location } => {
+                let dir = local_path(servers, &format!("{location}/metadata"));
+                let hint = std::fs::read_to_string(dir.join("version-hint.text")).expect("version hint");
+                let text = std::fs::read_to_string(dir.join(format!("v{}.metadata.json", hint.trim()))).unwrap();
+                serde_json::from_str(&text).expect("metadata JSON")
+            }
+        }
+    }
+
+    fn assert_exactly(&self, table: &str, low: &BTreeMap<(i32, i64), Produced>, high: &BTreeMap<(i32, i64), Produced>) {
+        match self {
+            Where::Rest(servers) => assert_split_exactly(servers, table, 1_000_000, low, high),
+            Where::Files { servers, location } => {
+                assert_split_rows(|reader| servers.read_static(location, reader).0, 1_000_000, low, high)
+            }
+        }
+    }
+}
+
+/// The file s3s-fs keeps an `s3://bucket/key` object in.
+fn local_path(servers: &Servers, url: &str) -> PathBuf {
+    let key = url.strip_prefix("s3://").unwrap_or_else(|| panic!("not an s3 URL: {url}"));
+    servers.dir.path().join("servers/s3").join(key)
+}
+
+/// The manifest lists in the table's metadata dir that no snapshot of its metadata lists.
+fn unreferenced_lists(servers: &Servers, table: &str) -> BTreeSet<String> {
+    let md = load_table(servers, table)["metadata"].clone();
+    let listed: BTreeSet<&str> =
+        md["snapshots"].as_array().unwrap().iter().map(|s| s["manifest-list"].as_str().unwrap()).collect();
+    let dir = local_path(servers, &format!("{}/metadata", md["location"].as_str().unwrap()));
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("snap-") && !listed.iter().any(|l| l.ends_with(&format!("/{n}"))))
+        .collect()
+}
+
+/// The offsets `agent`'s tag carries for `topic`.
+fn tagged_offsets(md: &Value, agent: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let id = &md["refs"][format!("frazil-{agent}")]["snapshot-id"];
+    let snapshot = md["snapshots"].as_array().unwrap().iter().find(|s| s["snapshot-id"] == *id);
+    let summary =
+        snapshot.unwrap_or_else(|| panic!("{agent}'s tag names no snapshot: {}", md["refs"]))["summary"].clone();
+    assert_eq!(summary["frazil.agent"], agent, "{agent}'s tag is on a snapshot of its own: {summary}");
+    offsets_of(&[summary], agent, topic)
+}
+
+#[test]
+fn maintenance_beside_two_agents_keeps_every_event_once() {
+    maintained_beside_two_agents(false);
+}
+
+#[test]
+fn maintenance_beside_two_agents_keeps_every_event_once_with_no_catalog() {
+    maintained_beside_two_agents(true);
+}
+
+fn maintained_beside_two_agents(no_catalog: bool) {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let logs = logs_dir(if no_catalog { "maintain-no-catalog" } else { "maintain" });
+    let mut edits = Vec::new();
+    let mut proxy = None;
+    let place = if no_catalog {
+        // As in `two_agents_share_one_table_with_no_catalog_service`: conditional creates one at a time.
+        let s3 = Proxy::start(servers.get("FRAZIL_S3_ENDPOINT"));
+        s3.keep_host();
+        let warehouse = "s3://warehouse/nocatalog";
+        edits = vec![
+            (format!("uri = \"{}\"", servers.get("FRAZIL_CATALOG")), "type = \"filesystem\"".to_string()),
+            (format!("warehouse = \"{}\"", servers.get("FRAZIL_WAREHOUSE")), format!("warehouse = \"{warehouse}\"")),
+            (format!("endpoint = \"{}\"", servers.get("FRAZIL_S3_ENDPOINT")), format!("endpoint = \"{}\"", s3.url)),
+        ];
+        proxy = Some(s3);
+        Where::Files { servers: &servers, location: format!("{warehouse}/edge/shared") }
+    } else {
+        Where::Rest(&servers)
+    };
+    let configs = agent_configs(&servers, &kafka, "table = \"shared\"\ncommit_interval = \"1s\"", &edits);
+    configs.iter().for_each(|c| with_policy(c, POLICY));
+    let mut expected: Vec<BTreeMap<(i32, i64), Produced>> = vec![BTreeMap::new(), BTreeMap::new()];
+    let mut next: Vec<u64> = AGENTS.iter().map(|a| a.3).collect();
+
+    // `frazil maintain` on a loop (as a timer would run it, only faster) while both agents flush.
+    let stop = Arc::new(AtomicBool::new(false));
+    let maintainer = {
+        let (stop, config) = (stop.clone(), configs[0].clone());
+        std::thread::spawn(move || {
+            let mut passes: Vec<(ExitStatus, Option<Value>, String)> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                passes.push(maintain(&config, &[]));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            passes
+        })
+    };
+    let (commits, conflicts) = flush_rounds(&kafka, &configs, &logs, 6, |r| 600 + 200 * r, &mut expected, &mut next);
+    stop.store(true, Ordering::Relaxed);
+    let passes = maintainer.join().expect("the maintenance loop");
+    let (mut merged, mut expired) = (0, 0);
+    for (status, reports, log) in &passes {
+        assert!(status.success(), "frazil maintain failed ({}):\n{log}", exit_text(*status));
+        let r = report(reports.as_ref().expect("reports"), "shared");
+        merged += r["manifests_merged"].as_u64().unwrap();
+        expired += r["snapshots_expired"].as_u64().unwrap();
+    }
+    println!(
+        "{} maintenance passes beside {commits} commits ({conflicts} conflicts): {merged} manifests merged, {expired} snapshots expired",
+        passes.len()
+    );
+    assert!(merged > 0 && expired > 0, "maintenance did nothing in {} passes", passes.len());
+    place.assert_exactly("shared", &expected[0], &expected[1]);
+
+    // Both as `frazil run`, which maintain on their own: only the elected one (the smallest id
+    // among the agents committing) does.
+    let paths: Vec<PathBuf> = AGENTS.iter().map(|(a, ..)| logs.join(format!("run-{a}.log"))).collect();
+    let mut children: Vec<Guard> = configs.iter().zip(&paths).map(|(c, l)| spawn_frazil("run", c, l)).collect();
+    for _ in 0..6 {
+        produce_more(&kafka, 400, &mut expected, &mut next);
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    for c in &mut children {
+        assert!(Command::new("kill").args(["-TERM", &c.child().id().to_string()]).status().unwrap().success());
+    }
+    wait_for_agents(children, &paths, "run");
+    let maintained: Vec<usize> = paths.iter().map(|p| count(&read_log(p), "maintenance: table shared")).collect();
+    assert!(maintained[0] > 0 && maintained[1] == 0, "agent-north maintains, agent-south does not: {maintained:?}");
+
+    // One last pass: the table is within the policy's bounds, and both readers agree.
+    let (status, reports, log) = maintain(&configs[1], &[]);
+    assert!(status.success(), "{log}");
+    let health = &report(reports.as_ref().unwrap(), "shared")["health"];
+    assert!(health["data_manifests"].as_u64().unwrap() <= 3, "{health}");
+    assert!(health["snapshots"].as_u64().unwrap() <= 2 + 2, "2 kept and each agent's tagged one at most: {health}");
+    place.assert_exactly("shared", &expected[0], &expected[1]);
+    let md = place.metadata("shared");
+    for (i, (agent, topic, ..)) in AGENTS.iter().enumerate() {
+        assert_eq!(tagged_offsets(&md, agent, topic), ends(&expected[i]), "{agent}'s tag");
+    }
+
+    // Each agent's next flush resumes where it was.
+    flush_rounds(&kafka, &configs, &logs, 1, |_| 500, &mut expected, &mut next);
+    place.assert_exactly("shared", &expected[0], &expected[1]);
+    drop(proxy);
+}
+
+#[test]
+fn a_maintenance_crash_leaves_the_table_whole() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let logs = logs_dir("maintain-crash");
+    block_on(create_topic(&kafka, "crash", 2));
+    let config = config_as(&servers, "crash", &["crash"], "table = \"shared\"", &[]);
+    with_policy(&config, POLICY);
+    let mut expected = BTreeMap::new();
+    let mut next = 0;
+    let mut flush_more = |n: u64, what: &str, expected: &mut BTreeMap<(i32, i64), Produced>| {
+        expected.extend(block_on(produce(&kafka, "crash", 2, next..next + n)));
+        next += n;
+        let (code, log) = flush(&config, &logs.join(format!("{what}.log")));
+        assert_eq!(code, 0, "{what}:\n{}", tail(&log, 30));
+    };
+    for round in 0..6 {
+        flush_more(300, &format!("flush-{round}"), &mut expected);
+    }
+    let before = status_json(&config, &[]);
+    let health = &before["tables"].as_array().unwrap().iter().find(|t| t["table"] == "shared").unwrap()["health"];
+    assert!(health["data_manifests"].as_u64().unwrap() >= 6, "one manifest per commit before any merge: {health}");
+
+    // Each crash point in turn; after each, the table reads whole, and the next pass goes on.
+    // Only the crashes may strand a manifest list: the merge's that never committed, and those of
+    // the snapshots whose expiry was cut short.
+    let mut stranded = BTreeSet::new();
+    for (point, round) in [("merge-before-commit", 6), ("merge-after-commit", 7), ("expire-after-commit", 8)] {
+        let (status, _, log) = maintain(&config, &[("FRAZIL_FAULT", point)]);
+        assert!(
+            !status.success() && log.contains(&format!("aborting at {point}")),
+            "{point}: {}\n{log}",
+            exit_text(status)
+        );
+        assert_table_exactly(&servers, "shared", &expected);
+        let now = unreferenced_lists(&servers, "shared");
+        assert!(now.is_superset(&stranded), "{point}: {now:?} {stranded:?}");
+        if point == "merge-before-commit" {
+            assert_eq!(now.len(), 1, "the uncommitted merge's list: {now:?}");
+        }
+        stranded = now;
+        // New commits on top, so the next pass has manifests to merge again.
+        for r in 0..4 {
+            flush_more(100, &format!("flush-{round}-{r}"), &mut expected);
+        }
+    }
+    let (status, reports, log) = maintain(&config, &[]);
+    assert!(status.success(), "{log}");
+    let r = report(reports.as_ref().unwrap(), "shared");
+    assert!(r["manifests_merged"].as_u64().unwrap() > 0 && r["snapshots_expired"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["files_deleted"].as_u64().unwrap() >= r["snapshots_expired"].as_u64().unwrap(), "{r}");
+    assert!(r["health"]["data_manifests"].as_u64().unwrap() <= 3, "{r}");
+    assert_table_exactly(&servers, "shared", &expected);
+    let left = unreferenced_lists(&servers, "shared");
+    assert!(
+        left.is_subset(&stranded),
+        "a clean pass deletes the lists of what it expires: {left:?} beyond {stranded:?}"
+    );
+    println!("maintenance crashes: {} manifest lists stranded by the crashes, none by the clean pass", stranded.len());
+
+    // pyiceberg's own expiry on top of frazil's, then the agent resumes where it was.
+    let expired = super::expiry::expire_snapshots(&servers, "shared");
+    println!("expire.py after frazil maintain: {expired}");
+    flush_more(500, "after", &mut expected);
+    assert_table_exactly(&servers, "shared", &expected);
+    let md = load_table(&servers, "shared")["metadata"].clone();
+    assert_eq!(tagged_offsets(&md, "test-gateway", "crash"), ends(&expected), "the agent's tag");
+}
