@@ -46,23 +46,26 @@ fn a_maintained_table_reads_the_same_and_its_agent_resumes_where_it_was() {
     let cfg = config(dir.path(), "", POLICY);
     let topics = Topics::default();
     topics.create("events", 2);
+    // Each flush commits at least once (twice when its files roll more than a commit interval apart).
+    let mut commits = 0;
     for round in 0..8 {
         produce_more(&topics, 2, round * 30, 30);
         let r = Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
-        assert_eq!(r.commits, 1, "{r:?}");
+        assert!(r.events == 60 && r.commits >= 1, "{r:?}");
+        commits += r.commits as usize;
     }
     let before = health(&cfg);
-    assert_eq!((before.data_manifests, before.snapshots, before.records), (8, 8, 480), "{before:?}");
+    assert_eq!((before.data_manifests, before.snapshots, before.records), (commits, commits, 480), "{before:?}");
     assert_eq!(before.last_maintained, None);
 
     let policy = cfg.maintenance("events");
     assert_eq!((policy.max_manifests, policy.keep_snapshots, policy.expire_after), (3, 2, Duration::ZERO));
     let report = maintain_once(&cfg, &policy);
-    assert_eq!((report.manifests_merged, report.manifests_written), (8, 1), "{report:?}");
-    // 9 snapshots (8 appends, the merge): the newest 2 stay, the agent's tag is on the 2nd newest.
-    assert_eq!(report.snapshots_expired, 7, "{report:?}");
-    // Their 7 manifest lists; their manifests are all still listed by the 8th append, which stays.
-    assert_eq!(report.files_deleted, 7, "{report:?}");
+    assert_eq!((report.manifests_merged, report.manifests_written), (commits, 1), "{report:?}");
+    // The appends and the merge: the newest 2 stay, and the agent's tag is on the 2nd newest.
+    assert_eq!(report.snapshots_expired, commits - 1, "{report:?}");
+    // Their manifest lists; their manifests are all still listed by the last append, which stays.
+    assert_eq!(report.files_deleted, commits - 1, "{report:?}");
     let after = report.health.clone().unwrap();
     assert_eq!((after.data_manifests, after.snapshots, after.records), (1, 2, 480), "{after:?}");
     assert_eq!((after.data_files, after.data_bytes), (before.data_files, before.data_bytes));
@@ -83,7 +86,7 @@ fn a_maintained_table_reads_the_same_and_its_agent_resumes_where_it_was() {
     std::fs::remove_dir_all(dir.path().join("spool")).unwrap();
     produce_more(&topics, 2, 240, 30);
     let r = Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
-    assert_eq!((r.events, r.commits), (60, 1), "only the new records, after a lost spool: {r:?}");
+    assert_eq!(r.events, 60, "only the new records, after a lost spool: {r:?}");
     assert_eq!(table_rows(&cfg, "events"), expected(2, 270));
 }
 
