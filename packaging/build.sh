@@ -14,9 +14,10 @@ targets=("$@")
 
 TOOLS="${FRAZIL_TOOLS:-$HOME/.cache/frazil/tools}"
 export PATH="$TOOLS/bin:$PATH"
-tool() { # crate version
+tool() { # crate version   (build tools: compiled quickly, as tests/servers/install.sh does)
   if ! grep -q "\"$1 $2 " "$TOOLS/.crates.toml" 2>/dev/null; then
-    CARGO_TARGET_DIR="${FRAZIL_TOOLS_TARGET:-$HOME/.cache/frazil/tools-target}" \
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+      CARGO_TARGET_DIR="${FRAZIL_TOOLS_TARGET:-$HOME/.cache/frazil/tools-target}" \
       cargo install --locked --root "$TOOLS" --version "$2" "$1"
   fi
 }
