@@ -12,12 +12,10 @@ use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
-use super::{LAST_MAINTAINED, Policy, health};
+use super::{LAST_MAINTAINED, MAX_ATTEMPTS, Policy, gave_up, health, reload};
 use crate::backoff::Backoff;
 use crate::commit::{Committer, Outcome};
 use crate::{Error, Result};
-
-const MAX_ATTEMPTS: u32 = 8;
 
 #[derive(Debug, Default)]
 pub(super) struct Expired {
@@ -93,18 +91,10 @@ pub(super) async fn expire(committer: &Committer, mut table: Table, policy: &Pol
             }
         }
         if backoff.attempts() >= MAX_ATTEMPTS {
-            return Err(Error::Catalog {
-                context: format!("expire the snapshots of {ident}"),
-                status: None,
-                body: format!("gave up after {MAX_ATTEMPTS} attempts; the next maintenance tries again"),
-            });
+            return Err(gave_up(format!("expire the snapshots of {ident}")));
         }
         smol::Timer::after(backoff.next_delay()).await;
-        table = committer.load(ident.name()).await?.ok_or_else(|| Error::Catalog {
-            context: format!("expire the snapshots of {ident}"),
-            status: Some(404),
-            body: format!("table {ident} disappeared"),
-        })?;
+        table = reload(committer, &ident).await?;
     }
     let removed: Vec<String> = before
         .iter()

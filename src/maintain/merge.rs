@@ -15,13 +15,10 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use iceberg::{TableRequirement, TableUpdate};
 
-use super::{MAINTENANCE_ID, Policy, health};
+use super::{MAINTENANCE_ID, MAX_ATTEMPTS, Policy, gave_up, health, reload};
 use crate::backoff::Backoff;
 use crate::commit::{Committer, Outcome};
 use crate::{Error, Result};
-
-/// Tries of one merge (conflicts, unknown outcomes) before the pass gives up until the next.
-const MAX_ATTEMPTS: u32 = 8;
 
 #[derive(Debug, Default)]
 pub(super) struct Merged {
@@ -160,25 +157,13 @@ pub(super) async fn merge(committer: &Committer, mut table: Table, policy: &Poli
             }
         }
         if backoff.attempts() >= MAX_ATTEMPTS {
-            break Err(Error::Catalog {
-                context: format!("merge the manifests of {ident}"),
-                status: None,
-                body: format!("gave up after {MAX_ATTEMPTS} attempts; the next maintenance tries again"),
-            });
+            break Err(gave_up(format!("merge the manifests of {ident}")));
         }
         smol::Timer::after(backoff.next_delay()).await;
     };
     // Nothing was committed by this pass (or nothing was needed): its merged manifests are nobody's.
     delete_unused(&table, written.into_values()).await;
     result.map(|m| (table, m))
-}
-
-async fn reload(committer: &Committer, ident: &iceberg::TableIdent) -> Result<Table> {
-    committer.load(ident.name()).await?.ok_or_else(|| Error::Catalog {
-        context: format!("maintain {ident}"),
-        status: Some(404),
-        body: format!("table {ident} disappeared"),
-    })
 }
 
 /// One manifest holding every live entry of `sources` (all of one partition spec).

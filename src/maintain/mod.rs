@@ -114,6 +114,28 @@ pub async fn maintain(committer: &Committer, table: &str, policy: &Policy) -> Re
     Ok((report, Some(t)))
 }
 
+/// Tries of one maintenance commit (conflicts, unknown outcomes) before the pass gives up; the
+/// next pass plans afresh.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The error of a step (`what`) that used up its tries.
+fn gave_up(what: String) -> crate::Error {
+    crate::Error::Catalog {
+        context: what,
+        status: None,
+        body: format!("gave up after {MAX_ATTEMPTS} attempts; the next maintenance tries again"),
+    }
+}
+
+/// The table as the catalog has it now; a table that disappeared is an error.
+async fn reload(committer: &Committer, ident: &iceberg::TableIdent) -> Result<Table> {
+    committer.load(ident.name()).await?.ok_or_else(|| crate::Error::Catalog {
+        context: format!("maintain {ident}"),
+        status: Some(404),
+        body: format!("table {ident} disappeared"),
+    })
+}
+
 /// Every ref of the table by name. iceberg 0.10.1 answers only for a name it is given
 /// (`snapshot_for_ref`), so they are read from the metadata's own serialized form.
 fn refs(md: &iceberg::spec::TableMetadata) -> std::collections::HashMap<String, iceberg::spec::SnapshotReference> {
