@@ -82,6 +82,8 @@ impl<'a> Publisher<'a> {
                 log::warn!("publish: {e}; the files stay spooled and are retried in {every:?}");
             }
         }
+        // A shutdown stays quick: the last publish commits, maintenance waits for the next start.
+        self.maintains = false;
         self.final_publish(mode).await
     }
 
