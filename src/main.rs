@@ -172,18 +172,7 @@ fn maintain(m: &MaintainCmd) -> u8 {
             }
             exit::OK
         }
-        Err(e @ frazil::Error::Config { .. }) => {
-            log::error!("{e}");
-            exit::CONFIG
-        }
-        Err(e) if e.is_transient() => {
-            log::error!("{e}; nothing is lost, try again later");
-            exit::TRY_LATER
-        }
-        Err(e) => {
-            log::error!("{e}");
-            exit::FAILURE
-        }
+        Err(e) => failed(&e, Some("nothing is lost, try again later")),
     }
 }
 
@@ -202,21 +191,29 @@ fn execute(path: &std::path::Path, go: impl FnOnce(&Agent) -> frazil::Result<fra
             );
             if r.pending_files > 0 || r.stopped_early { exit::TRY_LATER } else { exit::OK }
         }
-        Err(e @ frazil::Error::Config { .. }) => {
-            log::error!("{e}");
-            exit::CONFIG
-        }
         Err(frazil::Error::Spool(e @ frazil_spool::SpoolError::Locked { .. })) => {
             log::error!(
                 "{e}: another `frazil run` or `frazil flush` is using it; this one exits without doing anything"
             );
             exit::BUSY
         }
-        Err(e) if e.is_transient() => {
-            log::error!("{e}; data taken from Kafka stays in the spool, run again later");
+        Err(e) => failed(&e, Some("data taken from Kafka stays in the spool, run again later")),
+    }
+}
+
+/// Logs `e` and returns its exit code: a bad configuration, a failure a later run may not meet
+/// (`later` says what is left for it; `None`: the command does not tell the two apart), or another.
+fn failed(e: &frazil::Error, later: Option<&str>) -> u8 {
+    match (e, later) {
+        (frazil::Error::Config { .. }, _) => {
+            log::error!("{e}");
+            exit::CONFIG
+        }
+        (e, Some(later)) if e.is_transient() => {
+            log::error!("{e}; {later}");
             exit::TRY_LATER
         }
-        Err(e) => {
+        _ => {
             log::error!("{e}");
             exit::FAILURE
         }
@@ -233,14 +230,7 @@ fn show_status(s: &StatusCmd) -> u8 {
             print!("{st}");
             exit::OK
         }
-        Err(e @ frazil::Error::Config { .. }) => {
-            log::error!("{e}");
-            exit::CONFIG
-        }
-        Err(e) => {
-            log::error!("{e}");
-            exit::FAILURE
-        }
+        Err(e) => failed(&e, None),
     }
 }
 

@@ -80,8 +80,7 @@ pub async fn gather(cfg: &Config, offline: bool) -> Result<Sources> {
 
 /// The configured topics' tables, every table the agent holds rows for, and their dead-letter tables.
 fn table_names(cfg: &Config, hot: &[HotPiece], files: &[OpenFile]) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> =
-        cfg.kafka.topics.iter().chain(cfg.catalog.tables.keys()).map(|t| cfg.table_for(t)).collect();
+    let mut names = cfg.configured_tables();
     names.extend(hot.iter().map(|h| h.span.table.clone()));
     names.extend(files.iter().map(|f| f.entry.span.table.clone()));
     let dead: Vec<String> =

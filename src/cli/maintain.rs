@@ -16,8 +16,7 @@ pub fn tables(cfg: &Config, only: &[String]) -> BTreeSet<String> {
     if !only.is_empty() {
         return only.iter().cloned().collect();
     }
-    let names: BTreeSet<String> =
-        cfg.kafka.topics.iter().chain(cfg.catalog.tables.keys()).map(|t| cfg.table_for(t)).collect();
+    let names = cfg.configured_tables();
     let dead = names.iter().map(|t| crate::config::dead_letter_table_name(&cfg.catalog.dead_letter_table, t));
     names.iter().cloned().chain(dead.collect::<Vec<_>>()).collect()
 }

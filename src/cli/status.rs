@@ -155,8 +155,7 @@ fn local(cfg: &Config) -> Result<Status> {
     let usage = spool.usage()?;
     let counts = spool.status()?;
     let mut tables: BTreeMap<String, TableStatus> = BTreeMap::new();
-    for topic in cfg.kafka.topics.iter().chain(cfg.catalog.tables.keys()) {
-        let name = cfg.table_for(topic);
+    for name in cfg.configured_tables() {
         tables.entry(name.clone()).or_insert_with(|| TableStatus { table: name, ..TableStatus::default() });
     }
     let mut quarantined = Vec::new();

@@ -342,6 +342,12 @@ impl Config {
         }
     }
 
+    /// The tables of the configured topics and of the explicit `[catalog.tables]` entries (tables
+    /// of topics found through `topic_pattern` are known only once seen).
+    pub fn configured_tables(&self) -> std::collections::BTreeSet<String> {
+        self.kafka.topics.iter().chain(self.catalog.tables.keys()).map(|t| self.table_for(t)).collect()
+    }
+
     /// The shortest commit interval of any table: how often `run` looks for tables that are due.
     pub fn shortest_commit_interval(&self) -> Duration {
         self.tables.values().filter_map(|t| t.commit_interval).fold(self.catalog.commit_interval, Duration::min)
