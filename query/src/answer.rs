@@ -22,7 +22,7 @@ use frazil::topic::TopicPartition;
 use iceberg_datafusion::IcebergStaticTableProvider;
 
 use crate::error::{Error, Result};
-use crate::local::{self, Pread, Rows};
+use crate::local::{self, Rows};
 use crate::sources::{Committed, OpenFile, Sources};
 
 /// What one table's answer covers, for the report beside the rows.
@@ -86,7 +86,7 @@ pub async fn register(ctx: &SessionContext, sources: Sources) -> Result<Vec<Cove
             let f = &files[i];
             let path = f.entry.path.clone();
             let file = f.file.try_clone().map_err(|e| Error::data(format!("spool file {}", path.display()), e))?;
-            pieces.push(local::Piece { rows: Rows::File { file: Pread::new(file), path }, from, to });
+            pieces.push(local::Piece { rows: Rows::file(file, path)?, from, to });
         }
         for (n, &i) in tp.hot.iter().enumerate() {
             let Some((from, to)) = tp.hot_keep(n) else { continue };
@@ -128,10 +128,7 @@ async fn register_one(
         .as_ref()
         .map(|c| iceberg::arrow::schema_to_arrow_schema(c.table.metadata().current_schema()).map(Arc::new));
     let table_schema = table_schema.transpose().map_err(|e| Error::data(format!("{name}'s schema"), e))?;
-    let mut schemas = Vec::new();
-    for piece in &pieces {
-        schemas.extend(piece.schema()?);
-    }
+    let schemas: Vec<SchemaRef> = pieces.iter().filter_map(local::Piece::schema).collect();
     let Some(target) = newest_schema(&schemas, table_schema.as_ref()).or_else(|| empty_schema(dead_letters)) else {
         return Ok(false);
     };

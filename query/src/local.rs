@@ -16,7 +16,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::reader::{ChunkReader, Length};
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -30,7 +30,8 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 pub enum Rows {
     /// A spool file, already open: the agent may remove it once committed, the rows stay readable.
-    File { file: Pread, path: PathBuf },
+    /// Its footer is read once, when the piece is made: every scan of it reuses `footer`.
+    File { file: Pread, path: PathBuf, footer: ArrowReaderMetadata },
     /// A hot buffer's batches, copied by the agent into the read state.
     Hot(Vec<RecordBatch>),
 }
@@ -43,15 +44,21 @@ pub struct Piece {
     pub to: i64,
 }
 
+impl Rows {
+    /// An opened spool file's rows; reads its footer.
+    pub fn file(file: File, path: PathBuf) -> Result<Rows> {
+        let file = Pread::new(file);
+        let footer = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| read_error(&path, e))?;
+        Ok(Rows::File { file, path, footer })
+    }
+}
+
 impl Piece {
-    /// The piece's own schema: the file's footer (no rows read), or its first batch's.
-    pub fn schema(&self) -> Result<Option<SchemaRef>> {
+    /// The piece's own schema: the file's footer, or its first batch's.
+    pub fn schema(&self) -> Option<SchemaRef> {
         match &self.rows {
-            Rows::File { file, path } => {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file.clone()).map_err(|e| read_error(path, e))?;
-                Ok(Some(reader.schema().clone()))
-            }
-            Rows::Hot(batches) => Ok(batches.first().map(RecordBatch::schema)),
+            Rows::File { footer, .. } => Some(footer.schema().clone()),
+            Rows::Hot(batches) => batches.first().map(RecordBatch::schema),
         }
     }
 
@@ -63,9 +70,9 @@ impl Piece {
             Ok(kept.num_rows() == 0 || send(kept))
         };
         match &self.rows {
-            Rows::File { file, path } => {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file.clone())
-                    .and_then(|b| b.build())
+            Rows::File { file, path, footer } => {
+                let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file.clone(), footer.clone())
+                    .build()
                     .map_err(|e| read_error(path, e))?;
                 for b in reader {
                     if !each(&b.map_err(|e| read_error(path, e))?)? {
