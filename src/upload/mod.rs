@@ -25,5 +25,5 @@ mod transport;
 
 pub use self::spooled::Uploader;
 pub use self::storage::{ObjectStoreStorage, ObjectStoreStorageFactory};
-pub use self::stores::{S3Settings, Stores, default_client_options};
+pub use self::stores::{Listed, S3Settings, Stores, default_client_options};
 pub use self::transport::UreqConnector;

@@ -88,6 +88,14 @@ impl fmt::Debug for Stores {
     }
 }
 
+/// An object found by [`Stores::list`].
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub url: String,
+    pub modified: chrono::DateTime<chrono::Utc>,
+    pub bytes: u64,
+}
+
 /// A URL taken apart: which store (`key` identifies it) and the path inside it.
 pub(crate) struct Located {
     pub key: String,
@@ -292,6 +300,50 @@ impl Stores {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::storage(format!("delete {url}"), e)),
         }
+    }
+
+    /// Whether the object exists. Poll inside Compat.
+    pub async fn exists(&self, url: &str) -> Result<bool> {
+        let (store, path) = self.resolve(url)?;
+        match store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(format!("look for {url}"), e)),
+        }
+    }
+
+    /// Copies the object into the local `file` (created or truncated), chunk by chunk as it
+    /// arrives, so memory stays at one chunk whatever the object's size. Poll inside Compat.
+    pub async fn download_file(&self, url: &str, file: &std::path::Path) -> Result<u64> {
+        use futures::StreamExt;
+        use std::io::Write;
+        let (store, path) = self.resolve(url)?;
+        let context = || format!("get {url}");
+        let mut stream = store.get(&path).await.map_err(|e| Error::storage(context(), e))?.into_stream();
+        let local = |e| Error::io(format!("write {}", file.display()), e);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(file).map_err(local)?);
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::storage(context(), e))?;
+            out.write_all(&chunk).map_err(local)?;
+            n += chunk.len() as u64;
+        }
+        out.flush().map_err(local)?;
+        Ok(n)
+    }
+
+    /// Every object under the prefix `url` (a directory-like URL without a trailing slash), as
+    /// URLs in `url`'s scheme with their last-modified time. Poll inside Compat.
+    pub async fn list(&self, url: &str) -> Result<Vec<Listed>> {
+        use futures::TryStreamExt;
+        let Located { key, store, path } = self.locate(url)?;
+        let objects: Vec<object_store::ObjectMeta> =
+            store.list(Some(&path)).try_collect().await.map_err(|e| Error::storage(format!("list {url}"), e))?;
+        let base = if key == "file://" { "file:///".to_string() } else { format!("{key}/") };
+        Ok(objects
+            .into_iter()
+            .map(|o| Listed { url: format!("{base}{}", o.location), modified: o.last_modified, bytes: o.size })
+            .collect())
     }
 
     /// Reads the whole object. Poll inside Compat.
