@@ -14,12 +14,18 @@ pub const POINTS: &[&str] = &[
     "before-commit",
     // The catalog applied the commit; the index still records it as pending.
     "after-commit",
+    // Maintenance: compacted files, their manifests and list are written; the catalog has not been asked.
+    "compact-before-commit",
+    // Maintenance: the catalog applied the compaction; nothing is cleaned up yet.
+    "compact-after-commit",
     // Maintenance: merged manifests and their manifest list are written; the catalog has not been asked.
     "merge-before-commit",
     // Maintenance: the catalog applied the merge; nothing is cleaned up yet.
     "merge-after-commit",
     // Maintenance: the catalog applied the expiry; the expired snapshots' files are not deleted yet.
     "expire-after-commit",
+    // Maintenance: the orphan sweep listed the objects and chose which to delete; none is deleted yet.
+    "orphans-before-delete",
 ];
 
 #[cfg(feature = "fault-injection")]

@@ -12,6 +12,8 @@
 //! publisher to make its last cycle (`done`). Blocking work (Parquet encoding, fsync, redb
 //! commits, HTTP through ureq) runs on smol's blocking pool, so neither loop stalls the other.
 
+#[cfg(test)]
+mod compact_tests;
 mod fetcher;
 #[cfg(test)]
 mod maintain_tests;

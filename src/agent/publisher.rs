@@ -7,7 +7,7 @@
 //! 3. commit uploaded files per table, recording the commit as pending first,
 //! 4. delete committed files from the spool.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use frazil_spool::{FileState, PendingCommit, SpoolFile};
@@ -128,9 +128,12 @@ impl<'a> Publisher<'a> {
         }
         let files = on_pool(&self.shared.spool, |s| s.files()).await?;
         let due = self.due_tables(files.iter().map(|f| f.meta.table.as_str()), all);
+        // Uploaded now, so surely in the store; files uploaded by an earlier cycle are checked.
+        let mut fresh: HashSet<u64> = HashSet::new();
         for (table, files) in by_table(files, &due, |s| matches!(s, FileState::Written)) {
             let t = self.shared.layouts.ready(committer, &table).await?;
             for group in self.uploader.groups(files, self.shared.cfg.upload_target_bytes(&table)) {
+                fresh.extend(group.iter().map(|f| f.id));
                 self.uploader.upload(&t, &table, group).await?;
             }
         }
@@ -145,6 +148,11 @@ impl<'a> Publisher<'a> {
         let now = Instant::now();
         let committed: Vec<String> = order.iter().map(|(t, _)| t.clone()).collect();
         for (table, files) in order {
+            let stale: Vec<SpoolFile> = files.iter().filter(|f| !fresh.contains(&f.id)).cloned().collect();
+            if !stale.is_empty() {
+                let t = self.shared.layouts.ready(committer, &table).await?;
+                self.uploader.restore_missing(&t, &table, &stale).await?;
+            }
             self.commit(committer, &table, files).await?;
             self.published_at.insert(table, now);
         }
@@ -189,12 +197,19 @@ impl<'a> Publisher<'a> {
             self.maintained_at.insert(name.clone(), Instant::now());
             let Some(table) = self.shared.layouts.table(name) else { continue };
             // The agents that committed within ten of this table's intervals feed it now.
-            let window = (cfg.commit_interval(name) * 10).max(Duration::from_secs(600));
             let now_ms = chrono::Utc::now().timestamp_millis();
-            if !maintain::is_maintainer(table.metadata(), &cfg.agent_id, now_ms, window) {
+            if !maintain::is_maintainer(table.metadata(), &cfg.agent_id, now_ms, policy.retired_after) {
                 continue;
             }
-            match maintain::maintain(committer, name, &policy).await {
+            let scratch = match maintain::scratch_dir(&cfg.spool.dir) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    log::warn!(table = name.as_str(); "maintenance of {name}: {e}; tried again in {every:?}");
+                    continue;
+                }
+            };
+            let tools = maintain::Tools { committer, stores: &self.shared.stores, scratch: &scratch };
+            match maintain::maintain(&tools, name, &policy).await {
                 Ok((report, table)) => {
                     if let Some(t) = table {
                         self.shared.layouts.set_table(name, t);

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use crate::Result;
 use crate::commit::Committer;
 use crate::config::Config;
-use crate::maintain::{self, Report};
+use crate::maintain::{self, Report, Tools};
 use crate::upload::Stores;
 
 /// The tables a pass covers: `only` when given, else the configured topics' tables and their
@@ -25,10 +25,13 @@ pub fn tables(cfg: &Config, only: &[String]) -> BTreeSet<String> {
 /// is reported with no health; the first failure ends the pass.
 pub fn maintain(cfg: &Config, only: &[String]) -> Result<Vec<Report>> {
     smol::block_on(async {
-        let committer = Committer::connect(&cfg.catalog, &Stores::new(cfg.s3.clone()), &cfg.agent_id).await?;
+        let stores = Stores::new(cfg.s3.clone());
+        let committer = Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await?;
+        let scratch = maintain::scratch_dir(&cfg.spool.dir)?;
+        let tools = Tools { committer: &committer, stores: &stores, scratch: &scratch };
         let mut out = Vec::new();
         for name in tables(cfg, only) {
-            let (report, _) = maintain::maintain(&committer, &name, &cfg.maintenance(&name)).await?;
+            let (report, _) = maintain::maintain(&tools, &name, &cfg.maintenance(&name)).await?;
             out.push(report);
         }
         Ok(out)

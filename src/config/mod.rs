@@ -339,6 +339,13 @@ impl Config {
                 .table_setting(table, |t| t.keep_snapshots.as_ref())
                 .copied()
                 .unwrap_or(d.keep_snapshots),
+            retired_after: (self.commit_interval(table) * 10).max(Duration::from_secs(600)),
+            file_target_bytes: self.upload_target_bytes(table),
+            compact_bytes_per_pass: self
+                .table_setting(table, |t| t.compact_bytes_per_pass.as_ref())
+                .copied()
+                .unwrap_or(d.compact_bytes_per_pass),
+            orphan_after: self.table_setting(table, |t| t.orphan_after.as_ref()).copied().unwrap_or(d.orphan_after),
         }
     }
 

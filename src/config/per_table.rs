@@ -45,6 +45,9 @@ pub struct TableSettings {
     pub manifest_target_bytes: Option<u64>,
     pub expire_after: Option<Duration>,
     pub keep_snapshots: Option<usize>,
+    pub compact_bytes_per_pass: Option<u64>,
+    /// `orphan_after = "0s"` is `Some(None)`: orphans are never deleted.
+    pub orphan_after: Option<Option<Duration>>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +70,8 @@ pub(super) struct RawTable {
     manifest_target_size: Option<String>,
     expire_after: Option<String>,
     keep_snapshots: Option<usize>,
+    compact_per_pass: Option<String>,
+    orphan_after: Option<String>,
 }
 
 pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<String, TableSettings>> {
@@ -108,6 +113,16 @@ pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<Strin
             duration_opt(&key("maintain_interval"), r.maintain_interval, "1h")?.map(|d| (!d.is_zero()).then_some(d));
         let manifest_target_bytes = size_opt(&key("manifest_target_size"), r.manifest_target_size, "8MiB")?;
         let expire_after = duration_opt(&key("expire_after"), r.expire_after, "1h")?;
+        let compact_bytes_per_pass = size_opt(&key("compact_per_pass"), r.compact_per_pass, "512MiB")?;
+        let orphan_after =
+            duration_opt(&key("orphan_after"), r.orphan_after, "7d")?.map(|d| (!d.is_zero()).then_some(d));
+        if orphan_after.flatten().is_some_and(|d| d < Duration::from_secs(3600)) {
+            return Err(Error::config(
+                key("orphan_after"),
+                "must be at least an hour: an object younger than that may be an upload a commit is about to name",
+                "write a duration longer than the longest outage, such as \"7d\" (or \"0s\" to never delete orphans)",
+            ));
+        }
         for (name, value) in [
             ("max_columns", r.max_columns),
             ("max_new_fields", r.max_new_fields),
@@ -140,6 +155,8 @@ pub(super) fn settings(raw: BTreeMap<String, RawTable>) -> Result<BTreeMap<Strin
                 manifest_target_bytes,
                 expire_after,
                 keep_snapshots: r.keep_snapshots,
+                compact_bytes_per_pass,
+                orphan_after,
             },
         );
     }

@@ -16,7 +16,12 @@ pub fn is_maintainer(md: &TableMetadata, agent: &str, now_ms: i64, window: Durat
     let active = super::refs(md)
         .into_iter()
         .filter(|(name, r)| name.starts_with(TAG_PREFIX) && !r.is_branch())
-        .filter(|(_, r)| md.snapshot_by_id(r.snapshot_id).is_some_and(|s| s.timestamp_ms() >= since))
+        // A re-anchored tag sits on a new snapshot, but its agent has stopped committing.
+        .filter(|(_, r)| {
+            md.snapshot_by_id(r.snapshot_id).is_some_and(|s| {
+                s.timestamp_ms() >= since && !s.summary().additional_properties.contains_key(super::REANCHORED_FROM)
+            })
+        })
         .map(|(name, _)| name[TAG_PREFIX.len()..].to_string())
         .min();
     active.is_none_or(|first| first == agent)

@@ -26,8 +26,19 @@ pub(super) struct Expired {
 /// The snapshots an expiry with `policy` at `now_ms` removes, by the rules iceberg's action
 /// applies (see the module comment). Used to skip the commit when nothing would go.
 pub fn expirable(md: &TableMetadata, now_ms: i64, policy: &Policy) -> Vec<i64> {
+    expirable_ignoring(md, now_ms, policy, |_| false)
+}
+
+/// `expirable`, as if the refs whose names `ignored` picks did not exist.
+pub fn expirable_ignoring(
+    md: &TableMetadata,
+    now_ms: i64,
+    policy: &Policy,
+    ignored: impl Fn(&str) -> bool,
+) -> Vec<i64> {
     let cutoff = now_ms.saturating_sub(policy.expire_after.as_millis() as i64);
-    let refs = super::refs(md);
+    let mut refs = super::refs(md);
+    refs.retain(|name, _| !ignored(name));
     let mut kept: HashSet<i64> = refs.values().map(|r| r.snapshot_id).collect();
     kept.extend(md.current_snapshot_id());
     let mut on_a_branch: HashSet<i64> = HashSet::new();
@@ -109,22 +120,47 @@ pub(super) async fn expire(committer: &Committer, mut table: Table, policy: &Pol
     Ok((table, Expired { snapshots: removed.len(), files_deleted }))
 }
 
-/// Deletes the manifest lists in `removed` and the manifests they list that no snapshot left in
-/// `table` lists. Returns how many files went; a failed delete is logged and left for later.
+/// Deletes the manifest lists in `removed`, the manifests they list that no snapshot left in
+/// `table` lists, and the data files of those manifests that no snapshot left reads (a file a
+/// compaction replaced goes with the last snapshot that read it). Returns how many files went; a
+/// failed delete is logged and left for the orphan sweep.
 async fn delete_unreferenced(table: &Table, removed: &[String]) -> Result<usize> {
     let mut kept: HashSet<String> = HashSet::new();
+    let mut kept_manifests = Vec::new();
     for s in table.metadata().snapshots() {
-        kept.extend(health::manifests_of(table, s).await?.into_iter().map(|m| m.manifest_path));
+        for m in health::manifests_of(table, s).await? {
+            if kept.insert(m.manifest_path.clone()) {
+                kept_manifests.push(m);
+            }
+        }
     }
     let mut doomed: Vec<String> = Vec::new();
+    let mut doomed_manifests: HashSet<String> = HashSet::new();
     for list in removed {
         match read_list(table, list).await {
-            Ok(paths) => doomed.extend(paths.into_iter().filter(|p| !kept.contains(p))),
+            Ok(manifests) => doomed_manifests
+                .extend(manifests.into_iter().filter(|m| !kept.contains(&m.manifest_path)).map(|m| m.manifest_path)),
             // Deleted by another maintainer's expiry already.
             Err(e) => log::info!("manifest list {list} of an expired snapshot: {e}"),
         }
         doomed.push(list.clone());
     }
+    let mut data: HashSet<String> = HashSet::new();
+    for m in &doomed_manifests {
+        match data_files_of(table, m, false).await {
+            Ok(files) => data.extend(files),
+            Err(e) => log::info!("manifest {m} of an expired snapshot: {e}"),
+        }
+    }
+    if !data.is_empty() {
+        for m in &kept_manifests {
+            for f in data_files_of(table, &m.manifest_path, true).await? {
+                data.remove(&f);
+            }
+        }
+    }
+    doomed.extend(doomed_manifests);
+    doomed.extend(data);
     doomed.sort();
     doomed.dedup();
     let mut deleted = 0;
@@ -137,13 +173,21 @@ async fn delete_unreferenced(table: &Table, removed: &[String]) -> Result<usize>
     Ok(deleted)
 }
 
-async fn read_list(table: &Table, list: &str) -> Result<Vec<String>> {
+/// The data files a manifest names: its live entries when `alive`, else all of them.
+async fn data_files_of(table: &Table, manifest: &str, alive: bool) -> Result<Vec<String>> {
+    let fail = |e| Error::iceberg(format!("read manifest {manifest}"), e);
+    let bytes = Compat::new(async { table.file_io().new_input(manifest)?.read().await }).await.map_err(fail)?;
+    let m = iceberg::spec::Manifest::parse_avro(&bytes).map_err(fail)?;
+    Ok(m.entries().iter().filter(|e| !alive || e.is_alive()).map(|e| e.file_path().to_string()).collect())
+}
+
+async fn read_list(table: &Table, list: &str) -> Result<Vec<iceberg::spec::ManifestFile>> {
     let bytes = Compat::new(async { table.file_io().new_input(list)?.read().await })
         .await
         .map_err(|e| Error::iceberg(format!("read {list}"), e))?;
     let parsed = iceberg::spec::ManifestList::parse_with_version(&bytes, table.metadata().format_version())
         .map_err(|e| Error::iceberg(format!("parse {list}"), e))?;
-    Ok(parsed.entries().iter().map(|m| m.manifest_path.clone()).collect())
+    Ok(parsed.consume_entries().into_iter().collect())
 }
 
 #[cfg(test)]

@@ -8,13 +8,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_compat::Compat;
-use iceberg::spec::{
-    FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
-    Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary, TableMetadata,
-};
+use iceberg::spec::{FormatVersion, ManifestContentType, ManifestFile, ManifestWriterBuilder};
 use iceberg::table::Table;
-use iceberg::{TableRequirement, TableUpdate};
 
+use super::replace::{self, landed, new_snapshot_id, uuid_v4};
 use super::{MAINTENANCE_ID, MAX_ATTEMPTS, Policy, gave_up, health, reload};
 use crate::backoff::Backoff;
 use crate::commit::{Committer, Outcome};
@@ -103,35 +100,26 @@ pub(super) async fn merge(committer: &Committer, mut table: Table, policy: &Poli
         let merged: HashSet<usize> = groups.iter().flatten().copied().collect();
         let kept: Vec<ManifestFile> =
             (0..manifests.len()).filter(|i| !merged.contains(i)).map(|i| manifests[i].clone()).collect();
-        let id = maintenance_id(md, base.snapshot_id(), groups.iter().flatten().map(|&i| &manifests[i]));
+        let sources = groups.iter().flatten().map(|&i| manifests[i].manifest_path.as_str());
+        let base_id = base.snapshot_id().to_string();
+        let id = replace::step_id(md, "merge", sources.chain([base_id.as_str()]));
         let counts = [
             ("manifests-created", new_manifests.len()),
             ("manifests-kept", kept.len()),
             ("manifests-replaced", merged.len()),
             ("entries-processed", entries as usize),
         ];
-        let summary = replace_summary(&base, &id, &counts);
+        let props = counts.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let summary = replace::replace_summary(&base, props.chain([(MAINTENANCE_ID.to_string(), id.clone())]));
         let (snapshot, list) =
-            write_snapshot(&table, &base, snapshot_id, new_manifests.iter().cloned().chain(kept), summary).await?;
-        let requirements = vec![
-            TableRequirement::UuidMatch { uuid: md.uuid() },
-            TableRequirement::RefSnapshotIdMatch {
-                r#ref: MAIN_BRANCH.to_string(),
-                snapshot_id: Some(base.snapshot_id()),
-            },
-        ];
-        let reference = SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None));
-        let updates = vec![
-            TableUpdate::AddSnapshot { snapshot },
-            TableUpdate::SetSnapshotRef { ref_name: MAIN_BRANCH.to_string(), reference },
-            super::maintained_now(),
-        ];
+            replace::write_snapshot(&table, &base, snapshot_id, new_manifests.iter().cloned().chain(kept), summary)
+                .await?;
         let done = |t: Table| {
             log::info!(table = ident.name(); "table {ident}: {} data manifests merged into {}", merged.len(), groups.len());
             (t, Merged { replaced: merged.len(), written: groups.len() })
         };
         crate::fault::point("merge-before-commit");
-        match committer.update(&ident, requirements, updates).await? {
+        match replace::commit(committer, &table, base.snapshot_id(), snapshot).await? {
             Outcome::Applied(t) => {
                 crate::fault::point("merge-after-commit");
                 written.retain(|_, m| !new_manifests.iter().any(|n| n.manifest_path == m.manifest_path));
@@ -142,13 +130,13 @@ pub(super) async fn merge(committer: &Committer, mut table: Table, policy: &Poli
             Outcome::Conflict(body) => {
                 log::info!(table = ident.name(); "table {ident}: manifest merge conflicted ({}); planning again", body.trim());
                 // Nothing was applied: this try's manifest list is nobody's.
-                delete_unused_paths(&table, [list]).await;
+                replace::delete_paths(&table, [list]).await;
                 table = reload(committer, &ident).await?;
             }
             Outcome::Unknown(e) => {
                 log::warn!(table = ident.name(); "table {ident}: manifest merge outcome unknown ({e}); checking the history");
                 table = reload(committer, &ident).await?;
-                if landed(table.metadata(), &id) {
+                if landed(table.metadata(), MAINTENANCE_ID, &id) {
                     written.retain(|_, m| !new_manifests.iter().any(|n| n.manifest_path == m.manifest_path));
                     let (t, merged) = done(table);
                     delete_unused(&t, written.into_values()).await;
@@ -197,91 +185,8 @@ async fn write_merged(table: &Table, sources: &[&ManifestFile], snapshot_id: i64
     .map_err(fail)
 }
 
-/// Writes the manifest list of the new snapshot and returns the snapshot and the list's path.
-async fn write_snapshot(
-    table: &Table,
-    base: &Snapshot,
-    snapshot_id: i64,
-    manifests: impl Iterator<Item = ManifestFile>,
-    summary: Summary,
-) -> Result<(Snapshot, String)> {
-    let md = table.metadata();
-    let seq = md.next_sequence_number();
-    let list = format!("{}/metadata/snap-{snapshot_id}-1-{}.avro", md.location(), uuid_v4());
-    Compat::new(async {
-        let writer = table.file_io().new_output(&list)?.writer().await?;
-        let mut w = ManifestListWriter::v2(writer, snapshot_id, Some(base.snapshot_id()), seq);
-        w.add_manifests(manifests)?;
-        w.close().await
-    })
-    .await
-    .map_err(|e| Error::iceberg(format!("write the manifest list of {}", table.identifier()), e))?;
-    let snapshot = Snapshot::builder()
-        .with_snapshot_id(snapshot_id)
-        .with_parent_snapshot_id(Some(base.snapshot_id()))
-        .with_sequence_number(seq)
-        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
-        .with_manifest_list(list.clone())
-        .with_summary(summary)
-        .with_schema_id(md.current_schema_id())
-        .build();
-    Ok((snapshot, list))
-}
-
-/// A `replace` summary: the base's totals (a rewrite changes no row), `counts`, and the id.
-fn replace_summary(base: &Snapshot, id: &str, counts: &[(&str, usize)]) -> Summary {
-    let mut props: HashMap<String, String> = base
-        .summary()
-        .additional_properties
-        .iter()
-        .filter(|(k, _)| k.starts_with("total-"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    props.extend(counts.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    props.insert(MAINTENANCE_ID.to_string(), id.to_string());
-    Summary { operation: Operation::Replace, additional_properties: props }
-}
-
-/// The id of a maintenance commit: the table, the snapshot it was planned on, what it rewrites.
-fn maintenance_id<'a>(md: &TableMetadata, base: i64, sources: impl Iterator<Item = &'a ManifestFile>) -> String {
-    let mut paths: Vec<&str> = sources.map(|m| m.manifest_path.as_str()).collect();
-    paths.sort_unstable();
-    let key = format!("frazil-maintenance\nmerge\n{}\n{base}\n{}", md.uuid(), paths.join("\n"));
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, key.as_bytes()).to_string()
-}
-
-/// Whether a snapshot carrying maintenance id `id` is on the main branch.
-pub(super) fn landed(md: &TableMetadata, id: &str) -> bool {
-    crate::commit::protocol::ancestors(md)
-        .any(|s| s.summary().additional_properties.get(MAINTENANCE_ID).is_some_and(|v| v == id))
-}
-
-/// A snapshot id the table does not have yet (positive, like iceberg's own).
-fn new_snapshot_id(md: &TableMetadata) -> i64 {
-    loop {
-        let id = fastrand::i64(1..i64::MAX);
-        if md.snapshot_by_id(id).is_none() {
-            return id;
-        }
-    }
-}
-
-fn uuid_v4() -> uuid::Uuid {
-    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
-}
-
 async fn delete_unused(table: &Table, manifests: impl IntoIterator<Item = ManifestFile>) {
-    delete_unused_paths(table, manifests.into_iter().map(|m| m.manifest_path)).await
-}
-
-/// Deletes files this pass wrote and no commit references. A failure leaves an orphan, which is
-/// only logged: it holds no row of the table.
-async fn delete_unused_paths(table: &Table, paths: impl IntoIterator<Item = String>) {
-    for p in paths {
-        if let Err(e) = Compat::new(table.file_io().delete(&p)).await {
-            log::warn!("could not delete {p}, which no snapshot references: {e}");
-        }
-    }
+    replace::delete_paths(table, manifests.into_iter().map(|m| m.manifest_path)).await
 }
 
 #[cfg(test)]

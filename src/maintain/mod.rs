@@ -13,10 +13,14 @@
 //! Every commit asserts the snapshot it was planned on: any number of agents and foreign writers
 //! may commit meanwhile; a conflict is planned again on the new table.
 
+mod compact;
 mod elect;
 mod expire;
 mod health;
 mod merge;
+mod orphans;
+mod reanchor;
+mod replace;
 
 use std::time::Duration;
 
@@ -24,17 +28,42 @@ use iceberg::table::Table;
 
 use crate::Result;
 use crate::commit::Committer;
+use crate::upload::Stores;
 
+pub use compact::{COMPACTION_ID, Candidate, plan_compaction};
 pub use elect::is_maintainer;
 pub use expire::expirable;
 pub use health::{Health, health};
 pub use merge::plan_merge;
+pub use reanchor::{REANCHORED_FROM, retired_tags};
 
 /// Snapshot-summary key of a maintenance snapshot: a UUIDv5 over the table, the snapshot it was
 /// planned on and what it rewrites, so an unanswered commit is found in the history like an append.
 pub const MAINTENANCE_ID: &str = "frazil.maintenance-id";
 /// Table property: when maintenance last changed the table (RFC 3339).
 pub const LAST_MAINTAINED: &str = "frazil.last-maintained";
+
+/// What maintenance works with: the catalog, the object stores (compaction reads and writes data
+/// files), and a local directory compaction rewrites files in (beside the spool, never in RAM).
+pub struct Tools<'a> {
+    pub committer: &'a Committer,
+    pub stores: &'a Stores,
+    pub scratch: &'a std::path::Path,
+}
+
+/// The directory compaction rewrites files in: `maintain/` beside the spool's own directories,
+/// on the same disk. Leftovers of a pass that crashed (a day old or more) are removed first.
+pub fn scratch_dir(spool_dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let dir = spool_dir.join("maintain");
+    std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(format!("create {}", dir.display()), e))?;
+    let stale = |e: &std::fs::DirEntry| {
+        e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 86_400))
+    };
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten().filter(stale) {
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+    Ok(dir)
+}
 
 /// One table's maintenance settings (`[tables."<table>"]`, see `Config::maintenance`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +78,17 @@ pub struct Policy {
     pub expire_after: Duration,
     /// ...except the newest this many of `main` (at least 1).
     pub keep_snapshots: usize,
+    /// An agent whose tag has not moved for this long has stopped committing: its tag may be
+    /// re-anchored (the election's window: ten commit intervals, at least ten minutes).
+    pub retired_after: Duration,
+    /// The size compaction writes files up to (the table's `upload_target_size`); files under
+    /// three quarters of it are small.
+    pub file_target_bytes: u64,
+    /// Bytes of small files one pass may rewrite (`compact_per_pass`; 0: no compaction).
+    pub compact_bytes_per_pass: u64,
+    /// Objects under the table's location that no snapshot references are deleted once older
+    /// than this (`orphan_after`; `None`: never).
+    pub orphan_after: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -59,6 +99,10 @@ impl Default for Policy {
             manifest_target_bytes: 8 << 20,
             expire_after: Duration::from_secs(3600),
             keep_snapshots: 100,
+            retired_after: Duration::from_secs(600),
+            file_target_bytes: 128 << 20,
+            compact_bytes_per_pass: 512 << 20,
+            orphan_after: Some(Duration::from_secs(7 * 86_400)),
         }
     }
 }
@@ -67,12 +111,19 @@ impl Default for Policy {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
     pub table: String,
+    /// Small data files replaced by compacted ones, and how many those are.
+    pub files_compacted: usize,
+    pub files_written: usize,
     /// Data manifests replaced by merged ones, and how many those are.
     pub manifests_merged: usize,
     pub manifests_written: usize,
+    /// Tags of retired agents moved onto a new snapshot (so their old one may expire).
+    pub tags_reanchored: usize,
     /// Snapshots expired, and the metadata files (manifests, manifest lists) deleted with them.
     pub snapshots_expired: usize,
     pub files_deleted: usize,
+    /// Objects no snapshot references, older than `orphan_after`, deleted.
+    pub orphans_deleted: usize,
     /// The table afterwards (`None` when the table does not exist).
     pub health: Option<Health>,
 }
@@ -80,7 +131,11 @@ pub struct Report {
 impl Report {
     /// Whether the pass changed the table.
     pub fn changed(&self) -> bool {
-        self.manifests_merged > 0 || self.snapshots_expired > 0
+        self.files_compacted > 0
+            || self.manifests_merged > 0
+            || self.tags_reanchored > 0
+            || self.snapshots_expired > 0
+            || self.orphans_deleted > 0
     }
 }
 
@@ -88,8 +143,16 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "table {}: {} manifests merged into {}, {} snapshots expired, {} metadata files deleted",
-            self.table, self.manifests_merged, self.manifests_written, self.snapshots_expired, self.files_deleted
+            "table {}: {} data files compacted into {}, {} manifests merged into {}, {} tags re-anchored, {} snapshots expired, {} files deleted, {} orphans deleted",
+            self.table,
+            self.files_compacted,
+            self.files_written,
+            self.manifests_merged,
+            self.manifests_written,
+            self.tags_reanchored,
+            self.snapshots_expired,
+            self.files_deleted,
+            self.orphans_deleted
         )?;
         if let Some(h) = &self.health {
             write!(f, "; now {h}")?;
@@ -98,18 +161,26 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Maintains `table`: merges its manifests when they are over the bound, then expires old
-/// snapshots. Returns what it did and the table as it is afterwards; a table that does not exist
-/// yet is left alone (`None`).
-pub async fn maintain(committer: &Committer, table: &str, policy: &Policy) -> Result<(Report, Option<Table>)> {
+/// Maintains `table`: compacts its small data files, merges its manifests when they are over the
+/// bound, moves retired agents' tags, expires old snapshots, then deletes old orphans. Returns what it did and the table as it
+/// is afterwards; a table that does not exist yet is left alone (`None`).
+pub async fn maintain(tools: &Tools<'_>, table: &str, policy: &Policy) -> Result<(Report, Option<Table>)> {
     let mut report = Report { table: table.to_string(), ..Report::default() };
-    let Some(t) = committer.load(table).await? else { return Ok((report, None)) };
-    let (t, merged) = merge::merge(committer, t, policy).await?;
+    let Some(t) = tools.committer.load(table).await? else { return Ok((report, None)) };
+    let (t, compacted) = compact::compact(tools, t, policy).await?;
+    report.files_compacted = compacted.replaced;
+    report.files_written = compacted.written;
+    let (t, merged) = merge::merge(tools.committer, t, policy).await?;
     report.manifests_merged = merged.replaced;
     report.manifests_written = merged.written;
-    let (t, expired) = expire::expire(committer, t, policy).await?;
+    let (t, moved) = reanchor::reanchor(tools.committer, t, policy).await?;
+    report.tags_reanchored = moved;
+    let (t, expired) = expire::expire(tools.committer, t, policy).await?;
     report.snapshots_expired = expired.snapshots;
     report.files_deleted = expired.files_deleted;
+    if let Some(grace) = policy.orphan_after {
+        report.orphans_deleted = orphans::sweep(tools, &t, grace).await?;
+    }
     report.health = Some(health::health(&t).await?);
     Ok((report, Some(t)))
 }

@@ -147,6 +147,29 @@ impl Uploader {
         Ok(out)
     }
 
+    /// Uploads again, from the spool files they were made of, the objects of `files` (uploaded
+    /// in an earlier cycle, not committed yet) that are gone from the store: an orphan sweep
+    /// deletes an object no commit named within its grace period, and this agent may have been
+    /// cut off from the catalog for longer. Returns how many objects were restored.
+    pub async fn restore_missing(&self, table: &Table, name: &str, files: &[SpoolFile]) -> Result<usize> {
+        let mut by_location: BTreeMap<&str, Vec<SpoolFile>> = BTreeMap::new();
+        for f in files {
+            if let FileState::Uploaded { location } = &f.state {
+                by_location.entry(location.as_str()).or_default().push(f.clone());
+            }
+        }
+        let mut restored = 0;
+        for (location, group) in by_location {
+            if Compat::new(self.stores.exists(location)).await? {
+                continue;
+            }
+            log::warn!(table = name; "{location} is gone from the store before its commit; uploading it again from the spool");
+            self.upload(table, name, group).await?;
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
     /// Drops the kept DataFiles of merged uploads once they are committed (a no-op for others).
     pub async fn forget_merged(&self, urls: impl IntoIterator<Item = String>) -> Result<()> {
         for url in urls {

@@ -1,0 +1,171 @@
+//! Compaction, re-anchored tags and the orphan sweep, in-process (filesystem catalog, in-memory
+//! topics): the rows stay exactly once, replaced files leave the storage when the last snapshot
+//! reading them expires, and every agent resumes where it was.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use async_compat::Compat;
+
+use super::Agent;
+use super::maintain_tests::{POLICY, expected, health, maintain_once, produce_more};
+use super::tests::{config, load, table_rows};
+use crate::commit;
+use crate::maintain::{self, COMPACTION_ID};
+use crate::source::memory::Topics;
+
+/// The Parquet files under `dir`, recursively.
+fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn metadata(cfg: &crate::config::Config) -> iceberg::spec::TableMetadata {
+    smol::block_on(Compat::new(load(cfg, "events"))).unwrap().metadata().clone()
+}
+
+#[test]
+fn small_files_are_compacted_and_leave_the_storage_with_the_last_snapshot_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", POLICY);
+    let warehouse = dir.path().join("warehouse");
+    let topics = Topics::default();
+    topics.create("events", 2);
+    for round in 0..6 {
+        produce_more(&topics, 2, round * 30, 30);
+        Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
+    }
+    let before = health(&cfg);
+    let originals = parquet_files(&warehouse);
+    assert!(before.data_files >= 6 && originals.len() as u64 == before.data_files, "{before:?} {originals:?}");
+
+    let policy = cfg.maintenance("events");
+    let report = maintain_once(&cfg, &policy);
+    assert_eq!((report.files_compacted, report.files_written), (before.data_files as usize, 1), "{report:?}");
+    let after = report.health.clone().unwrap();
+    assert_eq!((after.data_files, after.data_manifests, after.records), (1, 1, 360), "{after:?}");
+    assert_eq!(table_rows(&cfg, "events"), expected(2, 180));
+    let md = metadata(&cfg);
+    let summary = &md.current_snapshot().unwrap().summary().additional_properties;
+    assert!(summary.contains_key(COMPACTION_ID) && !summary.contains_key(commit::protocol::AGENT), "{summary:?}");
+    assert_eq!(summary["deleted-data-files"], before.data_files.to_string());
+    assert_eq!(summary["total-records"], "360");
+    // The agent's tag still reads the originals: they stay until it moves on.
+    assert_eq!(parquet_files(&warehouse).len(), originals.len() + 1);
+    assert_eq!(
+        commit::committed_offsets(&md, "loops"),
+        BTreeMap::from([(("events".into(), 0), 180), (("events".into(), 1), 180)])
+    );
+
+    produce_more(&topics, 2, 180, 30);
+    let r = Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
+    assert_eq!(r.events, 60, "only the new records: {r:?}");
+    let report = maintain_once(&cfg, &policy);
+    assert!(report.files_compacted >= 2 && report.files_written == 1, "{report:?}");
+    let left = parquet_files(&warehouse);
+    assert!(originals.iter().all(|o| !left.contains(o)), "replaced files are read by no snapshot: {left:?}");
+    // The first compacted file and the last append's are read by the append's snapshot (kept),
+    // the second compacted file by the current one.
+    assert_eq!(left.len(), 1 + r.commits as usize + 1, "{left:?}");
+    assert_eq!(table_rows(&cfg, "events"), expected(2, 210));
+}
+
+#[test]
+fn a_retired_agents_tag_moves_with_its_offsets_and_stops_pinning_old_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = config(dir.path(), "", POLICY);
+    // A second agent, with a smaller id, that commits once to partition 2 and stops.
+    let mut retired = live.clone();
+    retired.agent_id = "a-retired".into();
+    retired.spool.dir = dir.path().join("spool-retired");
+    let (topics, old_topics) = (Topics::default(), Topics::default());
+    topics.create("events", 2);
+    old_topics.create("events", 3);
+    for i in 0..20 {
+        old_topics.produce("events", 2, format!(r#"{{"device":"old","reading":{i}}}"#).as_bytes());
+    }
+    let r = Agent::with_source(retired.clone(), old_topics.connect()).unwrap().flush().unwrap();
+    assert_eq!(r.events, 20);
+    // Retired: no commit for 2 s (the policy's `retired_after`, shortened for the test).
+    std::thread::sleep(Duration::from_millis(2500));
+    let landed = commit::last_commit(&metadata(&live), "a-retired").unwrap().summary().additional_properties.clone();
+    for round in 0..5 {
+        produce_more(&topics, 2, round * 10, 10);
+        Agent::with_source(live.clone(), topics.connect()).unwrap().flush().unwrap();
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let policy = maintain::Policy { retired_after: Duration::from_secs(2), ..live.maintenance("events") };
+    assert_eq!(maintain::retired_tags(&metadata(&live), now, &policy).len(), 1);
+
+    let report = maintain_once(&live, &policy);
+    assert_eq!(report.tags_reanchored, 1, "{report:?}");
+    let md = metadata(&live);
+    let moved = commit::last_commit(&md, "a-retired").unwrap().summary().additional_properties.clone();
+    assert!(moved.contains_key(maintain::REANCHORED_FROM), "{moved:?}");
+    for key in [commit::protocol::COMMIT_ID, commit::protocol::AGENT, "frazil.offsets.events"] {
+        assert_eq!(moved.get(key), landed.get(key), "{key}");
+    }
+    assert!(commit::commit_landed(&md, "a-retired", &landed[commit::protocol::COMMIT_ID]));
+    assert_eq!(commit::committed_offsets(&md, "a-retired"), BTreeMap::from([(("events".into(), 2), 20)]));
+    // The snapshot its tag held is gone; the retired agent no longer counts as the maintainer.
+    assert!(md.snapshot_by_id(moved[maintain::REANCHORED_FROM].parse().unwrap()).is_none());
+    assert!(maintain::is_maintainer(&md, "loops", now, Duration::from_secs(600)));
+    // A second pass moves nothing: the moved tag is on a kept snapshot.
+    assert_eq!(maintain_once(&live, &policy).tags_reanchored, 0);
+
+    let rows = table_rows(&live, "events");
+    let mut want = expected(2, 50);
+    want.extend((0..20).map(|o| (2, o)));
+    want.sort();
+    assert_eq!(rows, want);
+    // The retired agent comes back: it takes exactly its new records.
+    for i in 20..25 {
+        old_topics.produce("events", 2, format!(r#"{{"device":"old","reading":{i}}}"#).as_bytes());
+    }
+    let r = Agent::with_source(retired, old_topics.connect()).unwrap().flush().unwrap();
+    assert_eq!(r.events, 5, "{r:?}");
+    assert_eq!(table_rows(&live, "events").iter().filter(|(p, _)| *p == 2).count(), 25);
+}
+
+#[test]
+fn the_sweep_deletes_old_orphans_and_nothing_a_snapshot_or_a_young_upload_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "[tables.events]\norphan_after = \"1h\"\ncompact_per_pass = \"0B\"\n");
+    let topics = Topics::default();
+    topics.create("events", 2);
+    for round in 0..3 {
+        produce_more(&topics, 2, round * 10, 10);
+        Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
+    }
+    let live = parquet_files(&dir.path().join("warehouse"));
+    let data = live[0].parent().unwrap().to_path_buf();
+    let old = SystemTime::now() - Duration::from_secs(2 * 3600);
+    for f in &live {
+        std::fs::File::options().write(true).open(f).unwrap().set_modified(old).unwrap();
+    }
+    let stray = data.join("crashed-compaction.parquet");
+    let young = data.join("upload-in-flight.parquet");
+    for f in [&stray, &young] {
+        std::fs::write(f, b"PAR1").unwrap();
+    }
+    std::fs::File::options().write(true).open(&stray).unwrap().set_modified(old).unwrap();
+
+    let report = maintain_once(&cfg, &cfg.maintenance("events"));
+    assert_eq!(report.orphans_deleted, 1, "{report:?}");
+    assert!(!stray.exists() && young.exists());
+    assert!(live.iter().all(|f| f.exists()), "a live file was deleted");
+    assert_eq!(table_rows(&cfg, "events"), expected(2, 30));
+}

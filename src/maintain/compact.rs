@@ -1,0 +1,457 @@
+//! Compaction of small data files. An agent commits a few small files per table every interval;
+//! here the small live files of each partition are rewritten into files near the table's target
+//! size (row groups copied, nothing decoded: `upload::merge`), as one `replace` snapshot that adds
+//! the new files and deletes the old ones. The rows, the agents' tags and their offsets stay as
+//! they were; the replaced files leave the storage when expiry drops the last snapshot reading them.
+//!
+//! A new file is named after its sources (`compacted-<uuid5>.parquet`), and the snapshot carries a
+//! `frazil.compaction-id` over all of them, so an unanswered commit is settled by the history.
+//! After a conflict the pass rebases: a rewrite whose sources are all still live is committed again
+//! as it is; one that lost a source (another maintainer or a foreign writer replaced it) is
+//! abandoned and its new file deleted, unless the current table reads it (a rival maintainer that
+//! compacted the same sources wrote the same name and won).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_compat::Compat;
+use iceberg::spec::{DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestWriterBuilder, Snapshot};
+use iceberg::table::Table;
+
+use super::replace::{self, landed, new_snapshot_id, uuid_v4};
+use super::{MAX_ATTEMPTS, Policy, Tools, gave_up, health, reload};
+use crate::backoff::Backoff;
+use crate::commit::Outcome;
+use crate::upload::merge as rewrite;
+use crate::{Error, Result};
+
+/// Snapshot-summary key of a compaction: a UUIDv5 over the table and every replaced file.
+pub const COMPACTION_ID: &str = "frazil.compaction-id";
+
+#[derive(Debug, Default)]
+pub(super) struct Compacted {
+    pub replaced: usize,
+    pub written: usize,
+}
+
+/// A live data file as the planner sees it: its partition (spec and values, as one key) and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub partition: String,
+    pub bytes: u64,
+}
+
+/// The groups of files to rewrite, as indexes into `files` (in the order the rows should keep).
+/// A file is small below three quarters of `target`; per partition, small files are packed in
+/// order into groups of at most `target` bytes; a group of one is left alone. Groups are taken in
+/// partition order while their bytes fit in `budget` (the first one always does).
+pub fn plan_compaction(files: &[Candidate], target: u64, budget: u64) -> Vec<Vec<usize>> {
+    let small = target / 4 * 3;
+    let mut by_partition: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate().filter(|(_, f)| f.bytes < small) {
+        by_partition.entry(&f.partition).or_default().push(i);
+    }
+    let mut groups = Vec::new();
+    for small in by_partition.into_values() {
+        let (mut group, mut bytes) = (Vec::new(), 0u64);
+        for i in small {
+            if !group.is_empty() && bytes + files[i].bytes > target {
+                groups.push(std::mem::take(&mut group));
+                bytes = 0;
+            }
+            group.push(i);
+            bytes += files[i].bytes;
+        }
+        groups.push(group);
+    }
+    groups.retain(|g| g.len() > 1);
+    let mut spent = 0u64;
+    groups
+        .into_iter()
+        .take_while(|g| {
+            let bytes: u64 = g.iter().map(|&i| files[i].bytes).sum();
+            let fits = spent == 0 || spent + bytes <= budget;
+            spent += bytes;
+            fits
+        })
+        .collect()
+}
+
+/// A live entry of a snapshot: the file, the manifest (index into the snapshot's list) that
+/// holds it, and what an `existing` or `deleted` copy of the entry must keep.
+struct Live {
+    manifest: usize,
+    spec_id: i32,
+    file: DataFile,
+    snapshot: i64,
+    seq: i64,
+    file_seq: i64,
+}
+
+/// One rewrite: the paths it replaces (sorted) and the file that replaces them.
+struct Rewrite {
+    sources: Vec<String>,
+    spec_id: i32,
+    output: DataFile,
+}
+
+/// Compacts `table`'s small data files when the policy allows; returns the table as it is then.
+pub(super) async fn compact(tools: &Tools<'_>, table: Table, policy: &Policy) -> Result<(Table, Compacted)> {
+    if policy.compact_bytes_per_pass == 0 {
+        return Ok((table, Compacted::default()));
+    }
+    let Some((base, manifests)) = plannable(&table).await? else { return Ok((table, Compacted::default())) };
+    let mut lives = live_files(&table, &manifests).await?;
+    lives.sort_by(|a, b| (a.seq, a.file.file_path()).cmp(&(b.seq, b.file.file_path())));
+    let candidates: Vec<Candidate> = lives
+        .iter()
+        .map(|l| Candidate {
+            partition: format!("{}/{:?}", l.spec_id, l.file.partition()),
+            bytes: l.file.file_size_in_bytes(),
+        })
+        .collect();
+    let groups = plan_compaction(&candidates, policy.file_target_bytes, policy.compact_bytes_per_pass);
+    if groups.is_empty() {
+        return Ok((table, Compacted::default()));
+    }
+    let scratch = tools.scratch.join(format!("compact-{}", uuid_v4()));
+    std::fs::create_dir_all(&scratch).map_err(|e| Error::io(format!("create {}", scratch.display()), e))?;
+    let mut rewrites = Vec::new();
+    let mut written = Ok(());
+    for g in &groups {
+        let files: Vec<&DataFile> = g.iter().map(|&i| &lives[i].file).collect();
+        match rewrite_group(tools, &table, lives[g[0]].spec_id, &files, &scratch).await {
+            Ok(r) => rewrites.extend(r),
+            Err(e) => {
+                written = Err(e);
+                break;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let Err(e) = written {
+        replace::delete_paths(&table, rewrites.into_iter().map(|r| r.output.file_path().to_string())).await;
+        return Err(e);
+    }
+    log::debug!(table = table.identifier().name(); "base {}: {} rewrites written", base.snapshot_id(), rewrites.len());
+    commit(tools, table, rewrites).await
+}
+
+/// The current snapshot and its manifests, when compaction may run on it: format v2 and no
+/// delete manifest (a rewrite would have to apply the deletes; frazil writes none).
+async fn plannable(table: &Table) -> Result<Option<(Snapshot, Vec<ManifestFile>)>> {
+    let md = table.metadata();
+    let Some(base) = md.current_snapshot().cloned() else { return Ok(None) };
+    if md.format_version() != FormatVersion::V2 {
+        return Ok(None);
+    }
+    let manifests = health::manifests_of(table, &base).await?;
+    if manifests.iter().any(|m| m.content == ManifestContentType::Deletes) {
+        log::info!(table = table.identifier().name(); "table {}: has delete files; its data files are not compacted", table.identifier());
+        return Ok(None);
+    }
+    Ok(Some(((*base).clone(), manifests)))
+}
+
+/// Every live entry of the data manifests `manifests`.
+async fn live_files(table: &Table, manifests: &[ManifestFile]) -> Result<Vec<Live>> {
+    let fail = |e| Error::iceberg(format!("read the manifests of {}", table.identifier()), e);
+    let mut out = Vec::new();
+    for (i, m) in manifests.iter().enumerate() {
+        let manifest = Compat::new(m.load_manifest(table.file_io())).await.map_err(fail)?;
+        for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+            let seq = e.sequence_number().unwrap_or(m.sequence_number);
+            out.push(Live {
+                manifest: i,
+                spec_id: m.partition_spec_id,
+                file: e.data_file().clone(),
+                snapshot: e.snapshot_id().unwrap_or(m.added_snapshot_id),
+                seq,
+                file_seq: e.file_sequence_number.unwrap_or(seq),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Downloads `files` (one partition) into `scratch` and writes one new file per Parquet schema
+/// they share (files written before and after a schema change cannot be merged byte for byte).
+async fn rewrite_group(
+    tools: &Tools<'_>,
+    table: &Table,
+    spec_id: i32,
+    files: &[&DataFile],
+    scratch: &Path,
+) -> Result<Vec<Rewrite>> {
+    let mut by_schema: BTreeMap<String, Vec<(PathBuf, &DataFile)>> = BTreeMap::new();
+    for f in files {
+        let local = scratch.join(format!("{}.parquet", uuid_v4()));
+        Compat::new(tools.stores.download_file(f.file_path(), &local)).await?;
+        let l = local.clone();
+        let schema = blocking::unblock(move || rewrite::file_schema(&l)).await?;
+        by_schema.entry(schema).or_default().push((local, f));
+    }
+    let mut out = Vec::new();
+    for group in by_schema.into_values().filter(|g| g.len() > 1) {
+        let mut sources: Vec<String> = group.iter().map(|(_, f)| f.file_path().to_string()).collect();
+        sources.sort();
+        let url = output_url(table, spec_id, group[0].1, &sources);
+        let inputs: Vec<PathBuf> = group.iter().map(|(p, _)| p.clone()).collect();
+        let merged = scratch.join(format!("{}.parquet", uuid_v4()));
+        let m = merged.clone();
+        let (size, splits) = blocking::unblock(move || -> Result<(u64, Vec<i64>)> {
+            let size = rewrite::merge_files(&inputs, &m)?;
+            Ok((size, rewrite::split_offsets(&m)?))
+        })
+        .await?;
+        let parts: Vec<DataFile> = group.iter().map(|(_, f)| (*f).clone()).collect();
+        let output = rewrite::merge_data_files(&parts, spec_id, &url, size, splits)?;
+        Compat::new(tools.stores.upload_file(&merged, &url)).await?;
+        let _ = std::fs::remove_file(&merged);
+        out.push(Rewrite { sources, spec_id, output });
+    }
+    Ok(out)
+}
+
+/// Where the file replacing `sources` goes: the table's data directory, in the partition's
+/// Hive-style directory, named after the sources.
+fn output_url(table: &Table, spec_id: i32, first: &DataFile, sources: &[String]) -> String {
+    let md = table.metadata();
+    let id = replace::step_id(md, "compact-output", sources.iter().map(String::as_str));
+    let dir = md
+        .partition_spec_by_id(spec_id)
+        .filter(|spec| !spec.is_unpartitioned())
+        .map(|spec| format!("{}/", spec.partition_to_path(first.partition(), md.current_schema().clone())))
+        .unwrap_or_default();
+    format!("{}/data/{dir}compacted-{id}.parquet", md.location())
+}
+
+/// Commits `rewrites`, rebasing after conflicts; deletes the new files no commit took.
+async fn commit(tools: &Tools<'_>, mut table: Table, mut rewrites: Vec<Rewrite>) -> Result<(Table, Compacted)> {
+    let ident = table.identifier().clone();
+    // New files of a try whose answer was lost: a late apply would read them, so they stay.
+    let mut maybe_read: HashSet<String> = HashSet::new();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let result = loop {
+        let Some((base, manifests)) = plannable(&table).await? else { break Ok(Compacted::default()) };
+        let lives = live_files(&table, &manifests).await?;
+        let live: HashSet<&str> = lives.iter().map(|l| l.file.file_path()).collect();
+        let (keep, lost): (Vec<Rewrite>, Vec<Rewrite>) =
+            rewrites.into_iter().partition(|r| r.sources.iter().all(|s| live.contains(s.as_str())));
+        rewrites = keep;
+        abandon(&table, &live, &maybe_read, lost).await;
+        if rewrites.is_empty() {
+            break Ok(Compacted::default());
+        }
+        let id =
+            replace::step_id(table.metadata(), "compact", rewrites.iter().flat_map(|r| &r.sources).map(String::as_str));
+        let (snapshot, written) = write_commit(&table, &base, &manifests, &lives, &rewrites, &id).await?;
+        crate::fault::point("compact-before-commit");
+        let outcome = replace::commit(tools.committer, &table, base.snapshot_id(), snapshot).await?;
+        let applied = match outcome {
+            Outcome::Applied(t) => {
+                crate::fault::point("compact-after-commit");
+                Some(t)
+            }
+            Outcome::Conflict(body) => {
+                log::info!(table = ident.name(); "table {ident}: compaction conflicted ({}); rebasing", body.trim());
+                replace::delete_paths(&table, written).await;
+                table = reload(tools.committer, &ident).await?;
+                None
+            }
+            Outcome::Unknown(e) => {
+                log::warn!(table = ident.name(); "table {ident}: compaction outcome unknown ({e}); checking the history");
+                table = reload(tools.committer, &ident).await?;
+                maybe_read.extend(rewrites.iter().map(|r| r.output.file_path().to_string()));
+                landed(table.metadata(), COMPACTION_ID, &id).then_some(table.clone())
+            }
+        };
+        if let Some(t) = applied {
+            let replaced = rewrites.iter().map(|r| r.sources.len()).sum();
+            log::info!(table = ident.name(); "table {ident}: {replaced} small data files compacted into {}", rewrites.len());
+            return Ok((t, Compacted { replaced, written: rewrites.len() }));
+        }
+        if backoff.attempts() >= MAX_ATTEMPTS {
+            break Err(gave_up(format!("compact the data files of {ident}")));
+        }
+        smol::Timer::after(backoff.next_delay()).await;
+    };
+    // A new file the table reads now is not this pass's to delete; if that cannot be read, every
+    // leftover stays for the orphan sweep.
+    match live_paths(&table).await {
+        Ok(read) => abandon(&table, &read.iter().map(String::as_str).collect(), &maybe_read, rewrites).await,
+        Err(e) => {
+            log::warn!(table = ident.name(); "table {ident}: {e}; compacted files not committed are left to the orphan sweep")
+        }
+    }
+    result.map(|c| (table, c))
+}
+
+/// The paths of every live data file of the current snapshot.
+async fn live_paths(table: &Table) -> Result<HashSet<String>> {
+    let Some(base) = table.metadata().current_snapshot().cloned() else { return Ok(HashSet::new()) };
+    let manifests = health::manifests_of(table, &base).await?;
+    Ok(live_files(table, &manifests).await?.into_iter().map(|l| l.file.file_path().to_string()).collect())
+}
+
+/// Deletes the new files of `lost` rewrites that the table does not read (`live`) and that no
+/// unanswered commit may still read (`maybe_read`).
+async fn abandon(table: &Table, live: &HashSet<&str>, maybe_read: &HashSet<String>, lost: Vec<Rewrite>) {
+    let doomed: Vec<String> = lost
+        .into_iter()
+        .map(|r| r.output.file_path().to_string())
+        .filter(|p| !live.contains(p.as_str()) && !maybe_read.contains(p))
+        .collect();
+    if !doomed.is_empty() {
+        log::info!(table = table.identifier().name(); "table {}: {} compacted files abandoned (a source is no longer live)", table.identifier(), doomed.len());
+    }
+    replace::delete_paths(table, doomed).await;
+}
+
+/// Writes the try's manifests (per partition spec: the new files as added, and every entry of
+/// the manifests holding a replaced file, replaced ones as deleted) and its manifest list.
+/// Returns the snapshot and the paths written.
+async fn write_commit(
+    table: &Table,
+    base: &Snapshot,
+    manifests: &[ManifestFile],
+    lives: &[Live],
+    rewrites: &[Rewrite],
+    id: &str,
+) -> Result<(Snapshot, Vec<String>)> {
+    let md = table.metadata();
+    let ident = table.identifier();
+    let snapshot_id = new_snapshot_id(md);
+    let replaced: HashSet<&str> = rewrites.iter().flat_map(|r| &r.sources).map(String::as_str).collect();
+    let touched: BTreeSet<usize> =
+        lives.iter().filter(|l| replaced.contains(l.file.file_path())).map(|l| l.manifest).collect();
+    let mut specs: BTreeMap<i32, (Vec<&Live>, Vec<&DataFile>)> = BTreeMap::new();
+    for l in lives.iter().filter(|l| touched.contains(&l.manifest)) {
+        specs.entry(l.spec_id).or_default().0.push(l);
+    }
+    for r in rewrites {
+        specs.entry(r.spec_id).or_default().1.push(&r.output);
+    }
+    let fail = |e| Error::iceberg(format!("write the compaction manifests of {ident}"), e);
+    let mut new_manifests = Vec::new();
+    for (spec_id, (entries, added)) in specs {
+        let spec = md.partition_spec_by_id(spec_id).ok_or_else(|| Error::Catalog {
+            context: format!("compact {ident}"),
+            status: None,
+            body: format!("a manifest names partition spec {spec_id}, which the table does not have"),
+        })?;
+        let path = format!("{}/metadata/{}-m-compact.avro", md.location(), uuid_v4());
+        let m = Compat::new(async {
+            let output = table.file_io().new_output(&path)?;
+            let mut w =
+                ManifestWriterBuilder::new(output, Some(snapshot_id), md.current_schema().clone(), (**spec).clone())
+                    .build_v2_data();
+            for f in added {
+                w.add_file(f.clone(), -1)?;
+            }
+            for l in entries {
+                if replaced.contains(l.file.file_path()) {
+                    w.add_delete_file(l.file.clone(), l.seq, Some(l.file_seq))?;
+                } else {
+                    w.add_existing_file(l.file.clone(), l.snapshot, l.seq, Some(l.file_seq))?;
+                }
+            }
+            w.write_manifest_file().await
+        })
+        .await
+        .map_err(fail)?;
+        new_manifests.push(m);
+    }
+    let kept = (0..manifests.len()).filter(|i| !touched.contains(i)).map(|i| manifests[i].clone());
+    let summary = replace::replace_summary(base, summary_props(base, lives, &replaced, rewrites, id));
+    let mut paths: Vec<String> = new_manifests.iter().map(|m| m.manifest_path.clone()).collect();
+    let (snapshot, list) =
+        replace::write_snapshot(table, base, snapshot_id, new_manifests.into_iter().chain(kept), summary).await?;
+    paths.push(list);
+    Ok((snapshot, paths))
+}
+
+/// The summary of a compaction: what it added and deleted, the totals after it, and its id.
+fn summary_props(
+    base: &Snapshot,
+    lives: &[Live],
+    replaced: &HashSet<&str>,
+    rewrites: &[Rewrite],
+    id: &str,
+) -> HashMap<String, String> {
+    let gone: Vec<&DataFile> = lives.iter().map(|l| &l.file).filter(|f| replaced.contains(f.file_path())).collect();
+    let removed_bytes: u64 = gone.iter().map(|f| f.file_size_in_bytes()).sum();
+    let added_bytes: u64 = rewrites.iter().map(|r| r.output.file_size_in_bytes()).sum();
+    let records: u64 = rewrites.iter().map(|r| r.output.record_count()).sum();
+    let mut props: HashMap<String, String> = [
+        ("added-data-files", rewrites.len() as u64),
+        ("deleted-data-files", gone.len() as u64),
+        ("added-records", records),
+        ("deleted-records", records),
+        ("added-files-size", added_bytes),
+        ("removed-files-size", removed_bytes),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let total = |key: &str| base.summary().additional_properties.get(key).and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = total("total-data-files") {
+        props.insert(
+            "total-data-files".into(),
+            (n + rewrites.len() as u64).saturating_sub(gone.len() as u64).to_string(),
+        );
+    }
+    if let Some(n) = total("total-files-size") {
+        props.insert("total-files-size".into(), (n + added_bytes).saturating_sub(removed_bytes).to_string());
+    }
+    props.insert(COMPACTION_ID.to_string(), id.to_string());
+    props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(spec: &[(&str, u64)]) -> Vec<Candidate> {
+        spec.iter().map(|(p, b)| Candidate { partition: p.to_string(), bytes: *b }).collect()
+    }
+
+    #[test]
+    fn small_files_of_a_partition_are_packed_up_to_the_target() {
+        // Target 100: small is below 75. 80 stays; 30+30+30 fits in 100, the next 30 starts anew.
+        let f = files(&[("a", 30), ("a", 80), ("a", 30), ("a", 30), ("a", 30), ("a", 30)]);
+        assert_eq!(plan_compaction(&f, 100, u64::MAX), vec![vec![0, 2, 3], vec![4, 5]]);
+    }
+
+    #[test]
+    fn partitions_are_never_mixed_and_a_lone_small_file_stays() {
+        let f = files(&[("a", 10), ("b", 10), ("a", 10), ("c", 10), ("b", 10)]);
+        assert_eq!(plan_compaction(&f, 100, u64::MAX), vec![vec![0, 2], vec![1, 4]]);
+        assert!(plan_compaction(&files(&[("a", 10), ("b", 10), ("a", 90)]), 100, u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_pass_takes_groups_while_they_fit_its_budget() {
+        let f = files(&[("a", 40), ("a", 40), ("b", 40), ("b", 40), ("c", 40), ("c", 40)]);
+        assert_eq!(plan_compaction(&f, 100, 160).len(), 2);
+        // The first group always goes, however small the budget.
+        assert_eq!(plan_compaction(&f, 100, 1), vec![vec![0, 1]]);
+    }
+
+    #[test]
+    fn every_small_file_is_in_at_most_one_group_and_groups_stay_under_the_target() {
+        for n in 2..40u64 {
+            let f: Vec<Candidate> =
+                (0..n).map(|i| Candidate { partition: format!("p{}", i % 3), bytes: (i * 37) % 120 + 1 }).collect();
+            let groups = plan_compaction(&f, 100, u64::MAX);
+            let mut seen = HashSet::new();
+            for g in &groups {
+                assert!(g.len() > 1);
+                assert!(g.iter().all(|&i| f[i].bytes < 75 && f[i].partition == f[g[0]].partition));
+                assert!(g.iter().map(|&i| f[i].bytes).sum::<u64>() <= 100);
+                assert!(g.iter().all(|i| seen.insert(*i)), "{groups:?}");
+            }
+        }
+    }
+}
