@@ -30,7 +30,7 @@ use crate::{Error, Result};
 pub const COMPACTION_ID: &str = "frazil.compaction-id";
 
 #[derive(Debug, Default)]
-pub(super) struct Compacted {
+pub struct Compacted {
     pub replaced: usize,
     pub written: usize,
 }
@@ -96,13 +96,35 @@ struct Rewrite {
     output: DataFile,
 }
 
+/// What a pass planned and wrote before its commit: the rewrites, their new files in the store.
+pub struct Prepared {
+    rewrites: Vec<Rewrite>,
+}
+
+impl Prepared {
+    /// The new files, by path.
+    pub fn outputs(&self) -> Vec<String> {
+        self.rewrites.iter().map(|r| r.output.file_path().to_string()).collect()
+    }
+}
+
 /// Compacts `table`'s small data files when the policy allows; returns the table as it is then.
 pub(super) async fn compact(tools: &Tools<'_>, table: Table, policy: &Policy) -> Result<(Table, Compacted)> {
-    if policy.compact_bytes_per_pass == 0 {
-        return Ok((table, Compacted::default()));
+    match prepare(tools, &table, policy).await? {
+        Some(prepared) => commit(tools, table, prepared).await,
+        None => Ok((table, Compacted::default())),
     }
-    let Some((base, manifests)) = plannable(&table).await? else { return Ok((table, Compacted::default())) };
-    let mut lives = live_files(&table, &manifests).await?;
+}
+
+/// Plans the rewrites on `table`'s current snapshot and writes their new files; `None` when there
+/// is nothing to compact. A failure leaves the files written so far to the orphan sweep: a rival
+/// maintainer that planned the same sources writes the same names and may be committing them.
+pub async fn prepare(tools: &Tools<'_>, table: &Table, policy: &Policy) -> Result<Option<Prepared>> {
+    if policy.compact_bytes_per_pass == 0 {
+        return Ok(None);
+    }
+    let Some((_, manifests)) = plannable(table).await? else { return Ok(None) };
+    let mut lives = live_files(table, &manifests).await?;
     lives.sort_by(|a, b| (a.seq, a.file.file_path()).cmp(&(b.seq, b.file.file_path())));
     let candidates: Vec<Candidate> = lives
         .iter()
@@ -113,7 +135,7 @@ pub(super) async fn compact(tools: &Tools<'_>, table: Table, policy: &Policy) ->
         .collect();
     let groups = plan_compaction(&candidates, policy.file_target_bytes, policy.compact_bytes_per_pass);
     if groups.is_empty() {
-        return Ok((table, Compacted::default()));
+        return Ok(None);
     }
     let scratch = tools.scratch.join(format!("compact-{}", uuid_v4()));
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io(format!("create {}", scratch.display()), e))?;
@@ -121,7 +143,7 @@ pub(super) async fn compact(tools: &Tools<'_>, table: Table, policy: &Policy) ->
     let mut written = Ok(());
     for g in &groups {
         let files: Vec<&DataFile> = g.iter().map(|&i| &lives[i].file).collect();
-        match rewrite_group(tools, &table, lives[g[0]].spec_id, &files, &scratch).await {
+        match rewrite_group(tools, table, lives[g[0]].spec_id, &files, &scratch).await {
             Ok(r) => rewrites.extend(r),
             Err(e) => {
                 written = Err(e);
@@ -130,12 +152,8 @@ pub(super) async fn compact(tools: &Tools<'_>, table: Table, policy: &Policy) ->
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    if let Err(e) = written {
-        replace::delete_paths(&table, rewrites.into_iter().map(|r| r.output.file_path().to_string())).await;
-        return Err(e);
-    }
-    log::debug!(table = table.identifier().name(); "base {}: {} rewrites written", base.snapshot_id(), rewrites.len());
-    commit(tools, table, rewrites).await
+    written?;
+    Ok((!rewrites.is_empty()).then_some(Prepared { rewrites }))
 }
 
 /// The current snapshot and its manifests, when compaction may run on it: format v2 and no
@@ -227,14 +245,24 @@ fn output_url(table: &Table, spec_id: i32, first: &DataFile, sources: &[String])
     format!("{}/data/{dir}compacted-{id}.parquet", md.location())
 }
 
-/// Commits `rewrites`, rebasing after conflicts; deletes the new files no commit took.
-async fn commit(tools: &Tools<'_>, mut table: Table, mut rewrites: Vec<Rewrite>) -> Result<(Table, Compacted)> {
+/// Commits what `prepare` wrote, rebasing after conflicts. A rewrite that lost a source is
+/// abandoned and its new file deleted, unless the table reads it; rewrites still valid when the
+/// pass gives up keep their files (a rival may be committing the same names; the orphan sweep
+/// removes them if nobody does).
+pub async fn commit(tools: &Tools<'_>, mut table: Table, prepared: Prepared) -> Result<(Table, Compacted)> {
     let ident = table.identifier().clone();
+    // Writing took a while: rebase on the table as it is now (a rival's expiry may even have
+    // deleted the manifests of the snapshot this pass planned on).
+    table = reload(tools.committer, &ident).await?;
+    let mut rewrites = prepared.rewrites;
     // New files of a try whose answer was lost: a late apply would read them, so they stay.
     let mut maybe_read: HashSet<String> = HashSet::new();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let result = loop {
-        let Some((base, manifests)) = plannable(&table).await? else { break Ok(Compacted::default()) };
+    loop {
+        let Some((base, manifests)) = plannable(&table).await? else {
+            log::info!(table = ident.name(); "table {ident}: compaction no longer applies; its files are left to the orphan sweep");
+            return Ok((table, Compacted::default()));
+        };
         let lives = live_files(&table, &manifests).await?;
         let live: HashSet<&str> = lives.iter().map(|l| l.file.file_path()).collect();
         let (keep, lost): (Vec<Rewrite>, Vec<Rewrite>) =
@@ -242,14 +270,13 @@ async fn commit(tools: &Tools<'_>, mut table: Table, mut rewrites: Vec<Rewrite>)
         rewrites = keep;
         abandon(&table, &live, &maybe_read, lost).await;
         if rewrites.is_empty() {
-            break Ok(Compacted::default());
+            return Ok((table, Compacted::default()));
         }
-        let id =
-            replace::step_id(table.metadata(), "compact", rewrites.iter().flat_map(|r| &r.sources).map(String::as_str));
+        let sources = rewrites.iter().flat_map(|r| &r.sources).map(String::as_str);
+        let id = replace::step_id(table.metadata(), "compact", sources);
         let (snapshot, written) = write_commit(&table, &base, &manifests, &lives, &rewrites, &id).await?;
         crate::fault::point("compact-before-commit");
-        let outcome = replace::commit(tools.committer, &table, base.snapshot_id(), snapshot).await?;
-        let applied = match outcome {
+        let applied = match replace::commit(tools.committer, &table, base.snapshot_id(), snapshot).await? {
             Outcome::Applied(t) => {
                 crate::fault::point("compact-after-commit");
                 Some(t)
@@ -273,26 +300,10 @@ async fn commit(tools: &Tools<'_>, mut table: Table, mut rewrites: Vec<Rewrite>)
             return Ok((t, Compacted { replaced, written: rewrites.len() }));
         }
         if backoff.attempts() >= MAX_ATTEMPTS {
-            break Err(gave_up(format!("compact the data files of {ident}")));
+            return Err(gave_up(format!("compact the data files of {ident}")));
         }
         smol::Timer::after(backoff.next_delay()).await;
-    };
-    // A new file the table reads now is not this pass's to delete; if that cannot be read, every
-    // leftover stays for the orphan sweep.
-    match live_paths(&table).await {
-        Ok(read) => abandon(&table, &read.iter().map(String::as_str).collect(), &maybe_read, rewrites).await,
-        Err(e) => {
-            log::warn!(table = ident.name(); "table {ident}: {e}; compacted files not committed are left to the orphan sweep")
-        }
     }
-    result.map(|c| (table, c))
-}
-
-/// The paths of every live data file of the current snapshot.
-async fn live_paths(table: &Table) -> Result<HashSet<String>> {
-    let Some(base) = table.metadata().current_snapshot().cloned() else { return Ok(HashSet::new()) };
-    let manifests = health::manifests_of(table, &base).await?;
-    Ok(live_files(table, &manifests).await?.into_iter().map(|l| l.file.file_path().to_string()).collect())
 }
 
 /// Deletes the new files of `lost` rewrites that the table does not read (`live`) and that no

@@ -30,7 +30,9 @@ use crate::Result;
 use crate::commit::Committer;
 use crate::upload::Stores;
 
-pub use compact::{COMPACTION_ID, Candidate, plan_compaction};
+pub use compact::{COMPACTION_ID, Candidate, Prepared, plan_compaction};
+#[cfg(test)]
+pub(crate) use compact::{commit as commit_prepared, prepare};
 pub use elect::is_maintainer;
 pub use expire::expirable;
 pub use health::{Health, health};
