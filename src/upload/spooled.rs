@@ -49,24 +49,26 @@ impl Uploader {
     /// quarantined by the spool and left out; the rest go on.
     pub async fn upload(&self, table: &Table, name: &str, group: Vec<SpoolFile>) -> Result<()> {
         let (parts, single) = self.read_parts(group).await?;
-        let ids: Vec<u64> = parts.iter().map(|f| f.id).collect();
         let location = table.metadata().location();
         let dir = parts.first().map(|f| partition_dir(table, f)).unwrap_or_default();
-        let url = match (parts.as_slice(), single) {
+        let url = match (parts.as_slice(), &single) {
             ([], _) => return Ok(()),
-            ([f], Some(bytes)) => {
-                let url = object_url(location, &self.agent, &dir, f);
-                Compat::new(self.stores.put(&url, Bytes::from(bytes))).await?;
-                url
-            }
-            _ => {
-                let url = merged_url(location, &self.agent, &dir, name, &parts);
-                self.merged(table, &parts, &url).await?;
-                url
-            }
+            ([f], Some(_)) => object_url(location, &self.agent, &dir, f),
+            _ => merged_url(location, &self.agent, &dir, name, &parts),
         };
+        self.send(table, &parts, single, &url).await
+    }
+
+    /// Writes the object `url` of `parts` (the bytes of a lone part are `single`), then marks
+    /// the parts uploaded there.
+    async fn send(&self, table: &Table, parts: &[SpoolFile], single: Option<Vec<u8>>, url: &str) -> Result<()> {
+        match (parts, single) {
+            ([_], Some(bytes)) => Compat::new(self.stores.put(url, Bytes::from(bytes))).await?,
+            _ => self.merged(table, parts, url).await?,
+        }
         crate::fault::point("after-upload");
-        let u = url.clone();
+        let ids: Vec<u64> = parts.iter().map(|f| f.id).collect();
+        let u = url.to_string();
         on_pool(&self.spool, move |s| s.mark_uploaded_many(&ids, &u)).await
     }
 
@@ -164,8 +166,12 @@ impl Uploader {
                 continue;
             }
             log::warn!(table = name; "{location} is gone from the store before its commit; uploading it again from the spool");
-            self.upload(table, name, group).await?;
-            restored += 1;
+            let (parts, single) = self.read_parts(group).await?;
+            if !parts.is_empty() {
+                // Under the name it had: a pending commit's id was made from it.
+                self.send(table, &parts, single, location).await?;
+                restored += 1;
+            }
         }
         Ok(restored)
     }

@@ -1,8 +1,8 @@
-//! Table maintenance while agents keep committing, and maintenance killed at each crash point.
-//! Whatever maintenance does, both readers see every event exactly once, each agent's tag still
-//! carries its offsets, and each agent's next flush resumes where it was.
+//! Table maintenance (compaction, manifest merging, expiry, the orphan sweep) while two agents and a
+//! foreign pyiceberg writer keep committing, and maintenance killed at each crash point. Whatever
+//! maintenance does, both readers see every event and every foreign row exactly once, each agent's
+//! tag still carries its offsets, and each agent's next flush resumes where it was.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::agents::{AGENTS, agent_configs, flush_rounds, produce_more, wait_for_agents};
@@ -54,14 +54,42 @@ impl Where<'_> {
         }
     }
 
-    fn assert_exactly(&self, table: &str, low: &BTreeMap<(i32, i64), Produced>, high: &BTreeMap<(i32, i64), Produced>) {
-        match self {
-            Where::Rest(servers) => assert_split_exactly(servers, table, 1_000_000, low, high),
-            Where::Files { servers, location } => {
-                assert_split_rows(|reader| servers.read_static(location, reader).0, 1_000_000, low, high)
-            }
-        }
+    /// Both readers see the agents' events exactly (`low`: ids below 1,000,000, `high`: the
+    /// rest) and the foreign writer's rows (ids from [`FOREIGN`]) once each.
+    fn assert_exactly(
+        &self,
+        table: &str,
+        low: &BTreeMap<(i32, i64), Produced>,
+        high: &BTreeMap<(i32, i64), Produced>,
+        foreign: &[u64],
+    ) {
+        let read = |reader: &str| match self {
+            Where::Rest(servers) => servers.read_table(table, reader).0,
+            Where::Files { servers, location } => servers.read_static(location, reader).0,
+        };
+        let split = |reader: &str| {
+            let (theirs, ours): (Vec<Value>, Vec<Value>) =
+                read(reader).into_iter().partition(|r| r["id"].as_u64().is_some_and(|id| id >= FOREIGN));
+            let mut ids: Vec<u64> = theirs.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, foreign, "{reader}: the foreign writer's rows, each once");
+            ours
+        };
+        assert_split_rows(split, 1_000_000, low, high);
     }
+}
+
+/// The ids of the foreign writer's rows start here, far above the agents'.
+const FOREIGN: u64 = 1_000_000_000;
+
+/// tests/check/append.py: a foreign writer appends `count` rows from id `first` (merge append).
+fn foreign_append(servers: &Servers, table: &str, first: u64, count: u64) -> Value {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(repo().join("tests/check/append.py"));
+    servers.catalog_args(&mut cmd, table);
+    let out = cmd.args(["--first-id", &first.to_string(), "--count", &count.to_string()]).output().expect("append.py");
+    assert!(out.status.success(), "append.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("append.py prints JSON")
 }
 
 /// The file s3s-fs keeps an `s3://bucket/key` object in.
@@ -129,35 +157,43 @@ fn maintained_beside_two_agents(no_catalog: bool) {
     let mut expected: Vec<BTreeMap<(i32, i64), Produced>> = vec![BTreeMap::new(), BTreeMap::new()];
     let mut next: Vec<u64> = AGENTS.iter().map(|a| a.3).collect();
 
-    // `frazil maintain` on a loop (as a timer would run it, only faster) while both agents flush.
-    let stop = Arc::new(AtomicBool::new(false));
-    let maintainer = {
-        let (stop, config) = (stop.clone(), configs[0].clone());
-        std::thread::spawn(move || {
+    // `frazil maintain` on a loop (as a timer would run it, only faster) while both agents flush,
+    // and, beside a REST catalog, a foreign pyiceberg writer appending between passes.
+    let stop = AtomicBool::new(false);
+    let mut foreign: Vec<u64> = Vec::new();
+    let (passes, (commits, conflicts)) = std::thread::scope(|scope| {
+        let maintainer = scope.spawn(|| {
             let mut passes: Vec<(ExitStatus, Option<Value>, String)> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                passes.push(maintain(&config, &[]));
+                passes.push(maintain(&configs[0], &[]));
+                if !no_catalog {
+                    let first = FOREIGN + foreign.len() as u64;
+                    foreign_append(&servers, "shared", first, 50);
+                    foreign.extend(first..first + 50);
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
             passes
-        })
-    };
-    let (commits, conflicts) = flush_rounds(&kafka, &configs, &logs, 6, |r| 600 + 200 * r, &mut expected, &mut next);
-    stop.store(true, Ordering::Relaxed);
-    let passes = maintainer.join().expect("the maintenance loop");
-    let (mut merged, mut expired) = (0, 0);
+        });
+        let flushed = flush_rounds(&kafka, &configs, &logs, 6, |r| 600 + 200 * r, &mut expected, &mut next);
+        stop.store(true, Ordering::Relaxed);
+        (maintainer.join().expect("the maintenance loop"), flushed)
+    });
+    let (mut compacted, mut merged, mut expired) = (0, 0, 0);
     for (status, reports, log) in &passes {
         assert!(status.success(), "frazil maintain failed ({}):\n{log}", exit_text(*status));
         let r = report(reports.as_ref().expect("reports"), "shared");
+        compacted += r["files_compacted"].as_u64().unwrap();
         merged += r["manifests_merged"].as_u64().unwrap();
         expired += r["snapshots_expired"].as_u64().unwrap();
     }
     println!(
-        "{} maintenance passes beside {commits} commits ({conflicts} conflicts): {merged} manifests merged, {expired} snapshots expired",
-        passes.len()
+        "{} maintenance passes beside {commits} commits ({conflicts} conflicts) and {} foreign rows: {compacted} files compacted, {merged} manifests merged, {expired} snapshots expired",
+        passes.len(),
+        foreign.len()
     );
-    assert!(merged > 0 && expired > 0, "maintenance did nothing in {} passes", passes.len());
-    place.assert_exactly("shared", &expected[0], &expected[1]);
+    assert!(compacted > 0 && expired > 0, "maintenance did nothing in {} passes", passes.len());
+    place.assert_exactly("shared", &expected[0], &expected[1], &foreign);
 
     // Both as `frazil run`, which maintain on their own: only the elected one (the smallest id
     // among the agents committing) does.
@@ -181,7 +217,7 @@ fn maintained_beside_two_agents(no_catalog: bool) {
     let health = &report(reports.as_ref().unwrap(), "shared")["health"];
     assert!(health["data_manifests"].as_u64().unwrap() <= 3, "{health}");
     assert!(health["snapshots"].as_u64().unwrap() <= 2 + 2, "2 kept and each agent's tagged one at most: {health}");
-    place.assert_exactly("shared", &expected[0], &expected[1]);
+    place.assert_exactly("shared", &expected[0], &expected[1], &foreign);
     let md = place.metadata("shared");
     for (i, (agent, topic, ..)) in AGENTS.iter().enumerate() {
         assert_eq!(tagged_offsets(&md, agent, topic), ends(&expected[i]), "{agent}'s tag");
@@ -189,7 +225,7 @@ fn maintained_beside_two_agents(no_catalog: bool) {
 
     // Each agent's next flush resumes where it was.
     flush_rounds(&kafka, &configs, &logs, 1, |_| 500, &mut expected, &mut next);
-    place.assert_exactly("shared", &expected[0], &expected[1]);
+    place.assert_exactly("shared", &expected[0], &expected[1], &foreign);
     drop(proxy);
 }
 
@@ -201,6 +237,13 @@ fn a_maintenance_crash_leaves_the_table_whole() {
     block_on(create_topic(&kafka, "crash", 2));
     let config = config_as(&servers, "crash", &["crash"], "table = \"shared\"", &[]);
     with_policy(&config, POLICY);
+    // The same agent with compaction off, so the merge has small manifests to merge; and with the
+    // orphan sweep on (objects are aged by hand below: the shortest grace is an hour).
+    let no_compaction = servers.dir.path().join("crash-no-compaction.toml");
+    let sweeping = servers.dir.path().join("crash-sweeping.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    write_config(&no_compaction, &format!("{text}compact_per_pass = \"0B\"\n"));
+    write_config(&sweeping, &format!("{text}orphan_after = \"1h\"\n"));
     let mut expected = BTreeMap::new();
     let mut next = 0;
     let mut flush_more = |n: u64, what: &str, expected: &mut BTreeMap<(i32, i64), Produced>| {
@@ -217,11 +260,28 @@ fn a_maintenance_crash_leaves_the_table_whole() {
     assert!(health["data_manifests"].as_u64().unwrap() >= 6, "one manifest per commit before any merge: {health}");
 
     // Each crash point in turn; after each, the table reads whole, and the next pass goes on.
-    // Only the crashes may strand a manifest list: the merge's that never committed, and those of
-    // the snapshots whose expiry was cut short.
+    // Only the crashes may strand a manifest list: the compaction's or the merge's that never
+    // committed (one each), and those of the snapshots whose expiry was cut short.
+    let location = load_table(&servers, "shared")["metadata"]["location"].as_str().unwrap().to_string();
+    let dir = local_path(&servers, &location);
+    let objects = |dir: &Path| -> BTreeSet<PathBuf> {
+        let out = Command::new("find").arg(dir).args(["-type", "f"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from).collect()
+    };
+    let compacted = |dir: &Path| -> BTreeSet<PathBuf> {
+        objects(dir).into_iter().filter(|p| p.to_string_lossy().contains("/compacted-")).collect()
+    };
     let mut stranded = BTreeSet::new();
-    for (point, round) in [("merge-before-commit", 6), ("merge-after-commit", 7), ("expire-after-commit", 8)] {
-        let (status, _, log) = maintain(&config, &[("FRAZIL_FAULT", point)]);
+    let mut stray = BTreeSet::new();
+    let points = [
+        ("compact-before-commit", &config),
+        ("compact-after-commit", &config),
+        ("merge-before-commit", &no_compaction),
+        ("merge-after-commit", &no_compaction),
+        ("expire-after-commit", &config),
+    ];
+    for (round, (point, config)) in points.into_iter().enumerate() {
+        let (status, _, log) = maintain(config, &[("FRAZIL_FAULT", point)]);
         assert!(
             !status.success() && log.contains(&format!("aborting at {point}")),
             "{point}: {}\n{log}",
@@ -230,11 +290,15 @@ fn a_maintenance_crash_leaves_the_table_whole() {
         assert_table_exactly(&servers, "shared", &expected);
         let now = unreferenced_lists(&servers, "shared");
         assert!(now.is_superset(&stranded), "{point}: {now:?} {stranded:?}");
-        if point == "merge-before-commit" {
-            assert_eq!(now.len(), 1, "the uncommitted merge's list: {now:?}");
+        if point.ends_with("-before-commit") {
+            assert_eq!(now.len(), stranded.len() + 1, "{point}: the uncommitted list: {now:?}");
+        }
+        if point == "compact-before-commit" {
+            stray = compacted(&dir);
+            assert_eq!(stray.len(), 1, "the uncommitted compaction's file: {stray:?}");
         }
         stranded = now;
-        // New commits on top, so the next pass has manifests to merge again.
+        // New commits on top, so the next pass has small files and manifests again.
         for r in 0..4 {
             flush_more(100, &format!("flush-{round}-{r}"), &mut expected);
         }
@@ -242,7 +306,7 @@ fn a_maintenance_crash_leaves_the_table_whole() {
     let (status, reports, log) = maintain(&config, &[]);
     assert!(status.success(), "{log}");
     let r = report(reports.as_ref().unwrap(), "shared");
-    assert!(r["manifests_merged"].as_u64().unwrap() > 0 && r["snapshots_expired"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["files_compacted"].as_u64().unwrap() > 0 && r["snapshots_expired"].as_u64().unwrap() > 0, "{r}");
     assert!(r["files_deleted"].as_u64().unwrap() >= r["snapshots_expired"].as_u64().unwrap(), "{r}");
     assert!(r["health"]["data_manifests"].as_u64().unwrap() <= 3, "{r}");
     assert_table_exactly(&servers, "shared", &expected);
@@ -252,6 +316,24 @@ fn a_maintenance_crash_leaves_the_table_whole() {
         "a clean pass deletes the lists of what it expires: {left:?} beyond {stranded:?}"
     );
     println!("maintenance crashes: {} manifest lists stranded by the crashes, none by the clean pass", stranded.len());
+
+    // Two hours later (every object aged by hand), the sweep removes what the crashes stranded
+    // (the uncommitted compaction's file among them) and nothing the table reads; killed before
+    // its deletes, it deletes nothing.
+    let mut age = Command::new("find");
+    age.arg(&dir).args(["-type", "f", "-exec", "touch", "-d", "2 hours ago", "{}", "+"]);
+    assert!(age.status().unwrap().success());
+    let all = objects(&dir);
+    let (status, _, log) = maintain(&sweeping, &[("FRAZIL_FAULT", "orphans-before-delete")]);
+    assert!(!status.success() && log.contains("aborting at orphans-before-delete"), "{log}");
+    assert_eq!(objects(&dir), all, "nothing is deleted before the sweep's deletes");
+    let (status, reports, log) = maintain(&sweeping, &[]);
+    assert!(status.success(), "{log}");
+    let swept = report(reports.as_ref().unwrap(), "shared")["orphans_deleted"].as_u64().unwrap();
+    assert!(unreferenced_lists(&servers, "shared").is_empty(), "the stranded lists are swept");
+    assert!(compacted(&dir).is_disjoint(&stray), "the uncommitted compaction's file is swept");
+    assert_table_exactly(&servers, "shared", &expected);
+    println!("orphan sweep: {swept} of {} objects deleted", all.len());
 
     // pyiceberg's own expiry on top of frazil's, then the agent resumes where it was.
     let expired = super::expiry::expire_snapshots(&servers, "shared");

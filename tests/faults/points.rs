@@ -4,20 +4,20 @@
 use super::*;
 
 /// The `.parquet` objects under a table's data directory in s3s-fs's root.
-fn data_objects(servers: &Servers, table: &str) -> usize {
-    fn walk(dir: &Path, n: &mut usize) {
+fn data_objects(servers: &Servers, table: &str) -> BTreeSet<PathBuf> {
+    fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let p = e.path();
             if p.is_dir() {
-                walk(&p, n);
+                walk(&p, out);
             } else if p.extension().is_some_and(|x| x == "parquet") {
-                *n += 1;
+                out.insert(p);
             }
         }
     }
-    let mut n = 0;
-    walk(&servers.dir.path().join(format!("servers/s3/warehouse/wh/edge/{table}/data")), &mut n);
-    n
+    let mut out = BTreeSet::new();
+    walk(&servers.dir.path().join(format!("servers/s3/warehouse/wh/edge/{table}/data")), &mut out);
+    out
 }
 
 /// Commit ids of the snapshots of the tables.
@@ -60,18 +60,23 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
     let servers = Servers::start();
     let kafka = servers.get("FRAZIL_KAFKA").to_string();
     let logs = logs_dir("points");
-    // (crash point, whether the spool is lost with the crash, as when a gateway's disk is replaced)
+    // (crash point, what is lost with the crash: the spool, as when a gateway's disk is replaced,
+    // or the uploads not committed yet, as when an orphan sweep ran while the agent was away)
     let cases = [
-        ("after-upload", false),
-        ("before-commit", false),
-        ("after-commit", false),
+        ("after-upload", None),
+        ("before-commit", None),
+        ("after-commit", None),
         // Dead-letter tables commit first: the crash lands after the dead letters' commit, before
         // the table's. With the spool gone, reading resumes at the table's offsets and fetches the
         // bad records again; the dead-letter table's own offsets keep them from landing twice.
-        ("after-commit", true),
+        ("after-commit", Some("spool")),
+        // Uploaded, not committed, and the objects gone: they are uploaded again from the spool.
+        ("before-commit", Some("uploads")),
     ];
-    for (i, (point, lose_spool)) in cases.into_iter().enumerate() {
-        let topic = format!("point_{}{}", point.replace('-', "_"), if lose_spool { "_lost" } else { "" });
+    for (i, (point, lost)) in cases.into_iter().enumerate() {
+        let lose_spool = lost == Some("spool");
+        let topic =
+            format!("point_{}{}", point.replace('-', "_"), lost.map(|l| format!("_lost_{l}")).unwrap_or_default());
         let dead_table = format!("{topic}__dlq");
         block_on(create_topic(&kafka, &topic, 2));
         let config = busy_config(&servers, &topic, &topic, "");
@@ -84,6 +89,7 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
         dead.extend(produce_bad(&kafka, &topic));
         expected.extend(block_on(produce(&kafka, &topic, 2, 1_500..3_000)));
 
+        let committed_objects = data_objects(&servers, &topic);
         let path = logs.join(format!("{topic}-1.log"));
         let status = spawn_frazil_with("flush", &config, &path, &[("FRAZIL_FAULT", point)]).wait();
         let log = read_log(&path);
@@ -104,7 +110,7 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
             .map(|p| p["commit_id"].as_str().unwrap().to_string())
             .collect();
         let ids = commit_ids(&servers, &[&topic, &dead_table]);
-        let objects_before = data_objects(&servers, &topic);
+        let objects_before = data_objects(&servers, &topic).len();
         match point {
             "after-upload" => {
                 assert!(pending.is_empty() && st["uploaded"] == 0, "{st}");
@@ -123,6 +129,12 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
         if lose_spool {
             std::fs::remove_dir_all(servers.dir.path().join(format!("spool-{topic}"))).expect("remove the spool");
         }
+        if lost == Some("uploads") {
+            let uploads: Vec<PathBuf> =
+                data_objects(&servers, &topic).difference(&committed_objects).cloned().collect();
+            assert!(!uploads.is_empty(), "{point}: the crashed flush uploaded something");
+            uploads.iter().for_each(|p| std::fs::remove_file(p).expect("remove an upload"));
+        }
 
         let (code, log) = flush(&config, &logs.join(format!("{topic}-2.log")));
         assert_eq!(code, 0, "{point}: flush after the crash:\n{}", tail(&log, 30));
@@ -130,6 +142,9 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
             ("before-commit", _) => assert_eq!(count(&log, "did not land"), 1, "{}", tail(&log, 30)),
             ("after-commit", false) => assert_eq!(count(&log, "had landed"), 1, "{}", tail(&log, 30)),
             _ => {}
+        }
+        if lost == Some("uploads") {
+            assert!(count(&log, "gone from the store before its commit") > 0, "{}", tail(&log, 30));
         }
         let summary = assert_table_exactly(&servers, &topic, &expected);
         assert_dead_letters(&servers, &dead_table, &dead);
@@ -142,10 +157,10 @@ fn a_crash_between_an_effect_and_its_record_is_recovered() {
             .as_str()
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{point}: no total-data-files in {summary}"));
-        assert_eq!(data_objects(&servers, &topic), files, "{point}: objects vs data files");
+        assert_eq!(data_objects(&servers, &topic).len(), files, "{point}: objects vs data files");
         println!(
             "{point}{}: {} events exactly once after the crash, {} dead letters; {} snapshots, {files} data files ({} objects before the restart) [{}/{}]",
-            if lose_spool { " and a lost spool" } else { "" },
+            lost.map(|l| format!(" and lost {l}")).unwrap_or_default(),
             expected.len(),
             dead.len(),
             summaries.len(),
