@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_compat::Compat;
-use iceberg::spec::{DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestWriterBuilder, Snapshot};
+use iceberg::spec::{
+    DataFile, DataFileFormat, FormatVersion, ManifestContentType, ManifestFile, ManifestWriterBuilder, Snapshot,
+};
 use iceberg::table::Table;
 
 use super::replace::{self, landed, new_snapshot_id, uuid_v4};
@@ -130,7 +132,11 @@ pub async fn prepare(tools: &Tools<'_>, table: &Table, policy: &Policy) -> Resul
         .iter()
         .map(|l| Candidate {
             partition: format!("{}/{:?}", l.spec_id, l.file.partition()),
-            bytes: l.file.file_size_in_bytes(),
+            // A foreign writer's ORC or Avro file is never small: only Parquet is merged.
+            bytes: match l.file.file_format() {
+                DataFileFormat::Parquet => l.file.file_size_in_bytes(),
+                _ => u64::MAX,
+            },
         })
         .collect();
     let groups = plan_compaction(&candidates, policy.file_target_bytes, policy.compact_bytes_per_pass);
@@ -139,21 +145,26 @@ pub async fn prepare(tools: &Tools<'_>, table: &Table, policy: &Policy) -> Resul
     }
     let scratch = tools.scratch.join(format!("compact-{}", uuid_v4()));
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io(format!("create {}", scratch.display()), e))?;
+    // A group that cannot be rewritten (a foreign file frazil cannot merge, an object gone) is
+    // skipped, so one bad file never stops the table's compaction; with nothing written, the
+    // first failure is the pass's.
     let mut rewrites = Vec::new();
-    let mut written = Ok(());
+    let mut failed = None;
     for g in &groups {
         let files: Vec<&DataFile> = g.iter().map(|&i| &lives[i].file).collect();
         match rewrite_group(tools, table, lives[g[0]].spec_id, &files, &scratch).await {
             Ok(r) => rewrites.extend(r),
             Err(e) => {
-                written = Err(e);
-                break;
+                log::warn!(table = table.identifier().name(); "table {}: {} small files not compacted: {e}", table.identifier(), files.len());
+                failed.get_or_insert(e);
             }
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    written?;
-    Ok((!rewrites.is_empty()).then_some(Prepared { rewrites }))
+    match failed {
+        Some(e) if rewrites.is_empty() => Err(e),
+        _ => Ok((!rewrites.is_empty()).then_some(Prepared { rewrites })),
+    }
 }
 
 /// The current snapshot and its manifests, when compaction may run on it: format v2 and no

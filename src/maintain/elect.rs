@@ -74,4 +74,18 @@ mod tests {
         assert!(is_maintainer(&md, "gw-z", 100_000, Duration::from_secs(5)));
         assert!(is_maintainer(&tagged(&[]), "gw-z", 0, Duration::from_secs(5)));
     }
+
+    #[test]
+    fn a_re_anchored_tag_is_not_an_active_agent() {
+        let md = tagged(&[("gw-a", 9_000), ("gw-b", 9_500)]);
+        let mut v = serde_json::to_value(&md).unwrap();
+        let a = v["refs"]["frazil-gw-a"]["snapshot-id"].clone();
+        let snapshots = v["snapshots"].as_array_mut().unwrap();
+        let s = snapshots.iter_mut().find(|s| s["snapshot-id"] == a).unwrap();
+        s["summary"][super::super::REANCHORED_FROM] = serde_json::json!("1234");
+        let md: TableMetadata = serde_json::from_value(v).unwrap();
+        // gw-a's tag sits on a fresh snapshot, but only because maintenance moved it there.
+        assert!(!is_maintainer(&md, "gw-a", 10_000, Duration::from_secs(5)));
+        assert!(is_maintainer(&md, "gw-b", 10_000, Duration::from_secs(5)));
+    }
 }

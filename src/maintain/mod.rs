@@ -4,12 +4,18 @@
 //!   ones are rewritten into few manifests near `manifest_target_size`, as one `replace` snapshot.
 //! - `expire`: snapshots older than `expire_after`, beyond the last `keep_snapshots` of `main`,
 //!   leave the metadata (iceberg's `expire_snapshots`); every ref head stays, so each agent's tag
-//!   and the offsets it carries survive. The manifests and manifest lists only they used are deleted.
+//!   and the offsets it carries survive. The manifest lists, manifests and data files only they
+//!   used are deleted.
+//! - `compact`: small data files of a partition rewritten into files near the target size, as one
+//!   `replace` snapshot that deletes the old ones.
+//! - `reanchor`: a retired agent's tag moved onto a new snapshot carrying its offsets.
+//! - `orphans`: objects no snapshot references, older than a grace period, deleted.
 //! - `health`: the counts `frazil status` and the bench report.
 //! - `elect`: which of the agents feeding a table maintains it, without a coordinator.
 //!
-//! A maintenance commit never carries `frazil.agent` and never moves an agent's tag, so the
-//! exactly-once offsets in the snapshot summaries are untouched (see `DESIGN.md` beside this file).
+//! A maintenance commit never changes what an agent committed: it carries no `frazil.agent` and
+//! moves no tag, except a re-anchoring, which copies the retired agent's offsets and commit id
+//! unchanged (see `DESIGN.md` beside this file).
 //! Every commit asserts the snapshot it was planned on: any number of agents and foreign writers
 //! may commit meanwhile; a conflict is planned again on the new table.
 

@@ -14,13 +14,15 @@
 //!   spools of their own) flushing, then running, at the same time into one table.
 //! - `a_crash_between_an_effect_and_its_record_is_recovered`: frazil aborts (src/fault.rs, feature
 //!   `fault-injection`) right after an upload, right before a commit, right after a commit, each
-//!   before the index records it; the next flush must neither lose nor double anything.
+//!   before the index records it (once with the spool lost, once with the uploads deleted, as an
+//!   orphan sweep would); the next flush must neither lose nor double anything.
 //! - `offsets_survive_snapshot_expiry_and_a_lost_spool`: pyiceberg expires every snapshot it may,
 //!   the agent loses its spool, and it still resumes where its last commit ended (its tag).
 //! - `maintenance_beside_two_agents_keeps_every_event_once` (REST catalog, and with no catalog):
-//!   `frazil maintain` on a loop and `run`'s own maintenance while two agents commit; and
+//!   `frazil maintain` on a loop (compaction, merging, expiry) and `run`'s own maintenance while two
+//!   agents commit, and beside the REST catalog a foreign pyiceberg writer (merge append); and
 //!   `a_maintenance_crash_leaves_the_table_whole`: `frazil maintain` aborted at each of its crash
-//!   points, then pyiceberg's own expiry on top.
+//!   points, the orphan sweep over objects aged by hand, then pyiceberg's own expiry on top.
 //! - `the_catalog_restarted_mid_run`, `the_object_store_restarted_mid_run`,
 //!   `the_broker_restarted_mid_run`: rustberg, s3s-fs or tansu stopped (SIGTERM, or SIGKILL during
 //!   a request to it) four times under `frazil run` and started again (tests/servers/ctl.sh).
