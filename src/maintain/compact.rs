@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_compat::Compat;
-use iceberg::spec::{
-    DataFile, DataFileFormat, FormatVersion, ManifestContentType, ManifestFile, ManifestWriterBuilder, Snapshot,
-};
+use iceberg::spec::{DataFile, DataFileFormat, FormatVersion, ManifestContentType, ManifestFile, Snapshot};
 use iceberg::table::Table;
 
 use super::replace::{self, landed, new_snapshot_id, uuid_v4};
@@ -358,17 +356,8 @@ async fn write_commit(
     let fail = |e| Error::iceberg(format!("write the compaction manifests of {ident}"), e);
     let mut new_manifests = Vec::new();
     for (spec_id, (entries, added)) in specs {
-        let spec = md.partition_spec_by_id(spec_id).ok_or_else(|| Error::Catalog {
-            context: format!("compact {ident}"),
-            status: None,
-            body: format!("a manifest names partition spec {spec_id}, which the table does not have"),
-        })?;
-        let path = format!("{}/metadata/{}-m-compact.avro", md.location(), uuid_v4());
+        let mut w = replace::manifest_writer(table, spec_id, snapshot_id, "compact")?;
         let m = Compat::new(async {
-            let output = table.file_io().new_output(&path)?;
-            let mut w =
-                ManifestWriterBuilder::new(output, Some(snapshot_id), md.current_schema().clone(), (**spec).clone())
-                    .build_v2_data();
             for f in added {
                 w.add_file(f.clone(), -1)?;
             }

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_compat::Compat;
-use iceberg::spec::{FormatVersion, ManifestContentType, ManifestFile, ManifestWriterBuilder};
+use iceberg::spec::{FormatVersion, ManifestContentType, ManifestFile};
 use iceberg::table::Table;
 
-use super::replace::{self, landed, new_snapshot_id, uuid_v4};
+use super::replace::{self, landed, new_snapshot_id};
 use super::{MAINTENANCE_ID, MAX_ATTEMPTS, Policy, gave_up, health, reload};
 use crate::backoff::Backoff;
 use crate::commit::{Committer, Outcome};
@@ -156,21 +156,10 @@ pub(super) async fn merge(committer: &Committer, mut table: Table, policy: &Poli
 
 /// One manifest holding every live entry of `sources` (all of one partition spec).
 async fn write_merged(table: &Table, sources: &[&ManifestFile], snapshot_id: i64) -> Result<ManifestFile> {
-    let md = table.metadata();
     let ident = table.identifier();
     let fail = |e| Error::iceberg(format!("merge the manifests of {ident}"), e);
-    let spec_id = sources[0].partition_spec_id;
-    let spec = md.partition_spec_by_id(spec_id).ok_or_else(|| Error::Catalog {
-        context: format!("merge the manifests of {ident}"),
-        status: None,
-        body: format!("a manifest names partition spec {spec_id}, which the table does not have"),
-    })?;
-    let path = format!("{}/metadata/{}-m-merged.avro", md.location(), uuid_v4());
+    let mut w = replace::manifest_writer(table, sources[0].partition_spec_id, snapshot_id, "merged")?;
     Compat::new(async {
-        let output = table.file_io().new_output(&path)?;
-        let mut w =
-            ManifestWriterBuilder::new(output, Some(snapshot_id), md.current_schema().clone(), (**spec).clone())
-                .build_v2_data();
         for source in sources {
             let manifest = source.load_manifest(table.file_io()).await?;
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use async_compat::Compat;
 use iceberg::spec::{
-    MAIN_BRANCH, ManifestFile, ManifestListWriter, Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
-    TableMetadata,
+    MAIN_BRANCH, ManifestFile, ManifestListWriter, ManifestWriter, ManifestWriterBuilder, Operation, Snapshot,
+    SnapshotReference, SnapshotRetention, Summary, TableMetadata,
 };
 use iceberg::table::Table;
 use iceberg::{TableRequirement, TableUpdate};
@@ -44,6 +44,22 @@ pub(super) async fn write_snapshot(
         .with_schema_id(md.current_schema_id())
         .build();
     Ok((snapshot, list))
+}
+
+/// A writer of a new data manifest of partition spec `spec_id` for snapshot `snapshot_id`, at
+/// `<location>/metadata/<uuid>-m-<kind>.avro`.
+pub(super) fn manifest_writer(table: &Table, spec_id: i32, snapshot_id: i64, kind: &str) -> Result<ManifestWriter> {
+    let md = table.metadata();
+    let ident = table.identifier();
+    let spec = md.partition_spec_by_id(spec_id).ok_or_else(|| Error::Catalog {
+        context: format!("{kind} in {ident}"),
+        status: None,
+        body: format!("a manifest names partition spec {spec_id}, which the table does not have"),
+    })?;
+    let path = format!("{}/metadata/{}-m-{kind}.avro", md.location(), uuid_v4());
+    let output = table.file_io().new_output(&path).map_err(|e| Error::iceberg(format!("write {path}"), e))?;
+    let schema = md.current_schema().clone();
+    Ok(ManifestWriterBuilder::new(output, Some(snapshot_id), schema, (**spec).clone()).build_v2_data())
 }
 
 /// A `replace` summary: the base's `total-*` values, then `props` (which may override them).
