@@ -101,7 +101,9 @@ fn a_retired_agents_tag_moves_with_its_offsets_and_stops_pinning_old_files() {
     assert_eq!(r.events, 20);
     // Retired: no commit for 2 s (the policy's `retired_after`, shortened for the test).
     std::thread::sleep(Duration::from_millis(2500));
-    let landed = commit::last_commit(&metadata(&live), "a-retired").unwrap().summary().additional_properties.clone();
+    let first = commit::last_commit(&metadata(&live), "a-retired").unwrap().clone();
+    let (first_commit, first_commit_at) = (first.snapshot_id(), first.timestamp_ms());
+    let landed = first.summary().additional_properties.clone();
     for round in 0..5 {
         produce_more(&topics, 2, round * 10, 10);
         Agent::with_source(live.clone(), topics.connect()).unwrap().flush().unwrap();
@@ -115,6 +117,9 @@ fn a_retired_agents_tag_moves_with_its_offsets_and_stops_pinning_old_files() {
     let md = metadata(&live);
     let moved = commit::last_commit(&md, "a-retired").unwrap().summary().additional_properties.clone();
     assert!(moved.contains_key(maintain::REANCHORED_FROM), "{moved:?}");
+    let first = md.snapshot_by_id(first_commit).map(|s| s.timestamp_ms());
+    assert_eq!(first, None, "expired");
+    assert_eq!(moved[maintain::COMMITTED_AT], first_commit_at.to_string(), "when the agent committed");
     for key in [commit::protocol::COMMIT_ID, commit::protocol::AGENT, "frazil.offsets.events"] {
         assert_eq!(moved.get(key), landed.get(key), "{key}");
     }

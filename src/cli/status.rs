@@ -319,7 +319,13 @@ async fn check_catalog(cfg: &Config, st: &mut Status) -> Reach {
                 t.last_commit = commit::last_commit(md, &cfg.agent_id).map(|s| LastCommit {
                     snapshot_id: s.snapshot_id(),
                     commit_id: s.summary().additional_properties.get(commit::protocol::COMMIT_ID).cloned(),
-                    timestamp_ms: s.timestamp_ms(),
+                    // A re-anchored tag's snapshot is newer than the commit it carries.
+                    timestamp_ms: s
+                        .summary()
+                        .additional_properties
+                        .get(crate::maintain::COMMITTED_AT)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(s.timestamp_ms()),
                 });
                 committed = commit::committed_offsets(md, &cfg.agent_id);
                 // The object store may be down while the catalog answers: no health then.

@@ -43,7 +43,7 @@ pub use elect::is_maintainer;
 pub use expire::expirable;
 pub use health::{Health, health};
 pub use merge::plan_merge;
-pub use reanchor::{REANCHORED_FROM, retired_tags};
+pub use reanchor::{COMMITTED_AT, REANCHORED_FROM, retired_tags};
 
 /// Snapshot-summary key of a maintenance snapshot: a UUIDv5 over the table, the snapshot it was
 /// planned on and what it rewrites, so an unanswered commit is found in the history like an append.

@@ -22,6 +22,8 @@ use crate::commit::{Committer, Outcome};
 
 /// Summary key of a re-anchoring snapshot: the snapshot the tag was on before.
 pub const REANCHORED_FROM: &str = "frazil.reanchored-from";
+/// Summary key of a re-anchoring snapshot: when the agent's commit was made (ms since the epoch).
+pub const COMMITTED_AT: &str = "frazil.committed-at-ms";
 
 /// The agents' tags (name, snapshot id) that have not moved for `policy.retired_after` and whose
 /// snapshot an expiry at `now_ms` would drop if the tag did not hold it.
@@ -63,6 +65,10 @@ pub(super) async fn reanchor(committer: &Committer, mut table: Table, policy: &P
             .collect();
         let base_id = base.snapshot_id().to_string();
         let id = replace::step_id(md, "reanchor", [tag.as_str(), base_id.as_str(), &at.to_string()]);
+        // When the agent really committed: kept through any number of re-anchorings.
+        let committed_at = tagged.summary().additional_properties.get(COMMITTED_AT).cloned();
+        props.retain(|(k, _)| k != REANCHORED_FROM && k != COMMITTED_AT);
+        props.push((COMMITTED_AT.to_string(), committed_at.unwrap_or_else(|| tagged.timestamp_ms().to_string())));
         props.push((MAINTENANCE_ID.to_string(), id));
         props.push((REANCHORED_FROM.to_string(), at.to_string()));
         let manifests = health::manifests_of(&table, &base).await?;
