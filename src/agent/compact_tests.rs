@@ -198,9 +198,11 @@ fn a_compaction_that_lost_a_source_is_abandoned_and_only_a_file_nobody_reads_is_
         // Two maintainers plan on one snapshot: the same sources make the same file, byte for byte.
         let a = maintain::prepare(&tools, &table, &policy).await.unwrap().expect("small files to compact");
         let written_by_a = std::fs::read(local(&a.outputs()[0])).unwrap();
+        // b writes its own (it never overwrites an object that exists).
+        std::fs::remove_file(local(&a.outputs()[0])).unwrap();
         let b = maintain::prepare(&tools, &table, &policy).await.unwrap().unwrap();
         assert_eq!(a.outputs(), b.outputs());
-        assert_eq!(std::fs::read(local(&b.outputs()[0])).unwrap(), written_by_a);
+        assert!(std::fs::read(local(&b.outputs()[0])).unwrap() == written_by_a, "the same sources, other bytes");
         let (_, won) = maintain::commit_prepared(&tools, table.clone(), b).await.unwrap();
         assert!(won.replaced >= 4, "{won:?}");
         // The loser's sources are gone; its file is the winner's, which the table reads: it stays.
@@ -234,4 +236,40 @@ fn a_compaction_that_lost_a_source_is_abandoned_and_only_a_file_nobody_reads_is_
     }));
     assert!(!local(&output).exists(), "an abandoned compaction's file is deleted");
     assert_eq!(table_rows(&cfg, "events"), expected(2, 70));
+}
+
+#[test]
+fn files_from_before_and_after_a_schema_change_become_one_file_of_the_new_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", POLICY);
+    let topics = Topics::default();
+    topics.create("events", 1);
+    for round in 0..6 {
+        for i in 0..10 {
+            // From round 3 on, events carry a new key: the table grows a column.
+            let body = match round {
+                0..3 => format!(r#"{{"device":"d","reading":{i}}}"#),
+                _ => format!(r#"{{"device":"d","reading":{i},"site":"north"}}"#),
+            };
+            topics.produce("events", 0, body.as_bytes());
+        }
+        Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
+    }
+    let report = maintain_once(&cfg, &cfg.maintenance("events"));
+    assert_eq!(report.files_written, 1, "{report:?}");
+    assert_eq!(report.health.unwrap().data_files, 1);
+    assert_eq!(table_rows(&cfg, "events"), expected(1, 60));
+    let mut sites: Vec<(i64, Option<String>)> = Vec::new();
+    for b in super::tests::scan(&cfg, "events", &[crate::decode::META_OFFSET, "site"]) {
+        use arrow_array::Array;
+        use arrow_array::cast::AsArray;
+        let offsets = b.column(0).as_primitive::<arrow_array::types::Int64Type>();
+        let site = b.column(1).as_string::<i32>();
+        for r in 0..b.num_rows() {
+            sites.push((offsets.value(r), site.is_valid(r).then(|| site.value(r).to_string())));
+        }
+    }
+    sites.sort();
+    let want: Vec<(i64, Option<String>)> = (0..60).map(|o| (o, (o >= 30).then(|| "north".to_string()))).collect();
+    assert_eq!(sites, want);
 }
