@@ -4,8 +4,9 @@
 //! new files and deletes the old ones. The rows, the agents' tags and their offsets stay as
 //! they were; the replaced files leave the storage when expiry drops the last snapshot reading them.
 //!
-//! A new file is named after its sources and the schema (`compacted-<uuid5>.parquet`), and the snapshot carries a
-//! `frazil.compaction-id` over all of them, so an unanswered commit is settled by the history.
+//! A new file is named after its sources and the schema (`compacted-<uuid5>.parquet`), and the
+//! snapshot carries a `frazil.compaction-id` over all the sources, so an unanswered commit is
+//! settled by the history.
 //! After a conflict the pass rebases: a rewrite whose sources are all still live is committed again
 //! as it is; one that lost a source (another maintainer or a foreign writer replaced it) is
 //! abandoned and its new file deleted, unless the current table reads it (a rival maintainer that
