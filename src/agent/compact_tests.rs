@@ -273,3 +273,29 @@ fn files_from_before_and_after_a_schema_change_become_one_file_of_the_new_schema
     let want: Vec<(i64, Option<String>)> = (0..60).map(|o| (o, (o >= 30).then(|| "north".to_string()))).collect();
     assert_eq!(sites, want);
 }
+
+#[test]
+fn each_partition_is_compacted_on_its_own_into_its_own_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", &format!("{POLICY}partition_by = [\"identity(device)\"]\n"));
+    let topics = Topics::default();
+    topics.create("events", 2);
+    // Kafka partition p carries device "d<p>": two table partitions.
+    for round in 0..4 {
+        produce_more(&topics, 2, round * 10, 10);
+        Agent::with_source(cfg.clone(), topics.connect()).unwrap().flush().unwrap();
+    }
+    let before = health(&cfg);
+    assert!(before.data_files >= 8, "{before:?}");
+    let report = maintain_once(&cfg, &cfg.maintenance("events"));
+    assert_eq!((report.files_compacted as u64, report.files_written), (before.data_files, 2), "{report:?}");
+    assert_eq!(report.health.unwrap().data_files, 2);
+    assert_eq!(table_rows(&cfg, "events"), expected(2, 40));
+    let compacted: Vec<String> = parquet_files(&dir.path().join("warehouse"))
+        .iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("compacted-"))
+        .map(|p| p.parent().unwrap().file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(compacted.iter().collect::<std::collections::BTreeSet<_>>().len(), 2, "{compacted:?}");
+    assert!(compacted.iter().all(|d| d == "device=d0" || d == "device=d1"), "{compacted:?}");
+}

@@ -318,7 +318,8 @@ fn output_url(table: &Table, spec_id: i32, first: &DataFile, sources: &[String])
     let id = replace::step_id(md, "compact-output", sources.iter().map(String::as_str).chain([schema.as_str()]));
     let dir = md
         .partition_spec_by_id(spec_id)
-        .filter(|spec| !spec.is_unpartitioned())
+        // partition_to_path panics when a source column of an old spec left the schema.
+        .filter(|spec| !spec.is_unpartitioned() && spec.partition_type(md.current_schema()).is_ok())
         .map(|spec| format!("{}/", spec.partition_to_path(first.partition(), md.current_schema().clone())))
         .unwrap_or_default();
     format!("{}/data/{dir}compacted-{id}.parquet", md.location())
