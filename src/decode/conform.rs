@@ -3,13 +3,15 @@
 //! table's schema (its field names, ids in the field metadata, and types).
 //!
 //! Struct fields match by name, at any depth; a field the source lacks is all nulls. Lists and
-//! maps are rebuilt around their converted values with the target's own child fields. Leaves are
+//! maps are rebuilt around their converted values with the target's own child fields (a large
+//! list, as pyarrow writes, becomes a list when its offsets fit). Leaves are
 //! cast (`int` → `long`, `float` → `double`, milliseconds → microseconds, an enum's dictionary →
 //! text, ...); a cast that would lose or invent data is an error, never a silent change.
 
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, LargeListArray, ListArray, MapArray, RecordBatch, StructArray};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, SchemaRef};
 
 use crate::{Error, Result};
@@ -60,11 +62,24 @@ pub fn conform(array: &ArrayRef, target: &DataType) -> std::result::Result<Array
             Ok(Arc::new(StructArray::try_new(children.clone(), arrays, s.nulls().cloned()).map_err(|e| e.to_string())?))
         }
         DataType::List(element) => {
-            let l = array.as_any().downcast_ref::<ListArray>().ok_or_else(mismatch)?;
-            let values = conform(l.values(), element.data_type())?;
+            let (offsets, values, nulls) = match array.as_any().downcast_ref::<ListArray>() {
+                Some(l) => (l.offsets().clone(), l.values(), l.nulls()),
+                // pyarrow writes large lists by default; their offsets fit in i32 unless the
+                // column holds more than 2^31 values in one batch.
+                None => {
+                    let l = array.as_any().downcast_ref::<LargeListArray>().ok_or_else(mismatch)?;
+                    let narrow: Vec<i32> = l
+                        .offsets()
+                        .iter()
+                        .map(|&o| i32::try_from(o))
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|_| format!("{}: more values than a list holds", mismatch()))?;
+                    (OffsetBuffer::new(ScalarBuffer::from(narrow)), l.values(), l.nulls())
+                }
+            };
+            let values = conform(values, element.data_type())?;
             Ok(Arc::new(
-                ListArray::try_new(element.clone(), l.offsets().clone(), values, l.nulls().cloned())
-                    .map_err(|e| e.to_string())?,
+                ListArray::try_new(element.clone(), offsets, values, nulls.cloned()).map_err(|e| e.to_string())?,
             ))
         }
         DataType::LargeList(element) => {
@@ -133,5 +148,18 @@ mod tests {
         assert!(err.contains("column `x`") && err.contains("one"), "{err}");
         let other = Arc::new(Schema::new(vec![Field::new("y", DataType::Utf8, true)]));
         assert!(conform_batch(&batch, &other).unwrap_err().to_string().contains("no column `x`"));
+    }
+
+    #[test]
+    fn large_lists_and_strings_from_pyarrow_become_the_tables_own() {
+        let values = Arc::new(arrow_array::LargeStringArray::from(vec!["a", "b", "c"])) as ArrayRef;
+        let item = Arc::new(arrow_schema::Field::new("element", DataType::LargeUtf8, true));
+        let large = LargeListArray::new(item, OffsetBuffer::new(ScalarBuffer::from(vec![0i64, 2, 3])), values, None);
+        let target = DataType::List(Arc::new(arrow_schema::Field::new("element", DataType::Utf8, true)));
+        let out = conform(&(Arc::new(large) as ArrayRef), &target).unwrap();
+        let list = out.as_any().downcast_ref::<ListArray>().unwrap();
+        assert_eq!(list.data_type(), &target);
+        assert_eq!(list.value_offsets(), &[0, 2, 3]);
+        assert_eq!(list.values().as_any().downcast_ref::<StringArray>().unwrap().value(2), "c");
     }
 }
