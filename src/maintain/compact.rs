@@ -150,9 +150,10 @@ pub async fn prepare(tools: &Tools<'_>, table: &Table, policy: &Policy) -> Resul
     }
     let scratch = tools.scratch.join(format!("compact-{}", uuid_v4()));
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io(format!("create {}", scratch.display()), e))?;
-    // A group that cannot be rewritten (a foreign file frazil cannot merge, an object gone) is
-    // skipped, so one bad file never stops the table's compaction; with nothing written, the
-    // first failure is the pass's.
+    // A group that cannot be rewritten (a foreign file frazil cannot convert, an object gone) is
+    // skipped with a warning, so one bad file never stops the table's compaction nor the rest of
+    // the pass; only a failure that may pass (the store unreachable) with nothing written fails
+    // the pass, to be tried again.
     let mut rewrites = Vec::new();
     let mut failed = None;
     for g in &groups {
@@ -167,7 +168,7 @@ pub async fn prepare(tools: &Tools<'_>, table: &Table, policy: &Policy) -> Resul
     }
     let _ = std::fs::remove_dir_all(&scratch);
     match failed {
-        Some(e) if rewrites.is_empty() => Err(e),
+        Some(e) if rewrites.is_empty() && e.is_transient() => Err(e),
         _ => Ok((!rewrites.is_empty()).then_some(Prepared { rewrites })),
     }
 }
