@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! cargo bench --bench maintain -- [COMMITS] [EVERY]     # default 2000 commits, a pass every 100
+//! MAINTAIN_POLICY='compact_per_pass = "0B"' cargo bench --bench maintain   # keys added to the table's
 //! ```
 
 use std::path::Path;
@@ -167,7 +168,9 @@ type = "filesystem"
 warehouse = "file://{d}/warehouse"
 [tables.events]
 expire_after = "0s"
-"#
+{}
+"#,
+        std::env::var("MAINTAIN_POLICY").unwrap_or_default()
     ))
     .expect("bench config")
 }
