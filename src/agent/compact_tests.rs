@@ -33,6 +33,16 @@ fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Runs `f` with the tools a maintenance pass works with, for `cfg`'s catalog and stores.
+fn with_tools<T>(cfg: &crate::config::Config, f: impl AsyncFnOnce(&maintain::Tools<'_>) -> T) -> T {
+    let stores = crate::upload::Stores::new(cfg.s3.clone());
+    smol::block_on(Compat::new(async {
+        let committer = commit::Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
+        let scratch = maintain::scratch_dir(&cfg.spool.dir).unwrap();
+        f(&maintain::Tools { committer: &committer, stores: &stores, scratch: &scratch }).await
+    }))
+}
+
 fn metadata(cfg: &crate::config::Config) -> iceberg::spec::TableMetadata {
     smol::block_on(Compat::new(load(cfg, "events"))).unwrap().metadata().clone()
 }
@@ -187,53 +197,41 @@ fn a_compaction_that_lost_a_source_is_abandoned_and_only_a_file_nobody_reads_is_
     };
     (0..4).for_each(flush_round);
     let local = |url: &str| std::path::PathBuf::from(url.strip_prefix("file://").unwrap());
-    let stores = crate::upload::Stores::new(cfg.s3.clone());
     let policy = cfg.maintenance("events");
-    smol::block_on(Compat::new(async {
-        let committer = commit::Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
-        let scratch = maintain::scratch_dir(&cfg.spool.dir).unwrap();
-        let tools = maintain::Tools { committer: &committer, stores: &stores, scratch: &scratch };
-        let table = committer.load("events").await.unwrap().unwrap();
+    with_tools(&cfg, async |tools| {
+        let table = tools.committer.load("events").await.unwrap().unwrap();
 
         // Two maintainers plan on one snapshot: the same sources make the same file, byte for byte.
-        let a = maintain::prepare(&tools, &table, &policy).await.unwrap().expect("small files to compact");
+        let a = maintain::prepare(tools, &table, &policy).await.unwrap().expect("small files to compact");
         let written_by_a = std::fs::read(local(&a.outputs()[0])).unwrap();
         // b writes its own (it never overwrites an object that exists).
         std::fs::remove_file(local(&a.outputs()[0])).unwrap();
-        let b = maintain::prepare(&tools, &table, &policy).await.unwrap().unwrap();
+        let b = maintain::prepare(tools, &table, &policy).await.unwrap().unwrap();
         assert_eq!(a.outputs(), b.outputs());
         assert!(std::fs::read(local(&b.outputs()[0])).unwrap() == written_by_a, "the same sources, other bytes");
-        let (_, won) = maintain::commit_prepared(&tools, table.clone(), b).await.unwrap();
+        let (_, won) = maintain::commit_prepared(tools, table.clone(), b).await.unwrap();
         assert!(won.replaced >= 4, "{won:?}");
         // The loser's sources are gone; its file is the winner's, which the table reads: it stays.
         let output = a.outputs()[0].clone();
-        let (_, lost) = maintain::commit_prepared(&tools, table, a).await.unwrap();
+        let (_, lost) = maintain::commit_prepared(tools, table, a).await.unwrap();
         assert_eq!(lost.replaced, 0, "{lost:?}");
         assert!(local(&output).exists(), "the winner's file was deleted");
-    }));
+    });
     assert_eq!(table_rows(&cfg, "events"), expected(2, 40));
 
     // A maintainer plans on an older snapshot than the one that wins: a different file, deleted.
     (4..6).for_each(flush_round);
-    let (stale, table) = smol::block_on(Compat::new(async {
-        let committer = commit::Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
-        let scratch = maintain::scratch_dir(&cfg.spool.dir).unwrap();
-        let tools = maintain::Tools { committer: &committer, stores: &stores, scratch: &scratch };
-        let table = committer.load("events").await.unwrap().unwrap();
-        (maintain::prepare(&tools, &table, &policy).await.unwrap().unwrap(), table)
-    }));
+    let (stale, table) = with_tools(&cfg, async |tools| {
+        let table = tools.committer.load("events").await.unwrap().unwrap();
+        (maintain::prepare(tools, &table, &policy).await.unwrap().unwrap(), table)
+    });
     let output = stale.outputs()[0].clone();
     assert!(local(&output).exists());
     flush_round(6);
     let winner = maintain_once(&cfg, &policy);
     assert!(winner.files_compacted > 0, "{winner:?}");
-    smol::block_on(Compat::new(async {
-        let committer = commit::Committer::connect(&cfg.catalog, &stores, &cfg.agent_id).await.unwrap();
-        let scratch = maintain::scratch_dir(&cfg.spool.dir).unwrap();
-        let tools = maintain::Tools { committer: &committer, stores: &stores, scratch: &scratch };
-        let (_, lost) = maintain::commit_prepared(&tools, table, stale).await.unwrap();
-        assert_eq!(lost.replaced, 0, "{lost:?}");
-    }));
+    let (_, lost) = with_tools(&cfg, async |tools| maintain::commit_prepared(tools, table, stale).await.unwrap());
+    assert_eq!(lost.replaced, 0, "{lost:?}");
     assert!(!local(&output).exists(), "an abandoned compaction's file is deleted");
     assert_eq!(table_rows(&cfg, "events"), expected(2, 70));
 }
