@@ -60,10 +60,16 @@ pub struct Tools<'a> {
 }
 
 /// The directory compaction rewrites files in: `maintain/` beside the spool's own directories,
-/// on the same disk. Leftovers of a pass that crashed (a day old or more) are removed first.
+/// on the same disk; where that cannot be made (`frazil maintain` on a host without the agent's
+/// spool), the system's temporary directory. Leftovers of a pass that crashed (a day old or more)
+/// are removed first.
 pub fn scratch_dir(spool_dir: &std::path::Path) -> Result<std::path::PathBuf> {
-    let dir = spool_dir.join("maintain");
-    std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(format!("create {}", dir.display()), e))?;
+    let mut dir = spool_dir.join("maintain");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        log::info!("cannot use {} for compaction ({e}); using the temporary directory", dir.display());
+        dir = std::env::temp_dir().join("frazil-maintain");
+        std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(format!("create {}", dir.display()), e))?;
+    }
     let stale = |e: &std::fs::DirEntry| {
         e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 86_400))
     };
