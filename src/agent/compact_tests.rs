@@ -109,8 +109,8 @@ fn a_retired_agents_tag_moves_with_its_offsets_and_stops_pinning_old_files() {
     }
     let r = Agent::with_source(retired.clone(), old_topics.connect()).unwrap().flush().unwrap();
     assert_eq!(r.events, 20);
-    // Retired: no commit for 2 s (the policy's `retired_after`, shortened for the test).
-    std::thread::sleep(Duration::from_millis(2500));
+    // Retired: no commit for 4 s; the policy's `retired_after` is shortened to 2 s for the test.
+    std::thread::sleep(Duration::from_secs(4));
     let first = commit::last_commit(&metadata(&live), "a-retired").unwrap().clone();
     let (first_commit, first_commit_at) = (first.snapshot_id(), first.timestamp_ms());
     let landed = first.summary().additional_properties.clone();
@@ -122,9 +122,11 @@ fn a_retired_agents_tag_moves_with_its_offsets_and_stops_pinning_old_files() {
     let policy = maintain::Policy { retired_after: Duration::from_secs(2), ..live.maintenance("events") };
     assert_eq!(maintain::retired_tags(&metadata(&live), now, &policy).len(), 1);
 
+    // Normally 1; the live agent's tag too when this machine took over 2 s since its last flush.
     let report = maintain_once(&live, &policy);
-    assert_eq!(report.tags_reanchored, 1, "{report:?}");
+    assert!(report.tags_reanchored >= 1, "{report:?}");
     let md = metadata(&live);
+    let tag_of = |md: &iceberg::spec::TableMetadata| md.snapshot_for_ref("frazil-a-retired").map(|s| s.snapshot_id());
     let moved = commit::last_commit(&md, "a-retired").unwrap().summary().additional_properties.clone();
     assert!(moved.contains_key(maintain::REANCHORED_FROM), "{moved:?}");
     let first = md.snapshot_by_id(first_commit).map(|s| s.timestamp_ms());
@@ -138,8 +140,9 @@ fn a_retired_agents_tag_moves_with_its_offsets_and_stops_pinning_old_files() {
     // The snapshot its tag held is gone; the retired agent no longer counts as the maintainer.
     assert!(md.snapshot_by_id(moved[maintain::REANCHORED_FROM].parse().unwrap()).is_none());
     assert!(maintain::is_maintainer(&md, "loops", now, Duration::from_secs(600)));
-    // A second pass moves nothing: the moved tag is on a kept snapshot.
-    assert_eq!(maintain_once(&live, &policy).tags_reanchored, 0);
+    // A second pass leaves the moved tag where it is: on a kept snapshot.
+    maintain_once(&live, &policy);
+    assert_eq!(tag_of(&metadata(&live)), tag_of(&md));
 
     let rows = table_rows(&live, "events");
     let mut want = expected(2, 50);
