@@ -18,7 +18,7 @@ use async_compat::Compat;
 use bytes::Bytes;
 use iceberg::spec::{PartitionSpec, Schema, SortOrder, TableMetadata, TableMetadataBuilder};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent, TableRequirement, TableUpdate};
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 use super::rest::{CommitAnswer, LoadedTable};
 use crate::upload::Stores;
@@ -53,12 +53,7 @@ impl FilesCatalog {
     }
 
     async fn exists(&self, url: &str) -> Result<bool> {
-        let (store, path) = self.stores.resolve(url)?;
-        match store.head(&path).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::storage(format!("look for {url}"), e)),
-        }
+        self.stores.exists(url).await
     }
 
     /// The latest version number of a table, `None` when it has no metadata.

@@ -174,7 +174,7 @@ async fn delete_unreferenced(table: &Table, removed: &[String]) -> Result<usize>
 }
 
 /// The data files a manifest names: its live entries when `alive`, else all of them.
-async fn data_files_of(table: &Table, manifest: &str, alive: bool) -> Result<Vec<String>> {
+pub(super) async fn data_files_of(table: &Table, manifest: &str, alive: bool) -> Result<Vec<String>> {
     let fail = |e| Error::iceberg(format!("read manifest {manifest}"), e);
     let bytes = Compat::new(async { table.file_io().new_input(manifest)?.read().await }).await.map_err(fail)?;
     let m = iceberg::spec::Manifest::parse_avro(&bytes).map_err(fail)?;

@@ -15,12 +15,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_compat::Compat;
-use iceberg::spec::ManifestList;
 use iceberg::table::Table;
 
-use super::Tools;
+use super::{Tools, expire, health};
+use crate::Result;
 use crate::upload::Listed;
-use crate::{Error, Result};
 
 /// Which listed objects are orphans: not in `referenced` (both normalized with [`normal`]),
 /// modified before `cutoff_ms`, not the version hint, and, for a `v<N>.metadata.json`, with N
@@ -101,7 +100,6 @@ pub(super) async fn sweep(tools: &Tools<'_>, table: &Table, orphan_after: Durati
 /// Every object the table's metadata references, normalized.
 async fn referenced(table: &Table) -> Result<HashSet<String>> {
     let md = table.metadata();
-    let fail = |e| Error::iceberg(format!("read the metadata of {}", table.identifier()), e);
     let mut out: HashSet<String> = HashSet::new();
     out.extend(table.metadata_location().map(normal));
     out.extend(md.metadata_log().iter().map(|m| normal(&m.metadata_file)));
@@ -110,15 +108,10 @@ async fn referenced(table: &Table) -> Result<HashSet<String>> {
     let mut manifests = HashSet::new();
     for s in md.snapshots() {
         out.insert(normal(s.manifest_list()));
-        let bytes =
-            Compat::new(async { table.file_io().new_input(s.manifest_list())?.read().await }).await.map_err(fail)?;
-        let list = ManifestList::parse_with_version(&bytes, md.format_version()).map_err(fail)?;
-        manifests.extend(list.consume_entries().into_iter().map(|m| m.manifest_path));
+        manifests.extend(health::manifests_of(table, s).await?.into_iter().map(|m| m.manifest_path));
     }
     for m in manifests {
-        let bytes = Compat::new(async { table.file_io().new_input(&m)?.read().await }).await.map_err(fail)?;
-        let manifest = iceberg::spec::Manifest::parse_avro(&bytes).map_err(fail)?;
-        out.extend(manifest.entries().iter().map(|e| normal(e.file_path())));
+        out.extend(expire::data_files_of(table, &m, false).await?.iter().map(|f| normal(f)));
         out.insert(normal(&m));
     }
     Ok(out)
