@@ -27,6 +27,7 @@ mod merge;
 mod orphans;
 mod reanchor;
 mod replace;
+mod rewrite;
 
 use std::time::Duration;
 
