@@ -37,6 +37,9 @@ pub enum Error {
     Iceberg { context: String, source: Box<iceberg::Error> },
     /// A local I/O operation failed.
     Io { context: String, source: std::io::Error },
+    /// A consumer group's fence refused a commit: another agent committed these partitions to
+    /// `table` since this one started reading them. Nothing was applied.
+    Fenced { table: String, partitions: Vec<crate::topic::TopicPartition> },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -124,6 +127,10 @@ impl fmt::Display for Error {
             Error::Registry { context, status: None, body } => write!(f, "schema registry: {context}: {body}"),
             Error::Iceberg { context, source } => write!(f, "iceberg: {context}: {source}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Fenced { table, partitions } => {
+                let list: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+                write!(f, "table {table}: fenced: another agent of the group committed {} first", list.join(", "))
+            }
         }
     }
 }

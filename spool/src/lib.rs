@@ -8,6 +8,7 @@
 //!
 //! All methods block (fsync, redb commits): call them from a blocking thread.
 
+mod discard;
 mod error;
 mod fsutil;
 mod index;

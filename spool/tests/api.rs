@@ -276,3 +276,34 @@ fn a_spool_left_by_a_crash_is_read_from_a_repaired_copy_without_taking_its_lock(
     let (reopened, _) = open(dir.path());
     assert_eq!(reopened.files().unwrap().len(), 1);
 }
+
+#[test]
+fn discard_forgets_uncommitted_files_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path());
+    let reg = |first: i64| {
+        spool.register(&write_tmp(&spool, b"0123456789"), meta("db.t", "events", 0, first, first + 10)).unwrap()
+    };
+    let (written, uploaded, pending, committed) = (reg(0), reg(10), reg(20), reg(30));
+    spool.mark_uploaded(uploaded.id, "s3://b/u.parquet").unwrap();
+    spool.mark_uploaded_many(&[pending.id, committed.id], "s3://b/p.parquet").unwrap();
+    let pc = |id: &str, ids: Vec<u64>| PendingCommit { table: "db.t".into(), commit_id: id.into(), ids };
+    spool.begin_commit(&pc("c", vec![committed.id])).unwrap();
+    spool.finish_commit("c").unwrap();
+    spool.begin_commit(&pc("p", vec![pending.id])).unwrap();
+    let before = spool.usage().unwrap().bytes;
+
+    for refused in [pending.id, committed.id] {
+        assert!(matches!(spool.discard(&[written.id, refused]), Err(SpoolError::WrongState { .. })));
+    }
+    assert_eq!(spool.files().unwrap().len(), 4, "a refused discard changes nothing");
+    assert_eq!(spool.discard(&[written.id, uploaded.id, 999]).unwrap(), 2, "an id not listed is skipped");
+    assert!(!written.path.exists() && !uploaded.path.exists());
+    let left: Vec<u64> = spool.files().unwrap().iter().map(|f| f.id).collect();
+    assert_eq!(left, vec![pending.id, committed.id]);
+    assert_eq!(spool.usage().unwrap().bytes, before - 20);
+    assert_eq!(spool.offsets().unwrap()[&("events".to_string(), 0)], 40, "the stored offset stays");
+    drop(spool);
+    let (_, rec) = open(dir.path());
+    assert!(rec.orphans_removed.is_empty() && rec.missing.is_empty(), "{rec:?}");
+}

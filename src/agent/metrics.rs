@@ -28,6 +28,8 @@ pub struct Gauges {
     /// Read-state requests answered, and the longest a copy of the hot rows held up fetching.
     pub reads_served: Cell<u64>,
     pub read_pause_max: Cell<Duration>,
+    /// Group mode: commits the fence refused (another agent committed the partition first).
+    pub fenced_commits: Cell<u64>,
 }
 
 impl Gauges {
@@ -112,6 +114,19 @@ impl Shared {
         let pause = g.read_pause_max.get().as_secs_f64();
         let help = "The longest a read-state request held up fetching (copying the hot rows).";
         t.one("frazil_read_state_pause_seconds_max", "gauge", help, format!("{pause:.6}"));
+        if let Some(group) = self.group() {
+            let name = format!("{{group=\"{}\"}}", label(group));
+            let help = "Commits the group's fence refused: another agent committed the partition first.";
+            t.metric(
+                "frazil_group_fenced_commits_total",
+                "counter",
+                help,
+                vec![(name.clone(), g.fenced_commits.get().to_string())],
+            );
+            let owned = self.claims.borrow().partitions().len();
+            let help = "Partitions this agent reads for its group.";
+            t.metric("frazil_group_partitions", "gauge", help, vec![(name, owned.to_string())]);
+        }
         if let Some(at) = g.last_commit.get() {
             let secs = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
             let help = "When the last commit landed (Unix time).";

@@ -12,9 +12,12 @@
 //! publisher to make its last cycle (`done`). Blocking work (Parquet encoding, fsync, redb
 //! commits, HTTP through ureq) runs on smol's blocking pool, so neither loop stalls the other.
 
+mod claims;
 #[cfg(test)]
 mod compact_tests;
 mod fetcher;
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod maintain_tests;
 mod metrics;

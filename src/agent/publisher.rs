@@ -14,6 +14,9 @@ use frazil_spool::{FileState, PendingCommit, SpoolFile};
 use smol::channel::{Receiver, Sender};
 
 use super::Mode;
+#[path = "fenced.rs"]
+mod fenced;
+
 use super::shared::Shared;
 use crate::commit::{self, Committer};
 use crate::maintain;
@@ -126,13 +129,14 @@ impl<'a> Publisher<'a> {
         for p in on_pool(&self.shared.spool, |s| s.pending_commits()).await? {
             self.settle(committer, &p).await?;
         }
-        let files = on_pool(&self.shared.spool, |s| s.files()).await?;
+        let files = self.drop_stale().await?;
         let due = self.due_tables(files.iter().map(|f| f.meta.table.as_str()), all);
         // Uploaded now, so surely in the store; files uploaded by an earlier cycle are checked.
         let mut fresh: HashSet<u64> = HashSet::new();
+        let by_partition = self.shared.group().is_some();
         for (table, files) in by_table(files, &due, |s| matches!(s, FileState::Written)) {
             let t = self.shared.layouts.ready(committer, &table).await?;
-            for group in self.uploader.groups(files, self.shared.cfg.upload_target_bytes(&table)) {
+            for group in self.uploader.groups(files, self.shared.cfg.upload_target_bytes(&table), by_partition) {
                 fresh.extend(group.iter().map(|f| f.id));
                 self.uploader.upload(&t, &table, group).await?;
             }
@@ -259,7 +263,22 @@ impl<'a> Publisher<'a> {
 
     /// Commits every uploaded file of one table in one snapshot, recorded as pending first.
     async fn commit(&mut self, committer: &Committer, name: &str, files: Vec<SpoolFile>) -> Result<()> {
+        if let Some(group) = self.shared.group() {
+            return self.commit_fenced(committer, name, files, group).await;
+        }
         let table = self.shared.layouts.ready(committer, name).await?;
+        self.commit_files(committer, name, table, files, None).await.map(|_| ())
+    }
+
+    /// Appends `files` to `table` as one commit, recorded as pending first; fenced with `group`.
+    async fn commit_files(
+        &mut self,
+        committer: &Committer,
+        name: &str,
+        table: iceberg::table::Table,
+        files: Vec<SpoolFile>,
+        group: Option<&commit::GroupFence<'_>>,
+    ) -> Result<()> {
         let agent = &self.shared.cfg.agent_id;
         let mut offsets: BTreeMap<TopicPartition, i64> = commit::committed_offsets(table.metadata(), agent);
         for f in &files {
@@ -275,7 +294,15 @@ impl<'a> Publisher<'a> {
         let rows: u64 = files.iter().map(|f| f.meta.rows).sum();
         crate::fault::point("before-commit");
         let started = Instant::now();
-        let committed = committer.append(table, objects.data_files, &id, &offsets).await?;
+        let committed = match committer.append(table, objects.data_files, &id, &offsets, group).await {
+            Err(e @ Error::Fenced { .. }) => {
+                // Refused before anything was sent: the files are stale, never to be committed.
+                let i = id.clone();
+                on_pool(&self.shared.spool, move |s| s.abandon_commit(&i)).await?;
+                return Err(e);
+            }
+            other => other?,
+        };
         crate::fault::point("after-commit");
         self.shared.gauges.commit_took(started.elapsed());
         let i = id.clone();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use frazil_spool::Spool;
 
 use super::Report;
+use super::claims::Claims;
 use super::metrics::Gauges;
 use crate::commit::Link;
 use crate::config::Config;
@@ -31,6 +32,9 @@ pub(super) struct Shared {
     pub report: RefCell<Report>,
     /// Metrics beyond the report: the fetcher's positions, the publisher's failures and timings.
     pub gauges: Gauges,
+    /// Group mode: which spooled rows may be committed. The fetcher claims, the publisher moves
+    /// claims with commits and drops fenced ones.
+    pub claims: RefCell<Claims>,
 }
 
 impl Shared {
@@ -50,6 +54,7 @@ impl Shared {
             registry,
             report: RefCell::new(Report::default()),
             gauges: Gauges::default(),
+            claims: RefCell::new(Claims::default()),
         }
     }
 
@@ -93,6 +98,11 @@ impl Shared {
             s(r.commits as usize),
             s(tables)
         )
+    }
+
+    /// The consumer group whose offsets this agent's commits carry (`kafka.group`).
+    pub fn group(&self) -> Option<&str> {
+        self.cfg.kafka.group.as_ref().map(|g| g.name.as_str())
     }
 
     pub fn table_name(&self, topic: &str) -> String {

@@ -15,6 +15,7 @@ use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent};
 
 use super::backend::Backend;
+use super::fence::TagMove;
 use super::rest::{CommitAnswer, LoadedTable};
 use crate::Error;
 
@@ -31,6 +32,9 @@ pub(crate) struct Adapter {
     /// Every snapshot sent through this adapter moves this agent's tag (`protocol::tag_new_snapshot`).
     pub agent: String,
     pub last_failure: Mutex<Option<Failure>>,
+    /// A group commit's tag move (`fence::TagMove`), set by `Committer::append` for the one
+    /// transaction it commits and taken by the snapshot it sends.
+    pub tag_move: Mutex<Option<TagMove>>,
 }
 
 impl fmt::Debug for Adapter {
@@ -84,6 +88,10 @@ impl Catalog for Adapter {
         let requirements = commit.take_requirements();
         let mut updates = commit.take_updates();
         super::protocol::tag_new_snapshot(&mut updates, &self.agent);
+        let mut requirements = requirements;
+        if let Some(m) = self.tag_move.lock().expect("not poisoned").take() {
+            m.apply(&mut requirements, &mut updates);
+        }
         let rest = self.rest.clone();
         let id = ident.clone();
         let answer = blocking::unblock(move || rest.commit(&id, &requirements, &updates)).await;

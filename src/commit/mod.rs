@@ -8,6 +8,7 @@
 mod auth;
 mod backend;
 mod catalog;
+pub mod fence;
 mod files;
 mod link;
 pub mod protocol;
@@ -61,7 +62,13 @@ impl Committer {
         let namespace = NamespaceIdent::from_vec(cfg.namespace.clone())
             .map_err(|e| Error::config("catalog.namespace", e.to_string(), "write e.g. \"edge\""))?;
         Ok(Committer {
-            adapter: Arc::new(Adapter { rest, file_io, agent: agent_id.to_string(), last_failure: Mutex::new(None) }),
+            adapter: Arc::new(Adapter {
+                rest,
+                file_io,
+                agent: agent_id.to_string(),
+                last_failure: Mutex::new(None),
+                tag_move: Mutex::new(None),
+            }),
             namespace,
             agent_id: agent_id.to_string(),
         })
@@ -217,41 +224,54 @@ impl Committer {
     /// Appends `files` in one snapshot carrying `commit_id` and `offsets`. Returns the table as
     /// committed. On `Err` the commit may still be pending (e.g. the catalog went away): the caller
     /// keeps it pending and checks for it with [`commit_landed`] before committing the files again.
+    /// With a `group`, every attempt is fenced against the table as last loaded
+    /// ([`fence`]): [`Error::Fenced`] means nothing was applied and retrying cannot help.
     pub async fn append(
         &self,
         mut table: Table,
         files: Vec<DataFile>,
         commit_id: &str,
         offsets: &BTreeMap<TopicPartition, i64>,
+        group: Option<&GroupFence<'_>>,
     ) -> Result<Table> {
         let props = protocol::summary_properties(&self.agent_id, commit_id, offsets);
         let ident = table.identifier().clone();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
+            let mut props = props.clone();
+            if let Some(g) = group {
+                let recorded = fence::recorded(table.metadata(), g.group);
+                let lost = fence::fenced(&recorded, g.claims);
+                if !lost.is_empty() {
+                    return Err(Error::Fenced { table: ident.to_string(), partitions: lost });
+                }
+                props.extend(fence::group_properties(g.group, &recorded, g.next));
+                let tag_move = fence::TagMove { tag: fence::group_tag(g.group), expected: recorded.tag_snapshot };
+                *self.adapter.tag_move.lock().expect("not poisoned") = Some(tag_move);
+            }
             let tx = Transaction::new(&table);
             let action = tx
                 .fast_append()
                 .with_check_duplicate(false)
-                .set_snapshot_properties(props.clone())
+                .set_snapshot_properties(props)
                 .add_data_files(files.clone());
             let tx =
                 action.apply(tx).map_err(|e| Error::iceberg(format!("prepare commit {commit_id} to {ident}"), e))?;
             let result = Compat::new(tx.commit(self.adapter.as_ref())).await;
+            self.adapter.tag_move.lock().expect("not poisoned").take();
             let failure = self.adapter.last_failure.lock().expect("not poisoned").take();
             match (result, failure) {
                 (Ok(t), _) => return Ok(t),
                 (Err(_), Some(Failure::Conflict(body))) => {
                     log::info!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} conflicted with another writer, rebasing ({})", body.trim());
+                    // The fence is checked against the table that won.
+                    if group.is_some() {
+                        table = self.reload(&ident, commit_id).await?;
+                    }
                 }
                 (Err(_), Some(Failure::Unknown(e))) => {
                     log::warn!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} outcome unknown ({e}); checking the table's history");
-                    let Some(t) = self.load(ident.name()).await? else {
-                        return Err(Error::Catalog {
-                            context: format!("commit {commit_id}"),
-                            status: Some(404),
-                            body: format!("table {ident} disappeared"),
-                        });
-                    };
+                    let t = self.reload(&ident, commit_id).await?;
                     if commit_landed(t.metadata(), &self.agent_id, commit_id) {
                         log::info!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} had landed");
                         return Ok(t);
@@ -273,6 +293,23 @@ impl Committer {
             smol::Timer::after(backoff.next_delay()).await;
         }
     }
+
+    /// Loads the table a commit goes to again; its disappearance is an error.
+    async fn reload(&self, ident: &TableIdent, commit_id: &str) -> Result<Table> {
+        self.load(ident.name()).await?.ok_or_else(|| Error::Catalog {
+            context: format!("commit {commit_id}"),
+            status: Some(404),
+            body: format!("table {ident} disappeared"),
+        })
+    }
+}
+
+/// What fences a group commit: the group, the claim of every partition the commit adds rows
+/// of, and the next offset the commit records for each.
+pub struct GroupFence<'a> {
+    pub group: &'a str,
+    pub claims: &'a fence::Claims,
+    pub next: &'a BTreeMap<TopicPartition, i64>,
 }
 
 /// The answer to one commit sent with [`Committer::update`] or [`Committer::commit_transaction`].

@@ -4,6 +4,7 @@
 
 mod access;
 pub mod columns;
+mod group;
 mod load;
 pub mod partition;
 pub mod per_table;
@@ -62,6 +63,20 @@ pub struct KafkaConfig {
     /// TLS to the brokers (`None`: plaintext).
     pub tls: Option<KafkaTls>,
     pub sasl: Option<KafkaSasl>,
+    /// `kafka.group`: the consumer group this agent shares its topics' partitions with.
+    pub group: Option<GroupConfig>,
+    /// `kafka.partitions`: per topic, the partitions to read, whatever the group assigns.
+    pub partitions: BTreeMap<String, Vec<i32>>,
+}
+
+/// Membership of a Kafka consumer group (`kafka.group`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub name: String,
+    /// The coordinator drops a member it has not heard from for this long.
+    pub session_timeout: Duration,
+    /// How often a member says it is alive: a third of the session timeout.
+    pub heartbeat_interval: Duration,
 }
 
 /// Where Avro topics' writer schemas come from.
@@ -385,6 +400,11 @@ impl KafkaConfig {
     }
 
     /// Whether `topic` is read: listed by name, or matching the pattern (never an internal `__` topic).
+    /// The partitions of `topic` that `kafka.partitions` fixes, if it names the topic.
+    pub fn static_partitions(&self, topic: &str) -> Option<&[i32]> {
+        self.partitions.get(topic).map(Vec::as_slice)
+    }
+
     pub fn reads(&self, topic: &str) -> bool {
         self.topics.iter().any(|t| t == topic)
             || (!topic.starts_with("__") && self.topic_pattern.as_ref().is_some_and(|p| p.is_match(topic)))

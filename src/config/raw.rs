@@ -85,6 +85,10 @@ pub(super) struct RawKafka {
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
     pub(super) password_file: Option<PathBuf>,
+    pub(super) group: Option<String>,
+    pub(super) session_timeout: Option<String>,
+    #[serde(default)]
+    pub(super) partitions: BTreeMap<String, Vec<i32>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -416,3 +416,20 @@ fn bad_schema_settings_name_the_key_and_the_fix() {
     assert_eq!(key, "tables.\"events\".unknown_keys");
     assert!(problem.contains("Avro topic events"), "{problem}");
 }
+
+#[test]
+fn a_group_and_static_partitions_are_checked() {
+    let with = |kafka: &str| MINIMAL.replace("topics = [\"events\"]", &format!("topics = [\"events\"]\n{kafka}"));
+    let c = Config::parse(&with("group = \"plant-7\"\npartitions = { events = [3, 1, 3] }")).unwrap();
+    let g = c.kafka.group.clone().unwrap();
+    assert_eq!(
+        (g.name.as_str(), g.session_timeout, g.heartbeat_interval),
+        ("plant-7", Duration::from_secs(30), Duration::from_secs(10))
+    );
+    assert_eq!(c.kafka.static_partitions("events"), Some(&[1, 3][..]));
+    assert_eq!(err(&with("group = \"a b\"")).0, "kafka.group");
+    assert_eq!(err(&with("group = \"g\"\nsession_timeout = \"1s\"")).0, "kafka.session_timeout");
+    assert_eq!(err(&with("session_timeout = \"10s\"")).0, "kafka.session_timeout");
+    assert_eq!(err(&with("partitions = { other = [0] }")).0, "kafka.partitions.\"other\"");
+    assert_eq!(err(&with("partitions = { events = [-1] }")).0, "kafka.partitions.\"events\"");
+}

@@ -96,6 +96,7 @@ fn kafka(k: RawKafka) -> Result<KafkaConfig> {
     let topic_pattern = topic_pattern(k.topic_pattern.as_deref(), &k.topics)?;
     let start = start_at(k.start.as_deref())?;
     let (fetch_max_bytes, fetches_in_flight) = fetch_limits(k.fetch_max_bytes, k.fetches_in_flight)?;
+    let partitions = super::group::partitions(k.partitions, &k.topics)?;
     Ok(KafkaConfig {
         brokers: k.brokers,
         topics: k.topics,
@@ -116,6 +117,8 @@ fn kafka(k: RawKafka) -> Result<KafkaConfig> {
         max_record_bytes: size("kafka.max_record_bytes", k.max_record_bytes, "1MiB")?,
         tls: kafka_tls(k.tls, k.ca_file, k.cert_file, k.key_file)?,
         sasl: kafka_sasl(k.sasl_mechanism, k.username, secret("kafka.password", k.password, k.password_file)?)?,
+        group: super::group::group(k.group, k.session_timeout)?,
+        partitions,
     })
 }
 

@@ -40,8 +40,14 @@ impl Uploader {
         Uploader { spool, stores, agent: agent.to_string() }
     }
 
-    /// A table's written spool files packed into upload groups of about `target` bytes.
-    pub fn groups(&self, files: Vec<SpoolFile>, target: u64) -> Vec<Vec<SpoolFile>> {
+    /// A table's written spool files packed into upload groups of about `target` bytes. With
+    /// `by_partition` (group mode) a group holds one Kafka partition's files only: a fence may
+    /// refuse one partition's rows while the others commit.
+    pub fn groups(&self, files: Vec<SpoolFile>, target: u64, by_partition: bool) -> Vec<Vec<SpoolFile>> {
+        if by_partition {
+            let key = |f: &SpoolFile| (groups::columns_of(f), f.meta.topic.clone(), f.meta.partition);
+            return groups::upload_groups(files, target, key);
+        }
         groups::upload_groups(files, target, groups::columns_of)
     }
 

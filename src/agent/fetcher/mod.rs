@@ -4,6 +4,7 @@
 //! publisher to make room.
 
 mod buffer;
+mod claim;
 mod cursor;
 mod growth;
 mod hot;
@@ -36,7 +37,8 @@ const MAX_GROWN_FETCH: i32 = 64 * 1024 * 1024;
 /// In flush mode, how many times in a row the broker may fail before the flush gives up.
 const FLUSH_BROKER_ATTEMPTS: u32 = 8;
 
-type InFlight = FuturesUnordered<LocalBoxFuture<'static, (TopicPartition, Result<Fetched>)>>;
+/// Fetches under way: each answers with its partition and the offset it asked for.
+type InFlight = FuturesUnordered<LocalBoxFuture<'static, (TopicPartition, i64, Result<Fetched>)>>;
 
 /// The fetch loop's own state.
 pub(super) struct Fetcher<'a> {
@@ -61,7 +63,7 @@ pub(super) struct Fetcher<'a> {
 /// What the fetch loop woke up for. Dropping the fetch side loses nothing: a `FuturesUnordered`
 /// keeps its futures when the `next()` that polled them is dropped.
 enum Next {
-    Fetched(Option<(TopicPartition, Result<Fetched>)>),
+    Fetched(Option<(TopicPartition, i64, Result<Fetched>)>),
     Read(HotReply),
 }
 
@@ -98,6 +100,10 @@ impl<'a> Fetcher<'a> {
         let mut pool = InFlight::new();
         while !stop.is_set() {
             self.answer_reads();
+            if let Err(e) = self.reclaim_fenced(source.as_ref()).await {
+                self.wait_to_retry(e).await?;
+                continue;
+            }
             match self.room(stop, kick, published).await? {
                 Room::Fetch => {}
                 Room::Wait => continue,
@@ -126,7 +132,7 @@ impl<'a> Fetcher<'a> {
                 }
                 Next::Fetched(answer) => answer,
             };
-            let Some((tp, result)) = answer else {
+            let Some((tp, asked, result)) = answer else {
                 if self.mode == Mode::Flush {
                     break;
                 }
@@ -134,7 +140,11 @@ impl<'a> Fetcher<'a> {
                 self.sleep_answering_reads(self.shared.cfg.kafka.refresh_interval.min(Duration::from_secs(1))).await;
                 continue;
             };
-            self.cursor(&tp).in_flight = false;
+            let Some(c) = self.cursors.get_mut(&tp) else { continue };
+            c.in_flight = false;
+            if c.next != asked {
+                continue; // the partition was read again from elsewhere (a fenced commit) meanwhile
+            }
             // The next turn starts after this partition.
             self.turn = (tp.0.clone(), tp.1.saturating_add(1));
             let failure = match self.answer(source.as_ref(), &tp, result).await? {
@@ -181,10 +191,10 @@ impl<'a> Fetcher<'a> {
         for tp in wanted[start..].iter().chain(&wanted[..start]).take(free) {
             let c = self.cursors.get_mut(tp).expect("listed above");
             let size = c.grown.unwrap_or(kafka.fetch_max_bytes as i32);
-            let fetch = source.fetch(tp, c.next, size, kafka.fetch_max_wait);
+            let (fetch, asked) = (source.fetch(tp, c.next, size, kafka.fetch_max_wait), c.next);
             c.in_flight = true;
             let tp = tp.clone();
-            pool.push(Box::pin(async move { (tp, fetch.await) }));
+            pool.push(Box::pin(async move { (tp, asked, fetch.await) }));
         }
     }
 

@@ -12,7 +12,7 @@ use crate::topic::TopicPartition;
 use crate::{Error, Result, commit};
 
 /// Per partition, the next offset this agent committed to a table.
-type Offsets = BTreeMap<TopicPartition, i64>;
+pub(super) type Offsets = BTreeMap<TopicPartition, i64>;
 
 impl Fetcher<'_> {
     /// Connects and discovers the partitions (retrying with backoff), then places a cursor on
@@ -33,6 +33,7 @@ impl Fetcher<'_> {
             }
         };
         self.retry.reset();
+        let partitions = self.ours(partitions);
         let cursors = loop {
             match self.cursors_for(source.as_ref(), &partitions).await {
                 Ok(v) => break v,
@@ -51,7 +52,7 @@ impl Fetcher<'_> {
 
     /// Discovers topics and partitions again and starts reading the new ones.
     pub(super) async fn refresh(&mut self, source: &mut dyn Source) -> Result<()> {
-        let found = source.discover().await?;
+        let found = self.ours(source.discover().await?);
         let new: Vec<TopicPartition> = found.into_iter().filter(|tp| !self.cursors.contains_key(tp)).collect();
         if new.is_empty() {
             return Ok(());
@@ -64,18 +65,35 @@ impl Fetcher<'_> {
         Ok(())
     }
 
+    /// The partitions of `found` this agent reads: all but those `kafka.partitions` leaves out.
+    fn ours(&self, found: Vec<TopicPartition>) -> Vec<TopicPartition> {
+        let kafka = &self.shared.cfg.kafka;
+        found.into_iter().filter(|(t, p)| kafka.static_partitions(t).is_none_or(|ps| ps.contains(p))).collect()
+    }
+
     /// A cursor for each partition, at the offset after the last one the spool index or the
-    /// table has seen (whichever is later), else at the configured start position.
-    async fn cursors_for(
+    /// table has seen (whichever is later), else at the configured start position. In group mode
+    /// only the table's group offsets count, and each partition is claimed (`claim.rs`).
+    pub(super) async fn cursors_for(
         &self,
         source: &dyn Source,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Cursor>> {
-        let spooled = crate::spill::on_pool(&self.shared.spool, |s| s.offsets()).await?;
-        let (committed, dead_floor) = self.committed_offsets(partitions).await?;
+        let (known, dead_floor) = match self.shared.group() {
+            Some(group) => self.claim(partitions, group).await?,
+            None => {
+                let spooled = crate::spill::on_pool(&self.shared.spool, |s| s.offsets()).await?;
+                let (mut known, dead_floor) = self.committed_offsets(partitions).await?;
+                for (tp, o) in spooled {
+                    let e = known.entry(tp).or_insert(o);
+                    *e = (*e).max(o);
+                }
+                (known, dead_floor)
+            }
+        };
         let mut cursors = BTreeMap::new();
         for tp in partitions {
-            let known = [spooled.get(tp), committed.get(tp)].into_iter().flatten().max().copied();
+            let known = known.get(tp).copied();
             let (low, high) = source.watermarks(tp).await?;
             let start = match known {
                 Some(o) if o < low => {

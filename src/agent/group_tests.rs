@@ -1,0 +1,78 @@
+//! Group mode in-process: two agents on one executor, both given partition 0 of `events`
+//! through `kafka.partitions` and one `kafka.group`. Both read every record; the fence lets
+//! exactly one commit each offset, and the other drops its rows and resumes from the table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use async_compat::Compat;
+
+use super::tests::{config, load, table_rows, until};
+use super::{Agent, Mode};
+use crate::commit::fence;
+use crate::config::Config;
+use crate::source::memory::Topics;
+
+/// Agent `id` of group `g`, reading partition 0 only, with its own spool and the shared warehouse.
+fn member(dir: &Path, id: &str) -> Config {
+    let mut cfg = config(dir, "group = \"g\"\npartitions = { events = [0] }", "file_max_rows = 20");
+    cfg.agent_id = id.to_string();
+    cfg.spool.dir = dir.join(format!("spool-{id}"));
+    cfg
+}
+
+fn produce(topics: &Topics, from: i64, to: i64) {
+    for i in from..to {
+        topics.produce("events", 0, format!(r#"{{"n":{i}}}"#).as_bytes());
+    }
+}
+
+#[test]
+fn two_static_agents_given_one_partition_commit_each_offset_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_cfg, b_cfg) = (member(dir.path(), "a"), member(dir.path(), "b"));
+    let topics = Topics::default();
+    topics.create("events", 2);
+    topics.produce("events", 1, br#"{"n":-1}"#); // partition 1 is nobody's
+    let a = Agent::with_source(a_cfg.clone(), topics.connect()).unwrap();
+    let b = Agent::with_source(b_cfg.clone(), topics.connect()).unwrap();
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let stopped = || {
+        let rx = stop_rx.clone();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    let claimed = |agent: &Agent| !agent.shared.claims.borrow().partitions().is_empty();
+    let fenced = || a.shared.gauges.fenced_commits.get() + b.shared.gauges.fenced_commits.get();
+    let rows = || table_rows(&a_cfg, "events");
+    let drive = smol::future::zip(a.drive(Mode::Run, stopped()), b.drive(Mode::Run, stopped()));
+    let test = async {
+        until("both agents claimed partition 0", || claimed(&a) && claimed(&b)).await;
+        // Both claimed it with nothing recorded: whichever commits second is fenced.
+        produce(&topics, 0, 200);
+        until("200 rows landed", || rows().len() >= 200).await;
+        until("a commit was fenced", || fenced() >= 1).await;
+        let first = fenced();
+        // Both now claim it at the offset the table records: again one of them is fenced.
+        produce(&topics, 200, 300);
+        until("300 rows landed", || rows().len() >= 300).await;
+        until("another commit was fenced", || fenced() > first).await;
+        // Let both agents finish what they hold before stopping them.
+        smol::Timer::after(std::time::Duration::from_millis(300)).await;
+        stop_tx.close();
+    };
+    let ((ra, rb), ()) = smol::block_on(Compat::new(smol::future::zip(drive, test)));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.events + rb.events >= 600, "both read every record: {ra:?} {rb:?}");
+    assert_eq!(rows(), (0..300).map(|o| (0, o)).collect::<Vec<_>>(), "every offset of partition 0 exactly once");
+    let table = smol::block_on(Compat::new(load(&a_cfg, "events"))).unwrap();
+    let recorded = fence::recorded(table.metadata(), "g");
+    assert_eq!(recorded.offsets, BTreeMap::from([(("events".to_string(), 0), 300)]));
+    assert_eq!(recorded.tag_snapshot, table.metadata().current_snapshot().map(|s| s.snapshot_id()));
+    // Whatever a fenced agent had spooled was dropped, not left to commit later.
+    for agent in [&a, &b] {
+        let left = agent.shared.spool.files().unwrap();
+        assert!(left.iter().all(|f| f.state == frazil_spool::FileState::Committed), "{left:?}");
+    }
+}

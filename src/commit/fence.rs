@@ -1,0 +1,124 @@
+//! The group fence: how several agents that share a topic's partitions (a Kafka consumer group,
+//! or static `kafka.partitions` that overlap) commit to one table exactly once. Pure: the
+//! decisions here read table metadata and return values; `Committer::append` does the I/O.
+//!
+//! In group mode a table's offsets belong to the group, not to an agent. The snapshot under the
+//! tag `frazil-group-<name>` carries `frazil.group-offsets.<topic>` = `{"<partition>": <next
+//! offset>}` for every partition any member has committed (cumulative), and every group commit
+//! moves that tag in the same atomic commit as its data, asserting where the tag was.
+//!
+//! An agent that starts reading a partition remembers the group's recorded next offset at that
+//! moment (its *claim*, `None` when nothing is recorded yet): every row it then spools for that
+//! partition follows on from there without a gap. A commit is allowed for a partition only while
+//! the table still records exactly the claim: then nobody else has committed that partition since
+//! the agent started its run, and the rows it adds are the next ones. After its commit the claim
+//! becomes the offset it recorded. Comparing to the claim, not to the first row's offset, keeps
+//! the fence right across offsets that hold no record (transaction markers, compacted keys).
+
+use std::collections::{BTreeMap, HashMap};
+
+use iceberg::TableRequirement;
+use iceberg::TableUpdate;
+use iceberg::spec::{SnapshotReference, SnapshotRetention, TableMetadata};
+
+use crate::topic::TopicPartition;
+
+/// Snapshot-summary key naming the group whose offsets a snapshot carries.
+pub const GROUP: &str = "frazil.group";
+/// Prefix of the per-topic group offsets: `frazil.group-offsets.<topic>` = `{"<partition>": <next offset>}`.
+pub const GROUP_OFFSETS_PREFIX: &str = "frazil.group-offsets.";
+
+/// The name of `group`'s tag.
+pub fn group_tag(group: &str) -> String {
+    format!("frazil-group-{group}")
+}
+
+/// Per partition, the next offset a claim expects the table to record (`None`: nothing recorded).
+pub type Claims = BTreeMap<TopicPartition, Option<i64>>;
+
+/// What the table records for a group: the snapshot its tag is on, and the offsets there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub tag_snapshot: Option<i64>,
+    pub offsets: BTreeMap<TopicPartition, i64>,
+}
+
+/// Reads `group`'s recorded offsets from the table's metadata.
+pub fn recorded(metadata: &TableMetadata, group: &str) -> Recorded {
+    let Some(snapshot) = metadata.snapshot_for_ref(&group_tag(group)) else { return Recorded::default() };
+    let props = &snapshot.summary().additional_properties;
+    Recorded { tag_snapshot: Some(snapshot.snapshot_id()), offsets: parse_offsets(props) }
+}
+
+fn parse_offsets(props: &HashMap<String, String>) -> BTreeMap<TopicPartition, i64> {
+    let mut out = BTreeMap::new();
+    for (k, v) in props {
+        let Some(topic) = k.strip_prefix(GROUP_OFFSETS_PREFIX) else { continue };
+        let Ok(parts) = serde_json::from_str::<BTreeMap<String, i64>>(v) else { continue };
+        for (p, next) in parts {
+            if let Ok(p) = p.parse::<i32>() {
+                out.insert((topic.to_string(), p), next);
+            }
+        }
+    }
+    out
+}
+
+/// The partitions of `claims` whose claim the table no longer records: another agent committed
+/// them since this one started reading them. A commit that names any of them must not land.
+pub fn fenced(recorded: &Recorded, claims: &Claims) -> Vec<TopicPartition> {
+    claims
+        .iter()
+        .filter(|(tp, claim)| recorded.offsets.get(*tp).copied() != **claim)
+        .map(|(tp, _)| tp.clone())
+        .collect()
+}
+
+/// The summary keys of a group commit: the group's name and its cumulative offsets, the
+/// recorded ones overlaid with the next offsets this commit reaches.
+pub fn group_properties(
+    group: &str,
+    recorded: &Recorded,
+    next: &BTreeMap<TopicPartition, i64>,
+) -> HashMap<String, String> {
+    let mut all = recorded.offsets.clone();
+    all.extend(next.iter().map(|(tp, n)| (tp.clone(), *n)));
+    let mut by_topic: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
+    for ((topic, partition), n) in &all {
+        by_topic.entry(topic).or_default().insert(partition.to_string(), *n);
+    }
+    let mut props = HashMap::from([(GROUP.to_string(), group.to_string())]);
+    for (topic, parts) in by_topic {
+        let json = serde_json::to_string(&parts).expect("a map of numbers serializes");
+        props.insert(format!("{GROUP_OFFSETS_PREFIX}{topic}"), json);
+    }
+    props
+}
+
+/// Where a group commit expects the group's tag, and moves it: added to the commit's
+/// requirements and updates in the same request as the data.
+#[derive(Clone, Debug)]
+pub struct TagMove {
+    pub tag: String,
+    /// The tag's snapshot the fence was checked against (`None`: the tag must not exist yet).
+    pub expected: Option<i64>,
+}
+
+impl TagMove {
+    /// Asserts the tag is still where the fence saw it, and moves it to the snapshot `updates`
+    /// add. A commit that adds no snapshot is left as it is.
+    pub fn apply(&self, requirements: &mut Vec<TableRequirement>, updates: &mut Vec<TableUpdate>) {
+        let added = updates.iter().find_map(|u| match u {
+            TableUpdate::AddSnapshot { snapshot } => Some(snapshot.snapshot_id()),
+            _ => None,
+        });
+        let Some(snapshot_id) = added else { return };
+        requirements.push(TableRequirement::RefSnapshotIdMatch { r#ref: self.tag.clone(), snapshot_id: self.expected });
+        let reference = SnapshotReference { snapshot_id, retention: SnapshotRetention::Tag { max_ref_age_ms: None } };
+        updates.push(TableUpdate::SetSnapshotRef { ref_name: self.tag.clone(), reference });
+    }
+}
+
+#[cfg(test)]
+#[path = "fence_tests.rs"]
+mod tests;
