@@ -30,6 +30,10 @@ pub struct Gauges {
     pub read_pause_max: Cell<Duration>,
     /// Group mode: commits the fence refused (another agent committed the partition first).
     pub fenced_commits: Cell<u64>,
+    /// Group mode: the generation of the latest assignment (`-1`: dropped from the group), and
+    /// this agent's member id in it.
+    pub group_generation: Cell<Option<i32>>,
+    pub group_member: RefCell<String>,
 }
 
 impl Gauges {
@@ -124,8 +128,12 @@ impl Shared {
                 vec![(name.clone(), g.fenced_commits.get().to_string())],
             );
             let owned = self.claims.borrow().partitions().len();
-            let help = "Partitions this agent reads for its group.";
-            t.metric("frazil_group_partitions", "gauge", help, vec![(name, owned.to_string())]);
+            let help = "Partitions this agent has claimed for its group (read now, or with rows still to commit).";
+            t.metric("frazil_group_partitions", "gauge", help, vec![(name.clone(), owned.to_string())]);
+            if let Some(generation) = g.group_generation.get() {
+                let help = "The group generation of this agent's latest assignment (-1: dropped from the group).";
+                t.metric("frazil_group_generation", "gauge", help, vec![(name, generation.to_string())]);
+            }
         }
         if let Some(at) = g.last_commit.get() {
             let secs = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());

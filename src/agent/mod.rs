@@ -144,8 +144,11 @@ impl Agent {
         let (published_tx, published_rx) = smol::channel::bounded::<()>(1);
         let (done_tx, done_rx) = smol::channel::bounded::<()>(1);
         let (reads_tx, reads_rx) = smol::channel::bounded(1);
+        // Joined for this run or flush only; dropping it leaves the group.
+        let membership = source::group::Membership::start(&shared.cfg.kafka);
+        let assignments = membership.as_ref().map(|m| m.assignments().clone());
         let fetch = async {
-            let mut fetcher = Fetcher::new(shared, mode, &self.connect, reads_rx);
+            let mut fetcher = Fetcher::new(shared, mode, &self.connect, reads_rx, assignments);
             let r = fetcher.run(&stopping, &kick_tx, &published_rx).await;
             drop(done_tx);
             r

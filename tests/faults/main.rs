@@ -12,6 +12,9 @@
 //!   while another agent commits on top of it.
 //! - `two_agents_on_different_topics_commit_to_one_table_concurrently`: two agents (ids, topics,
 //!   spools of their own) flushing, then running, at the same time into one table.
+//! - `agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause`: three agents
+//!   in one consumer group on a 12-partition topic; one SIGKILLed, a fourth added, one SIGSTOPped
+//!   past its session timeout (its stale commit must be fenced).
 //! - `a_crash_between_an_effect_and_its_record_is_recovered`: frazil aborts (src/fault.rs, feature
 //!   `fault-injection`) right after an upload, right before a commit, right after a commit, each
 //!   before the index records it (once with the spool lost, once with the uploads deleted, as an
@@ -35,6 +38,7 @@ mod common;
 
 mod agents;
 mod expiry;
+mod group;
 mod kill;
 mod maintain;
 mod points;

@@ -6,6 +6,7 @@
 mod buffer;
 mod claim;
 mod cursor;
+mod group;
 mod growth;
 mod hot;
 mod pause;
@@ -58,6 +59,10 @@ pub(super) struct Fetcher<'a> {
     refreshed: Instant,
     /// Requests for the hot rows (the read state), answered between two fetch answers.
     reads: Receiver<HotReply>,
+    /// Group mode: the membership's assignments, and the partitions the latest one gives this
+    /// agent (`None` without a group).
+    assignments: Option<Receiver<crate::source::group::Assignment>>,
+    assigned: Option<std::collections::BTreeSet<TopicPartition>>,
 }
 
 /// What the fetch loop woke up for. Dropping the fetch side loses nothing: a `FuturesUnordered`
@@ -77,7 +82,13 @@ enum Room {
 }
 
 impl<'a> Fetcher<'a> {
-    pub fn new(shared: &'a Shared, mode: Mode, connect: &'a Connect, reads: Receiver<HotReply>) -> Self {
+    pub fn new(
+        shared: &'a Shared,
+        mode: Mode,
+        connect: &'a Connect,
+        reads: Receiver<HotReply>,
+        assignments: Option<Receiver<crate::source::group::Assignment>>,
+    ) -> Self {
         Fetcher {
             shared,
             mode,
@@ -90,6 +101,8 @@ impl<'a> Fetcher<'a> {
             turn: (String::new(), 0),
             refreshed: Instant::now(),
             reads,
+            assignments,
+            assigned: None,
         }
     }
 
@@ -103,6 +116,16 @@ impl<'a> Fetcher<'a> {
             if let Err(e) = self.reclaim_fenced(source.as_ref()).await {
                 self.wait_to_retry(e).await?;
                 continue;
+            }
+            match self.follow_group(source.as_mut()).await {
+                Ok(true) => {
+                    let _ = kick.try_send(());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.wait_to_retry(e).await?;
+                    continue;
+                }
             }
             match self.room(stop, kick, published).await? {
                 Room::Fetch => {}

@@ -33,6 +33,9 @@ impl Fetcher<'_> {
             }
         };
         self.retry.reset();
+        if self.first_assignment(stop).await.is_none() {
+            return Ok(None);
+        }
         let partitions = self.ours(partitions);
         let cursors = loop {
             match self.cursors_for(source.as_ref(), &partitions).await {
@@ -65,10 +68,10 @@ impl Fetcher<'_> {
         Ok(())
     }
 
-    /// The partitions of `found` this agent reads: all but those `kafka.partitions` leaves out.
+    /// The partitions of `found` this agent reads (`group.rs`: all of them, less those
+    /// `kafka.partitions` or the group's assignment give to others).
     fn ours(&self, found: Vec<TopicPartition>) -> Vec<TopicPartition> {
-        let kafka = &self.shared.cfg.kafka;
-        found.into_iter().filter(|(t, p)| kafka.static_partitions(t).is_none_or(|ps| ps.contains(p))).collect()
+        found.into_iter().filter(|tp| self.reads(tp)).collect()
     }
 
     /// A cursor for each partition, at the offset after the last one the spool index or the

@@ -1,0 +1,138 @@
+//! Agents sharing one topic through a Kafka consumer group (`kafka.group`): three agents on a
+//! 12-partition topic produced to without pause; one SIGKILLed while it holds spooled rows, a
+//! fourth added, one SIGSTOPped past its session timeout and resumed (its stale commit must be
+//! refused by the fence). Every (partition, offset) lands exactly once.
+
+use super::*;
+
+const TOPIC: &str = "plant";
+const PARTITIONS: i32 = 12;
+
+/// Agent `n`'s config: its own id and spool, the group, a short session timeout.
+fn member_config(servers: &Servers, n: usize, commit_interval: &str) -> PathBuf {
+    let spool = format!("spool-g{n}");
+    let edits = [
+        ("id = \"test-gateway\"".to_string(), format!("id = \"member-{n}\"")),
+        ("[spool]".to_string(), "group = \"line\"\nsession_timeout = \"6s\"\n\n[spool]".to_string()),
+        ("/spool\"".to_string(), format!("/{spool}\"")),
+    ];
+    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    config_as(servers, &format!("member-{n}"), &[TOPIC], &format!("commit_interval = \"{commit_interval}\""), &edits)
+}
+
+/// Spool files of agent `n` not yet removed: rows spooled and (soon) committed or not.
+fn spooled_files(servers: &Servers, n: usize) -> usize {
+    let dir = servers.dir.path().join(format!("spool-g{n}/data"));
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// The test's producer: events to every partition, a batch every 200 ms.
+struct Producer<'a> {
+    kafka: &'a str,
+    next: u64,
+    expected: BTreeMap<(i32, i64), Produced>,
+}
+
+impl Producer<'_> {
+    /// Produces for `d`, or until `until` holds (checked between batches); returns whether it held.
+    fn produce_while(&mut self, d: Duration, mut until: impl FnMut() -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < d {
+            let n = 120;
+            self.expected.extend(block_on(produce(self.kafka, TOPIC, PARTITIONS, self.next..self.next + n)));
+            self.next += n;
+            if until() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    fn produce_for(&mut self, d: Duration) {
+        self.produce_while(d, || false);
+    }
+}
+
+#[test]
+fn agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause() {
+    let servers = Servers::start();
+    let kafka = servers.get("FRAZIL_KAFKA").to_string();
+    let logs = logs_dir("group");
+    block_on(create_topic(&kafka, TOPIC, PARTITIONS));
+    // Member 2 commits less often, so it holds spooled rows when it is paused.
+    let configs: Vec<PathBuf> = (1..=4).map(|n| member_config(&servers, n, if n == 2 { "4s" } else { "1s" })).collect();
+    let log = |n: usize| logs.join(format!("member-{n}.log"));
+    let mut agents: BTreeMap<usize, Guard> = BTreeMap::new();
+    for n in 1..=3 {
+        agents.insert(n, spawn_frazil("run", &configs[n - 1], &log(n)));
+    }
+    let mut p = Producer { kafka: &kafka, next: 0, expected: BTreeMap::new() };
+
+    // Member 1 is SIGKILLed after its first commit, while it holds spooled rows.
+    let committed = p.produce_while(Duration::from_secs(60), || count(&read_log(&log(1)), " data files (") > 0);
+    assert!(committed, "member 1 made no commit:\n{}", tail(&read_log(&log(1)), 30));
+    let holding = p.produce_while(Duration::from_secs(20), || spooled_files(&servers, 1) > 0);
+    assert!(holding, "member 1 never held spooled rows");
+    let mut killed = agents.remove(&1).unwrap();
+    killed.child().kill().unwrap();
+    let _ = killed.wait();
+    println!("member 1 SIGKILLed holding {} spool files", spooled_files(&servers, 1));
+    // Its partitions move once the coordinator misses its heartbeats.
+    p.produce_for(Duration::from_secs(12));
+
+    // A fourth member joins.
+    agents.insert(4, spawn_frazil("run", &configs[3], &log(4)));
+    p.produce_for(Duration::from_secs(10));
+
+    // Member 2 stops past its session timeout, right after a commit while it holds spooled rows.
+    let before = count(&read_log(&log(2)), " data files (");
+    let fresh = p.produce_while(Duration::from_secs(30), || count(&read_log(&log(2)), " data files (") > before);
+    assert!(fresh, "member 2 made no commit:\n{}", tail(&read_log(&log(2)), 30));
+    assert!(p.produce_while(Duration::from_secs(10), || spooled_files(&servers, 2) > 0), "member 2 held no rows");
+    let pid = agents[&2].0.as_ref().unwrap().id().to_string();
+    let signal = |sig: &str| assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    let stopped_log = read_log(&log(2)).len();
+    p.produce_for(Duration::from_secs(22));
+    signal("-CONT");
+    // Its commit of rows others took over meanwhile is refused, and it says so.
+    let fenced =
+        p.produce_while(Duration::from_secs(30), || read_log(&log(2))[stopped_log..].contains("commit fenced"));
+    assert!(fenced, "member 2's stale commit was not refused:\n{}", tail(&read_log(&log(2)), 40));
+    p.produce_for(Duration::from_secs(4));
+
+    // Everything produced lands; then the members stop.
+    let want = p.expected.len();
+    let start = Instant::now();
+    while servers.rows_now(TOPIC) < want {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "rows did not all land: {} of {want}",
+            servers.rows_now(TOPIC)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (n, mut g) in agents {
+        let pid = g.child().id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let st = g.wait();
+        assert_eq!(st.code(), Some(0), "member {n} ended with {}:\n{}", exit_text(st), tail(&read_log(&log(n)), 30));
+    }
+
+    for reader in ["pyiceberg", "duckdb"] {
+        assert_exactly(reader, &servers.read_table(TOPIC, reader).0, &p.expected);
+    }
+    let summaries = assert_no_commit_twice(&servers, TOPIC);
+    let last = summaries.iter().rev().find(|s| s["frazil.group"] == "line").expect("a group commit");
+    let recorded: BTreeMap<String, i64> =
+        serde_json::from_str(last[format!("frazil.group-offsets.{TOPIC}")].as_str().expect("group offsets")).unwrap();
+    let recorded: BTreeMap<i32, i64> = recorded.into_iter().map(|(k, v)| (k.parse().unwrap(), v)).collect();
+    assert_eq!(recorded, ends(&p.expected), "the group's offsets are where every partition ends");
+    let fenced: Vec<usize> = (1..=4).map(|n| count(&read_log(&log(n)), "commit fenced")).collect();
+    let generations: Vec<usize> = (1..=4).map(|n| count(&read_log(&log(n)), "assigns this agent")).collect();
+    println!(
+        "group: {want} events on {PARTITIONS} partitions exactly once, {} snapshots; fenced partition commits per member {fenced:?}, assignments per member {generations:?}",
+        summaries.len()
+    );
+}
