@@ -60,7 +60,8 @@ impl Claims {
         std::mem::take(&mut self.fenced)
     }
 
-    /// The partitions claimed in any table, for status.
+    /// The partitions claimed in any table.
+    #[cfg(test)]
     pub fn partitions(&self) -> BTreeSet<TopicPartition> {
         self.by.keys().map(|(_, tp)| tp.clone()).collect()
     }

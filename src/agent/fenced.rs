@@ -94,6 +94,7 @@ impl Publisher<'_> {
     fn fenced(&self, name: &str, group: &str, lost: &[TopicPartition]) {
         let g = &self.shared.gauges;
         g.fenced_commits.set(g.fenced_commits.get() + 1);
+        self.shared.save_group_state();
         let mut claims = self.shared.claims.borrow_mut();
         for tp in lost {
             claims.fence(tp);

@@ -70,6 +70,17 @@ fn two_static_agents_given_one_partition_commit_each_offset_once() {
     let recorded = fence::recorded(table.metadata(), "g");
     assert_eq!(recorded.offsets, BTreeMap::from([(("events".to_string(), 0), 300)]));
     assert_eq!(recorded.tag_snapshot, table.metadata().current_snapshot().map(|s| s.snapshot_id()));
+    // The metrics and the status file say what happened.
+    for agent in [&a, &b] {
+        let fenced = agent.shared.gauges.fenced_commits.get();
+        let text = agent.shared.prometheus();
+        assert!(text.contains(&format!("frazil_group_fenced_commits_total{{group=\"g\"}} {fenced}\n")), "{text}");
+        assert!(text.contains("frazil_group_partitions{group=\"g\"} 1\n"), "{text}");
+        let state: super::GroupState =
+            serde_json::from_slice(&std::fs::read(agent.shared.spool.dir().join(super::GROUP_STATE)).unwrap()).unwrap();
+        assert_eq!((state.group.as_str(), state.fenced_commits), ("g", fenced));
+        assert_eq!(state.partitions, vec!["events/0".to_string()], "kafka.partitions gave it partition 0 alone");
+    }
     // Whatever a fenced agent had spooled was dropped, not left to commit later.
     for agent in [&a, &b] {
         let left = agent.shared.spool.files().unwrap();

@@ -34,6 +34,8 @@ pub struct Gauges {
     /// this agent's member id in it.
     pub group_generation: Cell<Option<i32>>,
     pub group_member: RefCell<String>,
+    /// Group mode: the partitions this agent reads (assigned, or fixed by `kafka.partitions`).
+    pub group_partitions: RefCell<std::collections::BTreeSet<TopicPartition>>,
 }
 
 impl Gauges {
@@ -127,8 +129,8 @@ impl Shared {
                 help,
                 vec![(name.clone(), g.fenced_commits.get().to_string())],
             );
-            let owned = self.claims.borrow().partitions().len();
-            let help = "Partitions this agent has claimed for its group (read now, or with rows still to commit).";
+            let owned = g.group_partitions.borrow().len();
+            let help = "Partitions this agent reads for its group.";
             t.metric("frazil_group_partitions", "gauge", help, vec![(name.clone(), owned.to_string())]);
             if let Some(generation) = g.group_generation.get() {
                 let help = "The group generation of this agent's latest assignment (-1: dropped from the group).";

@@ -16,6 +16,7 @@ mod claims;
 #[cfg(test)]
 mod compact_tests;
 mod fetcher;
+mod group_state;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]
@@ -42,6 +43,7 @@ use crate::source::{self, Connect};
 use crate::upload::Stores;
 use crate::{Result, commit};
 use fetcher::Fetcher;
+pub use group_state::{GROUP_STATE, GroupState};
 use publisher::Publisher;
 use shared::{Shared, Stop};
 

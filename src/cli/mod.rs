@@ -4,6 +4,7 @@
 //! SQL to the separate `frazil-query` binary. `maintain` runs one maintenance pass over the tables.
 
 mod check;
+mod group_status;
 pub mod maintain;
 pub mod query;
 mod status;

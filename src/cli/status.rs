@@ -37,6 +37,8 @@ pub struct Status {
     pub catalog: Option<Reach>,
     pub tables: Vec<TableStatus>,
     pub partitions: Vec<PartitionStatus>,
+    /// Group mode: the group, as the running agent reports it.
+    pub group: Option<super::group_status::GroupStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -225,6 +227,7 @@ fn local(cfg: &Config) -> Result<Status> {
         catalog: None,
         tables: tables.into_values().collect(),
         partitions,
+        group: super::group_status::group_status(cfg, agent_running),
     })
 }
 
@@ -327,7 +330,11 @@ async fn check_catalog(cfg: &Config, st: &mut Status) -> Reach {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(s.timestamp_ms()),
                 });
-                committed = commit::committed_offsets(md, &cfg.agent_id);
+                // In a group the table's offsets are the group's, whoever committed them.
+                committed = match &cfg.kafka.group {
+                    Some(g) => commit::fence::recorded(md, &g.name).offsets,
+                    None => commit::committed_offsets(md, &cfg.agent_id),
+                };
                 // The object store may be down while the catalog answers: no health then.
                 t.health = crate::maintain::health(table)
                     .await
@@ -365,6 +372,9 @@ fn when(ms: i64) -> String {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_spool(f)?;
+        if let Some(g) = &self.group {
+            write!(f, "{g}")?;
+        }
         for (what, r) in [("broker", &self.broker), ("catalog", &self.catalog)] {
             match r {
                 None => writeln!(f, "{what}: not checked (--offline)")?,

@@ -100,6 +100,12 @@ fn agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause() 
     let fenced =
         p.produce_while(Duration::from_secs(30), || read_log(&log(2))[stopped_log..].contains("commit fenced"));
     assert!(fenced, "member 2's stale commit was not refused:\n{}", tail(&read_log(&log(2)), 40));
+    // `frazil status` beside the running member reports the group and the refusal.
+    let st = status_json(&configs[1], &["--offline"]);
+    let g = &st["group"];
+    assert_eq!(g["group"], "line", "{st}");
+    assert!(g["running"]["fenced_commits"].as_u64().is_some_and(|n| n >= 1), "{st}");
+    assert!(g["running"]["partitions"].is_array(), "{st}");
     p.produce_for(Duration::from_secs(4));
 
     // Everything produced lands; then the members stop.

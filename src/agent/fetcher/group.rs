@@ -82,6 +82,15 @@ impl Fetcher<'_> {
                 self.cursors.insert(tp, c);
             }
         }
+        self.show_partitions();
         Ok(!gone.is_empty())
+    }
+
+    /// Records the partitions read, for the metrics and `frazil status` (group mode).
+    pub(super) fn show_partitions(&self) {
+        if self.shared.group().is_some() {
+            *self.shared.gauges.group_partitions.borrow_mut() = self.cursors.keys().cloned().collect();
+            self.shared.save_group_state();
+        }
     }
 }

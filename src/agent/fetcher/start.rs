@@ -44,6 +44,7 @@ impl Fetcher<'_> {
             }
         };
         self.cursors = cursors;
+        self.show_partitions();
         // A flush drains to the high watermark seen now; records produced later wait for the next run.
         if self.mode == Mode::Flush {
             for (tp, c) in &mut self.cursors {
