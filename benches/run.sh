@@ -19,13 +19,9 @@ json_out=""
 [ "${1:-}" != "--json" ] || json_out="$(realpath -m "$2")"
 [ -z "$json_out" ] || mkdir -p "$(dirname "$json_out")"
 
-target=()
-[ -z "${TARGET:-}" ] || target=(--target "$TARGET")
-cargo build --release --locked --quiet -p frazil --bin frazil "${target[@]}"
-pipeline=$(cargo bench --locked --bench pipeline --no-run "${target[@]}" 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
-frazil="$PWD/target/${TARGET:+$TARGET/}release/frazil"
-bash tests/servers/install.sh >/dev/null
-py="${FRAZIL_VENV:-$HOME/.cache/frazil/venv}/bin/python"
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_tools
 
 work=$(mktemp -d /tmp/frazil-bench.XXXXXX)
 bash tests/servers/start.sh "$work/servers" >/dev/null
@@ -48,8 +44,6 @@ measure() {
   }
   echo "$name $(tail -1 "$work/time") $(tail -1 "$work/out" 2>/dev/null)" >>"$results"
 }
-# shellcheck source=benches/lib.sh
-source benches/lib.sh
 config() { bench_config "$1" "$2" "$3" bench "${4:-}"; } # dir topic table [extra toml]
 baseline=("$py" benches/baseline.py --brokers "$FRAZIL_KAFKA" --topic telemetry --catalog "$FRAZIL_CATALOG"
   --namespace bench --commits 10 --s3-endpoint "$FRAZIL_S3_ENDPOINT" --s3-access-key "$FRAZIL_S3_ACCESS_KEY"

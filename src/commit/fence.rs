@@ -21,6 +21,7 @@ use iceberg::TableRequirement;
 use iceberg::TableUpdate;
 use iceberg::spec::{SnapshotReference, SnapshotRetention, TableMetadata};
 
+use super::protocol::{offset_properties, offsets_under};
 use crate::topic::TopicPartition;
 
 /// Snapshot-summary key naming the group whose offsets a snapshot carries.
@@ -47,21 +48,7 @@ pub struct Recorded {
 pub fn recorded(metadata: &TableMetadata, group: &str) -> Recorded {
     let Some(snapshot) = metadata.snapshot_for_ref(&group_tag(group)) else { return Recorded::default() };
     let props = &snapshot.summary().additional_properties;
-    Recorded { tag_snapshot: Some(snapshot.snapshot_id()), offsets: parse_offsets(props) }
-}
-
-fn parse_offsets(props: &HashMap<String, String>) -> BTreeMap<TopicPartition, i64> {
-    let mut out = BTreeMap::new();
-    for (k, v) in props {
-        let Some(topic) = k.strip_prefix(GROUP_OFFSETS_PREFIX) else { continue };
-        let Ok(parts) = serde_json::from_str::<BTreeMap<String, i64>>(v) else { continue };
-        for (p, next) in parts {
-            if let Ok(p) = p.parse::<i32>() {
-                out.insert((topic.to_string(), p), next);
-            }
-        }
-    }
-    out
+    Recorded { tag_snapshot: Some(snapshot.snapshot_id()), offsets: offsets_under(GROUP_OFFSETS_PREFIX, props) }
 }
 
 /// The partitions of `claims` whose claim the table no longer records: another agent committed
@@ -83,15 +70,8 @@ pub fn group_properties(
 ) -> HashMap<String, String> {
     let mut all = recorded.offsets.clone();
     all.extend(next.iter().map(|(tp, n)| (tp.clone(), *n)));
-    let mut by_topic: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
-    for ((topic, partition), n) in &all {
-        by_topic.entry(topic).or_default().insert(partition.to_string(), *n);
-    }
-    let mut props = HashMap::from([(GROUP.to_string(), group.to_string())]);
-    for (topic, parts) in by_topic {
-        let json = serde_json::to_string(&parts).expect("a map of numbers serializes");
-        props.insert(format!("{GROUP_OFFSETS_PREFIX}{topic}"), json);
-    }
+    let mut props = offset_properties(GROUP_OFFSETS_PREFIX, &all);
+    props.insert(GROUP.to_string(), group.to_string());
     props
 }
 

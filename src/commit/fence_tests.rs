@@ -7,7 +7,7 @@ fn tp(p: i32) -> TopicPartition {
 /// The table after a commit of `next` on top of `base`, as the next reader sees it.
 fn after(base: &Recorded, snapshot: i64, next: &BTreeMap<TopicPartition, i64>) -> Recorded {
     let props = group_properties("g", base, next);
-    Recorded { tag_snapshot: Some(snapshot), offsets: parse_offsets(&props) }
+    Recorded { tag_snapshot: Some(snapshot), offsets: offsets_under(GROUP_OFFSETS_PREFIX, &props) }
 }
 
 #[test]
@@ -50,14 +50,7 @@ fn disjoint_partitions_never_fence_each_other() {
 
 #[test]
 fn the_tag_move_asserts_the_fenced_snapshot_and_moves_with_the_data() {
-    use iceberg::spec::{Operation, Snapshot, Summary};
-    let snapshot = Snapshot::builder()
-        .with_snapshot_id(42)
-        .with_sequence_number(1)
-        .with_timestamp_ms(1)
-        .with_manifest_list("s3://b/m.avro".to_string())
-        .with_summary(Summary { operation: Operation::Append, additional_properties: HashMap::new() })
-        .build();
+    let snapshot = crate::commit::protocol::tests::snapshot(42);
     let mv = TagMove { tag: group_tag("g"), expected: None };
     let (mut reqs, mut updates) = (vec![], vec![TableUpdate::AddSnapshot { snapshot }]);
     mv.apply(&mut reqs, &mut updates);

@@ -60,27 +60,36 @@ pub fn summary_properties(
     commit_id: &str,
     offsets: &BTreeMap<TopicPartition, i64>,
 ) -> HashMap<String, String> {
-    let mut props = HashMap::new();
+    let mut props = offset_properties(OFFSETS_PREFIX, offsets);
     props.insert(COMMIT_ID.to_string(), commit_id.to_string());
     props.insert(AGENT.to_string(), agent.to_string());
+    props
+}
+
+/// Per-topic summary keys `<prefix><topic>` = `{"<partition>": <next offset>, ...}`.
+pub(crate) fn offset_properties(prefix: &str, offsets: &BTreeMap<TopicPartition, i64>) -> HashMap<String, String> {
     let mut by_topic: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
     for ((topic, partition), next) in offsets {
         by_topic.entry(topic).or_default().insert(partition.to_string(), *next);
     }
-    for (topic, parts) in by_topic {
-        props.insert(
-            format!("{OFFSETS_PREFIX}{topic}"),
-            serde_json::to_string(&parts).expect("a map of numbers serializes"),
-        );
-    }
-    props
+    by_topic
+        .into_iter()
+        .map(|(topic, parts)| {
+            (format!("{prefix}{topic}"), serde_json::to_string(&parts).expect("a map of numbers serializes"))
+        })
+        .collect()
 }
 
 /// Reads the offsets back out of one snapshot's summary properties (ignoring keys it cannot parse).
 pub fn offsets_in(props: &HashMap<String, String>) -> BTreeMap<TopicPartition, i64> {
+    offsets_under(OFFSETS_PREFIX, props)
+}
+
+/// The offsets of the summary keys that start with `prefix` (ignoring those it cannot parse).
+pub(crate) fn offsets_under(prefix: &str, props: &HashMap<String, String>) -> BTreeMap<TopicPartition, i64> {
     let mut out = BTreeMap::new();
     for (k, v) in props {
-        let Some(topic) = k.strip_prefix(OFFSETS_PREFIX) else { continue };
+        let Some(topic) = k.strip_prefix(prefix) else { continue };
         let Ok(parts) = serde_json::from_str::<BTreeMap<String, i64>>(v) else { continue };
         for (p, next) in parts {
             if let Ok(p) = p.parse::<i32>() {
@@ -165,7 +174,7 @@ fn offsets_of_newest<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -205,17 +214,21 @@ mod tests {
         assert_eq!(offsets_of_newest(cut.iter(), true, None, "gw-1"), BTreeMap::new());
     }
 
-    #[test]
-    fn a_new_snapshot_moves_the_agents_tag_in_the_same_commit() {
+    /// An append snapshot with this id and nothing in its summary.
+    pub(crate) fn snapshot(id: i64) -> Snapshot {
         use iceberg::spec::{Operation, Summary};
-        let snapshot = Snapshot::builder()
-            .with_snapshot_id(42)
+        Snapshot::builder()
+            .with_snapshot_id(id)
             .with_sequence_number(1)
             .with_timestamp_ms(1)
             .with_manifest_list("s3://b/m.avro".to_string())
             .with_summary(Summary { operation: Operation::Append, additional_properties: HashMap::new() })
-            .build();
-        let mut updates = vec![TableUpdate::AddSnapshot { snapshot }];
+            .build()
+    }
+
+    #[test]
+    fn a_new_snapshot_moves_the_agents_tag_in_the_same_commit() {
+        let mut updates = vec![TableUpdate::AddSnapshot { snapshot: snapshot(42) }];
         tag_new_snapshot(&mut updates, "gw-1");
         let Some(TableUpdate::SetSnapshotRef { ref_name, reference }) = updates.last() else {
             panic!("no ref update: {updates:?}")

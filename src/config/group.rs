@@ -36,7 +36,10 @@ pub(super) fn group(name: Option<String>, session_timeout: Option<String>) -> Re
             "use between 6s and 5min (brokers refuse others by default), e.g. \"30s\"",
         ));
     }
-    Ok(Some(GroupConfig { name, session_timeout, heartbeat_interval: session_timeout / 3 }))
+    // As Kafka's own clients: a heartbeat every 3 s (a third of a shorter session), so the
+    // members hear of a rebalance soon whatever the session timeout.
+    let heartbeat_interval = (session_timeout / 3).min(Duration::from_secs(3));
+    Ok(Some(GroupConfig { name, session_timeout, heartbeat_interval }))
 }
 
 /// `kafka.partitions`: each topic must be one of `kafka.topics`, with partition numbers listed once.

@@ -75,7 +75,8 @@ pub struct GroupConfig {
     pub name: String,
     /// The coordinator drops a member it has not heard from for this long.
     pub session_timeout: Duration,
-    /// How often a member says it is alive: a third of the session timeout.
+    /// How often a member says it is alive (and hears of a rebalance): every 3 s, or a third of
+    /// a shorter session timeout.
     pub heartbeat_interval: Duration,
 }
 

@@ -126,11 +126,14 @@ fn topics_by_pattern_and_tables_by_entry() {
 #[test]
 fn the_readme_reference_parses() {
     let readme = include_str!("../../README.md");
-    let start = readme.find("```toml\n").expect("a toml block in the README") + "```toml\n".len();
+    let reference = readme.find("## Configuration reference").expect("the reference section");
+    let start = reference + readme[reference..].find("```toml\n").expect("a toml block in it") + "```toml\n".len();
     let text = &readme[start..start + readme[start..].find("```").unwrap()];
     let c = Config::parse(text).unwrap_or_else(|e| panic!("README reference: {e}"));
     assert_eq!(c.table_for("sensors.temp"), "temperatures");
     assert!(c.kafka.topic_pattern.is_some());
+    assert_eq!(c.kafka.group.as_ref().map(|g| g.name.as_str()), Some("plant-7"));
+    assert_eq!(c.kafka.static_partitions("telemetry"), Some(&[0, 1][..]));
 }
 
 /// The config the packages install at /etc/frazil/frazil.toml parses, and its spool is the
@@ -424,7 +427,7 @@ fn a_group_and_static_partitions_are_checked() {
     let g = c.kafka.group.clone().unwrap();
     assert_eq!(
         (g.name.as_str(), g.session_timeout, g.heartbeat_interval),
-        ("plant-7", Duration::from_secs(30), Duration::from_secs(10))
+        ("plant-7", Duration::from_secs(30), Duration::from_secs(3))
     );
     assert_eq!(c.kafka.static_partitions("events"), Some(&[1, 3][..]));
     assert_eq!(err(&with("group = \"a b\"")).0, "kafka.group");

@@ -94,7 +94,13 @@ fn agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause() 
     let signal = |sig: &str| assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
     signal("-STOP");
     let stopped_log = read_log(&log(2)).len();
-    p.produce_for(Duration::from_secs(22));
+    let others = [3, 4].map(|n| (n, read_log(&log(n)).len()));
+    // tansu notices a silent member only when another one's heartbeat looks (15-25 s here with a
+    // 6 s session timeout); then the group gives its partitions to the others, who commit them.
+    let taken = || others.iter().any(|(n, at)| read_log(&log(*n))[*at..].contains("assigned to this agent"));
+    let moved = p.produce_while(Duration::from_secs(90), taken);
+    assert!(moved, "member 2's partitions never moved while it was stopped");
+    p.produce_for(Duration::from_secs(5));
     signal("-CONT");
     // Its commit of rows others took over meanwhile is refused, and it says so.
     let fenced =

@@ -77,7 +77,11 @@ impl Fetcher<'_> {
         let gained: Vec<TopicPartition> =
             found.into_iter().filter(|tp| self.reads(tp) && !self.cursors.contains_key(tp)).collect();
         if !gained.is_empty() {
-            for (tp, c) in self.cursors_for(source, &gained).await? {
+            for (tp, mut c) in self.cursors_for(source, &gained).await? {
+                // A flush drains what it gains to the high watermark of now, like the rest.
+                if self.mode == super::Mode::Flush {
+                    c.target = Some(source.watermarks(&tp).await?.1);
+                }
                 log::info!(topic = tp.0.as_str(), partition = tp.1, offset = c.next; "{}/{}: assigned to this agent; reading from offset {}", tp.0, tp.1, c.next);
                 self.cursors.insert(tp, c);
             }

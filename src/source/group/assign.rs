@@ -2,8 +2,13 @@
 //! evenly (the first ones, in member-id order, one more when they do not divide evenly), and a
 //! member keeps the partitions it owned in the last generation as far as its share allows. A
 //! moved partition costs its new owner a claim and a read from the table's offset, and its old
-//! owner the rows it had not committed, so few should move. Pure: the leader calls it with what
-//! JoinGroup and Metadata said.
+//! owner the rows it had not committed, so few should move.
+//!
+//! A move takes two generations, as in Kafka's cooperative rebalancing: a partition another
+//! member still owns is taken from it but given to no one yet; the old owner, seeing it revoked,
+//! stops reading it and joins again at once, and the next generation hands it to its new owner.
+//! So two members never read one partition at the same time (the fence would refuse one of them,
+//! and its work would be lost). Pure: the leader calls it with what JoinGroup and Metadata said.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,6 +63,9 @@ pub fn sticky(members: &BTreeMap<String, Subscription>, partitions: &BTreeMap<St
             }
         }
         for (m, mut ps) in got {
+            // Not yet: what another member owns waits until it has let go (the next generation).
+            // (Also when that member no longer reads the topic: it stops at its next assignment.)
+            ps.retain(|&p| !members.keys().any(|o| o != m && owns(o, p)));
             if !ps.is_empty() {
                 ps.sort_unstable();
                 plan.get_mut(m).expect("every member is in the plan").insert(topic.clone(), ps);

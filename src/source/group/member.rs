@@ -171,10 +171,16 @@ impl<'a> Member<'a> {
             partitions.len(),
             if leader { " (this agent assigned them, as leader)" } else { "" }
         );
+        let revoked = self.assigned.difference(&partitions).count();
         self.assigned = partitions.clone();
         let assignment = Assignment { generation: joined.generation_id, member_id: self.member_id.clone(), partitions };
         if self.out.send_blocking(assignment).is_err() {
             return Ok(Ended::Stopped);
+        }
+        if revoked > 0 {
+            // Let go at once: their new owner is given them in the next generation (`assign.rs`).
+            log::debug!("group {}: {revoked} partition(s) revoked; joining again to hand them over", self.group.name);
+            return Ok(Ended::Rejoin);
         }
         self.heartbeat(conn, joined.generation_id, leader.then_some(counts))
     }
