@@ -48,9 +48,11 @@ impl Publisher<'_> {
         files: Vec<SpoolFile>,
         group: &str,
     ) -> Result<()> {
-        let (mut files, stale) = claims::split(files, &self.shared.claims.borrow());
-        if !stale.is_empty() {
-            return Ok(()); // claims changed since the cycle began: the next cycle discards them
+        // Files whose claim went since the cycle began (a fence on the dead-letter table, a
+        // reassignment) stay out; the next cycle discards them.
+        let (mut files, _) = claims::split(files, &self.shared.claims.borrow());
+        if files.is_empty() {
+            return Ok(());
         }
         // The fence is checked against the table as it is now, not as this agent last saw it.
         let table = committer.load(name).await?;
