@@ -83,4 +83,15 @@ fn tls_client_certs_and_scram_login_with_clear_errors_for_each_refusal() {
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "{log}");
     assert_table_exactly(&servers, "guarded", &expected);
+
+    // A consumer group's own connection (coordinator, join, heartbeats) logs in the same way:
+    // a flush in a group, into a table of its own (the group's offsets start at the beginning).
+    let secured = std::fs::read_to_string(&config).unwrap();
+    let grouped = secured.replace("[kafka]\n", "[kafka]\ngroup = \"secure\"\n")
+        + "\n[catalog.tables]\n\"guarded\" = \"guarded_group\"\n";
+    write_config(&config, &grouped);
+    let (code, log) = servers.frazil(&["flush", "--max-duration", "90s", "--config", path_str(&config)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("generation") && log.contains("assigns this agent 2 partition(s)"), "{log}");
+    assert_table_exactly(&servers, "guarded_group", &expected);
 }

@@ -104,7 +104,11 @@ async fn load_tables(cfg: &Config, tables: &mut BTreeMap<String, Option<Committe
                 frazil::Error::iceberg(format!("reading {name}'s manifest list from the object store"), e)
             })?;
         }
-        let offsets = frazil::commit::offsets_as_of_current(metadata, &cfg.agent_id);
+        // In a consumer group the table's offsets are the group's, whichever member committed.
+        let offsets = match &cfg.kafka.group {
+            Some(g) => frazil::commit::fence::offsets_as_of_current(metadata, &g.name),
+            None => frazil::commit::offsets_as_of_current(metadata, &cfg.agent_id),
+        };
         *slot = Some(Committed { snapshot_id: snapshot.map(|s| s.snapshot_id()), offsets, table });
     }
     Ok(())

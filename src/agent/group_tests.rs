@@ -70,6 +70,8 @@ fn two_static_agents_given_one_partition_commit_each_offset_once() {
     let recorded = fence::recorded(table.metadata(), "g");
     assert_eq!(recorded.offsets, BTreeMap::from([(("events".to_string(), 0), 300)]));
     assert_eq!(recorded.tag_snapshot, table.metadata().current_snapshot().map(|s| s.snapshot_id()));
+    // What a query over the table and an agent's spool takes from the table alone.
+    assert_eq!(fence::offsets_as_of_current(table.metadata(), "g"), recorded.offsets);
     // The metrics and the status file say what happened.
     for agent in [&a, &b] {
         let fenced = agent.shared.gauges.fenced_commits.get();

@@ -21,7 +21,7 @@ use iceberg::TableRequirement;
 use iceberg::TableUpdate;
 use iceberg::spec::{SnapshotReference, SnapshotRetention, TableMetadata};
 
-use super::protocol::{offset_properties, offsets_under};
+use super::protocol::{newest_offsets, offset_properties, offsets_under};
 use crate::topic::TopicPartition;
 
 /// Snapshot-summary key naming the group whose offsets a snapshot carries.
@@ -29,9 +29,13 @@ pub const GROUP: &str = "frazil.group";
 /// Prefix of the per-topic group offsets: `frazil.group-offsets.<topic>` = `{"<partition>": <next offset>}`.
 pub const GROUP_OFFSETS_PREFIX: &str = "frazil.group-offsets.";
 
+/// The prefix of a group's tag. An agent's tag is `frazil-<agent>`, so no agent id may start
+/// with `group-` (the configuration refuses one).
+pub const GROUP_TAG_PREFIX: &str = "frazil-group-";
+
 /// The name of `group`'s tag.
 pub fn group_tag(group: &str) -> String {
-    format!("frazil-group-{group}")
+    format!("{GROUP_TAG_PREFIX}{group}")
 }
 
 /// Per partition, the next offset a claim expects the table to record (`None`: nothing recorded).
@@ -49,6 +53,13 @@ pub fn recorded(metadata: &TableMetadata, group: &str) -> Recorded {
     let Some(snapshot) = metadata.snapshot_for_ref(&group_tag(group)) else { return Recorded::default() };
     let props = &snapshot.summary().additional_properties;
     Recorded { tag_snapshot: Some(snapshot.snapshot_id()), offsets: offsets_under(GROUP_OFFSETS_PREFIX, props) }
+}
+
+/// `group`'s offsets as of the table's current snapshot: what a query that scans it may take
+/// from the table alone (the group's counterpart of `protocol::offsets_as_of_current`).
+pub fn offsets_as_of_current(metadata: &TableMetadata, group: &str) -> BTreeMap<TopicPartition, i64> {
+    let ours = |props: &HashMap<String, String>| props.get(GROUP).map(String::as_str) == Some(group);
+    newest_offsets(metadata, &group_tag(group), ours, |props| offsets_under(GROUP_OFFSETS_PREFIX, props))
 }
 
 /// The partitions of `claims` whose claim the table no longer records: another agent committed

@@ -152,23 +152,37 @@ pub fn committed_offsets(metadata: &TableMetadata, agent: &str) -> BTreeMap<Topi
 /// holds the tagged snapshot's. A tag on a snapshot main does not reach (main rolled back past
 /// it) is not trusted: rows of it may be missing from the scan.
 pub fn offsets_as_of_current(metadata: &TableMetadata, agent: &str) -> BTreeMap<TopicPartition, i64> {
-    let walk: Vec<&Snapshot> = ancestors(metadata).collect();
-    let gap = walk.last().and_then(|s| s.parent_snapshot_id()).is_some();
-    let tagged = metadata.snapshot_for_ref(&agent_tag(agent)).map(|s| &s.summary().additional_properties);
-    offsets_of_newest(walk.iter().map(|s| &s.summary().additional_properties), gap, tagged, agent)
+    let ours = |props: &Props| props.get(AGENT).map(String::as_str) == Some(agent);
+    newest_offsets(metadata, &agent_tag(agent), ours, offsets_in)
 }
 
-/// [`offsets_as_of_current`] over main's history (newest first) as summary properties.
-fn offsets_of_newest<'a>(
-    mut walk: impl Iterator<Item = &'a HashMap<String, String>>,
-    gap: bool,
-    tagged: Option<&'a HashMap<String, String>>,
-    agent: &str,
+type Props = HashMap<String, String>;
+
+/// The offsets `read` finds in the newest snapshot on main's history that is `ours`, or under
+/// `tag` when the walk ends at a gap first (see [`offsets_as_of_current`]).
+pub(crate) fn newest_offsets(
+    metadata: &TableMetadata,
+    tag: &str,
+    ours: impl Fn(&Props) -> bool,
+    read: impl Fn(&Props) -> BTreeMap<TopicPartition, i64>,
 ) -> BTreeMap<TopicPartition, i64> {
-    let ours = walk.find(|props| props.get(AGENT).map(String::as_str) == Some(agent));
-    match (ours, gap) {
-        (Some(props), _) => offsets_in(props),
-        (None, true) => tagged.map(offsets_in).unwrap_or_default(),
+    let walk: Vec<&Snapshot> = ancestors(metadata).collect();
+    let gap = walk.last().and_then(|s| s.parent_snapshot_id()).is_some();
+    let tagged = metadata.snapshot_for_ref(tag).map(|s| &s.summary().additional_properties);
+    offsets_of_newest(walk.iter().map(|s| &s.summary().additional_properties), gap, tagged, ours, read)
+}
+
+/// [`newest_offsets`] over main's history (newest first) as summary properties.
+fn offsets_of_newest<'a>(
+    mut walk: impl Iterator<Item = &'a Props>,
+    gap: bool,
+    tagged: Option<&'a Props>,
+    ours: impl Fn(&Props) -> bool,
+    read: impl Fn(&Props) -> BTreeMap<TopicPartition, i64>,
+) -> BTreeMap<TopicPartition, i64> {
+    match (walk.find(|props| ours(props)), gap) {
+        (Some(props), _) => read(props),
+        (None, true) => tagged.map(read).unwrap_or_default(),
         (None, false) => BTreeMap::new(),
     }
 }
@@ -206,12 +220,16 @@ pub(crate) mod tests {
         let tag = ours(50);
         // Newest first: another agent's commit, then ours at 40, then ours at 30.
         let main = [theirs.clone(), ours(40), ours(30)];
-        assert_eq!(offsets_of_newest(main.iter(), false, Some(&tag), "gw-1"), BTreeMap::from([(tp(0), 40)]));
+        let newest = |walk: &[HashMap<String, String>], gap, tagged| {
+            let ours = |p: &Props| p.get(AGENT).map(String::as_str) == Some("gw-1");
+            offsets_of_newest(walk.iter(), gap, tagged, ours, offsets_in)
+        };
+        assert_eq!(newest(&main, false, Some(&tag)), BTreeMap::from([(tp(0), 40)]));
         // Our snapshots expired from main's history: the tag answers only when the walk hit a gap.
         let cut = [theirs];
-        assert_eq!(offsets_of_newest(cut.iter(), true, Some(&tag), "gw-1"), BTreeMap::from([(tp(0), 50)]));
-        assert_eq!(offsets_of_newest(cut.iter(), false, Some(&tag), "gw-1"), BTreeMap::new());
-        assert_eq!(offsets_of_newest(cut.iter(), true, None, "gw-1"), BTreeMap::new());
+        assert_eq!(newest(&cut, true, Some(&tag)), BTreeMap::from([(tp(0), 50)]));
+        assert_eq!(newest(&cut, false, Some(&tag)), BTreeMap::new());
+        assert_eq!(newest(&cut, true, None), BTreeMap::new());
     }
 
     /// An append snapshot with this id and nothing in its summary.

@@ -435,4 +435,5 @@ fn a_group_and_static_partitions_are_checked() {
     assert_eq!(err(&with("session_timeout = \"10s\"")).0, "kafka.session_timeout");
     assert_eq!(err(&with("partitions = { other = [0] }")).0, "kafka.partitions.\"other\"");
     assert_eq!(err(&with("partitions = { events = [-1] }")).0, "kafka.partitions.\"events\"");
+    assert_eq!(err(&format!("[agent]\nid = \"group-a\"\n{MINIMAL}")).0, "agent.id", "it would read as a group's tag");
 }

@@ -79,6 +79,14 @@ fn agent_id(id: Option<String>) -> Result<String> {
             "use letters, digits, '-', '_' or '.', e.g. \"gateway-7\"",
         ));
     }
+    // The agent's tag `frazil-<id>` must not read as a consumer group's `frazil-group-<name>`.
+    if agent_id.starts_with("group-") {
+        return Err(Error::config(
+            "agent.id",
+            format!("`{agent_id}` starts with `group-`, which names consumer groups' tags in a table"),
+            "choose another id, e.g. \"gateway-7\"",
+        ));
+    }
     Ok(agent_id)
 }
 

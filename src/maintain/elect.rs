@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use iceberg::spec::TableMetadata;
 
+use crate::commit::fence::GROUP_TAG_PREFIX;
 use crate::commit::protocol::TAG_PREFIX;
 
 /// Whether `agent` maintains the table described by `md` at `now_ms`.
@@ -16,6 +17,8 @@ pub fn is_maintainer(md: &TableMetadata, agent: &str, now_ms: i64, window: Durat
     let active = super::refs(md)
         .into_iter()
         .filter(|(name, r)| name.starts_with(TAG_PREFIX) && !r.is_branch())
+        // A group's tag moves with its members' commits, whose own tags take part.
+        .filter(|(name, _)| !name.starts_with(GROUP_TAG_PREFIX))
         // A re-anchored tag sits on a new snapshot, but its agent has stopped committing.
         .filter(|(_, r)| {
             md.snapshot_by_id(r.snapshot_id).is_some_and(|s| {
@@ -66,6 +69,13 @@ mod tests {
         // gw-a stopped committing: its old tag no longer makes it the maintainer.
         assert!(!is_maintainer(&md, "gw-a", 13_500, window));
         assert!(is_maintainer(&md, "gw-b", 13_500, window));
+    }
+
+    #[test]
+    fn a_groups_tag_is_no_agent() {
+        // `frazil-group-line` moves with every commit of the group, and sorts before `member-1`.
+        let md = tagged(&[("group-line", 9_000), ("member-1", 9_000), ("member-2", 9_000)]);
+        assert!(is_maintainer(&md, "member-1", 10_000, Duration::from_secs(5)));
     }
 
     #[test]
