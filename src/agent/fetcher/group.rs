@@ -52,7 +52,7 @@ impl Fetcher<'_> {
 
     /// True when this agent reads `tp`: `kafka.partitions` fixes it, or the group assigned it
     /// (every partition when there is no group).
-    pub(super) fn reads(&self, (topic, p): &TopicPartition) -> bool {
+    pub(super) fn is_ours(&self, (topic, p): &TopicPartition) -> bool {
         match (self.shared.cfg.kafka.static_partitions(topic), &self.assigned) {
             (Some(fixed), _) => fixed.contains(p),
             (None, Some(assigned)) => assigned.contains(&(topic.clone(), *p)),
@@ -67,7 +67,7 @@ impl Fetcher<'_> {
         if !self.newest_assignment() {
             return Ok(false);
         }
-        let gone: Vec<TopicPartition> = self.cursors.keys().filter(|tp| !self.reads(tp)).cloned().collect();
+        let gone: Vec<TopicPartition> = self.cursors.keys().filter(|tp| !self.is_ours(tp)).cloned().collect();
         for tp in &gone {
             self.cursors.remove(tp);
             self.shared.gauges.positions.borrow_mut().remove(tp);
@@ -75,7 +75,7 @@ impl Fetcher<'_> {
         }
         let found: BTreeSet<TopicPartition> = source.discover().await?.into_iter().collect();
         let gained: Vec<TopicPartition> =
-            found.into_iter().filter(|tp| self.reads(tp) && !self.cursors.contains_key(tp)).collect();
+            found.into_iter().filter(|tp| self.is_ours(tp) && !self.cursors.contains_key(tp)).collect();
         if !gained.is_empty() {
             for (tp, mut c) in self.cursors_for(source, &gained).await? {
                 // A flush drains what it gains to the high watermark of now, like the rest.

@@ -72,7 +72,7 @@ impl Fetcher<'_> {
     /// The partitions of `found` this agent reads (`group.rs`: all of them, less those
     /// `kafka.partitions` or the group's assignment give to others).
     fn ours(&self, found: Vec<TopicPartition>) -> Vec<TopicPartition> {
-        found.into_iter().filter(|tp| self.reads(tp)).collect()
+        found.into_iter().filter(|tp| self.is_ours(tp)).collect()
     }
 
     /// A cursor for each partition, at the offset after the last one the spool index or the
