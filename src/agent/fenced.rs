@@ -2,7 +2,7 @@
 //! commit is fenced (`commit::fence`), and rows the fence refused are discarded. See
 //! `agent/claims.rs` for the claims and `commit/DESIGN.md` for the protocol.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use frazil_spool::SpoolFile;
 
@@ -55,26 +55,25 @@ impl Publisher<'_> {
             return Ok(());
         }
         // The fence is checked against the table as it is now, not as this agent last saw it.
-        let table = committer.load(name).await?;
-        let table = match table {
-            Some(t) => {
-                self.shared.layouts.set_table(name, t);
-                self.shared.layouts.ready(committer, name).await?
-            }
-            None => self.shared.layouts.ready(committer, name).await?,
+        if let Some(t) = committer.load(name).await? {
+            self.shared.layouts.set_table(name, t);
+        }
+        let table = self.shared.layouts.ready(committer, name).await?;
+        let (mut claimed, mut next) = claims::fence_of(name, &files, &self.shared.claims.borrow());
+        let expected = |claimed: &BTreeMap<TopicPartition, claims::Claim>| -> fence::Claims {
+            claimed.iter().map(|(tp, c)| (tp.clone(), c.expected)).collect()
         };
-        let (claimed, _) = claims::fence_of(name, &files, &self.shared.claims.borrow());
-        let expected: fence::Claims = claimed.iter().map(|(tp, c)| (tp.clone(), c.expected)).collect();
-        let lost = fence::fenced(&fence::recorded(table.metadata(), group), &expected);
+        let lost = fence::fenced(&fence::recorded(table.metadata(), group), &expected(&claimed));
         if !lost.is_empty() {
             self.fenced(name, group, &lost);
             files.retain(|f| !lost.contains(&(f.meta.topic.clone(), f.meta.partition)));
+            claimed.retain(|tp, _| !lost.contains(tp));
+            next.retain(|tp, _| !lost.contains(tp));
             if files.is_empty() {
                 return Ok(());
             }
         }
-        let (claimed, next) = claims::fence_of(name, &files, &self.shared.claims.borrow());
-        let expected: fence::Claims = claimed.iter().map(|(tp, c)| (tp.clone(), c.expected)).collect();
+        let expected = expected(&claimed);
         let fence = commit::GroupFence { group, claims: &expected, next: &next };
         match self.commit_files(committer, name, table, files, Some(&fence)).await {
             Ok(()) => {

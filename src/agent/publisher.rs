@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use frazil_spool::{FileState, PendingCommit, SpoolFile};
 use smol::channel::{Receiver, Sender};
 
-use super::Mode;
 #[path = "fenced.rs"]
 mod fenced;
 
+use super::Mode;
 use super::shared::Shared;
 use crate::commit::{self, Committer};
 use crate::maintain;
@@ -267,7 +267,7 @@ impl<'a> Publisher<'a> {
             return self.commit_fenced(committer, name, files, group).await;
         }
         let table = self.shared.layouts.ready(committer, name).await?;
-        self.commit_files(committer, name, table, files, None).await.map(|_| ())
+        self.commit_files(committer, name, table, files, None).await
     }
 
     /// Appends `files` to `table` as one commit, recorded as pending first; fenced with `group`.

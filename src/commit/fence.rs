@@ -19,9 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use iceberg::TableRequirement;
 use iceberg::TableUpdate;
-use iceberg::spec::{SnapshotReference, SnapshotRetention, TableMetadata};
+use iceberg::spec::TableMetadata;
 
-use super::protocol::{newest_offsets, offset_properties, offsets_under};
+use super::protocol::{move_tag_to_new_snapshot, newest_offsets, offset_properties, offsets_under};
 use crate::topic::TopicPartition;
 
 /// Snapshot-summary key naming the group whose offsets a snapshot carries.
@@ -99,14 +99,10 @@ impl TagMove {
     /// Asserts the tag is still where the fence saw it, and moves it to the snapshot `updates`
     /// add. A commit that adds no snapshot is left as it is.
     pub fn apply(&self, requirements: &mut Vec<TableRequirement>, updates: &mut Vec<TableUpdate>) {
-        let added = updates.iter().find_map(|u| match u {
-            TableUpdate::AddSnapshot { snapshot } => Some(snapshot.snapshot_id()),
-            _ => None,
-        });
-        let Some(snapshot_id) = added else { return };
-        requirements.push(TableRequirement::RefSnapshotIdMatch { r#ref: self.tag.clone(), snapshot_id: self.expected });
-        let reference = SnapshotReference { snapshot_id, retention: SnapshotRetention::Tag { max_ref_age_ms: None } };
-        updates.push(TableUpdate::SetSnapshotRef { ref_name: self.tag.clone(), reference });
+        if move_tag_to_new_snapshot(updates, &self.tag).is_some() {
+            requirements
+                .push(TableRequirement::RefSnapshotIdMatch { r#ref: self.tag.clone(), snapshot_id: self.expected });
+        }
     }
 }
 

@@ -29,14 +29,19 @@ pub fn agent_tag(agent: &str) -> String {
 /// Adds to a commit's updates one that moves `agent`'s tag to the snapshot the commit adds, so
 /// the tag moves in the same atomic commit as the data. Updates that add no snapshot are left as they are.
 pub fn tag_new_snapshot(updates: &mut Vec<TableUpdate>, agent: &str) {
-    let added = updates.iter().find_map(|u| match u {
+    move_tag_to_new_snapshot(updates, &agent_tag(agent));
+}
+
+/// Adds to `updates` one that points the tag `tag` at the snapshot they add, and returns that
+/// snapshot's id; `None` (nothing added) when they add no snapshot.
+pub(crate) fn move_tag_to_new_snapshot(updates: &mut Vec<TableUpdate>, tag: &str) -> Option<i64> {
+    let snapshot_id = updates.iter().find_map(|u| match u {
         TableUpdate::AddSnapshot { snapshot } => Some(snapshot.snapshot_id()),
         _ => None,
-    });
-    if let Some(snapshot_id) = added {
-        let reference = SnapshotReference { snapshot_id, retention: SnapshotRetention::Tag { max_ref_age_ms: None } };
-        updates.push(TableUpdate::SetSnapshotRef { ref_name: agent_tag(agent), reference });
-    }
+    })?;
+    let reference = SnapshotReference { snapshot_id, retention: SnapshotRetention::Tag { max_ref_age_ms: None } };
+    updates.push(TableUpdate::SetSnapshotRef { ref_name: tag.to_string(), reference });
+    Some(snapshot_id)
 }
 
 /// The commit id: a UUIDv5 over the table and the sorted names of the data files the commit adds.
