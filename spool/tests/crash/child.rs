@@ -27,8 +27,9 @@ struct Child {
 pub fn run(root: &Path) {
     let status = OpenOptions::new().write(true).open(root.join("status")).unwrap();
     let _ = status.write_at(b"o", 0);
-    let (spool, rec) = Spool::open(&root.join("spool"), SpoolOptions::default())
-        .unwrap_or_else(|e| panic!("child: open after a kill failed: {e}"));
+    let dir = std::env::var_os(SPOOL_ENV).map(PathBuf::from).unwrap();
+    let (spool, rec) =
+        Spool::open(&dir, SpoolOptions::default()).unwrap_or_else(|e| panic!("child: open after a kill failed: {e}"));
     let mut journal = OpenOptions::new().create(true).append(true).read(true).open(root.join("journal")).unwrap();
     // A line the last kill cut short: end it, so ours start on a line of their own (the
     // parent ignores it: it lacks the final " .").

@@ -111,8 +111,8 @@ fn list(dir: &Path) -> BTreeSet<PathBuf> {
 }
 
 /// Reopens the spool after a kill and checks every invariant (see the file's doc).
-fn check(root: &Path, seen: &mut Seen, after: &str) {
-    let dir = root.join("spool");
+fn check(root: &Path, dir: &Path, seen: &mut Seen, after: &str) {
+    let dir = dir.to_path_buf();
     seen.journal.update(&root.join("journal"), &mut seen.journal_read);
     let j = std::mem::take(&mut seen.journal);
     seen.temp_files_left += list(&dir.join("tmp")).len() as u64;
@@ -257,13 +257,30 @@ fn check(root: &Path, seen: &mut Seen, after: &str) {
     seen.journal = j;
 }
 
-pub fn run() {
-    let cycles = env_u64("FRAZIL_CRASH_CYCLES").unwrap_or(200);
+pub fn run(mode: Mode) {
+    let name = mode.name();
+    let cycles = match mode {
+        Mode::Kill => env_u64("FRAZIL_CRASH_CYCLES"),
+        Mode::PowerCut => env_u64("FRAZIL_POWER_CUTS"),
+    }
+    .unwrap_or(200);
     let seed = env_u64("FRAZIL_CRASH_SEED")
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
-    println!("{NAME}: {cycles} cycles, FRAZIL_CRASH_SEED={seed}");
+    println!("{name}: {cycles} cycles, FRAZIL_CRASH_SEED={seed}");
     let root_dir = tempfile::tempdir().unwrap();
     let root = root_dir.path();
+    // Power cuts: the spool lives one level down on the mount, so its own name must be made
+    // durable too (open fsyncs its parent).
+    let mut power = (mode == Mode::PowerCut).then(|| {
+        fs::create_dir(root.join("power")).unwrap();
+        frazil_powerfs::PowerFs::mount(&root.join("power"))
+            .unwrap_or_else(|e| panic!("{name}: {e} (this test needs /dev/fuse and root)"))
+    });
+    let spool_dir = match &power {
+        Some(p) => p.path().join("spool"),
+        None => root.join("spool"),
+    };
+    let (mut torn, mut cuts_that_lost) = (0u64, 0u64);
     fs::write(root.join("status"), b"-").unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut rng = Rng(seed);
@@ -281,6 +298,7 @@ pub fn run() {
         let stderr = File::create(root.join("child.stderr")).unwrap();
         let mut child = child_command(&exe)
             .env(CHILD_ENV, root)
+            .env(SPOOL_ENV, &spool_dir)
             .env("FRAZIL_CRASH_CYCLE", cycle.to_string())
             .env("FRAZIL_CRASH_SEED", rng.next().to_string())
             .stdin(Stdio::null())
@@ -323,26 +341,41 @@ pub fn run() {
         let mut op = [0u8];
         File::open(root.join("status")).unwrap().read_exact_at(&mut op, 0).unwrap();
         *kills.entry(op_name(op[0])).or_default() += 1;
+        if let Some(p) = &mut power {
+            let tear = (rng.below(2) == 0).then(|| rng.next());
+            let report = p.cut(tear).unwrap_or_else(|e| panic!("{name}: cycle {cycle}: {e}"));
+            cuts_that_lost += u64::from(report.lost_anything());
+            torn += u64::from(report.torn.is_some_and(|(_, landed, _)| landed > 0));
+        }
         if check_after {
-            check(root, &mut seen, &format!("after kill {cycle} (during {})", op_name(op[0])));
+            check(root, &spool_dir, &mut seen, &format!("after {name} {cycle} (during {})", op_name(op[0])));
         }
     }
 
     let journal = &seen.journal;
     let elapsed = started.elapsed();
     println!(
-        "{NAME}: {cycles} kills in {:.1} s ({} after the child's open finished, {} right after spawn), {} reopen checks",
+        "{name}: {cycles} kills in {:.1} s ({} after the child's open finished, {} right after spawn), {} reopen checks",
         elapsed.as_secs_f64(),
         kills_after_ready,
         cycles - kills_after_ready,
         seen.checks
     );
-    println!("{NAME}: kills by operation in progress:");
+    if let Some(p) = &power {
+        let stats = p.stats();
+        println!(
+            "{name}: {cuts_that_lost} of {cycles} cuts threw unsynced changes away, {torn} tore a write; the child and checks made {} file and {} directory fsyncs",
+            stats.file_syncs, stats.dir_syncs
+        );
+        // The filesystem must really forget: cuts that lose nothing would prove nothing.
+        assert!(cuts_that_lost * 2 > cycles, "{name}: only {cuts_that_lost} of {cycles} cuts lost anything");
+    }
+    println!("{name}: kills by operation in progress:");
     for (op, n) in &kills {
         println!("  {op:<18} {n}");
     }
     println!(
-        "{NAME}: {} registers journaled, {} commits finished, {} quarantines; recovery removed {} orphan(s), found {} temp file(s) and {} pending commit(s); at most {} records listed",
+        "{name}: {} registers journaled, {} commits finished, {} quarantines; recovery removed {} orphan(s), found {} temp file(s) and {} pending commit(s); at most {} records listed",
         journal.registered.len(),
         journal.finished.len(),
         journal.quarantine_asked.len(),
