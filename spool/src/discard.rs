@@ -4,7 +4,7 @@
 
 use crate::error::{Result, SpoolError, idx};
 use crate::index::{self, FILES, PENDING};
-use crate::{FileState, Spool, fsutil};
+use crate::{FileState, Spool};
 
 impl Spool {
     /// Forgets the `Written` or `Uploaded` files `ids` and deletes them. Ids no longer listed
@@ -30,10 +30,10 @@ impl Spool {
             Ok(gone)
         })?;
         for (id, _) in &gone {
-            fsutil::remove_if_present(&self.data_path(*id))?;
+            self.disk.remove_if_present(&self.data_path(*id))?;
         }
         if !gone.is_empty() {
-            fsutil::fsync_dir(&self.data)?;
+            self.disk.fsync_dir(&self.data)?;
         }
         self.sub_data_bytes(gone.iter().map(|(_, b)| b).sum());
         Ok(gone.len())

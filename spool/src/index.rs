@@ -15,7 +15,9 @@ use redb::{
 
 use crate::PendingCommit;
 use crate::error::{Result, SpoolError, idx, io};
+use crate::fsutil::Disk;
 use crate::record::{StoredFile, StoredPending};
+use crate::vfs::{Boxed, OsFs};
 
 /// file id -> encoded `StoredFile` (layout in DESIGN.md).
 pub(crate) const FILES: TableDefinition<u64, &[u8]> = TableDefinition::new("files");
@@ -35,6 +37,8 @@ pub(crate) type FilesTable<'t> = Table<'t, u64, &'static [u8]>;
 pub(crate) struct Index {
     path: PathBuf,
     cache_bytes: usize,
+    /// Where the index lives: a reopen after an I/O error goes through it again.
+    disk: Disk,
     /// `None` only after an I/O error poisoned the database and reopening it failed too; every
     /// call then tries to reopen it again first. Readers and writers hold the read lock for the
     /// whole of their transaction, so a reopen (write lock) never races a live transaction,
@@ -68,9 +72,9 @@ impl Db {
 }
 
 impl Index {
-    pub fn open(path: &Path, cache_bytes: usize) -> Result<Index> {
-        let index = Index::with(path, cache_bytes, Db::Writer(open_db(path, cache_bytes)?));
-        crate::fsutil::owner_only(path)?;
+    pub fn open(path: &Path, cache_bytes: usize, disk: &Disk) -> Result<Index> {
+        let index = Index::with(path, cache_bytes, disk, Db::Writer(open_db(path, cache_bytes, disk)?));
+        disk.owner_only(path)?;
         // Create every table up front so read transactions never meet a missing table.
         index.write("create tables", |txn| {
             txn.open_table(FILES).map_err(idx("open files table"))?;
@@ -84,14 +88,15 @@ impl Index {
     }
 
     /// Opens the index for reading only, beside the process that has it open for writing (or
-    /// none). Every `write` fails with [`SpoolError::ReadOnly`].
+    /// none). Every `write` fails with [`SpoolError::ReadOnly`]. Always on the real filesystem:
+    /// it follows another process's commits through redb's file locks.
     pub fn open_read_only(path: &Path, cache_bytes: usize) -> Result<Index> {
         let mut builder = Database::builder();
         builder.set_cache_size(cache_bytes).set_concurrency_mode(ConcurrencyMode::SingleWriter);
         let db = catch_unwind(AssertUnwindSafe(|| builder.open_read_only(path)))
             .map_err(|panic| panicked(path, panic))?
             .map_err(|e| open_error(path, e))?;
-        Ok(Index::with(path, cache_bytes, Db::Reader(db)))
+        Ok(Index::with(path, cache_bytes, &Disk(std::sync::Arc::new(OsFs)), Db::Reader(db)))
     }
 
     /// Fails with [`SpoolError::ReadOnly`] on a reader: called before a change that touches files
@@ -103,10 +108,11 @@ impl Index {
         }
     }
 
-    fn with(path: &Path, cache_bytes: usize, db: Db) -> Index {
+    fn with(path: &Path, cache_bytes: usize, disk: &Disk, db: Db) -> Index {
         Index {
             path: path.to_path_buf(),
             cache_bytes,
+            disk: disk.clone(),
             db: RwLock::new(Slot { db: Some(db), generation: 0 }),
             #[cfg(feature = "fault-injection")]
             injected: std::sync::Mutex::new(None),
@@ -180,7 +186,7 @@ impl Index {
             let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
             if slot.db.is_none() {
                 // The error names the index; a disk that is still full stays `Full`.
-                slot.db = Some(Db::Writer(open_db(&self.path, self.cache_bytes).inspect_err(|e| {
+                slot.db = Some(Db::Writer(open_db(&self.path, self.cache_bytes, &self.disk).inspect_err(|e| {
                     log::warn!("spool: {context}: reopening the index failed: {e}");
                 })?));
                 slot.generation += 1;
@@ -210,7 +216,7 @@ impl Index {
         // Dropping closes the file and releases its lock before the new open takes it.
         slot.db = None;
         slot.generation += 1;
-        match open_db(&self.path, self.cache_bytes) {
+        match open_db(&self.path, self.cache_bytes, &self.disk) {
             Ok(db) => slot.db = Some(Db::Writer(db)),
             Err(e) => {
                 log::error!("spool: reopening index {} failed ({e}); retrying at the next call", self.path.display())
@@ -219,22 +225,29 @@ impl Index {
     }
 }
 
-fn open_db(path: &Path, cache_bytes: usize) -> Result<Database> {
+fn open_db(path: &Path, cache_bytes: usize, disk: &Disk) -> Result<Database> {
+    let backend = disk.0.index_backend(path).map_err(io(format!("open index {}", path.display())))?;
     let mut builder = Database::builder();
     builder.set_cache_size(cache_bytes);
     // One writer (the agent), and readers in other processes that follow its commits
     // (`Spool::open_read_only`, for `frazil status` while the agent runs). A second writer is
-    // still refused (`Locked`).
-    builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    // still refused (`Locked`). A backend of a `SpoolFs` has no file locks: whoever supplies it
+    // keeps others out, and redb's default mode asks for none.
+    if backend.is_none() {
+        builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    }
     // redb documents that a plain open of a file altered behind its back may panic, while
     // an integrity check turns that into `StorageError::Corrupted`. The index is small, so
     // checking every page at each start is cheap insurance against a damaged SD card.
     builder.set_check_integrity_on_open(true);
     // Belt and braces for unwinding builds: a damaged index must be an error the operator
     // can act on, never a crash loop.
-    catch_unwind(AssertUnwindSafe(|| builder.create(path)))
-        .map_err(|panic| panicked(path, panic))?
-        .map_err(|e| open_error(path, e))
+    catch_unwind(AssertUnwindSafe(|| match backend {
+        None => builder.create(path),
+        Some(b) => builder.create_with_backend(Boxed(b)),
+    }))
+    .map_err(|panic| panicked(path, panic))?
+    .map_err(|e| open_error(path, e))
 }
 
 fn panicked(path: &Path, panic: Box<dyn std::any::Any + Send>) -> SpoolError {

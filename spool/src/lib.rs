@@ -17,21 +17,25 @@ mod record;
 mod recovery;
 mod room;
 mod state;
+mod vfs;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::ReadableTable;
 
 pub use error::{Result, SpoolError};
 pub use record::{FileMeta, FileState, PendingCommit, Recovery, SpoolFile, Status, Usage};
+/// What an index backend implements (see [`SpoolFs::index_backend`]).
+pub use redb::StorageBackend;
+pub use vfs::{Entry, OsFs, SpoolFs};
 
 use error::{idx, io};
+use fsutil::Disk;
 use index::{COUNTERS, FILES, Index, META, NEXT_ID, OFFSETS};
 use record::StoredFile;
 
@@ -48,11 +52,13 @@ pub struct SpoolOptions {
     /// Free-space floor on the spool's filesystem (statvfs, space available to unprivileged
     /// users), checked by [`Spool::has_room`]. `None`: no floor.
     pub min_free_bytes: Option<u64>,
+    /// The storage beneath the spool: the real filesystem ([`OsFs`]) but in tests.
+    pub fs: Arc<dyn SpoolFs>,
 }
 
 impl Default for SpoolOptions {
     fn default() -> Self {
-        SpoolOptions { cache_bytes: 4 << 20, max_bytes: None, min_free_bytes: None }
+        SpoolOptions { cache_bytes: 4 << 20, max_bytes: None, min_free_bytes: None, fs: Arc::new(OsFs) }
     }
 }
 
@@ -63,6 +69,7 @@ pub struct Spool {
     tmp: PathBuf,
     quarantine: PathBuf,
     index: Index,
+    disk: Disk,
     /// Held by every method that changes state. redb already serializes transactions, but
     /// several operations pair a filesystem step (rename, unlink) with a transaction and must
     /// not interleave with another state change in between (e.g. a file being committed while
@@ -84,16 +91,17 @@ impl Spool {
     /// [`Recovery`]. Fails with [`SpoolError::Locked`] if the spool is already open.
     pub fn open(dir: &Path, opts: SpoolOptions) -> Result<(Spool, Recovery)> {
         let (data, tmp, quarantine) = (dir.join("data"), dir.join("tmp"), dir.join("quarantine"));
+        let disk = Disk(opts.fs.clone());
         for d in [dir, &data, &tmp, &quarantine] {
-            fsutil::create_private_dir(d)?;
+            disk.create_private_dir(d)?;
         }
         // redb turns an empty file into a new database, after which recovery would delete every
         // file in data/ as an orphan. An empty index is legitimate only if a crash hit its very
         // first creation, when data/ is empty too; next to spool files it is damage. (A
         // missing index is the operator's decision, as CorruptIndex's message explains.)
         let index_path = dir.join("index.redb");
-        if fsutil::file_len(&index_path)? == Some(0) {
-            let n = fsutil::list_dir(&data)?.len();
+        if disk.file_len(&index_path)? == Some(0) {
+            let n = disk.list_dir(&data)?.len();
             if n > 0 {
                 return Err(SpoolError::CorruptIndex {
                     path: index_path,
@@ -103,12 +111,12 @@ impl Spool {
         }
         // Opening the index takes the lock. Nothing destructive (emptying tmp/, removing
         // orphans) may happen before it, or a refused second open would wreck the first's files.
-        let index = Index::open(&index_path, opts.cache_bytes)?;
+        let index = Index::open(&index_path, opts.cache_bytes, &disk)?;
         // Make the names of index.redb and the subdirectories durable, and dir's own name.
-        fsutil::fsync_dir(dir)?;
+        disk.fsync_dir(dir)?;
         // Best effort: the parent may not be ours to open.
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Err(e) = fsutil::fsync_dir(parent)
+            && let Err(e) = disk.fsync_dir(parent)
         {
             log::warn!("spool: {e}");
         }
@@ -137,7 +145,8 @@ impl Spool {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let copy = std::env::temp_dir().join(format!("frazil-index-{}-{nanos:x}.redb", std::process::id()));
         fs::copy(dir.join("index.redb"), &copy).map_err(io(format!("copying the index to {}", copy.display())))?;
-        let files = Index::open(&copy, opts.cache_bytes).and_then(|index| Spool::assemble(dir, index, &opts).files());
+        let files = Index::open(&copy, opts.cache_bytes, &Disk(Arc::new(OsFs)))
+            .and_then(|index| Spool::assemble(dir, index, &opts).files());
         let _ = fs::remove_file(&copy);
         files
     }
@@ -150,6 +159,7 @@ impl Spool {
             tmp: dir.join("tmp"),
             quarantine: dir.join("quarantine"),
             index,
+            disk: Disk(opts.fs.clone()),
             writer: Mutex::new(()),
             tmp_prefix: format!("{:x}-{nanos:x}", std::process::id()),
             tmp_seq: AtomicU64::new(0),
@@ -196,8 +206,8 @@ impl Spool {
         // The slow part (fsync and reading each file) happens before taking any lock.
         let mut sums = Vec::with_capacity(files.len());
         for (tmp, _) in &files {
-            fsutil::owner_only(tmp)?;
-            sums.push(fsutil::fsync_and_checksum(tmp)?);
+            self.disk.owner_only(tmp)?;
+            sums.push(self.disk.fsync_and_checksum(tmp)?);
         }
         let _w = self.lock();
         let mut renamed: Vec<(u64, &Path)> = Vec::new();
@@ -217,7 +227,7 @@ impl Spool {
                 let dest = self.data_path(id);
                 // If anything below fails the transaction aborts; a renamed file is then an
                 // unlisted orphan: removed at next open, or replaced by the next register (same id).
-                fs::rename(tmp, &dest).map_err(io(format!("rename {} to {}", tmp.display(), dest.display())))?;
+                self.disk.rename(tmp, &dest)?;
                 renamed.push((id, tmp));
                 index::put_file(&mut table, id, &stored)?;
                 let m = &stored.meta;
@@ -230,7 +240,7 @@ impl Spool {
             }
             // The names must be durable before the index lists them, or a crash could leave a
             // record pointing at nothing while the offsets already moved past its events.
-            fsutil::fsync_dir(&self.data)?;
+            self.disk.fsync_dir(&self.data)?;
             counters.insert(NEXT_ID, first_id + files.len() as u64).map_err(idx("bump next id"))?;
             Ok(out)
         });
@@ -276,7 +286,7 @@ impl Spool {
             Ok(None) => {
                 for (id, tmp) in renamed {
                     let dest = self.data_path(*id);
-                    if let Err(e) = fs::rename(&dest, tmp) {
+                    if let Err(e) = self.disk.raw_rename(&dest, tmp) {
                         log::warn!(
                             "spool: could not move {} back to {} after a failed register ({e}); \
                              the next open removes it",
@@ -285,7 +295,7 @@ impl Spool {
                         );
                     }
                 }
-                if let Err(e) = fsutil::fsync_dir(&self.data) {
+                if let Err(e) = self.disk.fsync_dir(&self.data) {
                     // Not needed for safety: if a rename back is lost, the file is an unlisted
                     // orphan that the next open removes.
                     log::warn!("spool: {e}");
@@ -315,16 +325,15 @@ impl Spool {
             return Err(SpoolError::Corrupt { id, reason: format!("quarantined earlier: {reason}") });
         }
         let path = self.data_path(id);
-        let reason = match fs::read(&path) {
-            Ok(b) if b.len() as u64 != rec.bytes => {
+        let reason = match self.disk.read(&path)? {
+            Some(b) if b.len() as u64 != rec.bytes => {
                 format!("size is {} bytes, the index recorded {}", b.len(), rec.bytes)
             }
-            Ok(b) => match crc32c::crc32c(&b) {
+            Some(b) => match crc32c::crc32c(&b) {
                 crc if crc == rec.crc32c => return Ok(b),
                 crc => format!("CRC32C is {crc:08x}, the index recorded {:08x}", rec.crc32c),
             },
-            Err(e) if e.kind() == ErrorKind::NotFound => "file missing".to_string(),
-            Err(e) => return Err(io(format!("read {}", path.display()))(e)),
+            None => "file missing".to_string(),
         };
         if rec.state != FileState::Committed {
             let _w = self.lock();
@@ -409,7 +418,7 @@ impl Spool {
                 FileState::Quarantined { .. } => {
                     s.quarantined += 1;
                     // May differ from the record (truncated) or be gone (missing).
-                    s.bytes += fsutil::file_len(&f.path)?.unwrap_or(0);
+                    s.bytes += self.disk.file_len(&f.path)?.unwrap_or(0);
                     continue;
                 }
             }

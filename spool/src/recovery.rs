@@ -7,12 +7,11 @@
 //! after the `.reason` files they point at are on disk.
 
 use std::collections::HashSet;
-use std::fs;
 use std::path::PathBuf;
 
 use crate::error::{Result, idx};
 use crate::index::{self, FILES};
-use crate::{FileState, Recovery, Spool, SpoolFile, fsutil};
+use crate::{FileState, Recovery, Spool, SpoolFile};
 
 pub(crate) fn recover(spool: &Spool) -> Result<Recovery> {
     let mut out = Recovery::default();
@@ -37,7 +36,7 @@ pub(crate) fn recover(spool: &Spool) -> Result<Recovery> {
 /// Half-written files: the caller never called register (or register never renamed them),
 /// so nothing refers to them.
 fn empty_tmp(spool: &Spool) -> Result<()> {
-    let n = fsutil::empty_dir(&spool.tmp)?;
+    let n = spool.disk.empty_dir(&spool.tmp)?;
     if n > 0 {
         log::info!("spool: removed {n} unfinished file(s) from {}", spool.tmp.display());
     }
@@ -51,15 +50,15 @@ fn remove_orphans(spool: &Spool, files: &[SpoolFile]) -> Result<Vec<PathBuf>> {
     let listed: HashSet<_> =
         files.iter().filter(|f| !matches!(f.state, FileState::Quarantined { .. })).map(|f| f.path.clone()).collect();
     let mut removed = Vec::new();
-    for p in fsutil::list_dir(&spool.data)? {
+    for p in spool.disk.list_dir(&spool.data)? {
         if !listed.contains(&p) {
             log::warn!("spool: removing {}: no index record lists it (its events will be fetched again)", p.display());
-            fsutil::remove_entry(&p)?;
+            spool.disk.remove_entry(&p)?;
             removed.push(p);
         }
     }
     if !removed.is_empty() {
-        fsutil::fsync_dir(&spool.data)?;
+        spool.disk.fsync_dir(&spool.data)?;
     }
     Ok(removed)
 }
@@ -80,30 +79,31 @@ struct Repairs {
 fn resolve_missing_files(spool: &Spool, files: &[SpoolFile]) -> Result<Repairs> {
     let mut r = Repairs::default();
     for f in files {
-        if matches!(f.state, FileState::Quarantined { .. }) || fsutil::file_len(&f.path)?.is_some() {
+        if matches!(f.state, FileState::Quarantined { .. }) || spool.disk.file_len(&f.path)?.is_some() {
             continue;
         }
         if f.state == FileState::Committed {
             // remove_committed crashed between unlink and transaction: finish its job.
             log::info!("spool: dropping record of committed file {} (file already deleted)", f.id);
             r.dropped.push(f.id);
-        } else if fsutil::file_len(&spool.quarantine_path(f.id))?.is_some() {
+        } else if spool.disk.file_len(&spool.quarantine_path(f.id))?.is_some() {
             // quarantine() crashed between rename and transaction: roll forward.
-            let reason = fs::read_to_string(spool.reason_path(f.id))
-                .map(|s| s.trim_end().to_string())
-                .unwrap_or_else(|_| "quarantined (reason file unreadable)".into());
+            let reason = match spool.disk.read(&spool.reason_path(f.id)) {
+                Ok(Some(b)) => String::from_utf8_lossy(&b).trim_end().to_string(),
+                _ => "quarantined (reason file unreadable)".into(),
+            };
             log::warn!("spool: file {} was being quarantined ({reason}); finishing that", f.id);
             r.restated.push((f.id, FileState::Quarantined { reason }));
         } else {
             let reason = "file missing".to_string();
             log_missing(f);
-            fsutil::write_synced(&spool.reason_path(f.id), format!("{reason}\n").as_bytes())?;
+            spool.disk.write_synced(&spool.reason_path(f.id), format!("{reason}\n").as_bytes())?;
             r.restated.push((f.id, FileState::Quarantined { reason }));
             r.missing.push(f.clone());
         }
     }
     if !r.missing.is_empty() {
-        fsutil::fsync_dir(&spool.quarantine)?;
+        spool.disk.fsync_dir(&spool.quarantine)?;
     }
     Ok(r)
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::idx;
 use crate::index::FILES;
-use crate::{FileState, Result, Spool, SpoolFile, Usage, fsutil};
+use crate::{FileState, Result, Spool, SpoolFile, Usage};
 
 impl Spool {
     /// Deletes the files of `Committed` records, then (one transaction) the records. Returns
@@ -51,9 +51,9 @@ impl Spool {
         // unreferenced the data. A crash before the transaction below leaves records whose
         // file is gone, which open() drops silently.
         for f in chosen {
-            fsutil::remove_if_present(&self.data_path(f.id))?;
+            self.disk.remove_if_present(&self.data_path(f.id))?;
         }
-        fsutil::fsync_dir(&self.data)?;
+        self.disk.fsync_dir(&self.data)?;
         let removed = self.index.write("remove committed", |txn| {
             let mut files = txn.open_table(FILES).map_err(idx("open files"))?;
             for f in chosen {
@@ -71,7 +71,7 @@ impl Spool {
         Ok(Usage {
             bytes: self.data_bytes.load(Ordering::Relaxed),
             max_bytes: self.max_bytes,
-            free_disk: fsutil::free_bytes(&self.data)?,
+            free_disk: self.disk.free_bytes(&self.data)?,
             min_free_bytes: self.min_free_bytes,
         })
     }
@@ -93,7 +93,7 @@ impl Spool {
             return Ok(false);
         }
         if u.min_free_bytes.is_some() {
-            u.free_disk = fsutil::free_bytes(&self.data)?;
+            u.free_disk = self.disk.free_bytes(&self.data)?;
         }
         Ok(!u.below_floor(incoming))
     }

@@ -1,7 +1,6 @@
 //! Crate-internal helpers of `Spool`: paths, record lookup and state updates, and the
 //! quarantine move, which both `quarantine` and `read_verified` use.
 
-use std::fs;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::MutexGuard;
@@ -9,7 +8,7 @@ use std::sync::MutexGuard;
 use crate::error::{Result, SpoolError, idx, io};
 use crate::index::{self, FILES};
 use crate::record::StoredFile;
-use crate::{FileState, Spool, SpoolFile, fsutil};
+use crate::{FileState, Spool, SpoolFile};
 
 impl Spool {
     pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
@@ -76,16 +75,16 @@ impl Spool {
             }
             _ => {}
         }
-        fsutil::write_synced(&self.reason_path(id), format!("{reason}\n").as_bytes())?;
+        self.disk.write_synced(&self.reason_path(id), format!("{reason}\n").as_bytes())?;
         let (from, to) = (self.data_path(id), self.quarantine_path(id));
-        let moved = match fs::rename(&from, &to) {
+        let moved = match self.disk.raw_rename(&from, &to) {
             Ok(()) => true,
             Err(e) if e.kind() == ErrorKind::NotFound => false,
             Err(e) => return Err(io(format!("rename {} to {}", from.display(), to.display()))(e)),
         };
-        fsutil::fsync_dir(&self.quarantine)?;
+        self.disk.fsync_dir(&self.quarantine)?;
         if moved {
-            fsutil::fsync_dir(&self.data)?;
+            self.disk.fsync_dir(&self.data)?;
         }
         let state = FileState::Quarantined { reason: reason.to_string() };
         self.set_states("quarantine", &[id], |_| Some(state.clone()))?;
