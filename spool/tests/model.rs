@@ -1,11 +1,13 @@
 //! Model-based test, in the spirit of Vector's disk buffer v2 model tests: random action
 //! sequences run against the real spool and a plain in-memory model, with named invariants
-//! checked after every step. Crash points are simulated by doing to the directory exactly what
+//! checked after every step (uploads one by one and merged, several files in one object:
+//! `mark_uploaded_many`). Crash points are simulated by doing to the directory exactly what
 //! an interrupted operation would have left (a renamed-but-unlisted file, an unlinked committed
 //! file) and then reopening.
 //!
 //! 64 cases by default so it runs in seconds; `PROPTEST_CASES=2000 cargo test -p frazil-spool
-//! --test model` for a longer soak.
+//! --test model` for a longer soak. Power loss (unsynced data lost, operations cut part way) is
+//! `power_model.rs`, on a filesystem model beneath the spool.
 
 mod common;
 
@@ -32,6 +34,11 @@ enum Action {
         pair: bool,
     },
     Upload(Index),
+    /// Up to `take` Written files of table `table` uploaded as one object (`mark_uploaded_many`).
+    UploadMerged {
+        table: u8,
+        take: u8,
+    },
     /// Tables 0 and 1, or (2 and 3) their dead-letter tables.
     BeginCommit {
         table: u8,
@@ -56,6 +63,7 @@ fn action() -> impl Strategy<Value = Action> {
         4 => (0..2u8, 0..3u8, 1..20u8, 0..8u8, any::<bool>())
             .prop_map(|(table, partition, rows, back, pair)| Action::Register { table, partition, rows, back, pair }),
         3 => any::<Index>().prop_map(Action::Upload),
+        2 => (0..2u8, 2..5u8).prop_map(|(table, take)| Action::UploadMerged { table, take }),
         2 => (0..4u8).prop_map(|table| Action::BeginCommit { table }),
         2 => any::<Index>().prop_map(Action::FinishCommit),
         1 => any::<Index>().prop_map(Action::AbandonCommit),
@@ -140,6 +148,25 @@ fn step(spool: &mut Option<Spool>, m: &mut Model, dir: &Path, a: &Action, n: usi
                 let loc = format!("s3://bucket/{id}.parquet");
                 s.mark_uploaded(id, &loc).unwrap();
                 m.files.get_mut(&id).unwrap().state = MState::Uploaded(loc);
+            }
+        }
+        Action::UploadMerged { table, take } => {
+            let t = format!("t{table}");
+            let ids: Vec<u64> = m
+                .files
+                .iter()
+                .filter(|(_, f)| f.state == MState::Written && f.meta.table == t)
+                .map(|(id, _)| *id)
+                .take(usize::from(*take))
+                .collect();
+            if !ids.is_empty() {
+                let loc = format!("s3://bucket/merged-{}.parquet", ids[0]);
+                s.mark_uploaded_many(&ids, &loc).unwrap();
+                // A repeat with the same location is a no-op.
+                s.mark_uploaded_many(&ids, &loc).unwrap();
+                for id in ids {
+                    m.files.get_mut(&id).unwrap().state = MState::Uploaded(loc.clone());
+                }
             }
         }
         Action::BeginCommit { table } => {

@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use fuser::{BackgroundSession, Config, MountOption};
 
-pub use state::{CutReport, Stats};
+/// The filesystem model itself, for tests that drive it directly (no FUSE, no mount): the
+/// spool's model test puts it beneath the spool through `SpoolFs`.
+pub use state::{Attr, CutReport, Ino, Kind, ROOT, State as Model, Stats};
 
 pub struct PowerFs {
     mountpoint: PathBuf,

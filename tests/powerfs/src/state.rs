@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::path::{Component, Path};
 use std::time::SystemTime;
 
 pub type Ino = u64;
@@ -152,6 +153,24 @@ impl State {
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         let ino = *self.entries(parent)?.get(name).ok_or(libc::ENOENT)?;
         self.attr(ino)
+    }
+
+    /// The inode at `path`, walked from the root (`/`, `.` and a prefix are skipped: every
+    /// normal component is a name under the root).
+    pub fn resolve(&self, path: &Path) -> Result<Ino> {
+        let mut ino = ROOT;
+        for c in path.components() {
+            if let Component::Normal(name) = c {
+                ino = *self.entries(ino)?.get(name).ok_or(libc::ENOENT)?;
+            }
+        }
+        Ok(ino)
+    }
+
+    /// The directory that holds `path`'s last component, and that component.
+    pub fn parent_of<'p>(&self, path: &'p Path) -> Result<(Ino, &'p OsStr)> {
+        let name = path.file_name().ok_or(libc::EINVAL)?;
+        Ok((self.resolve(path.parent().unwrap_or(Path::new("")))?, name))
     }
 
     /// A new empty file or directory; `EEXIST` if the name is taken.

@@ -166,3 +166,15 @@ fn posix_errors() {
     assert_ne!(s.lookup(d, os("b")).unwrap().ino, b.ino, "the rename replaced b");
     assert_eq!(s.read(s.lookup(d, os("b")).unwrap().ino, 0, 10).unwrap(), b"x");
 }
+
+#[test]
+fn paths_resolve_from_the_root() {
+    let mut s = State::default();
+    let (d, f) = file_in_dir(&mut s, "d", "a", b"x");
+    assert_eq!(s.resolve(Path::new("/d/a")).unwrap(), f);
+    assert_eq!(s.resolve(Path::new("d")).unwrap(), d);
+    assert_eq!(s.resolve(Path::new("/")).unwrap(), ROOT);
+    assert_eq!(s.resolve(Path::new("/d/b")).unwrap_err(), libc::ENOENT);
+    assert_eq!(s.parent_of(Path::new("/d/new")).unwrap(), (d, os("new")));
+    assert_eq!(s.parent_of(Path::new("/x/new")).unwrap_err(), libc::ENOENT);
+}
