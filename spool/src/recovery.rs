@@ -1,7 +1,7 @@
 //! What `Spool::open` does after taking the lock. Only the index is trusted: a file counts only
 //! if a record lists it, and a record whose file is gone is resolved here, once, loudly.
 //!
-//! The steps are those of DESIGN.md's "What open() does" (4, 5, 6, then 8), one function each,
+//! The steps are those of DESIGN.md's "What open() does" (4, 5, 5b, 6, then 8), one function each,
 //! called in that order: crash safety depends on it. Each step makes its file changes durable
 //! (fsync) before the next starts, and step 6 writes its index changes last, in one transaction,
 //! after the `.reason` files they point at are on disk.
@@ -18,6 +18,7 @@ pub(crate) fn recover(spool: &Spool) -> Result<Recovery> {
     empty_tmp(spool)?;
     let files = spool.files()?;
     out.orphans_removed = remove_orphans(spool, &files)?;
+    undo_unrecorded_quarantines(spool, &files)?;
     let repairs = resolve_missing_files(spool, &files)?;
     write_repairs(spool, &repairs)?;
     out.missing = repairs.missing;
@@ -61,6 +62,32 @@ fn remove_orphans(spool: &Spool, files: &[SpoolFile]) -> Result<Vec<PathBuf>> {
         spool.disk.fsync_dir(&spool.data)?;
     }
     Ok(removed)
+}
+
+/// A quarantine whose rename reached `quarantine/` while its unlink from `data/` and its
+/// transaction did not (a power cut between its two directory fsyncs, where a filesystem does
+/// not make a rename between directories atomic) leaves the file under both names, its record
+/// unchanged. The record is the truth: the file stays in `data/`, and the copy and its reason
+/// are removed, as if the quarantine had never started.
+fn undo_unrecorded_quarantines(spool: &Spool, files: &[SpoolFile]) -> Result<()> {
+    let mut undone = 0;
+    for f in files {
+        if matches!(f.state, FileState::Quarantined { .. })
+            || spool.disk.file_len(&spool.quarantine_path(f.id))?.is_none()
+        {
+            continue;
+        }
+        if spool.disk.file_len(&f.path)?.is_some() {
+            log::warn!("spool: file {} was being quarantined when the power went; it stays where it was", f.id);
+            spool.disk.remove_if_present(&spool.quarantine_path(f.id))?;
+            spool.disk.remove_if_present(&spool.reason_path(f.id))?;
+            undone += 1;
+        }
+    }
+    if undone > 0 {
+        spool.disk.fsync_dir(&spool.quarantine)?;
+    }
+    Ok(())
 }
 
 /// Step 6's index changes, gathered first so they are written in one transaction.

@@ -11,7 +11,8 @@
 //!   or as it would be after it, never a mix;
 //! - `reopen_never_fails` and `nothing_reported_missing` after every cut;
 //! - `every_listed_file_is_intact`: every listed file not yet removed reads back
-//!   (`read_verified`) as exactly the bytes registered.
+//!   (`read_verified`) as exactly the bytes registered; a quarantined one sits in `quarantine/`
+//!   with those bytes and its reason.
 //!
 //! The operations: `register_all` (one file or a table's file with its dead letters),
 //! `mark_uploaded` and `mark_uploaded_many` (a merged upload: several files, one object),
@@ -303,9 +304,23 @@ fn open(fs: &MemFs) -> Result<Spool, TestCaseError> {
     Ok(s)
 }
 
-fn every_listed_file_is_intact(s: &Spool, m: &Model) -> Result<(), TestCaseError> {
+fn every_listed_file_is_intact(fs: &MemFs, s: &Spool, m: &Model) -> Result<(), TestCaseError> {
+    // quarantine/ holds the quarantined files and their reasons, nothing else.
+    let mut want: Vec<String> = Vec::new();
     for (id, (_, state)) in &m.promised.files {
         if matches!(state, FileState::Quarantined { .. }) {
+            want.extend([format!("{id:020}.parquet"), format!("{id:020}.reason")]);
+        }
+    }
+    prop_assert_eq!(fs.names(&Path::new(DIR).join("quarantine")), want, "quarantine/ holds exactly the quarantined");
+    for (id, (_, state)) in &m.promised.files {
+        if matches!(state, FileState::Quarantined { .. }) {
+            // Set aside with its bytes and its reason, never lost.
+            let q = Path::new(DIR).join("quarantine");
+            let file = fs.read_file(&q.join(format!("{id:020}.parquet")));
+            prop_assert!(file.as_ref() == Some(&m.contents[id]), "every_listed_file_is_intact: quarantined {id}");
+            let reason = fs.read_file(&q.join(format!("{id:020}.reason")));
+            prop_assert_eq!(reason, Some(format!("bad {id}\n").into_bytes()), "quarantined {} has its reason", id);
             continue;
         }
         let got = s.read_verified(*id).map_err(|e| TestCaseError::fail(format!("every_listed_file_is_intact: {e}")))?;
@@ -370,7 +385,7 @@ fn run(actions: Vec<Action>) -> Result<(), TestCaseError> {
         }
         let s = spool.as_ref().unwrap();
         prop_assert_eq!(observe(s), m.promised.clone(), "the spool differs from the model after {:?}", op);
-        every_listed_file_is_intact(s, &m)?;
+        every_listed_file_is_intact(&fs, s, &m)?;
     }
     Ok(())
 }
