@@ -15,6 +15,11 @@
 //! - `agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause`: three agents
 //!   in one consumer group on a 12-partition topic; one SIGKILLed, a fourth added, one SIGSTOPped
 //!   past its session timeout (its stale commit must be fenced).
+//! - `power_cuts_during_flush_and_run_never_lose_or_double`: the spool and a filesystem catalog's
+//!   warehouse on a FUSE mount that forgets every unsynced change (`tests/powerfs`); `flush` and
+//!   `run` killed on a timer or just after a commit or a spool write, and the power cut with
+//!   each kill (half the cuts tear the last write), then a clean flush and one more cut.
+//!   `FRAZIL_AGENT_POWER_CUTS` (default 40).
 //! - `a_crash_between_an_effect_and_its_record_is_recovered`: frazil aborts (src/fault.rs, feature
 //!   `fault-injection`) right after an upload, right before a commit, right after a commit, each
 //!   before the index records it (once with the spool lost, once with the uploads deleted, as an
@@ -42,6 +47,7 @@ mod group;
 mod kill;
 mod maintain;
 mod points;
+mod power;
 mod restart;
 mod unanswered;
 
