@@ -18,7 +18,8 @@
 //! - `power_cuts_during_flush_and_run_never_lose_or_double`: the spool and a filesystem catalog's
 //!   warehouse on a FUSE mount that forgets every unsynced change (`tests/powerfs`); `flush` and
 //!   `run` killed on a timer or just after a commit or a spool write, and the power cut with
-//!   each kill (half the cuts tear the last write), then a clean flush and one more cut.
+//!   each kill (half the cuts tear the last write); after each cut every file the index lists is
+//!   in the spool whole; then a clean flush and one more cut.
 //!   `FRAZIL_AGENT_POWER_CUTS` (default 40).
 //! - `a_crash_between_an_effect_and_its_record_is_recovered`: frazil aborts (src/fault.rs, feature
 //!   `fault-injection`) right after an upload, right before a commit, right after a commit, each
