@@ -15,24 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{meta, open, write_tmp};
+use common::{Registration, open, write_tmp};
 use frazil_spool::{FileMeta, FileState, PendingCommit, Spool};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
 #[derive(Debug, Clone)]
 enum Action {
-    /// Register `rows` events of `partition`, starting `back` offsets before the cursor (a
-    /// replay after a crash re-fetches events already spooled).
-    /// With `pair`, a second file (the table's dead letters) covering the same offsets is
-    /// registered in the same call (`register_all`).
-    Register {
-        table: u8,
-        partition: u8,
-        rows: u8,
-        back: u8,
-        pair: bool,
-    },
+    Register(Registration),
     Upload(Index),
     /// Up to `take` Written files of table `table` uploaded as one object (`mark_uploaded_many`).
     UploadMerged {
@@ -60,8 +50,7 @@ enum Action {
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        4 => (0..2u8, 0..3u8, 1..20u8, 0..8u8, any::<bool>())
-            .prop_map(|(table, partition, rows, back, pair)| Action::Register { table, partition, rows, back, pair }),
+        4 => Registration::strategy().prop_map(Action::Register),
         3 => any::<Index>().prop_map(Action::Upload),
         2 => (0..2u8, 2..5u8).prop_map(|(table, take)| Action::UploadMerged { table, take }),
         2 => (0..4u8).prop_map(|table| Action::BeginCommit { table }),
@@ -113,19 +102,11 @@ impl Model {
 fn step(spool: &mut Option<Spool>, m: &mut Model, dir: &Path, a: &Action, n: usize) -> Result<(), TestCaseError> {
     let s = spool.as_ref().unwrap();
     match a {
-        Action::Register { table, partition, rows, back, pair } => {
-            let p = i32::from(*partition);
-            let cur = m.cursor.get(&p).copied().unwrap_or(0);
-            let first = (cur - i64::from(*back)).max(0);
-            let next = first + i64::from(*rows);
-            let mut tables = vec![format!("t{table}")];
-            if *pair {
-                tables.push(format!("t{table}__dlq"));
-            }
+        Action::Register(r) => {
             let mut metas = Vec::new();
             let mut batch = Vec::new();
-            for t in &tables {
-                let fm = meta(t, "events", p, first, next);
+            let (p, next) = (i32::from(r.partition), r.metas(&m.cursor)[0].next_offset);
+            for fm in r.metas(&m.cursor) {
                 let content = format!("step {n}: {fm:?}").into_bytes();
                 batch.push((write_tmp(s, &content), fm.clone()));
                 metas.push((fm, content));
@@ -139,7 +120,8 @@ fn step(spool: &mut Option<Spool>, m: &mut Model, dir: &Path, a: &Action, n: usi
                 m.registered.push((f.id, fm.clone()));
                 m.files.insert(f.id, MFile { meta: fm, state: MState::Written, content });
             }
-            m.cursor.insert(p, cur.max(next));
+            let cur = m.cursor.entry(p).or_insert(next);
+            *cur = (*cur).max(next);
             let o = m.offsets.entry(("events".into(), p)).or_insert(next);
             *o = (*o).max(next);
         }

@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::Registration;
 use common::memfs::MemFs;
-use common::meta;
 use frazil_spool::{FileMeta, FileState, PendingCommit, Spool, SpoolOptions};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -38,13 +38,7 @@ const DIR: &str = "/spool";
 
 #[derive(Debug, Clone)]
 enum Action {
-    Register {
-        table: u8,
-        partition: u8,
-        rows: u8,
-        back: u8,
-        pair: bool,
-    },
+    Register(Registration),
     Upload(Index),
     /// Up to `take` Written files of one table uploaded as one object.
     UploadMerged {
@@ -71,8 +65,7 @@ enum Action {
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        5 => (0..2u8, 0..3u8, 1..20u8, 0..8u8, any::<bool>())
-            .prop_map(|(table, partition, rows, back, pair)| Action::Register { table, partition, rows, back, pair }),
+        5 => Registration::strategy().prop_map(Action::Register),
         2 => any::<Index>().prop_map(Action::Upload),
         2 => (0..2u8, 2..5u8).prop_map(|(table, take)| Action::UploadMerged { table, take }),
         3 => (0..4u8).prop_map(|table| Action::BeginCommit { table }),
@@ -140,21 +133,13 @@ impl Model {
         let pick = |ids: Vec<u64>, i: &Index| (!ids.is_empty()).then(|| ids[i.index(ids.len())]);
         let written = |s: &FileState| *s == FileState::Written;
         match a {
-            Action::Register { table, partition, rows, back, pair } => {
-                let p = i32::from(*partition);
-                let cur = self.cursor.get(&p).copied().unwrap_or(0);
-                let first = (cur - i64::from(*back)).max(0);
-                let next = first + i64::from(*rows);
-                let mut tables = vec![format!("t{table}")];
-                if *pair {
-                    tables.push(format!("t{table}__dlq"));
-                }
-                let files = tables
-                    .iter()
-                    .map(|t| {
-                        let m = meta(t, "events", p, first, next);
+            Action::Register(r) => {
+                let files = r
+                    .metas(&self.cursor)
+                    .into_iter()
+                    .map(|m| {
                         // Several pages, so a torn write can cut one short.
-                        let body = format!("step {n}: {m:?}\n").repeat(1 + usize::from(*rows) * 20);
+                        let body = format!("step {n}: {m:?}\n").repeat(1 + usize::from(r.rows) * 20);
                         (m, body.into_bytes())
                     })
                     .collect();

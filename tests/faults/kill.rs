@@ -79,26 +79,14 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
     let config = busy_config(&servers, "kill", TOPIC, "commit_interval = \"1s\"");
     let logs = logs_dir("kill");
 
-    let mut expected = BTreeMap::new();
-    // Two bad records after each wave (on the partitions in turn): they must reach the
-    // dead-letter table exactly once too.
-    let mut dead_expected: BTreeSet<(i32, i64)> = BTreeSet::new();
-    let mut next_id = 0u64;
-    let mut produce_wave = |n: u64, expected: &mut BTreeMap<(i32, i64), Produced>| {
-        expected.extend(block_on(produce(&kafka, TOPIC, PARTITIONS, next_id..next_id + n)));
-        let p = (next_id % PARTITIONS as u64) as i32;
-        let bad = vec![Some(b"{not json".to_vec()), Some(br#"{"id": "wrong type"}"#.to_vec())];
-        for o in block_on(produce_raw(&kafka, TOPIC, p, bad)) {
-            dead_expected.insert((p, o));
-        }
-        next_id += n;
-    };
-    produce_wave(10_000, &mut expected);
+    // Two bad records after each wave: they must reach the dead-letter table exactly once too.
+    let mut waves = Waves::new(&kafka, TOPIC, PARTITIONS, &[b"{not json", br#"{"id": "wrong type"}"#]);
+    waves.wave(10_000);
 
     let mut kills = 0u32;
     let mut phases: BTreeMap<String, u32> = BTreeMap::new();
     let mut finished: Vec<String> = Vec::new();
-    let mut waves = 1u32;
+    let mut wave_count = 1u32;
     // How each cycle's kill is timed: a plain timer, or shortly after the log shows the n-th
     // occurrence of a step (a catalog POST: a commit or create in flight; an S3 PUT: an upload or a
     // manifest write; a spool file written), so kills also land in the short publish windows.
@@ -109,8 +97,8 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
         // New events before most cycles, so each process starts with a backlog to work through.
         // (Smaller waves in longer runs, so the table to check at the end stays about the same size.)
         if c > 0 && rng.u32(0..4) != 0 {
-            produce_wave((rng.u64(1_000..4_000) * 50 / u64::from(cycles.max(50))).max(200), &mut expected);
-            waves += 1;
+            waves.wave((rng.u64(1_000..4_000) * 50 / u64::from(cycles.max(50))).max(200));
+            wave_count += 1;
         }
         let mode = if c % 2 == 0 { "flush" } else { "run" };
         // (what, which occurrence, delay after it; no matcher: a plain timer)
@@ -216,22 +204,17 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
     all.push_str(&text);
     assert_spool_drained(&config);
 
-    let summary = assert_table_exactly(&servers, TOPIC, &expected);
+    let (expected, dead_expected) = (&waves.expected, &waves.dead);
+    let summary = assert_table_exactly(&servers, TOPIC, expected);
     let dead_table = format!("{TOPIC}__dlq");
     for reader in ["pyiceberg", "duckdb"] {
-        let (rows, _) = servers.read_table(&dead_table, reader);
-        let mut seen = BTreeSet::new();
-        for r in &rows {
-            let at = (r["partition"].as_i64().unwrap() as i32, r["offset"].as_i64().unwrap());
-            assert!(seen.insert(at), "{reader}: dead letter {at:?} twice");
-        }
-        assert_eq!(seen, dead_expected, "{reader}: the dead letters");
+        waves.assert_dead_letters(reader, &servers.read_table(&dead_table, reader).0);
     }
     let dead_summaries = assert_no_commit_twice(&servers, &dead_table);
     let summaries = assert_no_commit_twice(&servers, TOPIC);
     // Each table's last snapshot covers the records it took; together they cover every record.
-    let mut all_ends = ends(&expected);
-    for (p, o) in &dead_expected {
+    let mut all_ends = ends(expected);
+    for (p, o) in dead_expected {
         let e = all_ends.entry(*p).or_insert(0);
         *e = (*e).max(o + 1);
     }
@@ -266,7 +249,7 @@ fn kill_dash_nine_during_flush_and_run_never_loses_or_doubles() {
         count(&all, " data files ("),
     );
     println!(
-        "  {} events in {waves} waves, {} snapshots, all in the table exactly once, and {} dead letters in {dead_table} exactly once; {:.1?} in all",
+        "  {} events in {wave_count} waves, {} snapshots, all in the table exactly once, and {} dead letters in {dead_table} exactly once; {:.1?} in all",
         expected.len(),
         summary["snapshots"],
         dead_expected.len(),

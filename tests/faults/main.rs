@@ -285,6 +285,46 @@ fn offsets_of(summaries: &[Value], agent: &str, topic: &str) -> BTreeMap<i32, i6
     m.into_iter().map(|(p, o)| (p.parse().expect("partition"), o)).collect()
 }
 
+/// Waves of events produced to a topic, each followed by bad records on the partitions in turn,
+/// and what the tables must then hold: every event once, and every bad record once as a dead
+/// letter (`<topic>__dlq`).
+struct Waves<'a> {
+    kafka: &'a str,
+    topic: &'a str,
+    partitions: i32,
+    bad: Vec<Option<Vec<u8>>>,
+    next_id: u64,
+    expected: BTreeMap<(i32, i64), Produced>,
+    dead: BTreeSet<(i32, i64)>,
+}
+
+impl<'a> Waves<'a> {
+    fn new(kafka: &'a str, topic: &'a str, partitions: i32, bad: &[&[u8]]) -> Waves<'a> {
+        let bad = bad.iter().map(|b| Some(b.to_vec())).collect();
+        Waves { kafka, topic, partitions, bad, next_id: 0, expected: BTreeMap::new(), dead: BTreeSet::new() }
+    }
+
+    fn wave(&mut self, n: u64) {
+        let ids = self.next_id..self.next_id + n;
+        self.expected.extend(block_on(produce(self.kafka, self.topic, self.partitions, ids)));
+        let p = (self.next_id % self.partitions as u64) as i32;
+        for o in block_on(produce_raw(self.kafka, self.topic, p, self.bad.clone())) {
+            self.dead.insert((p, o));
+        }
+        self.next_id += n;
+    }
+
+    /// Every dead letter once in `rows` (the dead-letter table as `reader` read it).
+    fn assert_dead_letters(&self, reader: &str, rows: &[Value]) {
+        let mut seen = BTreeSet::new();
+        for r in rows {
+            let at = (r["partition"].as_i64().unwrap() as i32, r["offset"].as_i64().unwrap());
+            assert!(seen.insert(at), "{reader}: dead letter {at:?} twice");
+        }
+        assert_eq!(seen, self.dead, "{reader}: the dead letters");
+    }
+}
+
 /// The next offset of every partition in `produced`.
 fn ends(produced: &BTreeMap<(i32, i64), Produced>) -> BTreeMap<i32, i64> {
     let mut out = BTreeMap::new();

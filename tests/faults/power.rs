@@ -41,25 +41,15 @@ fn power_cuts_during_flush_and_run_never_lose_or_double() {
     let config = config_as(&servers, "power", &[TOPIC], "commit_interval = \"1s\"", &edits);
     let logs = logs_dir("power");
 
-    let mut expected = BTreeMap::new();
-    let mut dead_expected: BTreeSet<(i32, i64)> = BTreeSet::new();
-    let mut next_id = 0u64;
-    let mut produce_wave = |n: u64, expected: &mut BTreeMap<(i32, i64), Produced>| {
-        expected.extend(block_on(produce(&kafka, TOPIC, PARTITIONS, next_id..next_id + n)));
-        let p = (next_id % PARTITIONS as u64) as i32;
-        for o in block_on(produce_raw(&kafka, TOPIC, p, vec![Some(b"{not json".to_vec())])) {
-            dead_expected.insert((p, o));
-        }
-        next_id += n;
-    };
-    produce_wave(5_000, &mut expected);
+    let mut waves = Waves::new(&kafka, TOPIC, PARTITIONS, &[b"{not json"]);
+    waves.wave(5_000);
 
     let (mut cuts, mut lost, mut torn) = (0u32, 0u32, 0u32);
     let mut finished = Vec::new();
     let mut triggers: BTreeMap<&str, u32> = BTreeMap::new();
     for c in 0..cycles {
         if c > 0 && rng.u32(0..3) != 0 {
-            produce_wave(rng.u64(200..1_500), &mut expected);
+            waves.wave(rng.u64(200..1_500));
         }
         let mode = if c % 2 == 0 { "flush" } else { "run" };
         // The cut comes on a timer, or just after a commit or a spool write shows in the log:
@@ -121,15 +111,9 @@ fn power_cuts_during_flush_and_run_never_lose_or_double() {
     let mut summary = Value::Null;
     for reader in ["pyiceberg", "duckdb"] {
         let (rows, s) = servers.read_static(&table(TOPIC), reader);
-        assert_exactly(reader, &rows, &expected);
+        assert_exactly(reader, &rows, &waves.expected);
         summary = s;
-        let (dead, _) = servers.read_static(&table(&format!("{TOPIC}__dlq")), reader);
-        let mut seen = BTreeSet::new();
-        for r in &dead {
-            let at = (r["partition"].as_i64().unwrap() as i32, r["offset"].as_i64().unwrap());
-            assert!(seen.insert(at), "{reader}: dead letter {at:?} twice");
-        }
-        assert_eq!(seen, dead_expected, "{reader}: the dead letters");
+        waves.assert_dead_letters(reader, &servers.read_static(&table(&format!("{TOPIC}__dlq")), reader).0);
     }
     let mut all = text;
     for entry in std::fs::read_dir(&logs).unwrap() {
@@ -152,8 +136,8 @@ fn power_cuts_during_flush_and_run_never_lose_or_double() {
     );
     println!(
         "  {} events and {} dead letters in the tables exactly once ({} rows read back, {} snapshots); {:.1?} in all",
-        expected.len(),
-        dead_expected.len(),
+        waves.expected.len(),
+        waves.dead.len(),
         summary["rows"],
         summary["snapshots"],
         began.elapsed()

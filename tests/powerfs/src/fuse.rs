@@ -70,23 +70,38 @@ fn err(e: i32) -> Errno {
     Errno::from_i32(e)
 }
 
+fn entry(reply: ReplyEntry, r: crate::state::Result<Attr>) {
+    match r {
+        Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
+fn attr(reply: ReplyAttr, r: crate::state::Result<Attr>) {
+    match r {
+        Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
+fn empty(reply: ReplyEmpty, r: crate::state::Result<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
 fn perm(mode: u32, umask: u32) -> u16 {
     (mode & !umask & 0o7777) as u16
 }
 
 impl Filesystem for PowerFuse {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.state().lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(err(e)),
-        }
+        entry(reply, self.state().lookup(parent.0, name))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.state().attr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(err(e)),
-        }
+        attr(reply, self.state().attr(ino.0))
     }
 
     fn setattr(
@@ -117,10 +132,7 @@ impl Filesystem for PowerFuse {
             }
             s.attr(ino.0)
         })();
-        match r {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(err(e)),
-        }
+        attr(reply, r)
     }
 
     fn mknod(
@@ -136,31 +148,19 @@ impl Filesystem for PowerFuse {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::EPERM);
         }
-        match self.state().create(parent.0, name, Kind::File, perm(mode, umask)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(err(e)),
-        }
+        entry(reply, self.state().create(parent.0, name, Kind::File, perm(mode, umask)))
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        match self.state().create(parent.0, name, Kind::Dir, perm(mode, umask)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(err(e)),
-        }
+        entry(reply, self.state().create(parent.0, name, Kind::Dir, perm(mode, umask)))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.state().unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        empty(reply, self.state().unlink(parent.0, name))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.state().rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        empty(reply, self.state().rmdir(parent.0, name))
     }
 
     fn rename(
@@ -177,17 +177,11 @@ impl Filesystem for PowerFuse {
             return reply.error(Errno::EINVAL);
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self.state().rename(parent.0, name, newparent.0, newname, no_replace) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        empty(reply, self.state().rename(parent.0, name, newparent.0, newname, no_replace));
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        match self.state().link(ino.0, newparent.0, newname) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(err(e)),
-        }
+        entry(reply, self.state().link(ino.0, newparent.0, newname));
     }
 
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -260,10 +254,7 @@ impl Filesystem for PowerFuse {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self.state().sync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        empty(reply, self.state().sync(ino.0))
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -297,10 +288,7 @@ impl Filesystem for PowerFuse {
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self.state().sync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        empty(reply, self.state().sync(ino.0))
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -329,9 +317,6 @@ impl Filesystem for PowerFuse {
         let r = s
             .attr(ino.0)
             .and_then(|a| if a.size < offset + length { s.truncate(ino.0, offset + length) } else { Ok(()) });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(err(e)),
-        }
+        empty(reply, r)
     }
 }
