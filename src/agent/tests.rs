@@ -173,6 +173,37 @@ fn run_pauses_on_a_full_spool_retries_the_failed_publish_and_resumes() {
 }
 
 #[test]
+fn an_idle_agent_lets_the_broker_hold_fetches_longer_and_goes_back_to_the_short_wait_with_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "fetch_idle_wait = \"400ms\"", "");
+    let topics = Topics::default();
+    produce(&topics, 2, 10, |p, i| format!(r#"{{"device":"d{p}","reading":{i}}}"#));
+    let agent = Agent::with_source(cfg.clone(), topics.connect()).unwrap();
+    let shared = &agent.shared;
+    let ms = Duration::from_millis;
+    agent
+        .run_until(async {
+            until("every record is read", || report(shared).events == 20).await;
+            // Two partitions: each fetch may hold half of the 400 ms round.
+            until("the wait grew to its ceiling", || topics.waits().last() == Some(&ms(200))).await;
+            let waits = topics.waits();
+            assert!(waits.windows(2).any(|w| w == [ms(5), ms(10)]), "it doubled from the short wait: {waits:?}");
+            assert!(waits.iter().all(|w| (ms(5)..=ms(200)).contains(w)), "{waits:?}");
+            topics.produce("events", 1, br#"{"device":"d1","reading":10}"#);
+            until("the new record is read", || report(shared).events == 21).await;
+            until("an empty answer follows", || topics.waits().last() == Some(&ms(10))).await;
+            let waits = topics.waits();
+            let woke = waits.iter().rposition(|w| *w == ms(200)).unwrap();
+            assert_eq!(waits[woke + 1..].first(), Some(&ms(5)), "the first fetch after records: {waits:?}");
+        })
+        .unwrap();
+    let mut rows = table_rows(&cfg, "events");
+    rows.sort();
+    let want: Vec<(i32, i64)> = (0..10).map(|o| (0, o)).chain((0..11).map(|o| (1, o))).collect();
+    assert_eq!(rows, want, "every record once, the late one too");
+}
+
+#[test]
 fn new_keys_in_the_middle_of_a_fetch_grow_the_table_and_earlier_rows_read_as_null() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "", "");

@@ -75,6 +75,7 @@ pub(super) struct RawKafka {
     pub(super) fetch_max_bytes: Option<String>,
     pub(super) fetches_in_flight: Option<usize>,
     pub(super) fetch_max_wait: Option<String>,
+    pub(super) fetch_idle_wait: Option<String>,
     pub(super) request_timeout: Option<String>,
     pub(super) max_record_bytes: Option<String>,
     pub(super) tls: Option<bool>,

@@ -86,6 +86,20 @@ fn bad_values_name_key_and_fix() {
 }
 
 #[test]
+fn the_idle_fetch_wait_defaults_to_a_second_and_is_never_below_the_busy_wait() {
+    let c = Config::parse(MINIMAL).unwrap();
+    assert_eq!((c.kafka.fetch_max_wait, c.kafka.fetch_idle_wait), (Duration::from_millis(10), Duration::from_secs(1)));
+    let with = |lines: &str| MINIMAL.replace("topics = [\"events\"]", &format!("topics = [\"events\"]\n{lines}"));
+    let c = Config::parse(&with("fetch_max_wait = \"500ms\"\nfetch_idle_wait = \"500ms\"")).unwrap();
+    assert_eq!(c.kafka.fetch_idle_wait, Duration::from_millis(500), "equal to the busy wait: no backoff");
+    let (key, _, fix) = err(&with("fetch_max_wait = \"2s\""));
+    assert_eq!(key, "kafka.fetch_idle_wait");
+    assert!(fix.contains("kafka.fetch_max_wait (2s)"), "{fix}");
+    let (key, ..) = err(&with("fetch_idle_wait = \"2min\""));
+    assert_eq!(key, "kafka.fetch_idle_wait");
+}
+
+#[test]
 fn s3_http_endpoint_allows_http() {
     let c =
         Config::parse(&format!("{MINIMAL}\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\n"))

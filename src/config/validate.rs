@@ -3,6 +3,7 @@
 //! error a user sees stays the same whichever section it is in.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::access::{catalog_auth, kafka_sasl, kafka_tls, secret};
 use super::raw::{RawCatalog, RawConfig, RawJson, RawKafka, RawRegistry, RawS3, RawSpool};
@@ -104,6 +105,7 @@ fn kafka(k: RawKafka) -> Result<KafkaConfig> {
     let topic_pattern = topic_pattern(k.topic_pattern.as_deref(), &k.topics)?;
     let start = start_at(k.start.as_deref())?;
     let (fetch_max_bytes, fetches_in_flight) = fetch_limits(k.fetch_max_bytes, k.fetches_in_flight)?;
+    let fetch_max_wait = duration("kafka.fetch_max_wait", k.fetch_max_wait, "10ms")?;
     let partitions = super::group::partitions(k.partitions, &k.topics)?;
     Ok(KafkaConfig {
         brokers: k.brokers,
@@ -120,7 +122,8 @@ fn kafka(k: RawKafka) -> Result<KafkaConfig> {
         client_id: k.client_id.unwrap_or_else(|| "frazil".into()),
         fetch_max_bytes,
         fetches_in_flight,
-        fetch_max_wait: duration("kafka.fetch_max_wait", k.fetch_max_wait, "10ms")?,
+        fetch_max_wait,
+        fetch_idle_wait: fetch_idle_wait(k.fetch_idle_wait, fetch_max_wait)?,
         request_timeout: duration("kafka.request_timeout", k.request_timeout, "30s")?,
         max_record_bytes: size("kafka.max_record_bytes", k.max_record_bytes, "1MiB")?,
         tls: kafka_tls(k.tls, k.ca_file, k.cert_file, k.key_file)?,
@@ -202,6 +205,20 @@ fn fetch_limits(max_bytes: Option<String>, in_flight: Option<usize>) -> Result<(
         ));
     }
     Ok((fetch_max_bytes, fetches_in_flight))
+}
+
+/// `kafka.fetch_idle_wait`: at least the busy wait, and within what a broker holds a fetch for
+/// (Kafka's `fetch.max.wait.ms` is an int; past a minute the request timeout would need to grow).
+fn fetch_idle_wait(value: Option<String>, busy: Duration) -> Result<Duration> {
+    let wait = duration("kafka.fetch_idle_wait", value, "1s")?;
+    if wait < busy || wait > Duration::from_secs(60) {
+        return Err(Error::config(
+            "kafka.fetch_idle_wait",
+            format!("{wait:?} is out of range"),
+            format!("use between kafka.fetch_max_wait ({busy:?}) and 60s, e.g. \"1s\""),
+        ));
+    }
+    Ok(wait)
 }
 
 fn format(key: &str, value: &str) -> Result<Format> {

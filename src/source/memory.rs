@@ -28,6 +28,8 @@ struct Inner {
     /// This many calls from now fail as an unreachable broker does.
     failures: u32,
     fetches: u64,
+    /// The waits the latest fetches asked for, oldest first (the last 64).
+    waits: std::collections::VecDeque<Duration>,
 }
 
 #[derive(Default)]
@@ -79,6 +81,11 @@ impl Topics {
     /// Fetches answered so far.
     pub fn fetches(&self) -> u64 {
         self.inner.borrow().fetches
+    }
+
+    /// The waits the latest fetches (up to 64) asked the broker for, oldest first.
+    pub fn waits(&self) -> Vec<Duration> {
+        self.inner.borrow().waits.iter().copied().collect()
     }
 
     /// Connects to these topics, as [`super::kafka`] connects to brokers.
@@ -165,6 +172,13 @@ impl Source for MemorySource {
     ) -> LocalBoxFuture<'static, Result<Fetched>> {
         let (topics, tp) = (self.topics.clone(), tp.clone());
         Box::pin(async move {
+            {
+                let waits = &mut topics.inner.borrow_mut().waits;
+                if waits.len() == 64 {
+                    waits.pop_front();
+                }
+                waits.push_back(max_wait);
+            }
             let fetched = topics.fetch(&tp, offset, max_bytes)?;
             if fetched.records.is_empty() {
                 // A broker holds an empty fetch for its wait; so does this, briefly.

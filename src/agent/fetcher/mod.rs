@@ -9,6 +9,7 @@ mod cursor;
 mod group;
 mod growth;
 mod hot;
+mod idle;
 mod pause;
 mod roll;
 mod start;
@@ -56,6 +57,8 @@ pub(super) struct Fetcher<'a> {
     disk_full: bool,
     /// The next fetch starts at the first partition at or after this one.
     turn: TopicPartition,
+    /// How long the broker may hold the next fetch: short while records flow, longer when idle.
+    idle: idle::IdleWait,
     refreshed: Instant,
     /// Requests for the hot rows (the read state), answered between two fetch answers.
     reads: Receiver<HotReply>,
@@ -70,6 +73,9 @@ pub(super) struct Fetcher<'a> {
 enum Next {
     Fetched(Option<(TopicPartition, i64, Result<Fetched>)>),
     Read(HotReply),
+    /// Stopped while fetches were held open: their answers are not waited for (nothing was
+    /// taken from them, so nothing is lost).
+    Stopped,
 }
 
 /// What to do after looking for room in the spool.
@@ -99,6 +105,7 @@ impl<'a> Fetcher<'a> {
             pause: Pause::default(),
             disk_full: false,
             turn: (String::new(), 0),
+            idle: idle::IdleWait::new(shared.cfg.kafka.fetch_max_wait, shared.cfg.kafka.fetch_idle_wait),
             refreshed: Instant::now(),
             reads,
             assignments,
@@ -142,17 +149,23 @@ impl<'a> Fetcher<'a> {
                 }
             }
             self.send_fetches(source.as_ref(), &mut pool);
-            let next = smol::future::or(async { Next::Fetched(pool.next().await) }, async {
+            let fetched = async { Next::Fetched(pool.next().await) };
+            let read = async {
                 match self.reads.recv().await {
                     Ok(reply) => Next::Read(reply),
                     Err(_) => std::future::pending().await,
                 }
-            });
-            let answer = match next.await {
+            };
+            let stopped = async {
+                stop.wait().await;
+                Next::Stopped
+            };
+            let answer = match smol::future::or(fetched, smol::future::or(read, stopped)).await {
                 Next::Read(reply) => {
                     self.answer_read(reply);
                     continue;
                 }
+                Next::Stopped => break,
                 Next::Fetched(answer) => answer,
             };
             let Some((tp, asked, result)) = answer else {
@@ -211,10 +224,11 @@ impl<'a> Fetcher<'a> {
         let start = wanted.iter().position(|tp| *tp >= self.turn).unwrap_or(0);
         let busy = self.cursors.values().filter(|c| c.in_flight).count();
         let free = kafka.fetches_in_flight.saturating_sub(busy);
+        let wait = self.idle.next(self.cursors.len());
         for tp in wanted[start..].iter().chain(&wanted[..start]).take(free) {
             let c = self.cursors.get_mut(tp).expect("listed above");
             let size = c.grown.unwrap_or(kafka.fetch_max_bytes as i32);
-            let (fetch, asked) = (source.fetch(tp, c.next, size, kafka.fetch_max_wait), c.next);
+            let (fetch, asked) = (source.fetch(tp, c.next, size, wait), c.next);
             c.in_flight = true;
             let tp = tp.clone();
             pool.push(Box::pin(async move { (tp, asked, fetch.await) }));
@@ -330,6 +344,11 @@ impl Fetcher<'_> {
         };
         if f.records.is_empty() && self.cursor(tp).next < f.high_watermark {
             return Ok(self.nothing_returned(tp, f.high_watermark));
+        }
+        if f.records.is_empty() {
+            self.idle.nothing_new();
+        } else {
+            self.idle.records();
         }
         let mut failure = None;
         if let Some(last) = f.records.last() {

@@ -1,0 +1,82 @@
+//! How long the broker may hold each fetch. While records flow it is `kafka.fetch_max_wait`
+//! (short: tansu waits out the whole wait even when it has data, and every millisecond of it is
+//! throughput lost). While every partition comes back empty the wait doubles with each empty
+//! answer, so an idle agent sleeps in the broker instead of polling, and drops back to the short
+//! wait with the first records.
+//!
+//! Its ceiling is set per round, not per fetch: rskafka asks one partition per request, and a
+//! broker serves the requests of one connection in order, so a partition that wakes up may wait
+//! behind a fetch of every other partition. Each fetch therefore waits at most
+//! `kafka.fetch_idle_wait / partitions`: a round over all of them, and with it the delay before a
+//! partition that wakes up is read, stays within `kafka.fetch_idle_wait`.
+
+use std::time::Duration;
+
+pub(super) struct IdleWait {
+    busy: Duration,
+    round: Duration,
+    current: Duration,
+}
+
+impl IdleWait {
+    pub fn new(busy: Duration, round: Duration) -> IdleWait {
+        IdleWait { busy, round: round.max(busy), current: busy }
+    }
+
+    /// An answer with records: back to the short wait at once.
+    pub fn records(&mut self) {
+        self.current = self.busy;
+    }
+
+    /// An answer with nothing new: wait twice as long next time, up to the round's share.
+    pub fn nothing_new(&mut self) {
+        self.current = (self.current * 2).min(self.round);
+    }
+
+    /// The wait of the next fetch, with `partitions` read in turn.
+    pub fn next(&self, partitions: usize) -> Duration {
+        let share = self.round / u32::try_from(partitions.max(1)).unwrap_or(u32::MAX);
+        self.current.min(share).max(self.busy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdleWait;
+    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_wait_grows_while_nothing_comes_and_drops_with_the_first_records() {
+        let mut w = IdleWait::new(10 * MS, 1000 * MS);
+        assert_eq!(w.next(1), 10 * MS, "records flowing: the short wait");
+        let mut seen = Vec::new();
+        for _ in 0..9 {
+            w.nothing_new();
+            seen.push(w.next(1));
+        }
+        assert_eq!(seen, [20, 40, 80, 160, 320, 640, 1000, 1000, 1000].map(|n| n * MS));
+        w.records();
+        assert_eq!(w.next(1), 10 * MS, "at once");
+    }
+
+    #[test]
+    fn a_round_over_all_partitions_stays_within_the_idle_wait() {
+        let mut w = IdleWait::new(10 * MS, 1000 * MS);
+        for _ in 0..20 {
+            w.nothing_new();
+        }
+        assert_eq!(w.next(8), 125 * MS);
+        assert_eq!(w.next(64) * 64, 1000 * MS);
+        assert_eq!(w.next(1000), 10 * MS, "never below the busy wait");
+        assert_eq!(w.next(0), 1000 * MS, "no partition yet: one round");
+    }
+
+    #[test]
+    fn an_idle_wait_below_the_busy_wait_changes_nothing() {
+        let mut w = IdleWait::new(10 * MS, 5 * MS);
+        w.nothing_new();
+        assert_eq!(w.next(1), 10 * MS);
+    }
+}
