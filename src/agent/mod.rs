@@ -134,7 +134,12 @@ impl Agent {
 
     /// Runs until `stop` completes (e.g. on SIGTERM), then spools what it holds, commits, returns.
     pub fn run_until(&self, stop: impl Future<Output = ()>) -> Result<Report> {
-        smol::block_on(self.drive(Mode::Run, stop))
+        // A plain block_on: smol's would drive the I/O reactor from this thread, and async-io's
+        // own thread then spins through ten short sleeps after every event it sees, most of an
+        // idle agent's wake-ups (benches/idle.sh). Here that thread blocks on the reactor and
+        // wakes this one only when a timer or socket is ready. rskafka's I/O runs on the tokio
+        // thread either way. A flush is short and busy: it keeps smol's.
+        smol::future::block_on(self.drive(Mode::Run, stop))
     }
 
     /// Runs both loops until the fetcher ends (a flush reached its watermarks, or `stop`), then

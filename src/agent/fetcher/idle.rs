@@ -7,8 +7,11 @@
 //! Its ceiling is set per round, not per fetch: rskafka asks one partition per request, and a
 //! broker serves the requests of one connection in order, so a partition that wakes up may wait
 //! behind a fetch of every other partition. Each fetch therefore waits at most
-//! `kafka.fetch_idle_wait / partitions`: a round over all of them, and with it the delay before a
-//! partition that wakes up is read, stays within `kafka.fetch_idle_wait`.
+//! `kafka.fetch_idle_wait / partitions`, and an idle agent asks one partition at a time (each
+//! answer wakes it): a round over all of them, and with it the delay before a partition that
+//! wakes up is read, stays within `kafka.fetch_idle_wait`. So an idle agent is woken
+//! `partitions / fetch_idle_wait` times a second by answers; fewer would need one request for
+//! every partition of a broker, which rskafka cannot send.
 
 use std::time::Duration;
 
@@ -31,6 +34,11 @@ impl IdleWait {
     /// An answer with nothing new: wait twice as long next time, up to the round's share.
     pub fn nothing_new(&mut self) {
         self.current = (self.current * 2).min(self.round);
+    }
+
+    /// True once answers came back empty: the agent then asks one partition at a time.
+    pub fn is_idle(&self) -> bool {
+        self.current > self.busy
     }
 
     /// The wait of the next fetch, with `partitions` read in turn.
@@ -57,8 +65,10 @@ mod tests {
             seen.push(w.next(1));
         }
         assert_eq!(seen, [20, 40, 80, 160, 320, 640, 1000, 1000, 1000].map(|n| n * MS));
+        assert!(w.is_idle());
         w.records();
         assert_eq!(w.next(1), 10 * MS, "at once");
+        assert!(!w.is_idle());
     }
 
     #[test]

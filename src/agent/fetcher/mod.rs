@@ -223,7 +223,10 @@ impl<'a> Fetcher<'a> {
             self.cursors.iter().filter(|(_, c)| c.wants_more()).map(|(tp, _)| tp.clone()).collect();
         let start = wanted.iter().position(|tp| *tp >= self.turn).unwrap_or(0);
         let busy = self.cursors.values().filter(|c| c.in_flight).count();
-        let free = kafka.fetches_in_flight.saturating_sub(busy);
+        // Idle, one partition at a time: every answer wakes the agent, and a round's length is
+        // what bounds a waking partition's delay either way.
+        let limit = if self.idle.is_idle() { 1 } else { kafka.fetches_in_flight };
+        let free = limit.saturating_sub(busy);
         let wait = self.idle.next(self.cursors.len());
         for tp in wanted[start..].iter().chain(&wanted[..start]).take(free) {
             let c = self.cursors.get_mut(tp).expect("listed above");
@@ -241,6 +244,12 @@ impl<'a> Fetcher<'a> {
     async fn room_to_fetch(&self) -> Result<bool> {
         if self.disk_full {
             return Ok(false);
+        }
+        // Asked before every fetch, so asked here: an atomic and a statvfs, no fsync, while a hop
+        // to the blocking pool would wake two threads each time (most of an idle agent's
+        // wake-ups).
+        if self.shared.spool.has_room(0)? {
+            return Ok(true);
         }
         // Committed files kept for offline queries make room first.
         let (room, evicted) = crate::spill::on_pool(&self.shared.spool, |s| {
