@@ -45,10 +45,12 @@ for l in (l for l in lines if l[0] == "agents"):
 
 join = float(next(l for l in lines if l[0] == "join")[1])
 joined = log("rb-3")
-first = next((stamp(x) for x in joined if "assigned to this agent; reading from offset" in x), None)
+# A partition comes with the first assignment ("starting at offset") or a later one.
+took = re.compile(r"(\S+/\d+): (assigned to this agent; reading from offset|starting at offset)")
+first = next((stamp(x) for x in joined if took.search(x)), None)
 gaps = []
 for x in joined:
-    m = re.search(r"(\S+/\d+): assigned to this agent", x)
+    m = took.search(x)
     if not m:
         continue
     taken = stamp(x)

@@ -46,7 +46,7 @@ counters() {
 # measure NAME EXTRA-KAFKA-TOML: runs an agent idle for IDLE_SECONDS, prints its figures.
 measure() {
   local dir="$work/$1"
-  bench_config "$dir" idle "idle_$1" bench $'[tables."*"]\ncommit_interval = "1s"'
+  bench_config "$dir" idle "idle_$1" bench
   sed -i "s/^topics = .*/&\n$2/; s/^dir = .*/&\nfile_max_age = \"50ms\"/" "$dir/frazil.toml"
   "$frazil" run --config "$dir/frazil.toml" 2>"$dir/log" &
   local pid=$!
