@@ -1,8 +1,9 @@
 //! How long the broker may hold each fetch. While records flow it is `kafka.fetch_max_wait`
 //! (short: tansu waits out the whole wait even when it has data, and every millisecond of it is
-//! throughput lost). While every partition comes back empty the wait doubles with each empty
-//! answer, so an idle agent sleeps in the broker instead of polling, and drops back to the short
-//! wait with the first records.
+//! throughput lost). Once a whole round of answers, one per partition, came back empty, the wait
+//! doubles with each further empty answer, so an idle agent sleeps in the broker instead of
+//! polling; the first records bring back the short wait. One busy partition among idle ones keeps
+//! every wait short: a long wait on an idle partition would hold up the busy one's next fetch.
 //!
 //! Its ceiling is set per round, not per fetch: rskafka asks one partition per request, and a
 //! broker serves the requests of one connection in order, so a partition that wakes up may wait
@@ -19,21 +20,28 @@ pub(super) struct IdleWait {
     busy: Duration,
     round: Duration,
     current: Duration,
+    /// Empty answers since the last one with records.
+    empty: usize,
 }
 
 impl IdleWait {
     pub fn new(busy: Duration, round: Duration) -> IdleWait {
-        IdleWait { busy, round: round.max(busy), current: busy }
+        IdleWait { busy, round: round.max(busy), current: busy, empty: 0 }
     }
 
     /// An answer with records: back to the short wait at once.
     pub fn records(&mut self) {
         self.current = self.busy;
+        self.empty = 0;
     }
 
-    /// An answer with nothing new: wait twice as long next time, up to the round's share.
-    pub fn nothing_new(&mut self) {
-        self.current = (self.current * 2).min(self.round);
+    /// An answer with nothing new, of `partitions` read in turn: after a whole round of them,
+    /// wait twice as long next time, up to the round's share.
+    pub fn nothing_new(&mut self, partitions: usize) {
+        self.empty += 1;
+        if self.empty >= partitions {
+            self.current = (self.current * 2).min(self.round);
+        }
     }
 
     /// True once answers came back empty: the agent then asks one partition at a time.
@@ -61,7 +69,7 @@ mod tests {
         assert_eq!(w.next(1), 10 * MS, "records flowing: the short wait");
         let mut seen = Vec::new();
         for _ in 0..9 {
-            w.nothing_new();
+            w.nothing_new(1);
             seen.push(w.next(1));
         }
         assert_eq!(seen, [20, 40, 80, 160, 320, 640, 1000, 1000, 1000].map(|n| n * MS));
@@ -75,7 +83,7 @@ mod tests {
     fn a_round_over_all_partitions_stays_within_the_idle_wait() {
         let mut w = IdleWait::new(10 * MS, 1000 * MS);
         for _ in 0..20 {
-            w.nothing_new();
+            w.nothing_new(8);
         }
         assert_eq!(w.next(8), 125 * MS);
         assert_eq!(w.next(64) * 64, 1000 * MS);
@@ -84,9 +92,24 @@ mod tests {
     }
 
     #[test]
+    fn one_busy_partition_among_idle_ones_keeps_every_wait_short() {
+        let mut w = IdleWait::new(10 * MS, 1000 * MS);
+        for _ in 0..50 {
+            w.records();
+            for _ in 0..7 {
+                w.nothing_new(8);
+                assert_eq!(w.next(8), 10 * MS);
+            }
+        }
+        assert!(!w.is_idle());
+        w.nothing_new(8);
+        assert_eq!(w.next(8), 20 * MS, "a whole round empty: the wait grows");
+    }
+
+    #[test]
     fn an_idle_wait_below_the_busy_wait_changes_nothing() {
         let mut w = IdleWait::new(10 * MS, 5 * MS);
-        w.nothing_new();
+        w.nothing_new(1);
         assert_eq!(w.next(1), 10 * MS);
     }
 }

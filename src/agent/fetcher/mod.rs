@@ -355,7 +355,7 @@ impl Fetcher<'_> {
             return Ok(self.nothing_returned(tp, f.high_watermark));
         }
         if f.records.is_empty() {
-            self.idle.nothing_new();
+            self.idle.nothing_new(self.cursors.len());
         } else {
             self.idle.records();
         }
