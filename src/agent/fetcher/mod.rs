@@ -251,13 +251,11 @@ impl<'a> Fetcher<'a> {
         if self.shared.spool.has_room(0)? {
             return Ok(true);
         }
-        // Committed files kept for offline queries make room first.
+        // Committed files kept for offline queries make room first (eviction stops as soon as
+        // there is room, so none goes if room came back meanwhile).
         let (room, evicted) = crate::spill::on_pool(&self.shared.spool, |s| {
-            if s.has_room(0)? {
-                return Ok((true, 0));
-            }
             let evicted = s.evict_committed_for_room(0)?;
-            Ok((evicted > 0 && s.has_room(0)?, evicted))
+            Ok((s.has_room(0)?, evicted))
         })
         .await?;
         if evicted > 0 {
@@ -354,13 +352,9 @@ impl Fetcher<'_> {
         if f.records.is_empty() && self.cursor(tp).next < f.high_watermark {
             return Ok(self.nothing_returned(tp, f.high_watermark));
         }
-        if f.records.is_empty() {
-            self.idle.nothing_new(self.cursors.len());
-        } else {
-            self.idle.records();
-        }
         let mut failure = None;
         if let Some(last) = f.records.last() {
+            self.idle.records();
             let n = last.offset + 1;
             let c = self.cursor(tp);
             c.grown = None;
@@ -372,6 +366,8 @@ impl Fetcher<'_> {
                 Err(e) if e.is_transient() => failure = Some(e),
                 Err(e) => return Err(e),
             }
+        } else {
+            self.idle.nothing_new(self.cursors.len());
         }
         let next = self.cursor(tp).next;
         self.shared.gauges.positions.borrow_mut().insert(tp.clone(), (next, f.high_watermark));
