@@ -54,9 +54,11 @@ impl MemFs {
         *self.0.budget.lock().unwrap() = Some(n);
     }
 
-    /// Whether a planned failure has happened.
-    pub fn failed(&self) -> bool {
-        *self.0.budget.lock().unwrap() == Some(0)
+    /// One fsync, of a file or a directory alike (the model makes its live state durable).
+    fn sync(&self, path: &Path) -> io::Result<()> {
+        let mut m = self.op()?;
+        let ino = m.resolve(path).map_err(errno)?;
+        m.sync(ino).map_err(errno)
     }
 
     /// The power cut: everything unsynced is lost (see `Model::cut`), and the power is back.
@@ -67,10 +69,7 @@ impl MemFs {
 
     /// The live bytes at `path`, if it is a file.
     pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
-        let m = self.look();
-        let ino = m.resolve(path).ok()?;
-        let len = m.attr(ino).ok()?.size;
-        m.read(ino, 0, len as u32).ok().map(<[u8]>::to_vec)
+        whole(&self.look(), path).ok()
     }
 
     /// The names in `dir` (empty if it does not exist).
@@ -81,25 +80,13 @@ impl MemFs {
             .map(|l| l.into_iter().map(|(n, _, _)| n.to_string_lossy().into_owned()).collect())
             .unwrap_or_default()
     }
+}
 
-    /// A file written and made durable (file and directory synced), outside any budget.
-    pub fn write_durably(&self, path: &Path, bytes: &[u8]) {
-        self.write(path, bytes).unwrap();
-        let mut m = self.look();
-        let ino = m.resolve(path).unwrap();
-        let (dir, _) = m.parent_of(path).unwrap();
-        m.sync(ino).unwrap();
-        m.sync(dir).unwrap();
-    }
-
-    /// Unlinks a file and makes that durable, outside any budget.
-    pub fn remove_durably(&self, path: &Path) {
-        let mut m = self.look();
-        if let Ok((dir, name)) = m.parent_of(path) {
-            let _ = m.unlink(dir, name);
-            m.sync(dir).unwrap();
-        }
-    }
+/// The live bytes of the file at `path`.
+fn whole(m: &Model, path: &Path) -> Result<Vec<u8>, i32> {
+    let ino = m.resolve(path)?;
+    let len = m.attr(ino)?.size;
+    Ok(m.read(ino, 0, len as u32)?.to_vec())
 }
 
 impl SpoolFs for MemFs {
@@ -129,20 +116,17 @@ impl SpoolFs for MemFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut m = self.op()?;
-        let ino = m.resolve(dir).map_err(errno)?;
-        m.sync(ino).map_err(errno)
+        self.sync(dir)
     }
 
     fn sync_file(&self, path: &Path) -> io::Result<()> {
-        self.sync_dir(path)
+        self.sync(path)
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
         let m = self.op()?;
-        let ino = m.resolve(path).map_err(errno)?;
-        let len = m.attr(ino).map_err(errno)?.size;
-        Ok(Box::new(Cursor::new(m.read(ino, 0, len as u32).map_err(errno)?.to_vec())))
+        let bytes = whole(&m, path).map_err(errno)?;
+        Ok(Box::new(Cursor::new(bytes)))
     }
 
     fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
