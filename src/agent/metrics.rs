@@ -25,6 +25,8 @@ pub struct Gauges {
     pub last_commit: Cell<Option<SystemTime>>,
     pub commit_seconds_sum: Cell<f64>,
     pub commit_seconds_count: Cell<u64>,
+    /// Commit attempts another writer's commit refused first (each retried on the new table).
+    pub commit_conflicts: Cell<u64>,
     /// Read-state requests answered, and the longest a copy of the hot rows held up fetching.
     pub reads_served: Cell<u64>,
     pub read_pause_max: Cell<Duration>,
@@ -115,6 +117,8 @@ impl Shared {
                 ("_count".into(), g.commit_seconds_count.get().to_string()),
             ],
         );
+        let help = "Commit attempts another writer's commit refused first (each retried on the table as it became).";
+        t.one("frazil_commit_conflicts_total", "counter", help, g.commit_conflicts.get());
         let served = g.reads_served.get();
         t.one("frazil_read_state_requests_total", "counter", "Read-state requests answered (queries).", served);
         let pause = g.read_pause_max.get().as_secs_f64();

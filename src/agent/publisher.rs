@@ -294,7 +294,11 @@ impl<'a> Publisher<'a> {
         let rows: u64 = files.iter().map(|f| f.meta.rows).sum();
         crate::fault::point("before-commit");
         let started = Instant::now();
-        let committed = match committer.append(table, objects.data_files, &id, &offsets, group).await {
+        let conflicts = committer.conflicts();
+        let appended = committer.append(table, objects.data_files, &id, &offsets, group).await;
+        let g = &self.shared.gauges;
+        g.commit_conflicts.set(g.commit_conflicts.get() + (committer.conflicts() - conflicts));
+        let committed = match appended {
             Err(e @ Error::Fenced { .. }) => {
                 // Refused before anything was sent: the files are stale, never to be committed.
                 let i = id.clone();

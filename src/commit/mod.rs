@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod rest;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct Committer {
     adapter: Arc<Adapter>,
     namespace: NamespaceIdent,
     agent_id: String,
+    /// Append attempts refused because another writer committed first (each one retried).
+    conflicts: AtomicU64,
 }
 
 impl Committer {
@@ -71,7 +74,13 @@ impl Committer {
             }),
             namespace,
             agent_id: agent_id.to_string(),
+            conflicts: AtomicU64::new(0),
         })
+    }
+
+    /// How many append attempts another writer's commit refused since this committer connected.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     /// Properties the catalog advertised in `/v1/config` (e.g. S3 settings for its warehouse).
@@ -237,7 +246,16 @@ impl Committer {
         let props = protocol::summary_properties(&self.agent_id, commit_id, offsets);
         let ident = table.identifier().clone();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        // Set after a failed attempt in group mode: the retry is fenced against the table as it is
+        // once the backoff has passed, not as it was before it. A table loaded before the wait is
+        // stale by then whenever other members commit meanwhile, and the retry conflicts again:
+        // a member with a longer commit interval lost every retry to members committing each
+        // second, until it gave up.
+        let mut reload = false;
         loop {
+            if reload {
+                table = self.reload(&ident, commit_id).await?;
+            }
             let mut props = props.clone();
             if let Some(g) = group {
                 let recorded = fence::recorded(table.metadata(), g.group);
@@ -264,10 +282,10 @@ impl Committer {
                 (Ok(t), _) => return Ok(t),
                 (Err(_), Some(Failure::Conflict(body))) => {
                     log::info!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} conflicted with another writer, rebasing ({})", body.trim());
-                    // The fence is checked against the table that won.
-                    if group.is_some() {
-                        table = self.reload(&ident, commit_id).await?;
-                    }
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
+                    // The fence is checked against the table that won (iceberg's own commit
+                    // reloads the table it appends to, but not the one the fence reads).
+                    reload = group.is_some();
                 }
                 (Err(_), Some(Failure::Unknown(e))) => {
                     log::warn!(table = ident.name(), commit_id = commit_id; "table {ident}: commit {commit_id} outcome unknown ({e}); checking the table's history");
@@ -277,6 +295,7 @@ impl Committer {
                         return Ok(t);
                     }
                     table = t;
+                    reload = group.is_some();
                 }
                 (Err(_), Some(Failure::Failed(e))) => return Err(e),
                 (Err(e), None) => return Err(Error::iceberg(format!("commit {commit_id} to {ident}"), e)),

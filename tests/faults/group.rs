@@ -91,7 +91,7 @@ fn agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause() 
 
     // Member 2 stops past its session timeout, right after a commit while it holds spooled rows.
     let before = count(&read_log(&log(2)), " data files (");
-    let fresh = p.produce_while(Duration::from_secs(30), || count(&read_log(&log(2)), " data files (") > before);
+    let fresh = p.produce_while(Duration::from_secs(60), || count(&read_log(&log(2)), " data files (") > before);
     assert!(fresh, "member 2 made no commit:\n{}", tail(&read_log(&log(2)), 30));
     assert!(p.produce_while(Duration::from_secs(10), || spooled_files(&servers, 2) > 0), "member 2 held no rows");
     let pid = agents[&2].0.as_ref().unwrap().id().to_string();
