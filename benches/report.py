@@ -121,6 +121,45 @@ if "status_backlog" in fig:
 for t, b in sorted(sizes.items()):
     print(f"- binary {t}: {mib(b)}")
 
+# The footprint targets (issue 23), each beside what this run measured. Idle CPU and wake-ups are
+# benches/idle.sh's, which prints them beside their targets the same way.
+MIB = 1024 * 1024
+targets = []  # (figure, measured text, target text, verdict)
+
+
+def against(figure, value, limit, shown, unit_text, higher_is_better=False):
+    met = value >= limit if higher_is_better else value <= limit
+    if met:
+        verdict = "met"
+    elif higher_is_better:
+        verdict = f"missed: {limit / value:.2f}x short"
+    else:
+        verdict = f"missed by {shown(value - limit)} ({value / limit:.2f}x)"
+    sign = ">=" if higher_is_better else "<="
+    targets.append((figure, shown(value), f"{sign} {unit_text}", verdict))
+
+
+as_mib = lambda b: f"{b / MIB:.1f} MiB"
+if "frazil" in fig and "ceiling" in fig:
+    ratio = fig["frazil"]["events_per_s"] / fig["ceiling"]["events_per_s"]
+    against("wall throughput / fetch-only ceiling", ratio, 0.9, lambda v: f"{v:.2f}", "0.90", higher_is_better=True)
+if "frazil" in fig:
+    against("peak RSS, 8 partitions", fig["frazil"]["peak_rss_bytes"], 24 * MIB, as_mib, "24 MiB")
+if "wide64" in fig:
+    against("peak RSS, 64 partitions", fig["wide64"]["peak_rss_bytes"], 32 * MIB, as_mib, "32 MiB")
+if "idle_rss_bytes" in fig:
+    against("idle RSS", fig["idle_rss_bytes"], 8 * MIB, as_mib, "8 MiB")
+for t in ("aarch64-unknown-linux-gnu", "aarch64-unknown-linux-musl"):
+    if t in sizes:
+        against(f"stripped binary, {t}", sizes[t], 10 * MIB, as_mib, "10 MiB")
+if targets:
+    print("\nAgainst the footprint targets:")
+    print("| figure | measured | target | |")
+    print("|---|---|---|---|")
+    for row in targets:
+        print("| " + " | ".join(row) + " |")
+    fig["targets"] = [dict(zip(("figure", "measured", "target", "verdict"), r)) for r in targets]
+
 if json_out:
     with open(json_out, "w") as f:
         json.dump(fig, f, indent=2)
