@@ -148,7 +148,12 @@ fn a_member_committing_less_often_is_not_starved_by_one_committing_often() {
     let (rs, rf) = (rs.unwrap(), rf.unwrap());
     let n = produced.get();
     assert!(conflicts() >= 4, "the members' commits did conflict: {} conflicts, {rs:?}", conflicts());
-    assert_eq!(slow.shared.gauges.publish_failures.get(), 0, "no publish of the slow member failed: {rs:?}, last error {:?}", slow.shared.gauges.last_error.borrow());
+    assert_eq!(
+        slow.shared.gauges.publish_failures.get(),
+        0,
+        "no publish of the slow member failed: {rs:?}, last error {:?}",
+        slow.shared.gauges.last_error.borrow()
+    );
     let fenced = slow.shared.gauges.fenced_commits.get() + fast.shared.gauges.fenced_commits.get();
     assert_eq!(fenced, 0, "disjoint partitions never fence each other");
     let want: Vec<(i32, i64)> = (0..2).flat_map(|p| (0..n).map(move |o| (p, o))).collect();
