@@ -3,6 +3,7 @@
 //! group). [`KafkaSource`] is the real one, through rskafka; [`memory`] holds topics in memory, so
 //! the agent's loops can be tested in-process with no broker.
 
+pub mod batches;
 pub mod group;
 mod kafka;
 pub mod memory;
