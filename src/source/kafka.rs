@@ -14,7 +14,10 @@ use rskafka::BackoffConfig;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 
-use super::{Fetched, security};
+use bytes::Bytes;
+use rskafka::record::RecordAndOffset;
+
+use super::{Fetched, Record, security};
 use crate::config::KafkaConfig;
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
@@ -114,11 +117,22 @@ impl KafkaSource {
         let limit = self.cfg.request_timeout + max_wait;
         async move {
             let pc = pc?;
-            let (mut records, high_watermark) =
+            let (records, high_watermark) =
                 timed(limit, &what, pc.fetch_records(offset, 1..max_bytes, wait_ms)).await?;
-            records.retain(|r| r.offset >= offset);
+            let records = records.into_iter().filter(|r| r.offset >= offset).map(from_rskafka).collect();
             Ok(Fetched { records, high_watermark })
         }
+    }
+}
+
+/// rskafka's record as ours: its key and value vectors become `Bytes` without a copy.
+fn from_rskafka(r: RecordAndOffset) -> Record {
+    Record {
+        offset: r.offset,
+        timestamp_ms: r.record.timestamp.timestamp_millis(),
+        key: r.record.key.map(Bytes::from),
+        value: r.record.value.map(Bytes::from),
+        headers: r.record.headers,
     }
 }
 

@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use rskafka::client::error::{Error as KafkaError, ProtocolError, RequestContext};
-use rskafka::record::{Record, RecordAndOffset};
 
-use super::{Connect, Fetched, Source};
+use super::{Connect, Fetched, Record, Source};
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
 
@@ -59,8 +58,13 @@ impl Topics {
         let mut inner = self.inner.borrow_mut();
         let log = inner.logs.entry((topic.to_string(), partition)).or_default();
         let offset = log.high();
-        let timestamp = Utc.timestamp_millis_opt(1_700_000_000_000 + offset).single().expect("a valid time");
-        log.records.push(Record { key: None, value: Some(value.to_vec()), headers: BTreeMap::new(), timestamp });
+        log.records.push(Record {
+            offset,
+            timestamp_ms: 1_700_000_000_000 + offset,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: BTreeMap::new(),
+        });
         offset
     }
 
@@ -130,12 +134,12 @@ impl Topics {
         }
         // At least one record, as Kafka hands out an oversized first batch.
         let (mut bytes, mut records) = (0usize, Vec::new());
-        for (i, record) in log.records.iter().enumerate().skip((offset - log.low) as usize) {
+        for record in log.records.iter().skip((offset - log.low) as usize) {
             bytes += record.approximate_size();
             if !records.is_empty() && bytes > max_bytes as usize {
                 break;
             }
-            records.push(RecordAndOffset { record: record.clone(), offset: log.low + i as i64 });
+            records.push(record.clone());
         }
         Ok(Fetched { records, high_watermark: log.high() })
     }

@@ -12,18 +12,43 @@ mod security;
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
 use futures::future::LocalBoxFuture;
-use rskafka::record::RecordAndOffset;
 
 use crate::Result;
 use crate::config::KafkaConfig;
 use crate::topic::TopicPartition;
 pub use kafka::{KafkaSource, is_offset_out_of_range};
 
+/// One record as the source hands it to the decode stage. Key and value are shared bytes: a
+/// source that reads them out of a larger buffer (a fetch answer) hands out slices of it, with no
+/// copy per record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch, as the producer or the broker stamped it.
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// One value per header name (a repeated name keeps its last value).
+    pub headers: BTreeMap<String, Vec<u8>>,
+}
+
+impl Record {
+    /// The bytes of its key, value and headers (as rskafka counts a record), for fetch size limits.
+    pub fn approximate_size(&self) -> usize {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        len(&self.key) + len(&self.value) + headers
+    }
+}
+
 /// What one fetch returned.
 pub struct Fetched {
     /// Records at and after the offset asked for, in offset order.
-    pub records: Vec<RecordAndOffset>,
+    pub records: Vec<Record>,
     /// The offset the next record produced will get.
     pub high_watermark: i64,
 }

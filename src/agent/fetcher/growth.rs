@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use iceberg::spec::Schema;
-use rskafka::record::RecordAndOffset;
 
 use super::Fetcher;
 use crate::Result;
 use crate::decode::{self, Format, UnknownKeys};
 use crate::layout::{Written, rules};
+use crate::source::Record;
 use crate::source::registry::Known;
 use crate::topic::TopicPartition;
 
@@ -23,7 +23,7 @@ impl Fetcher<'_> {
         &self,
         table: &str,
         format: Format,
-        samples: &[RecordAndOffset],
+        samples: &[Record],
         writers: &BTreeMap<u32, Known>,
     ) -> Result<Written> {
         let cfg = &self.shared.cfg;
@@ -35,7 +35,7 @@ impl Fetcher<'_> {
             (_, Some(user)) => rules::given(table, user, partition, extra),
             (Format::Json, None) => {
                 // Only records whose keys pass the table's rules shape it (the others are dead letters).
-                let values = samples.iter().filter_map(|r| r.record.value.as_deref());
+                let values = samples.iter().filter_map(|r| r.value.as_deref());
                 let admitted = decode::guard::admitted(cfg.limits(table), values);
                 rules::infer(table, admitted, &cfg.time_fields, partition, extra)
             }
@@ -44,7 +44,7 @@ impl Fetcher<'_> {
                 // The writer schema of the first record that has a usable one.
                 let first = samples
                     .iter()
-                    .filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id))
+                    .filter_map(|r| r.value.as_deref().and_then(decode::avro::schema_id))
                     .find_map(|id| match &writers[&id] {
                         Known::Schema(text) => decode::avro::parse(text).ok(),
                         Known::Refused(_) => None,

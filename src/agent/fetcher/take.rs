@@ -2,11 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rskafka::record::RecordAndOffset;
-
 use super::Fetcher;
 use super::buffer::PartitionBuffer;
 use crate::decode::{self, Decoder, Format, Message, UnknownKeys};
+use crate::source::Record;
 use crate::source::registry::Known;
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
@@ -15,7 +14,7 @@ impl Fetcher<'_> {
     /// Takes fetched records of one partition into its hot buffer. For an Avro topic the writer
     /// schemas are looked up first, and the table grows before any record is decoded; a registry
     /// that cannot be reached fails the call before anything is taken.
-    pub(super) async fn take(&mut self, tp: &TopicPartition, records: &[RecordAndOffset]) -> Result<()> {
+    pub(super) async fn take(&mut self, tp: &TopicPartition, records: &[Record]) -> Result<()> {
         let format = self.shared.cfg.kafka.format_for(&tp.0);
         let table = self.shared.table_name(&tp.0);
         let writers = match format {
@@ -45,11 +44,11 @@ impl Fetcher<'_> {
             let msg = Message {
                 partition: tp.1,
                 offset: r.offset,
-                timestamp_ms: r.record.timestamp.timestamp_millis(),
-                key: r.record.key.as_deref(),
-                value: r.record.value.as_deref(),
+                timestamp_ms: r.timestamp_ms,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
             };
-            buf.push(&msg, &r.record.headers);
+            buf.push(&msg, &r.headers);
         }
         if buf.has_fresh_keys() {
             self.grow_schema(&table)?;
@@ -63,7 +62,7 @@ impl Fetcher<'_> {
     }
 
     /// What the schema registry says of each schema id these Avro records name (cached).
-    async fn writer_schemas(&self, records: &[RecordAndOffset]) -> Result<BTreeMap<u32, Known>> {
+    async fn writer_schemas(&self, records: &[Record]) -> Result<BTreeMap<u32, Known>> {
         let registry = self.shared.registry.clone().ok_or_else(|| {
             Error::config(
                 "schema_registry.url",
@@ -72,7 +71,7 @@ impl Fetcher<'_> {
             )
         })?;
         let ids: BTreeSet<u32> =
-            records.iter().filter_map(|r| r.record.value.as_deref().and_then(decode::avro::schema_id)).collect();
+            records.iter().filter_map(|r| r.value.as_deref().and_then(decode::avro::schema_id)).collect();
         let mut out = BTreeMap::new();
         for id in ids {
             let known = match registry.cached(id) {
