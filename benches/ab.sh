@@ -5,6 +5,7 @@
 # CPU (user + sys), wall time and peak RSS, with B/A ratios. Nothing is asserted.
 #   bash benches/ab.sh BASE                 # 1,000,000 events, 6 rounds
 #   EVENTS=200000 ROUNDS=4 bash benches/ab.sh HEAD~3
+#   AB_BASE_BIN=path/to/frazil bash benches/ab.sh HEAD~3   # A is that binary, already built from BASE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE="${1:?usage: bash benches/ab.sh BASE-REVISION}"
@@ -21,12 +22,15 @@ trap cleanup EXIT
 # The base is built from its own worktree into its own target directory, with the same profile;
 # both stay under target/ab, so a second comparison with the same base builds nothing again.
 rev=$(git rev-parse --short "$BASE")
-base="$PWD/target/ab/src-$rev"
-[ -d "$base" ] || git worktree add --detach --quiet "$base" "$rev"
-echo "ab: building $rev (A) and the working tree (B)"
-(cd "$base" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --locked --quiet -p frazil --bin frazil)
+a="${AB_BASE_BIN:-$PWD/target/ab/target/release/frazil}"
+if [ -z "${AB_BASE_BIN:-}" ]; then
+  base="$PWD/target/ab/src-$rev"
+  [ -d "$base" ] || git worktree add --detach --quiet "$base" "$rev"
+  echo "ab: building $rev (A)"
+  (cd "$base" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --locked --quiet -p frazil --bin frazil)
+fi
+echo "ab: building the working tree (B)"
 cargo build --release --locked --quiet -p frazil --bin frazil
-a="$PWD/target/ab/target/release/frazil"
 b="$PWD/target/release/frazil"
 
 bash tests/servers/install.sh >/dev/null

@@ -12,10 +12,6 @@
 //!   rskafka's fetch keeps it.
 //!
 //! `source/batches_tests.rs` checks it against rskafka's own decoding of the same bytes.
-//!
-//! Not yet the agent's fetch path: rskafka still fetches, one partition per request, and parses
-//! each record into its own allocations. This reader is the half of that change that needs no
-//! connection.
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::records::{Record, RecordBatchDecoder};

@@ -1,5 +1,7 @@
-//! The Kafka source, through rskafka. Offsets are ours (no consumer group): the fetcher says
-//! where each partition starts and this fetches from there.
+//! The Kafka source. Offsets are ours (no consumer group): the fetcher says where each partition
+//! starts and this fetches from there. rskafka lists the topics, their partitions and their
+//! offsets; fetches go over connections of our own (`fetch.rs`), so records are read in place
+//! from the answer instead of one allocation per key and value.
 //!
 //! rskafka needs a tokio reactor, so each call is polled inside `async_compat::Compat`; rskafka
 //! has no per-request timeout (a silent broker hangs a call), so each call also gets ours.
@@ -14,10 +16,8 @@ use rskafka::BackoffConfig;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 
-use bytes::Bytes;
-use rskafka::record::RecordAndOffset;
-
-use super::{Fetched, Record, security};
+use super::fetch::Brokers;
+use super::{Fetched, security};
 use crate::config::KafkaConfig;
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
@@ -27,6 +27,8 @@ pub struct KafkaSource {
     cfg: KafkaConfig,
     client: Client,
     partitions: BTreeMap<TopicPartition, Arc<PartitionClient>>,
+    /// Fetches go over connections of our own (`fetch.rs`); rskafka lists topics and offsets.
+    brokers: Brokers,
 }
 
 impl KafkaSource {
@@ -51,7 +53,7 @@ impl KafkaSource {
         let client = timed(cfg.request_timeout, "connect to the brokers", builder.build())
             .await
             .map_err(|e| security::refused(&e).unwrap_or(e))?;
-        Ok(KafkaSource { cfg: cfg.clone(), client, partitions: BTreeMap::new() })
+        Ok(KafkaSource { cfg: cfg.clone(), client, partitions: BTreeMap::new(), brokers: Brokers::new(cfg) })
     }
 
     /// Looks up the partitions of the topics read (by name or pattern) and opens a client for
@@ -82,6 +84,8 @@ impl KafkaSource {
                 self.partitions.insert(tp, Arc::new(pc));
             }
         }
+        let read: Vec<String> = topics.iter().filter(|t| self.cfg.reads(&t.name)).map(|t| t.name.clone()).collect();
+        self.brokers.find_leaders(read).await?;
         Ok(self.partitions.keys().cloned().collect())
     }
 
@@ -101,9 +105,9 @@ impl KafkaSource {
         Ok((low, high))
     }
 
-    /// Fetches records at and after `offset`. Records before `offset` (a fetch may start
-    /// mid-batch) are dropped here so the caller sees each offset once. The future owns what it
-    /// needs, so several fetches can be in flight while the caller goes on with `self`.
+    /// Fetches records at and after `offset` (a fetch may start mid-batch: the records before
+    /// it are dropped, so the caller sees each offset once). The future owns what it needs, so
+    /// several fetches can be in flight while the caller goes on with `self`.
     pub fn fetch(
         &self,
         tp: &TopicPartition,
@@ -111,29 +115,22 @@ impl KafkaSource {
         max_bytes: i32,
         max_wait: Duration,
     ) -> impl Future<Output = Result<Fetched>> + 'static {
-        let pc = self.partition(tp);
-        let what = format!("fetch {}/{} at offset {offset}", tp.0, tp.1);
-        let wait_ms = max_wait.as_millis().min(i32::MAX as u128) as i32;
-        let limit = self.cfg.request_timeout + max_wait;
-        async move {
-            let pc = pc?;
-            let (records, high_watermark) =
-                timed(limit, &what, pc.fetch_records(offset, 1..max_bytes, wait_ms)).await?;
-            let records = records.into_iter().filter(|r| r.offset >= offset).map(from_rskafka).collect();
-            Ok(Fetched { records, high_watermark })
-        }
+        self.brokers.fetch(tp, offset, max_bytes, max_wait)
     }
 }
 
-/// rskafka's record as ours: its key and value vectors become `Bytes` without a copy.
-fn from_rskafka(r: RecordAndOffset) -> Record {
-    Record {
-        offset: r.offset,
-        timestamp_ms: r.record.timestamp.timestamp_millis(),
-        key: r.record.key.map(Bytes::from),
-        value: r.record.value.map(Bytes::from),
-        headers: r.record.headers,
-    }
+/// The error a fetch at an offset no longer (or not yet) in the log fails with, as rskafka
+/// reports it, so that [`is_offset_out_of_range`] holds whichever client fetched.
+pub(super) fn offset_out_of_range(what: &str, tp: &TopicPartition) -> Error {
+    use rskafka::client::error::{Error as KErr, ProtocolError, RequestContext};
+    let error = KErr::ServerError {
+        protocol_error: ProtocolError::OffsetOutOfRange,
+        error_message: None,
+        request: RequestContext::Partition(tp.0.clone(), tp.1),
+        response: None,
+        is_virtual: false,
+    };
+    Error::kafka(what, error)
 }
 
 /// True when Kafka says the offset is no longer (or not yet) in the log.

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
-use rskafka::client::error::{Error as KafkaError, ProtocolError, RequestContext};
 
 use super::{Connect, Fetched, Record, Source};
 use crate::topic::TopicPartition;
@@ -111,7 +110,7 @@ impl Topics {
             return Ok(());
         }
         inner.failures -= 1;
-        Err(Error::kafka(what, KafkaError::InvalidResponse("the in-memory broker is down".into())))
+        Err(Error::kafka(what, rskafka::client::error::Error::InvalidResponse("the in-memory broker is down".into())))
     }
 
     fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: i32) -> Result<Fetched> {
@@ -123,14 +122,7 @@ impl Topics {
             reason: "not discovered".into(),
         })?;
         if offset < log.low || offset > log.high() {
-            let error = KafkaError::ServerError {
-                protocol_error: ProtocolError::OffsetOutOfRange,
-                error_message: None,
-                request: RequestContext::Partition(tp.0.clone(), tp.1),
-                response: None,
-                is_virtual: false,
-            };
-            return Err(Error::kafka(format!("fetch {}/{} at offset {offset}", tp.0, tp.1), error));
+            return Err(super::kafka::offset_out_of_range(&format!("fetch {}/{} at offset {offset}", tp.0, tp.1), tp));
         }
         // At least one record, as Kafka hands out an oversized first batch.
         let (mut bytes, mut records) = (0usize, Vec::new());

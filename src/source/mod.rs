@@ -1,14 +1,18 @@
 //! The source stage: where records come from. The fetcher sees a [`Source`]: the partitions to
 //! read, their watermarks, and fetches at offsets it chooses (offsets are ours: no consumer
-//! group). [`KafkaSource`] is the real one, through rskafka; [`memory`] holds topics in memory, so
-//! the agent's loops can be tested in-process with no broker.
+//! group). [`KafkaSource`] is the real one: rskafka lists topics and offsets, and fetches go over
+//! connections of our own (`fetch.rs`, `wire.rs`) whose answers are read in place
+//! ([`batches`]); [`memory`] holds topics in memory, so the agent's loops can be tested
+//! in-process with no broker.
 
 pub mod batches;
+mod fetch;
 pub mod group;
 mod kafka;
 pub mod memory;
 pub mod registry;
 mod security;
+mod wire;
 
 use std::time::Duration;
 

@@ -22,9 +22,9 @@ use smol::channel::Sender;
 
 use super::Assignment;
 use super::assign;
-use super::wire::Conn;
 use crate::backoff::Backoff;
 use crate::config::{GroupConfig, KafkaConfig};
+use crate::source::wire::Conn;
 use crate::{Error, Result};
 
 /// Kafka's error codes that the loop acts on.

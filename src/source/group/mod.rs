@@ -1,13 +1,12 @@
 //! Consumer-group membership (`kafka.group`): which partitions this agent reads, decided with
 //! the other members through Kafka's group coordinator (the classic protocol, a sticky
 //! assignor of our own, dynamic membership). rskafka has no group API, so the protocol runs over a connection of our
-//! own (`wire.rs`, same TLS and SASL) on a thread of its own (`member.rs`): heartbeats never
+//! own (`source/wire.rs`, same TLS and SASL) on a thread of its own (`member.rs`): heartbeats never
 //! wait behind a long publish on the agent's single-threaded executor. Offsets are not
 //! committed to Kafka: they live in the tables, fenced per group (`commit::fence`).
 
 mod assign;
 mod member;
-mod wire;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

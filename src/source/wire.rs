@@ -1,6 +1,7 @@
-//! One blocking connection to a broker for the group protocol: TCP, TLS and SASL as configured
-//! for the fetch path, and a request/response exchange encoded by `kafka-protocol`. It lives on
-//! the membership thread, so a slow publish on the agent's executor never delays a heartbeat.
+//! One blocking connection to a broker: TCP, TLS and SASL as configured, and a request/response
+//! exchange encoded by `kafka-protocol`. The group protocol uses it on the membership thread (a
+//! slow publish on the agent's executor never delays a heartbeat); fetches use it on the blocking
+//! pool (`fetch.rs`).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -37,11 +38,13 @@ calls! {
     HeartbeatRequest => HeartbeatResponse as Heartbeat,
     LeaveGroupRequest => LeaveGroupResponse as LeaveGroup,
     MetadataRequest => MetadataResponse as Metadata,
+    FetchRequest => FetchResponse as Fetch,
     SaslHandshakeRequest => SaslHandshakeResponse as SaslHandshake,
     SaslAuthenticateRequest => SaslAuthenticateResponse as SaslAuthenticate,
 }
 
-/// A response larger than this is refused (a group answer is a few KiB).
+/// A response larger than this is refused unless the connection allows more (a group answer is
+/// a few KiB; a fetch connection allows twice `kafka.fetch_max_bytes`).
 const MAX_RESPONSE: usize = 64 << 20;
 
 trait Stream: Read + Write + Send {}
@@ -54,10 +57,11 @@ pub struct Conn {
     client_id: String,
     correlation: i32,
     timeout: Duration,
+    max_response: usize,
 }
 
 fn broken(addr: &str, what: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Source { context: format!("group protocol with {addr}: {what}"), reason: reason.to_string() }
+    Error::Source { context: format!("broker {addr}: {what}"), reason: reason.to_string() }
 }
 
 impl Conn {
@@ -78,14 +82,21 @@ impl Conn {
                 let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| {
                     Error::config("kafka.brokers", format!("`{addr}`: {e}"), "name brokers by host:port")
                 })?;
-                let tls_cfg: Arc<rustls::ClientConfig> = super::super::security::tls_config(tls)?;
+                let tls_cfg: Arc<rustls::ClientConfig> = super::security::tls_config(tls)?;
                 let session = rustls::ClientConnection::new(tls_cfg, name).map_err(|e| broken(addr, "TLS", e))?;
                 let sock = tcp.try_clone().map_err(|e| broken(addr, "connect", e))?;
                 Box::new(rustls::StreamOwned::new(session, sock))
             }
         };
-        let mut conn =
-            Conn { addr: addr.to_string(), stream, tcp, client_id: cfg.client_id.clone(), correlation: 0, timeout };
+        let mut conn = Conn {
+            addr: addr.to_string(),
+            stream,
+            tcp,
+            client_id: cfg.client_id.clone(),
+            correlation: 0,
+            timeout,
+            max_response: MAX_RESPONSE,
+        };
         if let Some(sasl) = &cfg.sasl {
             conn.login(sasl)?;
         }
@@ -94,6 +105,11 @@ impl Conn {
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Allows answers of up to `bytes` (never less than the default).
+    pub fn allow_answers_of(&mut self, bytes: usize) {
+        self.max_response = bytes.max(MAX_RESPONSE);
     }
 
     /// Sends `req` at `version` and reads its answer, waiting up to the request timeout plus `extra`
@@ -118,7 +134,7 @@ impl Conn {
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len).map_err(|e| broken(&self.addr, &what, e))?;
         let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_RESPONSE {
+        if len > self.max_response {
             return Err(broken(&self.addr, &what, format!("answer of {len} bytes")));
         }
         let mut buf = vec![0u8; len];
@@ -147,7 +163,7 @@ impl Conn {
         let refused = |reason: String| {
             Error::config(
                 "kafka.password",
-                format!("the broker refused the SASL login of the group connection ({reason})"),
+                format!("the broker refused the SASL login of frazil's own connection ({reason})"),
                 "check kafka.username, kafka.password and kafka.sasl_mechanism",
             )
         };
