@@ -21,6 +21,14 @@ fn member(dir: &Path, id: &str) -> Config {
     cfg
 }
 
+/// Completes when `rx`'s channel closes: each agent's stop signal.
+fn stopped_by(rx: &smol::channel::Receiver<()>) -> impl std::future::Future<Output = ()> + 'static {
+    let rx = rx.clone();
+    async move {
+        let _ = rx.recv().await;
+    }
+}
+
 fn produce(topics: &Topics, from: i64, to: i64) {
     for i in from..to {
         topics.produce("events", 0, format!(r#"{{"n":{i}}}"#).as_bytes());
@@ -37,12 +45,7 @@ fn two_static_agents_given_one_partition_commit_each_offset_once() {
     let a = Agent::with_source(a_cfg.clone(), topics.connect()).unwrap();
     let b = Agent::with_source(b_cfg.clone(), topics.connect()).unwrap();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-    let stopped = || {
-        let rx = stop_rx.clone();
-        async move {
-            let _ = rx.recv().await;
-        }
-    };
+    let stopped = || stopped_by(&stop_rx);
     let claimed = |agent: &Agent| !agent.shared.claims.borrow().partitions().is_empty();
     let fenced = || a.shared.gauges.fenced_commits.get() + b.shared.gauges.fenced_commits.get();
     let rows = || table_rows(&a_cfg, "events");
@@ -113,12 +116,7 @@ fn a_member_committing_less_often_is_not_starved_by_one_committing_often() {
     let slow = Agent::with_source(slow_cfg.clone(), topics.connect()).unwrap();
     let fast = Agent::with_source(fast_cfg.clone(), topics.connect()).unwrap();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-    let stopped = || {
-        let rx = stop_rx.clone();
-        async move {
-            let _ = rx.recv().await;
-        }
-    };
+    let stopped = || stopped_by(&stop_rx);
     let produced = std::cell::Cell::new(0i64);
     let conflicts = || slow.shared.gauges.commit_conflicts.get();
     let drive = smol::future::zip(slow.drive(Mode::Run, stopped()), fast.drive(Mode::Run, stopped()));
