@@ -17,7 +17,7 @@ use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling
 use rskafka::client::{Client, ClientBuilder};
 
 use super::fetch::Brokers;
-use super::{Fetched, security};
+use super::security;
 use crate::config::KafkaConfig;
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
@@ -28,7 +28,7 @@ pub struct KafkaSource {
     client: Client,
     partitions: BTreeMap<TopicPartition, Arc<PartitionClient>>,
     /// Fetches go over connections of our own (`fetch.rs`); rskafka lists topics and offsets.
-    brokers: Brokers,
+    pub(super) brokers: Brokers,
 }
 
 impl KafkaSource {
@@ -103,19 +103,6 @@ impl KafkaSource {
         let low = timed(self.cfg.request_timeout, &what, pc.get_offset(OffsetAt::Earliest)).await?;
         let high = timed(self.cfg.request_timeout, &what, pc.get_offset(OffsetAt::Latest)).await?;
         Ok((low, high))
-    }
-
-    /// Fetches records at and after `offset` (a fetch may start mid-batch: the records before
-    /// it are dropped, so the caller sees each offset once). The future owns what it needs, so
-    /// several fetches can be in flight while the caller goes on with `self`.
-    pub fn fetch(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        max_bytes: i32,
-        max_wait: Duration,
-    ) -> impl Future<Output = Result<Fetched>> + 'static {
-        self.brokers.fetch(tp, offset, max_bytes, max_wait)
     }
 }
 

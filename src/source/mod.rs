@@ -106,6 +106,8 @@ impl Source for KafkaSource {
         max_bytes: i32,
         max_wait: Duration,
     ) -> LocalBoxFuture<'static, Result<Fetched>> {
-        Box::pin(KafkaSource::fetch(self, tp, offset, max_bytes, max_wait))
+        // Records at and after `offset` (a fetch may start mid-batch: the records before it are
+        // dropped, so the caller sees each offset once).
+        Box::pin(self.brokers.fetch(tp, offset, max_bytes, max_wait))
     }
 }
