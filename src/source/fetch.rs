@@ -78,9 +78,12 @@ impl Brokers {
             let (conn, answer) = blocking::unblock(move || -> Result<(Conn, FetchResponse)> {
                 let mut conn = match conn {
                     Some(c) => c,
-                    None => Conn::open(&cfg, &to)?,
+                    None => {
+                        let mut c = Conn::open(&cfg, &to)?;
+                        c.allow_answers_of(2 * cfg.fetch_max_bytes as usize);
+                        c
+                    }
                 };
-                conn.allow_answers_of(2 * cfg.fetch_max_bytes as usize);
                 let answer = conn.call(&request, FETCH_VERSION, max_wait)?;
                 Ok((conn, answer))
             })
