@@ -184,16 +184,18 @@ fn an_idle_agent_lets_the_broker_hold_fetches_longer_and_goes_back_to_the_short_
     agent
         .run_until(async {
             until("every record is read", || report(shared).events == 20).await;
-            // Two partitions: each fetch may hold half of the 400 ms round.
-            until("the wait grew to its ceiling", || topics.waits().last() == Some(&ms(200))).await;
+            until("the wait grew to its ceiling", || topics.waits().last() == Some(&ms(400))).await;
             let waits = topics.waits();
             assert!(waits.windows(2).all(|w| w[0] <= w[1]), "it only grew while nothing came: {waits:?}");
-            assert!(waits.iter().all(|w| (ms(5)..=ms(200)).contains(w)), "{waits:?}");
+            assert!(waits.iter().all(|w| (ms(5)..=ms(400)).contains(w)), "{waits:?}");
+            // Idle, both partitions go in one request; while records flowed, one each.
+            let requests = topics.requests();
+            assert!(requests.iter().all(|&(w, n)| n == if w > ms(5) { 2 } else { 1 }), "{requests:?}");
             topics.produce("events", 1, br#"{"device":"d1","reading":10}"#);
             until("the new record is read", || report(shared).events == 21).await;
             let after_idle = || {
                 let waits = topics.waits();
-                let woke = waits.iter().rposition(|w| *w == ms(200)).expect("idle waits in the window");
+                let woke = waits.iter().rposition(|w| *w == ms(400)).expect("idle waits in the window");
                 waits[woke + 1..].to_vec()
             };
             until("the wait grows again", || after_idle().iter().any(|w| *w > ms(5))).await;

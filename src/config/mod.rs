@@ -56,9 +56,10 @@ pub struct KafkaConfig {
     pub fetches_in_flight: usize,
     /// How long the broker may hold a fetch open when it has nothing new, while records flow.
     pub fetch_max_wait: Duration,
-    /// While every partition comes back empty, fetches wait longer (up to a round over all
-    /// partitions taking this long), so an idle agent sleeps instead of polling: the most a
-    /// partition that wakes up waits before it is read. Never below `fetch_max_wait`.
+    /// While every partition comes back empty, fetches wait longer, up to this, and every
+    /// partition is asked in one request (one per broker), so an idle agent sleeps instead of
+    /// polling: the most a partition that wakes up waits before it is read. Never below
+    /// `fetch_max_wait`.
     pub fetch_idle_wait: Duration,
     /// Our own bound on any single broker request (rskafka has none).
     pub request_timeout: Duration,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 
-use super::{Connect, Fetched, Record, Source};
+use super::{Ask, Connect, Fetched, Record, Source};
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
 
@@ -26,8 +26,9 @@ struct Inner {
     /// This many calls from now fail as an unreachable broker does.
     failures: u32,
     fetches: u64,
-    /// The waits the latest fetches asked for, oldest first (the last 64).
-    waits: std::collections::VecDeque<Duration>,
+    /// The latest fetch requests (the last 64), oldest first: the wait each asked for and how
+    /// many partitions it asked.
+    requests: std::collections::VecDeque<(Duration, usize)>,
 }
 
 #[derive(Default)]
@@ -81,14 +82,20 @@ impl Topics {
         self.inner.borrow_mut().failures = n;
     }
 
-    /// Fetches answered so far.
+    /// Partitions fetched so far (a request for several counts each).
     pub fn fetches(&self) -> u64 {
         self.inner.borrow().fetches
     }
 
-    /// The waits the latest fetches (up to 64) asked the broker for, oldest first.
+    /// The latest fetch requests (up to 64), oldest first: the wait each asked the broker for,
+    /// and how many partitions it asked.
+    pub fn requests(&self) -> Vec<(Duration, usize)> {
+        self.inner.borrow().requests.iter().copied().collect()
+    }
+
+    /// The waits the latest fetch requests (up to 64) asked the broker for, oldest first.
     pub fn waits(&self) -> Vec<Duration> {
-        self.inner.borrow().waits.iter().copied().collect()
+        self.requests().into_iter().map(|(wait, _)| wait).collect()
     }
 
     /// Connects to these topics, as [`super::kafka`] connects to brokers.
@@ -110,11 +117,15 @@ impl Topics {
             return Ok(());
         }
         inner.failures -= 1;
-        Err(Error::kafka(what, rskafka::client::error::Error::InvalidResponse("the in-memory broker is down".into())))
+        Err(Topics::down(what))
+    }
+
+    /// The error of a call to a broker that is down.
+    fn down(what: &str) -> Error {
+        Error::kafka(what, rskafka::client::error::Error::InvalidResponse("the in-memory broker is down".into()))
     }
 
     fn fetch(&self, tp: &TopicPartition, offset: i64, max_bytes: i32) -> Result<Fetched> {
-        self.failure("fetch")?;
         let mut inner = self.inner.borrow_mut();
         inner.fetches += 1;
         let log = inner.logs.get(tp).ok_or_else(|| Error::Source {
@@ -159,28 +170,31 @@ impl Source for MemorySource {
         })
     }
 
-    fn fetch(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        max_bytes: i32,
-        max_wait: Duration,
-    ) -> LocalBoxFuture<'static, Result<Fetched>> {
-        let (topics, tp) = (self.topics.clone(), tp.clone());
+    fn fetch(&self, asks: Vec<Ask>, max_wait: Duration) -> LocalBoxFuture<'static, Vec<Result<Fetched>>> {
+        let topics = self.topics.clone();
         Box::pin(async move {
             {
-                let waits = &mut topics.inner.borrow_mut().waits;
-                if waits.len() == 64 {
-                    waits.pop_front();
+                let requests = &mut topics.inner.borrow_mut().requests;
+                if requests.len() == 64 {
+                    requests.pop_front();
                 }
-                waits.push_back(max_wait);
+                requests.push_back((max_wait, asks.len()));
             }
-            let fetched = topics.fetch(&tp, offset, max_bytes)?;
-            if fetched.records.is_empty() {
+            // A failure is of the whole request, as a broken connection fails every partition
+            // it asked.
+            let down = topics.failure("fetch").is_err();
+            let answers: Vec<Result<Fetched>> = asks
+                .iter()
+                .map(|a| match down {
+                    true => Err(Topics::down("fetch")),
+                    false => topics.fetch(&a.tp, a.offset, a.max_bytes),
+                })
+                .collect();
+            if answers.iter().all(|a| a.as_ref().is_ok_and(|f| f.records.is_empty())) {
                 // A broker holds an empty fetch for its wait; so does this, briefly.
                 smol::Timer::after(max_wait.min(Duration::from_millis(20))).await;
             }
-            Ok(fetched)
+            answers
         })
     }
 }

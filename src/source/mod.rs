@@ -57,6 +57,14 @@ pub struct Fetched {
     pub high_watermark: i64,
 }
 
+/// One partition to fetch: records at and after `offset`, up to about `max_bytes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub max_bytes: i32,
+}
+
 /// A source of records, read by one fetch loop.
 pub trait Source {
     /// Every topic-partition to read, sorted, new ones included. A topic named in the
@@ -66,16 +74,11 @@ pub trait Source {
     /// The earliest offset still kept and the high watermark.
     fn watermarks<'a>(&'a self, tp: &'a TopicPartition) -> LocalBoxFuture<'a, Result<(i64, i64)>>;
 
-    /// Records at and after `offset`, up to about `max_bytes`, waiting up to `max_wait` for some
-    /// to arrive. The future owns what it needs, so several can be in flight at once. An offset
-    /// no longer in the log fails so that [`is_offset_out_of_range`] is true.
-    fn fetch(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        max_bytes: i32,
-        max_wait: Duration,
-    ) -> LocalBoxFuture<'static, Result<Fetched>>;
+    /// Each of `asks`, in as few requests as the source can send (one per broker), waiting up to
+    /// `max_wait` for records to arrive; one answer per ask, in order. The future owns what it
+    /// needs, so several can be in flight at once. An offset no longer in the log fails so that
+    /// [`is_offset_out_of_range`] is true.
+    fn fetch(&self, asks: Vec<Ask>, max_wait: Duration) -> LocalBoxFuture<'static, Vec<Result<Fetched>>>;
 }
 
 /// Makes a connected source; called again after the source failed.
@@ -99,15 +102,9 @@ impl Source for KafkaSource {
         Box::pin(KafkaSource::watermarks(self, tp))
     }
 
-    fn fetch(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        max_bytes: i32,
-        max_wait: Duration,
-    ) -> LocalBoxFuture<'static, Result<Fetched>> {
-        // Records at and after `offset` (a fetch may start mid-batch: the records before it are
-        // dropped, so the caller sees each offset once).
-        Box::pin(self.brokers.fetch(tp, offset, max_bytes, max_wait))
+    fn fetch(&self, asks: Vec<Ask>, max_wait: Duration) -> LocalBoxFuture<'static, Vec<Result<Fetched>>> {
+        // Records at and after each offset (a fetch may start mid-batch: the records before it
+        // are dropped, so the caller sees each offset once).
+        Box::pin(self.brokers.fetch(asks, max_wait))
     }
 }

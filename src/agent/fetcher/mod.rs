@@ -27,7 +27,7 @@ use super::Mode;
 use super::reads::HotReply;
 use super::shared::{Shared, Stop};
 use crate::backoff::Backoff;
-use crate::source::{Connect, Fetched, Source, is_offset_out_of_range};
+use crate::source::{Ask, Connect, Fetched, Source, is_offset_out_of_range};
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
 use cursor::Cursor;
@@ -39,8 +39,8 @@ const MAX_GROWN_FETCH: i32 = 64 * 1024 * 1024;
 /// In flush mode, how many times in a row the broker may fail before the flush gives up.
 const FLUSH_BROKER_ATTEMPTS: u32 = 8;
 
-/// Fetches under way: each answers with its partition and the offset it asked for.
-type InFlight = FuturesUnordered<LocalBoxFuture<'static, (TopicPartition, i64, Result<Fetched>)>>;
+/// Fetch requests under way: each answers for every partition it asked, with the offset asked.
+type InFlight = FuturesUnordered<LocalBoxFuture<'static, Vec<(TopicPartition, i64, Result<Fetched>)>>>;
 
 /// The fetch loop's own state.
 pub(super) struct Fetcher<'a> {
@@ -71,7 +71,7 @@ pub(super) struct Fetcher<'a> {
 /// What the fetch loop woke up for. Dropping the fetch side loses nothing: a `FuturesUnordered`
 /// keeps its futures when the `next()` that polled them is dropped.
 enum Next {
-    Fetched(Option<(TopicPartition, i64, Result<Fetched>)>),
+    Fetched(Option<Vec<(TopicPartition, i64, Result<Fetched>)>>),
     Read(HotReply),
     /// Stopped while fetches were held open: their answers are not waited for (nothing was
     /// taken from them, so nothing is lost).
@@ -168,7 +168,7 @@ impl<'a> Fetcher<'a> {
                 Next::Stopped => break,
                 Next::Fetched(answer) => answer,
             };
-            let Some((tp, asked, result)) = answer else {
+            let Some(answers) = answer else {
                 if self.mode == Mode::Flush {
                     break;
                 }
@@ -176,22 +176,13 @@ impl<'a> Fetcher<'a> {
                 self.sleep_answering_reads(self.shared.cfg.kafka.refresh_interval.min(Duration::from_secs(1))).await;
                 continue;
             };
-            let Some(c) = self.cursors.get_mut(&tp) else { continue };
-            c.in_flight = false;
-            if c.next != asked {
-                continue; // the partition was read again from elsewhere (a fenced commit) meanwhile
+            if let Some(e) = self.answers(source.as_ref(), answers).await? {
+                self.roll(false).await?;
+                self.wait_to_retry(e).await?;
+                continue;
             }
-            // The next turn starts after this partition.
-            self.turn = (tp.0.clone(), tp.1.saturating_add(1));
-            let failure = match self.answer(source.as_ref(), &tp, result).await? {
-                Answered::Grown => continue,
-                Answered::Done(failure) => failure,
-            };
             self.roll(false).await?;
-            match failure {
-                Some(e) => self.wait_to_retry(e).await?,
-                None => self.retry.reset(),
-            }
+            self.retry.reset();
         }
         self.roll(true).await
     }
@@ -216,25 +207,36 @@ impl<'a> Fetcher<'a> {
     }
 
     /// Keeps up to `fetches_in_flight` fetches going, each for another partition, taking turns:
-    /// records of one partition are decoded while the broker serves the next.
+    /// records of one partition are decoded while the broker serves the next. Idle, every
+    /// partition goes in one request (one per broker): one answer wakes the agent per wait.
     fn send_fetches(&mut self, source: &dyn Source, pool: &mut InFlight) {
         let kafka = &self.shared.cfg.kafka;
-        let wanted: Vec<TopicPartition> =
+        let mut wanted: Vec<TopicPartition> =
             self.cursors.iter().filter(|(_, c)| c.wants_more()).map(|(tp, _)| tp.clone()).collect();
         let start = wanted.iter().position(|tp| *tp >= self.turn).unwrap_or(0);
+        wanted.rotate_left(start);
         let busy = self.cursors.values().filter(|c| c.in_flight).count();
-        // Idle, one partition at a time: every answer wakes the agent, and a round's length is
-        // what bounds a waking partition's delay either way.
-        let limit = if self.idle.is_idle() { 1 } else { kafka.fetches_in_flight };
-        let free = limit.saturating_sub(busy);
-        let wait = self.idle.next(self.cursors.len());
-        for tp in wanted[start..].iter().chain(&wanted[..start]).take(free) {
-            let c = self.cursors.get_mut(tp).expect("listed above");
-            let size = c.grown.unwrap_or(kafka.fetch_max_bytes as i32);
-            let (fetch, asked) = (source.fetch(tp, c.next, size, wait), c.next);
-            c.in_flight = true;
-            let tp = tp.clone();
-            pool.push(Box::pin(async move { (tp, asked, fetch.await) }));
+        let requests: Vec<Vec<TopicPartition>> = if !self.idle.is_idle() {
+            wanted.into_iter().take(kafka.fetches_in_flight.saturating_sub(busy)).map(|tp| vec![tp]).collect()
+        } else if busy == 0 && !wanted.is_empty() {
+            vec![wanted]
+        } else {
+            Vec::new() // the fetches of the busy spell come back first (within the short wait)
+        };
+        let wait = self.idle.next();
+        for tps in requests {
+            let asks: Vec<Ask> = tps
+                .into_iter()
+                .map(|tp| {
+                    let c = self.cursors.get_mut(&tp).expect("listed above");
+                    c.in_flight = true;
+                    Ask { offset: c.next, max_bytes: c.grown.unwrap_or(kafka.fetch_max_bytes as i32), tp }
+                })
+                .collect();
+            let fetch = source.fetch(asks.clone(), wait);
+            pool.push(Box::pin(async move {
+                asks.into_iter().zip(fetch.await).map(|(ask, result)| (ask.tp, ask.offset, result)).collect()
+            }));
         }
     }
 
@@ -325,8 +327,43 @@ impl<'a> Fetcher<'a> {
 enum Answered {
     /// The partition's fetch size grew; fetch it again at once.
     Grown,
-    /// Records taken (or none); with the failure to retry after, if any.
-    Done(Option<Error>),
+    /// Nothing new: the partition is read up to its high watermark.
+    NothingNew,
+    /// Records were taken, or the cursor moved past what retention removed.
+    Moved,
+    /// To try again after a backoff.
+    Failed(Error),
+}
+
+impl Fetcher<'_> {
+    /// Handles the answers of one fetch request; returns the first failure to retry after. The
+    /// wait grows only when every partition asked came back with nothing new.
+    async fn answers(
+        &mut self,
+        source: &dyn Source,
+        answers: Vec<(TopicPartition, i64, Result<Fetched>)>,
+    ) -> Result<Option<Error>> {
+        let (asked, mut nothing_new, mut failure) = (answers.len(), 0, None);
+        for (tp, offset, result) in answers {
+            let Some(c) = self.cursors.get_mut(&tp) else { continue };
+            c.in_flight = false;
+            if c.next != offset {
+                continue; // the partition was read again from elsewhere (a fenced commit) meanwhile
+            }
+            // The next turn starts after this partition.
+            self.turn = (tp.0.clone(), tp.1.saturating_add(1));
+            match self.answer(source, &tp, result).await? {
+                Answered::NothingNew => nothing_new += 1,
+                Answered::Failed(e) if failure.is_none() => failure = Some(e),
+                Answered::Failed(e) => log::debug!("{e}"),
+                Answered::Grown | Answered::Moved => {}
+            }
+        }
+        if nothing_new == asked {
+            self.idle.nothing_new(asked, self.cursors.len());
+        }
+        Ok(failure)
+    }
 }
 
 impl Fetcher<'_> {
@@ -345,33 +382,34 @@ impl Fetcher<'_> {
                     tp.0, tp.1, c.next
                 );
                 c.next = low;
-                return Ok(Answered::Done(None));
+                return Ok(Answered::Moved);
             }
-            Err(e) => return Ok(Answered::Done(Some(e))),
+            Err(e) => return Ok(Answered::Failed(e)),
         };
         if f.records.is_empty() && self.cursor(tp).next < f.high_watermark {
             return Ok(self.nothing_returned(tp, f.high_watermark));
         }
-        let mut failure = None;
+        let mut answered = Answered::NothingNew;
         if let Some(last) = f.records.last() {
             self.idle.records();
             let n = last.offset + 1;
             let c = self.cursor(tp);
             c.grown = None;
             c.stalled_at = None;
-            match self.take(tp, &f.records).await {
-                Ok(()) => self.cursor(tp).next = n,
+            answered = match self.take(tp, &f.records).await {
+                Ok(()) => {
+                    self.cursor(tp).next = n;
+                    Answered::Moved
+                }
                 // The schema registry could not be asked: nothing was taken, and the same
                 // records are fetched again after the backoff.
-                Err(e) if e.is_transient() => failure = Some(e),
+                Err(e) if e.is_transient() => Answered::Failed(e),
                 Err(e) => return Err(e),
-            }
-        } else {
-            self.idle.nothing_new(self.cursors.len());
+            };
         }
         let next = self.cursor(tp).next;
         self.shared.gauges.positions.borrow_mut().insert(tp.clone(), (next, f.high_watermark));
-        Ok(Answered::Done(failure))
+        Ok(answered)
     }
 
     /// A fetch that returns nothing below the high watermark met a record batch larger than the
@@ -405,6 +443,6 @@ impl Fetcher<'_> {
             c.stalled_at = Some(c.next);
             log::info!(topic = tp.0.as_str(), partition = tp.1, offset = c.next; "{what}; waiting for newer records");
         }
-        Answered::Done(None)
+        Answered::NothingNew
     }
 }
