@@ -8,23 +8,39 @@
 //! - control batches (transaction markers) carry no records for tables;
 //! - a fetch may start inside a batch: records before the offset asked for are dropped;
 //! - every batch's CRC-32C is checked (by the decoder), so a damaged answer is an error;
+//! - a compressed batch is decompressed here, not by the decoder, so that its size is bounded
+//!   ([`MAX_BATCH_BYTES`]): a small batch that inflates to gigabytes is an error naming its
+//!   offset, not the gateway's memory;
 //! - headers come as kafka-protocol's map: a name repeated in one record keeps its last value, as
 //!   rskafka's fetch keeps it.
 //!
 //! `source/batches_tests.rs` checks it against rskafka's own decoding of the same bytes.
 
+use std::io::Read;
+
+use anyhow::Context as _;
 use bytes::{Buf, Bytes};
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 
 use crate::{Error, Result};
 
 /// Base offset (8 bytes) and batch length (4): the length counts the bytes after these 12.
 const BATCH_HEAD: usize = 12;
 
+/// The most one batch's records may take once decompressed: the largest fetch the fetcher grows
+/// to. Producers' batches are far smaller (Kafka's `max.message.bytes` defaults to 1 MiB).
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
 /// The data records in `records` (a fetch answer's bytes for one partition) at and after `from`,
 /// in offset order. A batch cut short at the end is skipped; a batch that does not decode (a bad
-/// CRC, an unknown compression, a message set older than v2) is an error naming its offset.
-pub fn read(mut records: Bytes, from: i64) -> Result<Vec<Record>> {
+/// CRC, an unknown compression, a message set older than v2, records past [`MAX_BATCH_BYTES`])
+/// is an error naming its offset.
+pub fn read(records: Bytes, from: i64) -> Result<Vec<Record>> {
+    read_within(records, from, MAX_BATCH_BYTES)
+}
+
+/// [`read`], with batches bounded to `limit` bytes once decompressed.
+fn read_within(mut records: Bytes, from: i64, limit: usize) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     while records.len() >= BATCH_HEAD {
         let base_offset = (&records[..8]).get_i64();
@@ -37,10 +53,71 @@ pub fn read(mut records: Bytes, from: i64) -> Result<Vec<Record>> {
             break; // cut short by the broker's size limit: the next fetch starts at it
         }
         let mut batch = records.split_to(BATCH_HEAD + length);
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| fail(format!("{e:#}")))?;
+        let set = RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(decompress(limit)))
+            .map_err(|e| fail(format!("{e:#}")))?;
         out.extend(set.records.into_iter().filter(|r| !r.control && r.offset >= from));
     }
     Ok(out)
+}
+
+/// Decompresses one batch's records, to at most `limit` bytes. Uncompressed records stay a slice
+/// of the answer.
+fn decompress(limit: usize) -> impl Fn(&mut Bytes, Compression) -> anyhow::Result<Bytes> {
+    move |records, compression| {
+        let input = std::mem::take(records);
+        match compression {
+            Compression::None => Ok(input),
+            // Several gzip members in a row read as one stream, as Java's GZIPInputStream reads them.
+            Compression::Gzip => read_at_most(flate2::bufread::MultiGzDecoder::new(&input[..]), limit, "gzip"),
+            Compression::Zstd => read_at_most(zstd::stream::read::Decoder::with_buffer(&input[..])?, limit, "zstd"),
+            Compression::Lz4 => read_at_most(lz4::Decoder::new(&input[..])?, limit, "lz4"),
+            Compression::Snappy => snappy(&input, limit),
+        }
+    }
+}
+
+fn read_at_most(reader: impl Read, limit: usize, codec: &str) -> anyhow::Result<Bytes> {
+    let mut out = Vec::new();
+    reader.take(limit as u64 + 1).read_to_end(&mut out).with_context(|| format!("{codec} records"))?;
+    if out.len() > limit {
+        anyhow::bail!("{codec} records decompress to more than {limit} bytes");
+    }
+    Ok(out.into())
+}
+
+/// Java clients' snappy ("xerial" framing: a magic header, then blocks each led by its length), or
+/// raw snappy without the header, as Java's reader accepts. Each block states its decompressed
+/// length, so the bound is checked before anything is allocated.
+fn snappy(input: &[u8], limit: usize) -> anyhow::Result<Bytes> {
+    const MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+    let blocks: Vec<&[u8]> = match input.strip_prefix(MAGIC) {
+        None => vec![input],
+        Some(mut rest) => {
+            let mut blocks = Vec::new();
+            while !rest.is_empty() {
+                let (len, after) = rest.split_first_chunk::<4>().context("snappy block length cut short")?;
+                let len = u32::from_be_bytes(*len) as usize;
+                anyhow::ensure!(after.len() >= len, "snappy block cut short");
+                blocks.push(&after[..len]);
+                rest = &after[len..];
+            }
+            blocks
+        }
+    };
+    let mut total = 0usize;
+    for block in &blocks {
+        total = total.saturating_add(snap::raw::decompress_len(block).context("snappy block header")?);
+    }
+    if total > limit {
+        anyhow::bail!("snappy records decompress to more than {limit} bytes");
+    }
+    let mut out = vec![0u8; total];
+    let mut at = 0;
+    for block in blocks {
+        at += snap::raw::Decoder::new().decompress(block, &mut out[at..]).context("snappy block")?;
+    }
+    out.truncate(at);
+    Ok(out.into())
 }
 
 #[cfg(test)]

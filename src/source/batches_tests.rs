@@ -235,3 +235,68 @@ fn records_are_slices_of_the_answer_not_copies() {
     assert_eq!(value.as_ref(), b"value");
     assert!(range.contains(&(value.as_ptr() as usize)), "the value points into the answer's buffer");
 }
+
+/// One batch of `values` from `base`, written by kafka-protocol's encoder with `compression`
+/// (its snappy is Java's framed form, which rskafka does not write).
+fn encoded(base: i64, values: &[Vec<u8>], compression: Compression) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: base + i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+    buf.freeze()
+}
+
+const COMPRESSIONS: [Compression; 5] =
+    [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+
+#[test]
+fn every_compression_kafka_protocol_writes_reads_as_its_own_decoder_reads_it() {
+    let values: Vec<Vec<u8>> =
+        (0..50).map(|i| format!("{{\"reading\":{i},\"pad\":\"{}\"}}", "x".repeat(i)).into()).collect();
+    for c in COMPRESSIONS {
+        let bytes = encoded(100, &values, c);
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes.clone()).unwrap();
+        let theirs: Vec<Record> = sets.into_iter().flat_map(|s| s.records).collect();
+        let ours = read(bytes, 110).unwrap();
+        let seen = |rs: &[Record]| rs.iter().map(|r| (r.offset, r.value.clone())).collect::<Vec<_>>();
+        assert_eq!(seen(&ours), seen(&theirs[10..]), "{c:?}");
+        assert_eq!(ours.len(), 40, "{c:?}");
+    }
+}
+
+#[test]
+fn a_batch_that_inflates_past_the_bound_is_an_error_naming_its_offset() {
+    let values = vec![vec![0u8; 64 << 10]; 4]; // 256 KiB of zeros: a few hundred bytes compressed
+    for c in COMPRESSIONS {
+        let bytes = encoded(7, &values, c);
+        assert_eq!(super::read_within(bytes.clone(), 0, 1 << 20).unwrap().len(), 4, "{c:?} within the bound");
+        let small = super::read_within(bytes.clone(), 0, 16 << 10);
+        if c == Compression::None {
+            assert_eq!(small.unwrap().len(), 4, "uncompressed records are read in place, never copied");
+            continue;
+        }
+        assert!(bytes.len() < 16 << 10, "{c:?}: {} bytes compressed", bytes.len());
+        let e = small.unwrap_err().to_string();
+        assert!(
+            e.contains("record batch at offset 7") && e.contains("decompress to more than 16384 bytes"),
+            "{c:?}: {e}"
+        );
+    }
+}

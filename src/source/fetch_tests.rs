@@ -60,7 +60,9 @@ fn one_request_asks_every_partition_in_order_grouped_by_topic() {
     let r = request(&asks, std::time::Duration::from_millis(1500));
     assert_eq!(r.max_wait_ms, 1500);
     assert_eq!(r.max_bytes, 1 << 23, "the largest ask's share bounds the whole answer");
-    let seen: Vec<(String, Vec<(i32, i64, i32)>)> = r
+    /// Partition, offset and size asked.
+    type Asked = (i32, i64, i32);
+    let seen: Vec<(String, Vec<Asked>)> = r
         .topics
         .iter()
         .map(|t| {
