@@ -5,7 +5,10 @@
 //! consumer needs around it:
 //! - a fetch answer may end in a batch the broker cut short at its size limit: it is left for the
 //!   next fetch, never an error;
-//! - control batches (transaction markers) carry no records for tables;
+//! - control batches (transaction markers) carry no records for tables, and the records of a
+//!   transaction that was aborted are dropped: a read_committed answer lists each aborted
+//!   transaction by producer and first offset, and its abort marker ends it (as Kafka's own
+//!   consumer filters them);
 //! - a fetch may start inside a batch: records before the offset asked for are dropped;
 //! - every batch's CRC-32C is checked (by the decoder), so a damaged answer is an error;
 //! - a compressed batch is decompressed here, not by the decoder, so that its size is bounded
@@ -31,16 +34,27 @@ const BATCH_HEAD: usize = 12;
 /// to. Producers' batches are far smaller (Kafka's `max.message.bytes` defaults to 1 MiB).
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
 
+/// A transaction the broker reports aborted: its producer and its first offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Aborted {
+    pub producer_id: i64,
+    pub first_offset: i64,
+}
+
 /// The data records in `records` (a fetch answer's bytes for one partition) at and after `from`,
-/// in offset order. A batch cut short at the end is skipped; a batch that does not decode (a bad
-/// CRC, an unknown compression, a message set older than v2, records past [`MAX_BATCH_BYTES`])
-/// is an error naming its offset.
-pub fn read(records: Bytes, from: i64) -> Result<Vec<Record>> {
-    read_within(records, from, MAX_BATCH_BYTES)
+/// in offset order, without those of the `aborted` transactions. A batch cut short at the end is
+/// skipped; a batch that does not decode (a bad CRC, an unknown compression, a message set older
+/// than v2, records past [`MAX_BATCH_BYTES`]) is an error naming its offset.
+pub fn read(records: Bytes, from: i64, aborted: &[Aborted]) -> Result<Vec<Record>> {
+    read_within(records, from, aborted, MAX_BATCH_BYTES)
 }
 
 /// [`read`], with batches bounded to `limit` bytes once decompressed.
-fn read_within(mut records: Bytes, from: i64, limit: usize) -> Result<Vec<Record>> {
+fn read_within(mut records: Bytes, from: i64, aborted: &[Aborted], limit: usize) -> Result<Vec<Record>> {
+    let mut pending = aborted.to_vec();
+    pending.sort_by_key(|a| std::cmp::Reverse(a.first_offset)); // the earliest last, to pop
+    // Producers inside an aborted transaction at this point of the log.
+    let mut aborting = std::collections::HashSet::new();
     let mut out = Vec::new();
     while records.len() >= BATCH_HEAD {
         let base_offset = (&records[..8]).get_i64();
@@ -53,12 +67,37 @@ fn read_within(mut records: Bytes, from: i64, limit: usize) -> Result<Vec<Record
             break; // cut short by the broker's size limit: the next fetch starts at it
         }
         let mut batch = records.split_to(BATCH_HEAD + length);
+        let head = batch.clone();
         let set = RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(decompress(limit)))
             .map_err(|e| fail(format!("{e:#}")))?;
-        out.extend(set.records.into_iter().filter(|r| !r.control && r.offset >= from));
+        // The header decoded, so its fixed fields are there.
+        let attributes = (&head[ATTRIBUTES..]).get_i16();
+        let last_offset = base_offset + i64::from((&head[LAST_OFFSET_DELTA..]).get_i32());
+        let producer_id = (&head[PRODUCER_ID..]).get_i64();
+        while pending.last().is_some_and(|a| a.first_offset <= last_offset) {
+            aborting.insert(pending.pop().expect("just seen").producer_id);
+        }
+        if attributes & CONTROL != 0 {
+            let abort = set.records.first().and_then(|r| r.key.as_ref()).is_some_and(|k| k.get(2..4) == Some(&[0, 0]));
+            if abort {
+                aborting.remove(&producer_id);
+            }
+            continue;
+        }
+        if attributes & TRANSACTIONAL != 0 && aborting.contains(&producer_id) {
+            continue;
+        }
+        out.extend(set.records.into_iter().filter(|r| r.offset >= from));
     }
     Ok(out)
 }
+
+// Where a v2 batch header keeps what the transaction filter reads, and the attribute bits.
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const PRODUCER_ID: usize = 43;
+const TRANSACTIONAL: i16 = 1 << 4;
+const CONTROL: i16 = 1 << 5;
 
 /// Decompresses one batch's records, to at most `limit` bytes. Uncompressed records stay a slice
 /// of the answer.

@@ -14,7 +14,7 @@ use rskafka::protocol::record::{
 };
 use rskafka::protocol::traits::{ReadType, WriteType};
 
-use super::read;
+use super::{Aborted, read};
 
 type Headers = Vec<(String, Vec<u8>)>;
 /// One record as written: key, value, headers.
@@ -166,7 +166,7 @@ fn rskafka_reads(bytes: &[u8], batches: &[Batch], ends: &[usize], n: usize, from
 }
 
 fn ours(bytes: Bytes, from: i64) -> Vec<Seen> {
-    read(bytes, from)
+    read(bytes, from, &[])
         .unwrap()
         .into_iter()
         .map(|r| {
@@ -216,7 +216,7 @@ fn a_damaged_batch_is_an_error_that_names_its_offset() {
     let (mut bytes, _) = write(&[b], 42);
     let n = bytes.len();
     bytes[n - 3] ^= 0x40; // inside the record, covered by the CRC
-    let e = read(Bytes::from(bytes), 0).unwrap_err().to_string();
+    let e = read(Bytes::from(bytes), 0, &[]).unwrap_err().to_string();
     assert!(e.contains("record batch at offset 42") && e.contains("Cyclic redundancy check failed"), "{e}");
 }
 
@@ -230,7 +230,7 @@ fn records_are_slices_of_the_answer_not_copies() {
     let (bytes, _) = write(&[b], 0);
     let answer = Bytes::from(bytes);
     let range = answer.as_ptr() as usize..answer.as_ptr() as usize + answer.len();
-    let records = read(answer.clone(), 0).unwrap();
+    let records = read(answer.clone(), 0, &[]).unwrap();
     let value = records[0].value.as_ref().unwrap();
     assert_eq!(value.as_ref(), b"value");
     assert!(range.contains(&(value.as_ptr() as usize)), "the value points into the answer's buffer");
@@ -274,7 +274,7 @@ fn every_compression_kafka_protocol_writes_reads_as_its_own_decoder_reads_it() {
         let bytes = encoded(100, &values, c);
         let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes.clone()).unwrap();
         let theirs: Vec<Record> = sets.into_iter().flat_map(|s| s.records).collect();
-        let ours = read(bytes, 110).unwrap();
+        let ours = read(bytes, 110, &[]).unwrap();
         let seen = |rs: &[Record]| rs.iter().map(|r| (r.offset, r.value.clone())).collect::<Vec<_>>();
         assert_eq!(seen(&ours), seen(&theirs[10..]), "{c:?}");
         assert_eq!(ours.len(), 40, "{c:?}");
@@ -286,8 +286,8 @@ fn a_batch_that_inflates_past_the_bound_is_an_error_naming_its_offset() {
     let values = vec![vec![0u8; 64 << 10]; 4]; // 256 KiB of zeros: a few hundred bytes compressed
     for c in COMPRESSIONS {
         let bytes = encoded(7, &values, c);
-        assert_eq!(super::read_within(bytes.clone(), 0, 1 << 20).unwrap().len(), 4, "{c:?} within the bound");
-        let small = super::read_within(bytes.clone(), 0, 16 << 10);
+        assert_eq!(super::read_within(bytes.clone(), 0, &[], 1 << 20).unwrap().len(), 4, "{c:?} within the bound");
+        let small = super::read_within(bytes.clone(), 0, &[], 16 << 10);
         if c == Compression::None {
             assert_eq!(small.unwrap().len(), 4, "uncompressed records are read in place, never copied");
             continue;
@@ -298,5 +298,78 @@ fn a_batch_that_inflates_past_the_bound_is_an_error_naming_its_offset() {
             e.contains("record batch at offset 7") && e.contains("decompress to more than 16384 bytes"),
             "{c:?}: {e}"
         );
+    }
+}
+
+/// A batch of `n` records from `offset` by `producer` (`None`: not in a transaction), or its
+/// transaction's marker (`marker`: 0 aborts, 1 commits), as a broker stores them.
+fn txn_batch(out: &mut Vec<u8>, offset: i64, producer: Option<i64>, n: usize, marker: Option<u8>) {
+    let records: Vec<Record> = (0..n as i64)
+        .map(|i| Record {
+            transactional: producer.is_some(),
+            control: marker.is_some(),
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: producer.unwrap_or(-1),
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: offset + i,
+            sequence: i as i32, // consecutive: one batch
+            timestamp: 1_700_000_000_000,
+            key: marker.map(|m| Bytes::copy_from_slice(&[0, 0, 0, m])),
+            value: Some(Bytes::from(format!("{offset}+{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    out.extend_from_slice(&buf);
+}
+
+fn offsets(bytes: &[u8], aborted: &[Aborted]) -> Vec<i64> {
+    read(Bytes::copy_from_slice(bytes), 0, aborted).unwrap().iter().map(|r| r.offset).collect()
+}
+
+#[test]
+fn the_records_of_an_aborted_transaction_are_dropped_and_a_committed_one_kept() {
+    let mut log = Vec::new();
+    txn_batch(&mut log, 0, Some(7), 3, None); // 0..3: producer 7's first transaction...
+    txn_batch(&mut log, 3, None, 2, None); // 3..5: no transaction
+    txn_batch(&mut log, 5, Some(8), 2, None); // 5..7: producer 8, committed below
+    txn_batch(&mut log, 7, Some(7), 1, Some(0)); // 7: ...aborted
+    txn_batch(&mut log, 8, Some(7), 2, None); // 8..10: producer 7's second transaction...
+    txn_batch(&mut log, 10, Some(8), 1, Some(1)); // 10: producer 8 commits
+    txn_batch(&mut log, 11, Some(7), 1, Some(1)); // 11: ...committed
+    let aborted = [Aborted { producer_id: 7, first_offset: 0 }];
+    assert_eq!(offsets(&log, &aborted), [3, 4, 5, 6, 8, 9], "the abort marker ends the aborted transaction");
+    assert_eq!(offsets(&log, &[]), [0, 1, 2, 3, 4, 5, 6, 8, 9], "nothing reported aborted: only markers are dropped");
+}
+
+#[test]
+fn an_aborted_transaction_counts_only_from_its_first_offset() {
+    let mut log = Vec::new();
+    txn_batch(&mut log, 0, Some(7), 2, None); // 0..2: committed
+    txn_batch(&mut log, 2, Some(7), 1, Some(1));
+    txn_batch(&mut log, 3, Some(7), 2, None); // 3..5: aborted
+    txn_batch(&mut log, 5, Some(7), 1, Some(0));
+    let aborted = [Aborted { producer_id: 7, first_offset: 3 }, Aborted { producer_id: 9, first_offset: 0 }];
+    assert_eq!(offsets(&log, &aborted), [0, 1]);
+    // A fetch from inside the aborted transaction: the answer still lists it.
+    let from_inside = &log[batch_start(&log, 4)..];
+    assert_eq!(offsets(from_inside, &aborted), Vec::<i64>::new());
+}
+
+/// Where the batch holding `offset` starts in `log` (the batch after it, for a marker).
+fn batch_start(log: &[u8], offset: i64) -> usize {
+    let mut at = 0;
+    loop {
+        let base = i64::from_be_bytes(log[at..at + 8].try_into().unwrap());
+        let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().unwrap()) as usize;
+        let last = base + i64::from(i32::from_be_bytes(log[at + 23..at + 27].try_into().unwrap()));
+        if (base..=last).contains(&offset) {
+            return at;
+        }
+        at += 12 + len;
     }
 }

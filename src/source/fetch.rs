@@ -228,8 +228,11 @@ fn answered(asks: &[Ask], answer: FetchResponse) -> Vec<Result<Fetched>> {
             if part.error_code != 0 {
                 return Err(refused(part.error_code));
             }
+            let aborted: Vec<batches::Aborted> = (part.aborted_transactions.iter().flatten())
+                .map(|a| batches::Aborted { producer_id: a.producer_id.0, first_offset: a.first_offset })
+                .collect();
             let raw = part.records.unwrap_or_default();
-            let records = batches::read(raw, ask.offset)?.into_iter().map(Record::from).collect();
+            let records = batches::read(raw, ask.offset, &aborted)?.into_iter().map(Record::from).collect();
             Ok(Fetched { records, high_watermark: part.high_watermark })
         })
         .collect()

@@ -17,19 +17,24 @@ fn ask(topic: &str, partition: i32, offset: i64) -> Ask {
 
 /// One batch of `values` from `base`, as a broker stores it.
 fn batch(base: i64, values: &[&str]) -> bytes::Bytes {
+    batch_of(base, values, None)
+}
+
+/// One batch of `values` from `base`, in a transaction of `producer` if there is one.
+fn batch_of(base: i64, values: &[&str], producer: Option<i64>) -> bytes::Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
+            producer_id: producer.unwrap_or(-1),
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: base + i as i64,
-            sequence: -1,
+            sequence: i as i32,
             timestamp: 1_700_000_000_000,
             key: None,
             value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
@@ -124,4 +129,17 @@ fn a_failed_request_keeps_its_error_on_the_first_ask_and_names_it_on_the_rest() 
             "{e}"
         );
     }
+}
+
+#[test]
+fn the_aborted_transactions_an_answer_lists_are_left_out_of_its_partition() {
+    use kafka_protocol::messages::ProducerId;
+    use kafka_protocol::messages::fetch_response::AbortedTransaction;
+    let mut log = batch_of(0, &["aborted", "too"], Some(7)).to_vec();
+    log.extend_from_slice(&batch(2, &["kept"]));
+    let aborted = vec![AbortedTransaction::default().with_producer_id(ProducerId(7)).with_first_offset(0)];
+    let p = part(0, 0, 3, Some(log.into())).with_aborted_transactions(Some(aborted));
+    let got = answered(&[ask("a", 0, 0)], FetchResponse::default().with_responses(vec![topic("a", vec![p])]));
+    let offsets: Vec<i64> = got[0].as_ref().unwrap().records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, [2]);
 }
