@@ -50,10 +50,28 @@ impl Brokers {
         Brokers { cfg: Arc::new(cfg.clone()), leaders: Arc::default(), idle: Arc::default() }
     }
 
-    /// Asks a bootstrap broker for the leader of every partition of `topics`.
+    /// Asks for the leader of every partition of `topics`: over an idle fetch connection when
+    /// there is one (`run` asks again every `kafka.refresh_interval`, and a new connection would
+    /// cost a TLS handshake and a login each time), else a bootstrap broker.
     pub async fn find_leaders(&self, topics: Vec<String>) -> Result<()> {
-        let cfg = self.cfg.clone();
-        let leaders = blocking::unblock(move || leaders_of(&cfg, &topics)).await?;
+        let (cfg, idle) = (self.cfg.clone(), self.idle.clone());
+        let pooled = {
+            let mut idle = idle.lock().expect("not poisoned");
+            idle.values_mut().find_map(Vec::pop)
+        };
+        let leaders = blocking::unblock(move || {
+            if let Some(mut conn) = pooled {
+                match metadata(&mut conn, &topics) {
+                    Ok(leaders) => {
+                        idle.lock().expect("not poisoned").entry(conn.addr().to_string()).or_default().push(conn);
+                        return Ok(leaders);
+                    }
+                    Err(e) => log::debug!("{e}; asking a bootstrap broker"),
+                }
+            }
+            leaders_of(&cfg, &topics)
+        })
+        .await?;
         *self.leaders.lock().expect("not poisoned") = leaders;
         Ok(())
     }
@@ -146,32 +164,33 @@ fn failed(asks: &[Ask], e: Error) -> Vec<Result<Fetched>> {
 fn leaders_of(cfg: &KafkaConfig, topics: &[String]) -> Result<BTreeMap<TopicPartition, String>> {
     let mut last = None;
     for addr in &cfg.brokers {
-        let ask = || -> Result<BTreeMap<TopicPartition, String>> {
-            let mut conn = Conn::open(cfg, addr)?;
-            let names = topics
-                .iter()
-                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))));
-            let req = MetadataRequest::default().with_topics(Some(names.collect()));
-            let answer = conn.call(&req, METADATA_VERSION, Duration::ZERO)?;
-            let brokers: HashMap<i32, String> =
-                answer.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
-            let mut leaders = BTreeMap::new();
-            for t in answer.topics {
-                let Some(name) = t.name else { continue };
-                for p in t.partitions {
-                    if let Some(addr) = brokers.get(&p.leader_id.0) {
-                        leaders.insert((name.0.to_string(), p.partition_index), addr.clone());
-                    }
-                }
-            }
-            Ok(leaders)
-        };
-        match ask() {
+        match Conn::open(cfg, addr).and_then(|mut conn| metadata(&mut conn, topics)) {
             Ok(leaders) => return Ok(leaders),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| Error::Source { context: "find partition leaders".into(), reason: "no brokers".into() }))
+}
+
+/// Every partition's leader among `topics`, as the broker at the other end of `conn` knows them.
+fn metadata(conn: &mut Conn, topics: &[String]) -> Result<BTreeMap<TopicPartition, String>> {
+    let names = topics
+        .iter()
+        .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))));
+    let req = MetadataRequest::default().with_topics(Some(names.collect()));
+    let answer = conn.call(&req, METADATA_VERSION, Duration::ZERO)?;
+    let brokers: HashMap<i32, String> =
+        answer.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
+    let mut leaders = BTreeMap::new();
+    for t in answer.topics {
+        let Some(name) = t.name else { continue };
+        for p in t.partitions {
+            if let Some(addr) = brokers.get(&p.leader_id.0) {
+                leaders.insert((name.0.to_string(), p.partition_index), addr.clone());
+            }
+        }
+    }
+    Ok(leaders)
 }
 
 /// One Fetch request for `asks`, in their order (a broker fills its answer in the order asked,
