@@ -29,6 +29,7 @@ pub mod guard;
 mod infer;
 mod meta;
 pub mod names;
+pub mod protobuf;
 pub mod raw;
 #[cfg(test)]
 mod schema_tests;

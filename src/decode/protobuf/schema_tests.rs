@@ -1,0 +1,150 @@
+//! Schemas compiled from `.proto` text with an import served by name, as a registry serves
+//! references, and the Iceberg fields of their messages.
+
+use std::collections::HashMap;
+
+use iceberg::spec::{NestedFieldRef, Type};
+
+use super::{compile, iceberg_fields, message_at};
+
+const READING: &str = r#"
+syntax = "proto3";
+package plant.v1;
+
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+import "google/protobuf/struct.proto";
+import "google/protobuf/any.proto";
+import "plant/v1/site.proto";
+
+message Reading {
+  string device = 1;
+  google.protobuf.Timestamp at = 2;
+  double temp_c = 3;
+  uint64 counter = 4;
+  sint32 delta = 5;
+  optional int64 seq = 6;
+  repeated string alarms = 7;
+  map<string, double> gauges = 8;
+  Status status = 9;
+  Site site = 10;
+  google.protobuf.Int64Value battery = 11;
+  google.protobuf.Struct extra = 12;
+  google.protobuf.Any payload = 13;
+  oneof source {
+    string gateway = 14;
+    int32 line = 15;
+  }
+  Inner inner = 16;
+  bytes raw = 17;
+  fixed32 code = 18;
+
+  message Inner {
+    repeated Inner children = 1;
+    string label = 2;
+  }
+}
+
+enum Status {
+  STATUS_UNKNOWN = 0;
+  STATUS_OK = 1;
+}
+
+message Other {
+  bool flag = 1;
+}
+"#;
+
+const SITE: &str = r#"
+syntax = "proto3";
+package plant.v1;
+
+message Site {
+  string name = 1;
+  repeated double position = 2;
+}
+"#;
+
+fn imports() -> HashMap<String, String> {
+    HashMap::from([("plant/v1/site.proto".to_string(), SITE.to_string())])
+}
+
+/// A field list as one line: `name: type` at every depth, with ids.
+fn show(fields: &[NestedFieldRef]) -> Vec<String> {
+    fn ty(t: &Type) -> String {
+        match t {
+            Type::Primitive(p) => p.to_string(),
+            Type::Struct(s) => format!("struct<{}>", show(s.fields()).join(", ")),
+            Type::List(l) => format!("list<{}:{}>", l.element_field.id, ty(&l.element_field.field_type)),
+            Type::Map(m) => format!(
+                "map<{}:{}, {}:{}>",
+                m.key_field.id,
+                ty(&m.key_field.field_type),
+                m.value_field.id,
+                ty(&m.value_field.field_type)
+            ),
+        }
+    }
+    fields
+        .iter()
+        .map(|f| format!("{}:{} {}{}", f.id, f.name, ty(&f.field_type), if f.required { "!" } else { "" }))
+        .collect()
+}
+
+fn numbered() -> impl FnMut() -> i32 {
+    let mut n = 0;
+    move || {
+        n += 1;
+        n
+    }
+}
+
+#[test]
+fn every_kind_of_field_has_an_iceberg_type() {
+    let file = compile(READING, &imports()).unwrap();
+    let reading = message_at(&file, &[0]).unwrap();
+    assert_eq!(reading.full_name(), "plant.v1.Reading");
+    let fields = iceberg_fields(&reading, &mut numbered(), &|n| format!("_{n}")).unwrap();
+    let want = [
+        "1:_device string",
+        "2:_at timestamptz",
+        "3:_temp_c double",
+        "4:_counter decimal(20, 0)",
+        "5:_delta int",
+        "6:_seq long",
+        "7:_alarms list<8:string>",
+        "9:_gauges map<10:string, 11:double>",
+        "12:_status string",
+        "13:_site struct<14:name string, 15:position list<16:double>>",
+        "17:_battery long",
+        "18:_extra string",
+        "19:_payload struct<20:type_url string, 21:value binary>",
+        "22:_gateway string",
+        "23:_line int",
+        "24:_inner struct<25:children list<26:string>, 27:label string>",
+        "28:_raw binary",
+        "29:_code long",
+    ];
+    assert_eq!(show(&fields), want, "every field optional; only top-level names renamed");
+}
+
+#[test]
+fn indexes_name_top_level_then_nested_messages_not_counting_map_entries() {
+    let file = compile(READING, &imports()).unwrap();
+    let name = |ix: &[i32]| message_at(&file, ix).map(|m| m.full_name().to_string());
+    assert_eq!(name(&[1]).unwrap(), "plant.v1.Other", "enums are not counted among top-level messages");
+    // Reading's nested types are [GaugesEntry (map entry), Inner]: Inner is index 0 as
+    // Confluent's Java serializer counts.
+    assert_eq!(name(&[0, 0]).unwrap(), "plant.v1.Reading.Inner");
+    assert!(name(&[2]).unwrap_err().contains("no message at indexes [2]"));
+    assert!(name(&[0, 1]).is_err());
+    assert!(name(&[]).is_err());
+}
+
+#[test]
+fn a_schema_that_does_not_compile_says_why() {
+    let missing = compile(READING, &HashMap::new()).unwrap_err();
+    assert!(missing.contains("does not compile") && missing.contains("plant/v1/site.proto"), "{missing}");
+    let broken = compile("syntax = \"proto3\";\nmessage M { string a = 1 }\n", &HashMap::new()).unwrap_err();
+    assert!(broken.contains("does not compile"), "{broken}");
+}
