@@ -3,3 +3,7 @@
 
 pub mod frame;
 pub mod schema;
+pub mod value;
+
+#[cfg(test)]
+mod fixtures;
