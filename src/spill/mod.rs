@@ -174,6 +174,15 @@ pub fn is_disk_full(e: &Error) -> bool {
     text.contains("No space left on device") || text.contains("Disk quota exceeded")
 }
 
+/// A column's dictionary stops growing at this size and the rest of the column is written plain.
+/// Spool files are small, so at parquet's default (1 MiB) a column of values that hardly repeat
+/// (offsets, timestamps, readings) stayed dictionary-encoded to the end: a dictionary as large as
+/// the values, plus an index per value that zstd cannot shrink. Measured on the bench workload
+/// (300,000 events, 2 rounds each, same run): 64 KiB made the table's Parquet files 21-26%
+/// smaller (3.39-3.71 MB against 4.61-4.69 MB) at the same CPU and peak RSS; 256 KiB, 1-2%.
+/// Columns of few distinct values keep their dictionary.
+const DICTIONARY_PAGE_LIMIT: usize = 64 << 10;
+
 async fn write_parquet(
     path: &str,
     schema: Arc<Schema>,
@@ -184,6 +193,7 @@ async fn write_parquet(
     let out = FileIO::new_with_fs().new_output(path).map_err(ctx)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         .build();
     let mut writer = ParquetWriterBuilder::new(props, schema).build(out).await.map_err(ctx)?;
     for b in batches {
@@ -201,6 +211,46 @@ async fn write_parquet(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_column_of_distinct_values_falls_back_from_its_dictionary_and_a_repetitive_one_keeps_it() {
+        use arrow_array::{Int64Array, StringArray};
+        use iceberg::spec::{NestedField, PrimitiveType, Type};
+        use parquet::basic::Encoding;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let schema = Arc::new(
+            Schema::builder()
+                .with_fields(vec![
+                    NestedField::optional(1, "seq", Type::Primitive(PrimitiveType::Long)).into(),
+                    NestedField::optional(2, "site", Type::Primitive(PrimitiveType::String)).into(),
+                ])
+                .build()
+                .unwrap(),
+        );
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap());
+        let n = 20_000; // 160 KB of distinct longs: past 64 KiB, far below parquet's 1 MiB default
+        let seq = Int64Array::from_iter_values((0..n).map(|i| i * 7919));
+        let site = StringArray::from_iter_values((0..n).map(|i| format!("site-{}", i % 12)));
+        let batch = RecordBatch::try_new(arrow, vec![Arc::new(seq), Arc::new(site)]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet").to_str().unwrap().to_string();
+        smol::block_on(Compat::new(write_parquet(&path, schema, &[batch], None))).unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        // The encodings of each column's data pages (its dictionary page is always plain).
+        let data_pages = |c: usize| -> Vec<Encoding> {
+            let pages = reader.get_row_group(0).unwrap().get_column_page_reader(c).unwrap();
+            let mut out: Vec<Encoding> = pages
+                .map(|p| p.unwrap())
+                .filter(|p| p.page_type() != parquet::basic::PageType::DICTIONARY_PAGE)
+                .map(|p| p.encoding())
+                .collect();
+            out.dedup();
+            out
+        };
+        assert!(data_pages(0).contains(&Encoding::PLAIN), "seq fell back to plain: {:?}", data_pages(0));
+        assert_eq!(data_pages(1), [Encoding::RLE_DICTIONARY], "site keeps its dictionary");
+    }
 
     #[test]
     fn a_full_disk_is_recognised_through_the_writer_error_chain() {
