@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::{GenericBinaryBuilder, StringBuilder};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Decimal128Array, Float32Array, Float64Array, Int32Array, Int64Array, ListArray,
-    MapArray, StructArray, TimestampMicrosecondArray, new_null_array,
+    ArrayRef, BooleanArray, Decimal128Array, Float32Array, Float64Array, Int32Array, Int64Array, ListArray, MapArray,
+    StructArray, TimestampMicrosecondArray, new_null_array,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, FieldRef, Fields, TimeUnit};
@@ -35,7 +35,7 @@ pub fn columns(
             None => Ok(new_null_array(field.data_type(), messages.len())),
             Some(fd) => {
                 let rows: Vec<Option<Value>> = messages.iter().map(|m| get(m, fd)).collect();
-                field_column(&rows, fd, field).map_err(|e| format!("field `{}`: {e}", fd.name()))
+                field_column(rows, fd, field).map_err(|e| format!("field `{}`: {e}", fd.name()))
             }
         })
         .collect()
@@ -47,9 +47,8 @@ fn get(m: &DynamicMessage, fd: &FieldDescriptor) -> Option<Value> {
 }
 
 /// The column of one field (with its cardinality) across rows.
-fn field_column(rows: &[Option<Value>], fd: &FieldDescriptor, field: &Field) -> Result<ArrayRef, String> {
-    let nulls = NullBuffer::from_iter(rows.iter().map(Option::is_some));
-    let nulls = (nulls.null_count() > 0).then_some(nulls);
+fn field_column(rows: Vec<Option<Value>>, fd: &FieldDescriptor, field: &Field) -> Result<ArrayRef, String> {
+    let nulls = nulls(rows.iter().map(Option::is_some));
     if fd.is_map() {
         let (DataType::Map(entries, sorted), Kind::Message(entry)) = (field.data_type(), fd.kind()) else {
             return Err(format!("a map in a {} column", field.data_type()));
@@ -58,7 +57,7 @@ fn field_column(rows: &[Option<Value>], fd: &FieldDescriptor, field: &Field) -> 
         let (mut keys, mut values, mut lengths) = (Vec::new(), Vec::new(), Vec::with_capacity(rows.len()));
         for row in rows {
             let mut pairs: Vec<(MapKey, Value)> = match row {
-                Some(Value::Map(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                Some(Value::Map(m)) => m.into_iter().collect(),
                 _ => Vec::new(),
             };
             pairs.sort_by(|a, b| a.0.cmp(&b.0)); // a map's order on the wire means nothing
@@ -68,8 +67,8 @@ fn field_column(rows: &[Option<Value>], fd: &FieldDescriptor, field: &Field) -> 
                 values.push(Some(v));
             }
         }
-        let k = column(&keys, &entry.map_entry_key_field().kind(), &kv[0])?;
-        let v = column(&values, &entry.map_entry_value_field().kind(), &kv[1])?;
+        let k = column(keys, &entry.map_entry_key_field().kind(), &kv[0])?;
+        let v = column(values, &entry.map_entry_value_field().kind(), &kv[1])?;
         let entries_array = StructArray::try_new(kv.clone(), vec![k, v], None).map_err(|e| e.to_string())?;
         let offsets = OffsetBuffer::from_lengths(lengths);
         let map =
@@ -83,18 +82,24 @@ fn field_column(rows: &[Option<Value>], fd: &FieldDescriptor, field: &Field) -> 
         let (mut items, mut lengths) = (Vec::new(), Vec::with_capacity(rows.len()));
         for row in rows {
             let list = match row {
-                Some(Value::List(l)) => l.as_slice(),
-                _ => &[],
+                Some(Value::List(l)) => l,
+                _ => Vec::new(),
             };
             lengths.push(list.len());
-            items.extend(list.iter().cloned().map(Some));
+            items.extend(list.into_iter().map(Some));
         }
-        let values = column(&items, &fd.kind(), element)?;
+        let values = column(items, &fd.kind(), element)?;
         let list = ListArray::try_new(element.clone(), OffsetBuffer::from_lengths(lengths), values, nulls)
             .map_err(|e| e.to_string())?;
         return Ok(Arc::new(list));
     }
     column(rows, &fd.kind(), field)
+}
+
+/// Which rows are set, as Arrow keeps it: no buffer when none is null.
+fn nulls(valid: impl Iterator<Item = bool>) -> Option<NullBuffer> {
+    let nulls = NullBuffer::from_iter(valid);
+    (nulls.null_count() > 0).then_some(nulls)
 }
 
 fn key_value(k: MapKey) -> Value {
@@ -109,12 +114,12 @@ fn key_value(k: MapKey) -> Value {
 }
 
 /// A wrapper's value (`Int64Value`, ...), the wrapped value itself; other values as they are.
-fn unwrapped(v: &Value) -> Value {
+fn unwrapped(v: Value) -> Value {
     match v {
         Value::Message(m) if is_wrapper(m.descriptor().full_name()) => {
             m.get_field_by_number(1).map(|v| v.into_owned()).unwrap_or(Value::Bool(false))
         }
-        v => v.clone(),
+        v => v,
     }
 }
 
@@ -144,44 +149,41 @@ fn micros(m: &DynamicMessage) -> i64 {
 }
 
 /// One column of `field`'s type from one value per row (`None`: null), read as `kind`.
-fn column(rows: &[Option<Value>], kind: &Kind, field: &Field) -> Result<ArrayRef, String> {
+fn column(rows: Vec<Option<Value>>, kind: &Kind, field: &Field) -> Result<ArrayRef, String> {
     let wrong = |v: &Value| format!("{v:?} in a {} column", field.data_type());
     macro_rules! scalars {
         ($array:ty, $($pat:pat => $out:expr),+) => {{
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                out.push(match row.as_ref().map(unwrapped) {
+                out.push(match row.map(unwrapped) {
                     None => None,
                     $(Some($pat) => Some($out),)+
                     Some(v) => return Err(wrong(&v)),
                 });
             }
-            Arc::new(<$array>::from(out)) as ArrayRef
+            <$array>::from(out)
         }};
     }
     Ok(match field.data_type() {
-        DataType::Boolean => scalars!(BooleanArray, Value::Bool(b) => b),
-        DataType::Int32 => scalars!(Int32Array, Value::I32(v) => v),
-        DataType::Int64 => scalars!(Int64Array,
+        DataType::Boolean => Arc::new(scalars!(BooleanArray, Value::Bool(b) => b)),
+        DataType::Int32 => Arc::new(scalars!(Int32Array, Value::I32(v) => v)),
+        DataType::Int64 => Arc::new(scalars!(Int64Array,
             Value::I64(v) => v,
             Value::U32(v) => i64::from(v),
-            Value::Message(m) => micros(&m)),
-        DataType::Float32 => scalars!(Float32Array, Value::F32(v) => v),
-        DataType::Float64 => scalars!(Float64Array, Value::F64(v) => v),
+            Value::Message(m) => micros(&m))),
+        DataType::Float32 => Arc::new(scalars!(Float32Array, Value::F32(v) => v)),
+        DataType::Float64 => Arc::new(scalars!(Float64Array, Value::F64(v) => v)),
         DataType::Decimal128(p, s) => {
             let array = scalars!(Decimal128Array, Value::U64(v) => i128::from(v));
-            let array = array.as_any().downcast_ref::<Decimal128Array>().expect("made above").clone();
             Arc::new(array.with_precision_and_scale(*p, *s).map_err(|e| e.to_string())?)
         }
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-            let array = scalars!(TimestampMicrosecondArray, Value::Message(m) => micros(&m));
-            let array = array.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("made above").clone();
-            Arc::new(array.with_timezone_opt(tz.clone()))
+            Arc::new(scalars!(TimestampMicrosecondArray, Value::Message(m) => micros(&m)).with_timezone_opt(tz.clone()))
         }
         DataType::Utf8 => {
             let mut b = StringBuilder::with_capacity(rows.len(), 0);
             for row in rows {
-                match (row.as_ref().map(unwrapped), kind) {
+                match (row.map(unwrapped), kind) {
                     (None, _) => b.append_null(),
                     (Some(Value::String(s)), _) => b.append_value(s),
                     (Some(Value::EnumNumber(n)), Kind::Enum(e)) => match e.get_value(n) {
@@ -202,6 +204,7 @@ fn column(rows: &[Option<Value>], kind: &Kind, field: &Field) -> Result<ArrayRef
         DataType::LargeBinary => binary::<i64>(rows, &wrong)?,
         DataType::Struct(children) => {
             let Kind::Message(desc) = kind else { return Err(format!("a {kind:?} in a struct column")) };
+            let n = rows.len();
             let messages: Vec<Option<&DynamicMessage>> = rows
                 .iter()
                 .map(|r| match r {
@@ -213,15 +216,14 @@ fn column(rows: &[Option<Value>], kind: &Kind, field: &Field) -> Result<ArrayRef
             let arrays = children
                 .iter()
                 .map(|child: &FieldRef| match desc.get_field_by_name(child.name()) {
-                    None => Ok(new_null_array(child.data_type(), rows.len())),
+                    None => Ok(new_null_array(child.data_type(), n)),
                     Some(fd) => {
                         let values: Vec<Option<Value>> = messages.iter().map(|m| m.and_then(|m| get(m, &fd))).collect();
-                        field_column(&values, &fd, child).map_err(|e| format!("`{}`: {e}", fd.name()))
+                        field_column(values, &fd, child).map_err(|e| format!("`{}`: {e}", fd.name()))
                     }
                 })
                 .collect::<Result<Vec<_>, String>>()?;
-            let nulls = NullBuffer::from_iter(messages.iter().map(Option::is_some));
-            let nulls = (nulls.null_count() > 0).then_some(nulls);
+            let nulls = nulls(messages.iter().map(Option::is_some));
             Arc::new(StructArray::try_new(children.clone(), arrays, nulls).map_err(|e| e.to_string())?)
         }
         other => return Err(format!("a Protobuf value has no reading as {other}")),
@@ -229,12 +231,12 @@ fn column(rows: &[Option<Value>], kind: &Kind, field: &Field) -> Result<ArrayRef
 }
 
 fn binary<O: arrow_array::OffsetSizeTrait>(
-    rows: &[Option<Value>],
+    rows: Vec<Option<Value>>,
     wrong: &dyn Fn(&Value) -> String,
 ) -> Result<ArrayRef, String> {
     let mut b = GenericBinaryBuilder::<O>::with_capacity(rows.len(), 0);
     for row in rows {
-        match row.as_ref().map(unwrapped) {
+        match row.map(unwrapped) {
             None => b.append_null(),
             Some(Value::Bytes(v)) => b.append_value(&v),
             Some(v) => return Err(wrong(&v)),
