@@ -121,6 +121,19 @@ fn agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause() 
         agents.insert(5, spawn_frazil("run", &standby, &log(5)));
         let took_over = p.produce_while(Duration::from_secs(60), || count(&read_log(&log(5)), " data files (") > 0);
         assert!(took_over, "the standby made no commit:\n{}", tail(&read_log(&log(5)), 30));
+    } else {
+        // Member 2's commit is refused only once a member that took its partitions has
+        // committed them: wait for a commit after the new assignment (a fixed time is not enough
+        // on a loaded machine).
+        let committed_after_taking = || {
+            others.iter().any(|(n, at)| {
+                let text = read_log(&log(*n));
+                let after = &text[*at..];
+                after.find("assigned to this agent").is_some_and(|i| after[i..].contains(" data files ("))
+            })
+        };
+        let committed = p.produce_while(Duration::from_secs(60), committed_after_taking);
+        assert!(committed, "no member committed after taking member 2's partitions");
     }
     p.produce_for(Duration::from_secs(5));
     signal("-CONT");
