@@ -101,3 +101,16 @@ pub fn untrusted(key: &str, url: &str, e: &ureq::Error) -> Error {
         "name the PEM file of the CA that signed it, or fix the URL's host name",
     )
 }
+
+/// `s` as one segment of a URL path: every byte but the unreserved ones percent-encoded.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

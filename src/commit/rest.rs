@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::CatalogConfig;
+use crate::tls::path_segment;
 use crate::{Error, Result};
 
 pub struct RestCatalog {
@@ -60,19 +61,6 @@ pub enum CommitAnswer {
     Unknown(Error),
 }
 
-/// Percent-encodes one path segment.
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn with_auth<B>(r: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::RequestBuilder<B> {
     match auth {
         Some(a) => r.header("Authorization", a),
@@ -82,7 +70,7 @@ fn with_auth<B>(r: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::Requ
 
 /// A namespace in a URL path: levels joined by the unit separator, then percent-encoded.
 fn ns_path(ns: &NamespaceIdent) -> String {
-    seg(&ns.as_ref().join("\u{1f}"))
+    path_segment(&ns.as_ref().join("\u{1f}"))
 }
 
 impl RestCatalog {
@@ -99,7 +87,7 @@ impl RestCatalog {
         };
         let mut url = format!("{}/config", catalog.base);
         if let Some(w) = &catalog.warehouse {
-            url.push_str(&format!("?warehouse={}", seg(w)));
+            url.push_str(&format!("?warehouse={}", path_segment(w)));
         }
         let (status, body) =
             catalog.send("GET", &url, None).map_err(|e| e.with_context("read the catalog's /v1/config"))?;
@@ -164,7 +152,7 @@ impl RestCatalog {
     }
 
     fn table_url(&self, ident: &TableIdent) -> String {
-        format!("{}/namespaces/{}/tables/{}", self.base, ns_path(ident.namespace()), seg(ident.name()))
+        format!("{}/namespaces/{}/tables/{}", self.base, ns_path(ident.namespace()), path_segment(ident.name()))
     }
 
     /// Creates the namespace; one that exists already is fine.
@@ -265,8 +253,8 @@ mod tests {
 
     #[test]
     fn path_segments_are_encoded() {
-        assert_eq!(seg("events_v2"), "events_v2");
-        assert_eq!(seg("a b/c"), "a%20b%2Fc");
+        assert_eq!(path_segment("events_v2"), "events_v2");
+        assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
         let ns = NamespaceIdent::from_strs(["edge", "site1"]).unwrap();
         assert_eq!(ns_path(&ns), "edge%1Fsite1");
     }

@@ -432,6 +432,23 @@ fn bad_schema_settings_name_the_key_and_the_fix() {
     let (key, problem, _) = err(&avro);
     assert_eq!(key, "tables.\"events\".unknown_keys");
     assert!(problem.contains("Avro topic events"), "{problem}");
+    let protobuf = avro.replace("format = \"avro\"", "format = \"protobuf\"");
+    assert!(err(&protobuf).1.contains("Protobuf topic events"));
+}
+
+#[test]
+fn a_topic_whose_values_name_registered_schemas_needs_the_registry() {
+    for format in ["avro", "protobuf"] {
+        let text = MINIMAL.replace("[kafka]\n", &format!("[kafka]\nformat = \"{format}\"\n"));
+        let (key, problem, fix) = err(&text);
+        assert_eq!(key, "schema_registry.url", "{format}");
+        assert!(problem.contains("\"protobuf\"") && fix.contains("[schema_registry]"), "{problem} / {fix}");
+        let with_registry = text + "[schema_registry]\nurl = \"http://127.0.0.1:8081\"\n";
+        assert!(Config::parse(&with_registry).unwrap().kafka.format.registered(), "{format}");
+    }
+    let (key, _, fix) = err(&MINIMAL.replace("[kafka]\n", "[kafka]\nformat = \"proto\"\n"));
+    assert_eq!(key, "kafka.format");
+    assert!(fix.contains("\"protobuf\""), "{fix}");
 }
 
 #[test]

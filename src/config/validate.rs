@@ -24,7 +24,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     let time_fields = time_fields(raw.json)?;
     let metrics_listen = metrics_listen(raw.metrics.listen.as_deref())?;
     let schema_registry = raw.schema_registry.map(schema_registry).transpose()?;
-    check_avro_has_registry(&kafka, schema_registry.as_ref())?;
+    check_registry_is_set(&kafka, schema_registry.as_ref())?;
     let tables = per_table::settings(raw.tables)?;
     let config = Config { agent_id, kafka, spool, catalog, s3, schema_registry, tables, time_fields, metrics_listen };
     check_given_schemas(&config)?;
@@ -53,14 +53,17 @@ fn check_given_schemas(c: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Unknown keys kept as JSON are a JSON table's: an Avro writer's extra fields have no JSON.
+/// Unknown keys kept as JSON are a JSON table's: an Avro or Protobuf writer's extra fields have no
+/// JSON.
 fn check_extra_is_for_json(c: &Config) -> Result<()> {
     for topic in &c.kafka.topics {
         let table = c.table_for(topic);
-        if c.kafka.format_for(topic) == Format::Avro && c.unknown_keys(&table) == crate::decode::UnknownKeys::Extra {
+        let format = c.kafka.format_for(topic);
+        if format.registered() && c.unknown_keys(&table) == crate::decode::UnknownKeys::Extra {
+            let what = if format == Format::Avro { "Avro" } else { "Protobuf" };
             return Err(Error::config(
                 format!("tables.\"{table}\".unknown_keys"),
-                format!("table {table} is fed by the Avro topic {topic}, whose records have no JSON keys to keep"),
+                format!("table {table} is fed by the {what} topic {topic}, whose records have no JSON keys to keep"),
                 "use unknown_keys = \"dead_letter\": records of a writer schema with fields the table lacks go to \
                  the dead-letter table",
             ));
@@ -227,10 +230,12 @@ fn format(key: &str, value: &str) -> Result<Format> {
         "raw" => Ok(Format::Raw),
         "text" => Ok(Format::Text),
         "avro" => Ok(Format::Avro),
+        "protobuf" => Ok(Format::Protobuf),
         other => Err(Error::config(
             key,
             format!("`{other}` is not a format"),
-            "use \"json\" (objects, schema inferred), \"avro\" (Confluent wire format, with [schema_registry]), \"raw\" (bytes) or \"text\" (UTF-8)",
+            "use \"json\" (objects, schema inferred), \"avro\" or \"protobuf\" (Confluent wire format, with \
+             [schema_registry]), \"raw\" (bytes) or \"text\" (UTF-8)",
         )),
     }
 }
@@ -439,13 +444,14 @@ fn schema_registry(r: RawRegistry) -> Result<RegistryConfig> {
     })
 }
 
-/// Avro values name their writer schema by id, so any Avro topic needs a registry to look it up.
-fn check_avro_has_registry(kafka: &KafkaConfig, registry: Option<&RegistryConfig>) -> Result<()> {
-    let avro = kafka.format == Format::Avro || kafka.formats.values().any(|f| *f == Format::Avro);
-    if avro && registry.is_none() {
+/// Avro and Protobuf values name their writer schema by id, so such a topic needs a registry to
+/// look it up.
+fn check_registry_is_set(kafka: &KafkaConfig, registry: Option<&RegistryConfig>) -> Result<()> {
+    let registered = kafka.format.registered() || kafka.formats.values().any(|f| f.registered());
+    if registered && registry.is_none() {
         return Err(Error::config(
             "schema_registry.url",
-            "is not set but a topic's format is \"avro\"",
+            "is not set but a topic's format is \"avro\" or \"protobuf\"",
             "add a [schema_registry] section with url = \"http://host:8081\"",
         ));
     }

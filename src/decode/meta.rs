@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, Int32Array, Int64Array, LargeBinaryArray, TimestampMicrosecondArray};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, LargeBinaryArray, RecordBatch, TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
 
-use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP};
+use super::{DeadLetter, META_KEY, META_OFFSET, META_PARTITION, META_TIMESTAMP, names};
 
 /// A buffered record's place in Kafka.
 pub trait Origin {
@@ -49,4 +51,42 @@ pub fn meta_column<R: Origin>(name: &str, dt: &DataType, rows: &[R]) -> Option<A
         (META_KEY, DataType::Binary) => Arc::new(BinaryArray::from_iter(rows.iter().map(Origin::key))),
         _ => return None,
     })
+}
+
+/// A batch of `schema` (a table's, meta columns included) from the user columns decoded for
+/// `rows` and their meta columns, in the table's order. `what`: the format, for errors.
+pub fn assemble(schema: &SchemaRef, rows: &[DeadLetter], user: &RecordBatch, what: &str) -> crate::Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match user.column_by_name(f.name()) {
+            Some(c) if !names::is_reserved(f.name()) => Ok(c.clone()),
+            _ => meta_column(f.name(), f.data_type(), rows).ok_or_else(|| {
+                crate::Error::decode(
+                    "checking the table schema",
+                    format!("column `{}` ({}) is neither a field nor a meta column", f.name(), f.data_type()),
+                )
+            }),
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| crate::Error::decode(format!("assembling a batch of {} {what} rows", rows.len()), e))
+}
+
+/// A table's Arrow schema, and its user columns alone (what a writer's values are decoded to);
+/// the table must have the four meta columns.
+pub fn table_arrow(table: &iceberg::spec::Schema) -> crate::Result<(SchemaRef, SchemaRef)> {
+    let schema = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(table)
+            .map_err(|e| crate::Error::iceberg("converting the table schema to Arrow", e))?,
+    );
+    let user = Arc::new(arrow_schema::Schema::new(
+        schema.fields().iter().filter(|f| !names::is_reserved(f.name())).cloned().collect::<Vec<_>>(),
+    ));
+    for meta in [META_PARTITION, META_OFFSET, META_TIMESTAMP, META_KEY] {
+        if schema.field_with_name(meta).is_err() {
+            return Err(crate::Error::decode("checking the table schema", format!("meta column `{meta}` is missing")));
+        }
+    }
+    Ok((schema, user))
 }

@@ -1,5 +1,5 @@
-//! The decode stage: Kafka messages (JSON objects, Confluent-framed Avro, raw bytes or text) →
-//! Arrow record batches.
+//! The decode stage: Kafka messages (JSON objects, Confluent-framed Avro or Protobuf, raw bytes or
+//! text) → Arrow record batches.
 //!
 //! [`infer_schema`] derives an Iceberg schema from sample values; [`BatchDecoder`] parses each
 //! message as it arrives (so a bad one is refused at once) and turns the buffered rows into one
@@ -27,6 +27,7 @@ mod fit;
 pub mod fuzz;
 pub mod guard;
 mod infer;
+mod merge;
 mod meta;
 pub mod names;
 pub mod protobuf;
@@ -147,6 +148,17 @@ pub enum Format {
     /// Avro in the Confluent wire format (magic byte 0, 4-byte schema id, body), with writer
     /// schemas from a schema registry; the table follows the schemas' fields.
     Avro,
+    /// Protobuf in the Confluent wire format (magic byte 0, 4-byte schema id, message indexes,
+    /// body), with `.proto` schemas from a schema registry; the table follows the message types'
+    /// fields.
+    Protobuf,
+}
+
+impl Format {
+    /// Whether values name their writer schema in a schema registry.
+    pub fn registered(self) -> bool {
+        matches!(self, Format::Avro | Format::Protobuf)
+    }
 }
 
 /// The decoder of one partition's records, by format.
@@ -155,6 +167,7 @@ pub enum Decoder {
     Json(Box<BatchDecoder>),
     Raw(raw::RawDecoder),
     Avro(avro::AvroDecoder),
+    Protobuf(protobuf::ProtobufDecoder),
 }
 
 impl Decoder {
@@ -163,6 +176,7 @@ impl Decoder {
             Format::Json => Decoder::Json(Box::new(BatchDecoder::new(schema)?.with_epoch_unit(epoch_unit))),
             Format::Raw | Format::Text => Decoder::Raw(raw::RawDecoder::new(schema)?),
             Format::Avro => Decoder::Avro(avro::AvroDecoder::new(schema)?),
+            Format::Protobuf => Decoder::Protobuf(protobuf::ProtobufDecoder::new(schema)?),
         })
     }
 
@@ -174,8 +188,9 @@ impl Decoder {
         }
     }
 
-    /// What a JSON table does with keys it has no column for (see [`unknown`]); an Avro table
-    /// with a fixed schema is held by the fetcher, which stops following new writer fields.
+    /// What a JSON table does with keys it has no column for (see [`unknown`]); an Avro or
+    /// Protobuf table with a fixed schema is held by the fetcher, which stops following new
+    /// writer fields.
     pub fn with_unknown_keys(self, unknown_keys: UnknownKeys) -> crate::Result<Decoder> {
         Ok(match self {
             Decoder::Json(d) => Decoder::Json(Box::new(d.with_unknown_keys(unknown_keys)?)),
@@ -192,6 +207,7 @@ impl Decoder {
             Decoder::Json(d) => d.push(msg),
             Decoder::Raw(d) => d.push(msg, headers),
             Decoder::Avro(d) => d.push(msg),
+            Decoder::Protobuf(d) => d.push(msg),
         }
     }
 
@@ -200,6 +216,7 @@ impl Decoder {
             Decoder::Json(d) => d.len(),
             Decoder::Raw(d) => d.len(),
             Decoder::Avro(d) => d.len(),
+            Decoder::Protobuf(d) => d.len(),
         }
     }
 
@@ -214,6 +231,7 @@ impl Decoder {
                 Ok(Flushed { batch: d.flush()?, rejected: Vec::new(), unknown_fields: Default::default() })
             }
             Decoder::Avro(d) => d.flush(),
+            Decoder::Protobuf(d) => d.flush(),
         }
     }
 
@@ -222,6 +240,7 @@ impl Decoder {
             Decoder::Json(d) => d.arrow_schema(),
             Decoder::Raw(d) => d.arrow_schema(),
             Decoder::Avro(d) => d.arrow_schema(),
+            Decoder::Protobuf(d) => d.arrow_schema(),
         }
     }
 
@@ -233,7 +252,7 @@ impl Decoder {
     pub fn fresh_samples(&self) -> Vec<&[u8]> {
         match self {
             Decoder::Json(d) => d.fresh_samples().collect(),
-            Decoder::Raw(_) | Decoder::Avro(_) => Vec::new(),
+            Decoder::Raw(_) | Decoder::Avro(_) | Decoder::Protobuf(_) => Vec::new(),
         }
     }
 
@@ -241,6 +260,7 @@ impl Decoder {
         match self {
             Decoder::Json(d) => d.grow(schema),
             Decoder::Avro(d) => d.grow(schema),
+            Decoder::Protobuf(d) => d.grow(schema),
             Decoder::Raw(_) => Err(crate::Error::decode("growing a schema", "a raw table's schema is fixed")),
         }
     }

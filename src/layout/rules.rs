@@ -1,5 +1,5 @@
 //! The rules a table's layout is decided by, with no I/O: a schema inferred from records or taken
-//! from an Avro writer schema, numbered the way a catalog numbers a table it creates (so that
+//! from an Avro or Protobuf writer schema, numbered the way a catalog numbers a table it creates (so that
 //! spool files written before the table exists carry the ids it will have), the partition spec,
 //! and the sort order rows are written in.
 
@@ -125,17 +125,18 @@ pub fn grow_extra(table: &str, schema: &Schema, last_id: i32) -> Result<Option<S
     })
 }
 
-/// The schema of an Avro topic's table from the writer schema of its first records (the meta
-/// columns alone when none of them had a usable one: the table grows with the first that does).
-/// A writer schema whose fields break the table's rules (`decode::guard`) is not used either.
-pub fn avro(
+/// The first layout of an Avro or Protobuf topic's table: `first`, the table schema of the first
+/// writer schema that has a usable one (`decode::avro::table_schema`,
+/// `decode::protobuf::table_schema`), or the meta columns alone when there is none, it is broken,
+/// or it would break the table's rules.
+pub fn registered(
     table: &str,
-    writer: Option<&decode::avro::Avro>,
+    first: Option<Result<Schema>>,
     partition: &[PartitionField],
     limits: decode::Limits,
 ) -> Result<(Arc<Schema>, PartitionSpec)> {
     let meta_alone = || decode::infer_schema([b"{}".as_slice()]);
-    let schema = match writer.map(decode::avro::table_schema) {
+    let schema = match first {
         Some(Ok(s)) => match check_growth(limits, &meta_alone()?, &s) {
             Ok(()) => s,
             Err(e) => {

@@ -1,8 +1,10 @@
 //! A stand-in for a Confluent Schema Registry on 127.0.0.1 (none can be installed here): it
-//! serves the registry's documented answers to `GET /schemas/ids/{id}`, `{"schema": "<text>"}`,
-//! checks HTTP basic auth (401 otherwise), and answers an unknown id with 404 and the registry's
-//! error code 40403, and `GET /subjects` with an empty list. Every request is recorded with the
-//! status it got.
+//! serves the registry's documented answers to `GET /schemas/ids/{id}` (`{"schema": "<text>"}`,
+//! with `schemaType` and `references` for Protobuf) and `GET /subjects/{subject}/versions/{v}`
+//! (how a client fetches what a schema references), checks HTTP basic auth (401 otherwise),
+//! answers an unknown id with 404 and the registry's error code 40403 (an unknown subject:
+//! 40401), and `GET /subjects` with an empty list. Every request is recorded with the status it
+//! got.
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -17,7 +19,8 @@ use base64::Engine as _;
 use super::http::{answer, read_request};
 
 struct State {
-    schemas: BTreeMap<u32, String>,
+    /// Answers by request path.
+    answers: BTreeMap<String, serde_json::Value>,
     /// The `Authorization` header a request must carry.
     auth: String,
     requests: Mutex<Vec<(String, u16)>>,
@@ -31,12 +34,20 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry of Avro schemas by id.
     pub fn start(user: &str, password: &str, schemas: BTreeMap<u32, String>) -> Registry {
+        let answers =
+            schemas.into_iter().map(|(id, text)| (format!("/schemas/ids/{id}"), serde_json::json!({"schema": text})));
+        Registry::serving(user, password, answers.collect())
+    }
+
+    /// A registry that answers GETs of these paths with these bodies.
+    pub fn serving(user: &str, password: &str, answers: BTreeMap<String, serde_json::Value>) -> Registry {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the registry stub");
         let url = format!("http://{}", listener.local_addr().unwrap());
         listener.set_nonblocking(true).unwrap();
         let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
-        let state = Arc::new(State { schemas, auth, requests: Mutex::new(Vec::new()), stop: AtomicBool::new(false) });
+        let state = Arc::new(State { answers, auth, requests: Mutex::new(Vec::new()), stop: AtomicBool::new(false) });
         let s = state.clone();
         let thread = std::thread::spawn(move || {
             while !s.stop.load(Ordering::Relaxed) {
@@ -70,21 +81,18 @@ impl Drop for Registry {
 fn handle(mut conn: TcpStream, state: &State) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(req) = read_request(&mut BufReader::new(conn.try_clone().expect("clone"))) else { return };
-    let id = req
-        .target
-        .strip_prefix("/schemas/ids/")
-        .and_then(|rest| rest.split('?').next())
-        .and_then(|id| id.parse::<u32>().ok());
+    let path = req.target.split('?').next().unwrap_or_default();
     let (status, body) = if req.header("authorization") != Some(state.auth.as_str()) {
         (401, serde_json::json!({"error_code": 401, "message": "Unauthorized"}))
     } else {
-        match (req.method.as_str(), id) {
-            // The registry's subject list; this stand-in has no subjects, only schemas by id.
-            ("GET", None) if req.target == "/subjects" => (200, serde_json::json!([])),
-            ("GET", Some(id)) => match state.schemas.get(&id) {
-                Some(text) => (200, serde_json::json!({"schema": text})),
-                None => (404, serde_json::json!({"error_code": 40403, "message": format!("Schema {id} not found")})),
-            },
+        let not_found =
+            |code: u32, what: &str| serde_json::json!({"error_code": code, "message": format!("{what} not found")});
+        match (req.method.as_str(), state.answers.get(path)) {
+            // The registry's subject list; this stand-in lists none.
+            ("GET", _) if path == "/subjects" => (200, serde_json::json!([])),
+            ("GET", Some(answer)) => (200, answer.clone()),
+            ("GET", None) if path.starts_with("/schemas/ids/") => (404, not_found(40403, "Schema")),
+            ("GET", None) if path.starts_with("/subjects/") => (404, not_found(40401, "Subject")),
             _ => (404, serde_json::json!({"error_code": 404, "message": "HTTP 404 Not Found"})),
         }
     };

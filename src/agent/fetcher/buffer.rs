@@ -88,6 +88,15 @@ impl PartitionBuffer {
         }
     }
 
+    /// The decoder, when the partition's topic is Protobuf (it is told schemas and message types
+    /// as they come).
+    pub fn protobuf(&mut self) -> Option<&mut crate::decode::protobuf::ProtobufDecoder> {
+        match &mut self.decoder {
+            Decoder::Protobuf(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// Moves rows from the decoder into a batch once enough have gathered (or when `force`); rows
     /// that parsed but did not fit the schema become dead letters.
     pub fn settle(&mut self, force: bool) -> Result<()> {

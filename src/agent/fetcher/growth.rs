@@ -3,7 +3,7 @@
 //! first (`layout`); then every buffer of the table moves to the grown schema before anything
 //! more is decoded. Nothing is dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use iceberg::spec::Schema;
@@ -13,7 +13,7 @@ use crate::Result;
 use crate::decode::{self, Format, UnknownKeys};
 use crate::layout::{Written, rules};
 use crate::source::Record;
-use crate::source::registry::Known;
+use crate::source::registry::{Known, SchemaKind};
 use crate::topic::TopicPartition;
 
 impl Fetcher<'_> {
@@ -30,7 +30,8 @@ impl Fetcher<'_> {
         let partition = cfg.partition_fields(table, false);
         let extra = cfg.unknown_keys(table) == UnknownKeys::Extra;
         // Columns the operator gave replace inference (a raw or text table's columns are fixed).
-        let given = cfg.given_schema(table).filter(|_| matches!(format, Format::Json | Format::Avro));
+        let given =
+            cfg.given_schema(table).filter(|_| matches!(format, Format::Json | Format::Avro | Format::Protobuf));
         self.shared.layouts.decide(table, false, cfg.sort_keys(table, false), || match (format, given) {
             (_, Some(user)) => rules::given(table, user, partition, extra),
             (Format::Json, None) => {
@@ -45,11 +46,22 @@ impl Fetcher<'_> {
                 let first = samples
                     .iter()
                     .filter_map(|r| r.value.as_deref().and_then(decode::avro::schema_id))
-                    .find_map(|id| match &writers[&id] {
-                        Known::Schema(text) => decode::avro::parse(text).ok(),
-                        Known::Refused(_) => None,
+                    .filter_map(|id| writers[&id].schema(id, SchemaKind::Avro).ok())
+                    .find_map(|r| decode::avro::parse(&r.text).ok());
+                rules::registered(table, first.as_ref().map(decode::avro::table_schema), partition, cfg.limits(table))
+            }
+            (Format::Protobuf, None) => {
+                // The message type of the first record that has a usable one.
+                let first = samples
+                    .iter()
+                    .filter_map(|r| r.value.as_deref().and_then(|v| decode::protobuf::frame::frame(v).ok()))
+                    .find_map(|f| {
+                        let r = writers[&f.schema_id].schema(f.schema_id, SchemaKind::Protobuf).ok()?;
+                        let file = decode::protobuf::schema::compile(&r.text, &r.references).ok()?;
+                        decode::protobuf::schema::message_at(&file, &f.indexes).ok()
                     });
-                rules::avro(table, first.as_ref(), partition, cfg.limits(table))
+                let first = first.as_ref().map(decode::protobuf::table_schema);
+                rules::registered(table, first, partition, cfg.limits(table))
             }
         })
     }
@@ -73,42 +85,94 @@ impl Fetcher<'_> {
             if self.buffer(tp).avro().is_some_and(|d| d.knows(*id)) {
                 continue;
             }
+            let schema = known.schema(*id, SchemaKind::Avro);
             // A writer schema whose fields would break the table's rules is refused like one the
             // registry could not give: its records go to the dead-letter table with the reason.
             let mut refused = None;
-            if let Known::Schema(text) = known
-                && let Ok(writer) = decode::avro::parse(text)
+            if let Ok(r) = &schema
+                && let Ok(writer) = decode::avro::parse(&r.text)
                 && !self.shared.cfg.unknown_keys(table).fixed()
             {
-                refused = self.grow_for_writer(table, *id, &writer)?;
+                let grown =
+                    |old: &Schema, last_id, known: Option<&Schema>| decode::avro::evolve(old, &writer, last_id, known);
+                refused = self.grow_for(table, &format!("writer schema id {id}"), grown)?;
             }
             let decoder = self.buffer(tp).avro().expect("an Avro topic's buffer");
-            match (known, refused) {
-                (_, Some(why)) => decoder.know(*id, Err(&why)),
-                (Known::Schema(text), None) => decoder.know(*id, Ok(text)),
-                (Known::Refused(why), None) => decoder.know(*id, Err(why)),
+            match (schema, refused) {
+                (_, Some(why)) | (Err(why), None) => decoder.know(*id, Err(&why)),
+                (Ok(r), None) => decoder.know(*id, Ok(&r.text)),
             }
         }
         Ok(())
     }
 
-    /// Grows `table` by what writer schema `id` adds; `Some(reason)` when the grown table would
-    /// break the table's rules (`decode::guard`), and the table is left alone.
-    fn grow_for_writer(&mut self, table: &str, id: u32, writer: &decode::avro::Avro) -> Result<Option<String>> {
+    /// The Protobuf side of [`Self::follow_writers`]: the partition's decoder is told each new
+    /// schema id, then the table grows by what each new message type of these records adds (a
+    /// schema id and the message indexes in its file) before the decoder takes them.
+    pub(super) fn follow_messages(
+        &mut self,
+        table: &str,
+        tp: &TopicPartition,
+        records: &[Record],
+        writers: &BTreeMap<u32, Known>,
+    ) -> Result<()> {
+        for (id, known) in writers {
+            let decoder = self.buffer(tp).protobuf().expect("a Protobuf topic's buffer");
+            if !decoder.knows(*id) {
+                match known.schema(*id, SchemaKind::Protobuf) {
+                    Ok(r) => decoder.know(*id, Ok((&r.text, &r.references))),
+                    Err(why) => decoder.know(*id, Err(&why)),
+                }
+            }
+        }
+        let types: BTreeSet<(u32, Vec<i32>)> = records
+            .iter()
+            .filter_map(|r| r.value.as_deref().and_then(|v| decode::protobuf::frame::frame(v).ok()))
+            .map(|f| (f.schema_id, f.indexes))
+            .collect();
+        for (id, indexes) in types {
+            let decoder = self.buffer(tp).protobuf().expect("a Protobuf topic's buffer");
+            if decoder.follows(id, &indexes) {
+                continue;
+            }
+            let mut refused = None;
+            if let Ok(message) = decoder.message(id, &indexes)
+                && !self.shared.cfg.unknown_keys(table).fixed()
+            {
+                let what = format!("schema id {id}, message {}", message.full_name());
+                let grown = |old: &Schema, last_id, known: Option<&Schema>| {
+                    decode::protobuf::evolve(old, &message, last_id, known)
+                };
+                refused = self.grow_for(table, &what, grown)?;
+            }
+            self.buffer(tp).protobuf().expect("a Protobuf topic's buffer").follow(id, &indexes, refused);
+        }
+        Ok(())
+    }
+
+    /// Grows `table` by what `grown` (a writer's `evolve`, given the table's schema, the catalog's
+    /// last column id and its schema) adds; `Some(reason)` when the grown table would break the
+    /// table's rules (`decode::guard`), and the table is left alone.
+    fn grow_for(
+        &mut self,
+        table: &str,
+        what: &str,
+        grown: impl FnOnce(&Schema, i32, Option<&Schema>) -> std::result::Result<Option<Schema>, String>,
+    ) -> Result<Option<String>> {
         let old = self.written(table).schema;
         let (known_schema, table_last_id) = self.shared.layouts.catalog_schema(table);
-        match decode::avro::evolve(&old, writer, table_last_id, known_schema.as_deref()) {
+        match grown(&old, table_last_id, known_schema.as_deref()) {
             Ok(Some(grown)) => {
                 if let Err(e) = rules::check_growth(self.shared.cfg.limits(table), &old, &grown) {
-                    let why = format!("schema id {id} would break the table's rules: {e}");
+                    let why = format!("{what} would break the table's rules: {e}");
                     log::warn!(table = table; "table {table}: {why}; its records go to the dead-letter table");
                     return Ok(Some(why));
                 }
-                self.adopt(table, grown, &format!("writer schema id {id}"))?;
+                self.adopt(table, grown, what)?;
             }
             Ok(None) => {}
             Err(e) => {
-                log::warn!(table = table; "table {table}: writer schema id {id} does not fit ({e}); its records go to the dead-letter table")
+                log::warn!(table = table; "table {table}: {what} does not fit ({e}); its records go to the dead-letter table")
             }
         }
         Ok(None)

@@ -22,11 +22,11 @@ use arrow_array::RecordBatch;
 use arrow_avro::reader::ReaderBuilder;
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 use arrow_schema::{Schema as ArrowSchema, SchemaRef};
-use iceberg::spec::{ListType, MapType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type};
+use iceberg::spec::{NestedFieldRef, Schema};
 
 pub use schema::{Avro, parse};
 
-use super::meta::meta_column;
+use super::meta::{assemble, table_arrow};
 use super::{DeadLetter, Flushed, Message, Rejected, names};
 use crate::{Error, Result};
 
@@ -62,164 +62,19 @@ pub fn table_schema(writer: &Avro) -> Result<Schema> {
     super::with_meta_columns(fields, "building a table schema from an Avro schema")
 }
 
-/// `table` grown to hold every field of `writer`: new fields (at any depth) are appended as
-/// optional with ids after `last_id`, and columns the writer has wider are promoted. A top-level
-/// field `known` (the catalog's schema, which another writer may have grown) already has keeps
-/// that field. `Ok(None)`: nothing to add. `Err`: the writer has a field of a type the table's
-/// cannot become (its records are dead letters, the table is left alone).
+/// `table` grown to hold every field of `writer` (see [`super::merge::grow`]).
 pub fn evolve(
     table: &Schema,
     writer: &Avro,
     last_id: i32,
     known: Option<&Schema>,
 ) -> std::result::Result<Option<Schema>, String> {
-    let fields = writer_fields(writer)?;
-    let mut next = last_id.max(table.highest_field_id());
-    let mut conflicts = Vec::new();
-    let (merged, changed) =
-        merge_fields(table.as_struct().fields(), &fields, &mut next, known.map(Schema::as_struct), "", &mut conflicts);
-    if !conflicts.is_empty() {
-        return Err(conflicts.join("; "));
-    }
-    if !changed {
-        return Ok(None);
-    }
-    Schema::builder()
-        .with_schema_id(table.schema_id() + 1)
-        .with_fields(merged)
-        .build()
-        .map(Some)
-        .map_err(|e| format!("building the grown schema: {e}"))
+    super::merge::grow(table, writer_fields(writer)?, last_id, known)
 }
 
 /// Whether `writer`'s records can be stored in `table` as it is.
 pub fn fits(table: &Schema, writer: &Avro) -> std::result::Result<(), String> {
-    match evolve(table, writer, table.highest_field_id(), None)? {
-        None => Ok(()),
-        Some(_) => Err("the table's schema lacks fields of this writer schema".into()),
-    }
-}
-
-fn merge_fields(
-    table: &[NestedFieldRef],
-    writer: &[NestedFieldRef],
-    next: &mut i32,
-    known: Option<&StructType>,
-    path: &str,
-    conflicts: &mut Vec<String>,
-) -> (Vec<NestedFieldRef>, bool) {
-    let mut out = table.to_vec();
-    let mut changed = false;
-    for w in writer {
-        let name = if path.is_empty() { w.name.clone() } else { format!("{path}.{}", w.name) };
-        match out.iter().position(|f| f.name == w.name) {
-            Some(i) => {
-                if let Some(t) = merge_type(&out[i].field_type, &w.field_type, next, &name, conflicts) {
-                    let mut f = out[i].as_ref().clone();
-                    f.field_type = Box::new(t);
-                    out[i] = f.into();
-                    changed = true;
-                }
-            }
-            None => {
-                out.push(match known.and_then(|k| k.field_by_name(&w.name)) {
-                    Some(f) => f.clone(),
-                    None => renumber(w, next),
-                });
-                changed = true;
-            }
-        }
-    }
-    (out, changed)
-}
-
-/// The type `table` must become to hold `writer`'s values; `None` when it holds them already.
-fn merge_type(table: &Type, writer: &Type, next: &mut i32, name: &str, conflicts: &mut Vec<String>) -> Option<Type> {
-    use PrimitiveType as P;
-    match (table, writer) {
-        (Type::Primitive(t), Type::Primitive(w)) => match (t, w) {
-            _ if t == w => None,
-            // The writer's narrower values widen when stored.
-            (P::Long, P::Int) | (P::Double, P::Float) => None,
-            (P::Decimal { precision: tp, scale: ts }, P::Decimal { precision: wp, scale: ws })
-                if ts == ws && tp >= wp =>
-            {
-                None
-            }
-            // The table's column is promoted (Iceberg allows these without rewriting files).
-            (P::Int, P::Long) | (P::Float, P::Double) => Some(Type::Primitive(w.clone())),
-            (P::Decimal { scale: ts, .. }, P::Decimal { scale: ws, .. }) if ts == ws => {
-                Some(Type::Primitive(w.clone()))
-            }
-            _ => {
-                conflicts.push(format!("field `{name}` is {w} in this schema but {t} in the table"));
-                None
-            }
-        },
-        (Type::Struct(t), Type::Struct(w)) => {
-            let (fields, changed) = merge_fields(t.fields(), w.fields(), next, None, name, conflicts);
-            changed.then(|| Type::Struct(StructType::new(fields)))
-        }
-        (Type::List(t), Type::List(w)) => {
-            let e = merge_type(
-                &t.element_field.field_type,
-                &w.element_field.field_type,
-                next,
-                &format!("{name}[]"),
-                conflicts,
-            )?;
-            let mut f = t.element_field.as_ref().clone();
-            f.field_type = Box::new(e);
-            Some(Type::List(ListType::new(f.into())))
-        }
-        (Type::Map(t), Type::Map(w)) => {
-            let v = merge_type(
-                &t.value_field.field_type,
-                &w.value_field.field_type,
-                next,
-                &format!("{name}{{}}"),
-                conflicts,
-            )?;
-            let mut f = t.value_field.as_ref().clone();
-            f.field_type = Box::new(v);
-            Some(Type::Map(MapType::new(t.key_field.clone(), f.into())))
-        }
-        _ => {
-            let kind = |t: &Type| match t {
-                Type::Primitive(p) => p.to_string(),
-                Type::Struct(_) => "a record".into(),
-                Type::List(_) => "an array".into(),
-                Type::Map(_) => "a map".into(),
-            };
-            conflicts.push(format!(
-                "field `{name}` is {} in this schema but {} in the table",
-                kind(writer),
-                kind(table)
-            ));
-            None
-        }
-    }
-}
-
-/// `f` with fresh ids from `next`, parents before children.
-fn renumber(f: &NestedField, next: &mut i32) -> NestedFieldRef {
-    *next += 1;
-    let mut out = f.clone();
-    out.id = *next;
-    out.field_type = Box::new(renumber_type(&f.field_type, next));
-    out.into()
-}
-
-fn renumber_type(t: &Type, next: &mut i32) -> Type {
-    match t {
-        Type::Primitive(_) => t.clone(),
-        Type::Struct(s) => Type::Struct(StructType::new(s.fields().iter().map(|f| renumber(f, next)).collect())),
-        Type::List(l) => Type::List(ListType::new(renumber(&l.element_field, next))),
-        Type::Map(m) => {
-            let k = renumber(&m.key_field, next);
-            Type::Map(MapType::new(k, renumber(&m.value_field, next)))
-        }
-    }
+    super::merge::fits(table, writer_fields(writer)?)
 }
 
 /// A writer schema as the decoder knows it.
@@ -253,18 +108,7 @@ pub struct AvroDecoder {
 
 impl AvroDecoder {
     pub fn new(table: &Schema) -> Result<Self> {
-        let schema = Arc::new(
-            iceberg::arrow::schema_to_arrow_schema(table)
-                .map_err(|e| Error::iceberg("converting the table schema to Arrow", e))?,
-        );
-        let user = Arc::new(ArrowSchema::new(
-            schema.fields().iter().filter(|f| !names::is_reserved(f.name())).cloned().collect::<Vec<_>>(),
-        ));
-        for meta in [super::META_PARTITION, super::META_OFFSET, super::META_TIMESTAMP, super::META_KEY] {
-            if schema.field_with_name(meta).is_err() {
-                return Err(Error::decode("checking the table schema", format!("meta column `{meta}` is missing")));
-            }
-        }
+        let (schema, user) = table_arrow(table)?;
         Ok(AvroDecoder {
             table: Arc::new(table.clone()),
             schema,
@@ -391,7 +235,7 @@ impl AvroDecoder {
         } else {
             let user = arrow_select::concat::concat_batches(&self.user, &batches)
                 .map_err(|e| Error::decode("joining Avro batches", e))?;
-            Some(self.assemble(&kept, &user)?)
+            Some(assemble(&self.schema, &kept, &user, "Avro")?)
         };
         Ok(Flushed { batch, rejected, unknown_fields: Default::default() })
     }
@@ -448,26 +292,6 @@ impl AvroDecoder {
         );
         let joined = RecordBatch::try_new(Arc::new(renamed), joined.columns().to_vec()).map_err(|e| e.to_string())?;
         super::conform_batch(&joined, &self.user).map_err(|e| e.to_string())
-    }
-
-    /// The user columns and the meta columns together, in the table's order.
-    fn assemble(&self, rows: &[DeadLetter], user: &RecordBatch) -> Result<RecordBatch> {
-        let columns = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| match user.column_by_name(f.name()) {
-                Some(c) if !names::is_reserved(f.name()) => Ok(c.clone()),
-                _ => meta_column(f.name(), f.data_type(), rows).ok_or_else(|| {
-                    Error::decode(
-                        "checking the table schema",
-                        format!("column `{}` ({}) is neither a field nor a meta column", f.name(), f.data_type()),
-                    )
-                }),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::decode(format!("assembling a batch of {} Avro rows", rows.len()), e))
     }
 }
 

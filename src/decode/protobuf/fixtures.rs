@@ -2,7 +2,7 @@
 //! by Python's protobuf package (7.36, the classes built from these texts by grpcio-tools'
 //! protoc), an encoder independent of the one under test.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 pub(super) const READING: &str = r#"
 syntax = "proto3";
@@ -62,8 +62,8 @@ message Site {
 }
 "#;
 
-pub(super) fn imports() -> HashMap<String, String> {
-    HashMap::from([("plant/v1/site.proto".to_string(), SITE.to_string())])
+pub(super) fn imports() -> BTreeMap<String, String> {
+    BTreeMap::from([("plant/v1/site.proto".to_string(), SITE.to_string())])
 }
 
 /// A `plant.v1.Reading` with every field set: device "gw-01", at 1700000000.123456789 s,

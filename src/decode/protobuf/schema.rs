@@ -17,7 +17,7 @@
 //! - `Struct`, `Value`, `ListValue`, `Empty`, and a message that contains itself (at the point
 //!   where it recurs), are their canonical JSON text (`string`); `Any` is its type URL and bytes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use iceberg::spec::{ListType, MapType, NestedField, NestedFieldRef, PrimitiveType, StructType, Type};
 use prost_reflect::{FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
@@ -30,7 +30,7 @@ pub const ROOT: &str = "frazil-schema.proto";
 /// The texts a compile may read: the schema's own, and its imports by import name.
 struct Imports {
     root: String,
-    imports: HashMap<String, String>,
+    imports: BTreeMap<String, String>,
 }
 
 impl FileResolver for Imports {
@@ -45,7 +45,7 @@ impl FileResolver for Imports {
 
 /// Compiles a schema's text with the texts it imports (by import name); the well-known types
 /// need not be among them.
-pub fn compile(root: &str, imports: &HashMap<String, String>) -> Result<FileDescriptor, String> {
+pub fn compile(root: &str, imports: &BTreeMap<String, String>) -> Result<FileDescriptor, String> {
     let mut chain = ChainFileResolver::new();
     chain.add(Imports { root: root.to_string(), imports: imports.clone() });
     chain.add(GoogleFileResolver::new());

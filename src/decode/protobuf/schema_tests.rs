@@ -1,7 +1,7 @@
 //! Schemas compiled from `.proto` text with an import served by name, as a registry serves
 //! references, and the Iceberg fields of their messages.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use iceberg::spec::{NestedFieldRef, Type};
 
@@ -82,8 +82,8 @@ fn indexes_name_top_level_then_nested_messages_not_counting_map_entries() {
 
 #[test]
 fn a_schema_that_does_not_compile_says_why() {
-    let missing = compile(READING, &HashMap::new()).unwrap_err();
+    let missing = compile(READING, &BTreeMap::new()).unwrap_err();
     assert!(missing.contains("does not compile") && missing.contains("plant/v1/site.proto"), "{missing}");
-    let broken = compile("syntax = \"proto3\";\nmessage M { string a = 1 }\n", &HashMap::new()).unwrap_err();
+    let broken = compile("syntax = \"proto3\";\nmessage M { string a = 1 }\n", &BTreeMap::new()).unwrap_err();
     assert!(broken.contains("does not compile"), "{broken}");
 }

@@ -167,12 +167,14 @@ fn column(rows: Vec<Option<Value>>, kind: &Kind, field: &Field) -> Result<ArrayR
     Ok(match field.data_type() {
         DataType::Boolean => Arc::new(scalars!(BooleanArray, Value::Bool(b) => b)),
         DataType::Int32 => Arc::new(scalars!(Int32Array, Value::I32(v) => v)),
+        // An `int32` field whose column a later schema widened to `long`.
         DataType::Int64 => Arc::new(scalars!(Int64Array,
             Value::I64(v) => v,
+            Value::I32(v) => i64::from(v),
             Value::U32(v) => i64::from(v),
             Value::Message(m) => micros(&m))),
         DataType::Float32 => Arc::new(scalars!(Float32Array, Value::F32(v) => v)),
-        DataType::Float64 => Arc::new(scalars!(Float64Array, Value::F64(v) => v)),
+        DataType::Float64 => Arc::new(scalars!(Float64Array, Value::F64(v) => v, Value::F32(v) => f64::from(v))),
         DataType::Decimal128(p, s) => {
             let array = scalars!(Decimal128Array, Value::U64(v) => i128::from(v));
             Arc::new(array.with_precision_and_scale(*p, *s).map_err(|e| e.to_string())?)
