@@ -193,3 +193,138 @@ pub fn avro(data: &[u8]) -> (usize, usize) {
     assert_eq!(accepted + refused, n, "every record is accepted or refused");
     (rows, refused)
 }
+
+/// The Protobuf target's schema (and the unit tests'): every kind of field frazil maps, an
+/// import, a nested message that contains itself, and a second top-level message.
+pub const PROTO_READING: &str = r#"
+syntax = "proto3";
+package plant.v1;
+
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+import "google/protobuf/struct.proto";
+import "google/protobuf/any.proto";
+import "plant/v1/site.proto";
+
+message Reading {
+  string device = 1;
+  google.protobuf.Timestamp at = 2;
+  double temp_c = 3;
+  uint64 counter = 4;
+  sint32 delta = 5;
+  optional int64 seq = 6;
+  repeated string alarms = 7;
+  map<string, double> gauges = 8;
+  Status status = 9;
+  Site site = 10;
+  google.protobuf.Int64Value battery = 11;
+  google.protobuf.Struct extra = 12;
+  google.protobuf.Any payload = 13;
+  oneof source {
+    string gateway = 14;
+    int32 line = 15;
+  }
+  Inner inner = 16;
+  bytes raw = 17;
+  fixed32 code = 18;
+
+  message Inner {
+    repeated Inner children = 1;
+    string label = 2;
+  }
+}
+
+enum Status {
+  STATUS_UNKNOWN = 0;
+  STATUS_OK = 1;
+}
+
+message Other {
+  bool flag = 1;
+}
+"#;
+
+/// The file `PROTO_READING` imports as `plant/v1/site.proto`.
+pub const PROTO_SITE: &str = r#"
+syntax = "proto3";
+package plant.v1;
+
+message Site {
+  string name = 1;
+  repeated double position = 2;
+}
+"#;
+
+/// Protobuf: input starting with `syntax` is a `.proto` text (compiled with `PROTO_SITE` to
+/// import, every message mapped; never a panic). Anything else is up to 16 records, each
+/// `[kind byte][length byte][bytes]`: the kind's low bits frame the bytes as a body of
+/// `plant.v1.Reading`, `Reading.Inner` or `Other` (schema id 1), or take them as the whole frame
+/// after the magic byte (schema id, indexes, body). The table is made from `Reading` and grown by
+/// the other two. Every record ends as a row or a dead letter; the batch has the decoder's
+/// schema; a body that parses always becomes a row. Returns the rows and the refused records.
+pub fn protobuf(data: &[u8]) -> (usize, usize) {
+    use super::protobuf::{ProtobufDecoder, evolve, schema, table_schema};
+    let imports: BTreeMap<String, String> = [("plant/v1/site.proto".to_string(), PROTO_SITE.to_string())].into();
+    if data.starts_with(b"syntax") {
+        if let Ok(file) =
+            std::str::from_utf8(data).map_err(|e| e.to_string()).and_then(|t| schema::compile(t, &imports))
+        {
+            for (i, m) in file.messages().enumerate().take(8) {
+                if let Ok(table) = table_schema(&m) {
+                    let mut d = ProtobufDecoder::new(&table).expect("a table from a message type");
+                    d.know(1, Ok((std::str::from_utf8(data).unwrap(), &imports)));
+                    d.follow(1, &[i as i32], None);
+                }
+            }
+        }
+        return (0, 0);
+    }
+    let file = schema::compile(PROTO_READING, &imports).expect("the target's schema compiles");
+    let kinds = [vec![0], vec![0, 0], vec![1]];
+    let mut table = table_schema(&schema::message_at(&file, &kinds[0]).expect("Reading")).expect("Reading maps");
+    for k in &kinds[1..] {
+        let m = schema::message_at(&file, k).expect("the target's message types");
+        if let Some(grown) = evolve(&table, &m, table.highest_field_id(), None).expect("no conflicting fields") {
+            table = grown;
+        }
+    }
+    let mut decoder = ProtobufDecoder::new(&table).expect("a table from Reading");
+    decoder.know(1, Ok((PROTO_READING, &imports)));
+    decoder.know(2, Err("schema id 2 is not in the schema registry"));
+    for k in &kinds {
+        decoder.follow(1, k, None);
+    }
+    decoder.follow(2, &[0], None);
+    let mut rest = data;
+    let (mut n, mut refused) = (0, 0);
+    while rest.len() >= 2 && n < 16 {
+        let (kind, len) = (usize::from(rest[0] % 4), usize::from(rest[1]).min(rest.len() - 2));
+        let bytes = &rest[2..2 + len];
+        rest = &rest[2 + len..];
+        let mut value = vec![0];
+        if let Some(indexes) = kinds.get(kind) {
+            value.extend(1u32.to_be_bytes());
+            value.push(2 * indexes.len() as u8); // the count, zigzag
+            value.extend(indexes.iter().map(|i| 2 * *i as u8));
+        }
+        value.extend(bytes);
+        if decoder.push(&message(n, &value)).is_err() {
+            refused += 1;
+        }
+        n += 1;
+    }
+    let accepted = decoder.len();
+    let flushed = decoder.flush().expect("parsed records become rows or are refused");
+    let rows = flushed.batch.as_ref().map_or(0, |b| b.num_rows());
+    if let Some(b) = &flushed.batch {
+        assert_eq!(b.schema(), decoder.arrow_schema(), "a batch has the decoder's schema");
+    }
+    assert!(
+        flushed.rejected.is_empty(),
+        "a body that parsed did not become a row: {:?}",
+        flushed.rejected.first().map(|d| &d.reason)
+    );
+    assert_eq!(rows + flushed.rejected.len(), accepted, "every accepted record is a row or a dead letter");
+    assert_eq!(accepted + refused, n, "every record is accepted or refused");
+    (rows, refused)
+}

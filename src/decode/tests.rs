@@ -254,6 +254,9 @@ fn the_fuzz_corpus_decodes_without_panicking() {
         ("decode_avro", |d| {
             let _ = super::fuzz::avro(d);
         }),
+        ("decode_protobuf", |d| {
+            let _ = super::fuzz::protobuf(d);
+        }),
     ] {
         for entry in std::fs::read_dir(root.join(target)).expect("the corpus directory") {
             let path = entry.unwrap().path();
@@ -277,6 +280,19 @@ fn the_avro_fuzz_seeds_are_rows_and_refusals() {
     assert_eq!(run("seed_w1_w2_mixed"), (3, 0));
     // An unknown schema id and a truncated body around one good record.
     assert_eq!(run("seed_unknown_and_truncated"), (1, 2));
+}
+
+/// The Protobuf seeds (made with Google's protobuf package, `fuzz/protobuf_seeds.py`) decode as
+/// they should, so the fuzzer starts from bodies that reach every part of the decoder.
+#[test]
+fn the_protobuf_fuzz_seeds_are_rows_and_refusals() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_protobuf");
+    let run = |name: &str| super::fuzz::protobuf(&std::fs::read(root.join(name)).unwrap());
+    assert_eq!(run("seed_reading"), (2, 0));
+    assert_eq!(run("seed_three_types"), (3, 0));
+    // A good frame, then an unknown schema id and a truncated body.
+    assert_eq!(run("seed_frames"), (1, 2));
+    assert_eq!(run("seed_schema"), (0, 0));
 }
 
 #[test]

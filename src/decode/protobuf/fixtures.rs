@@ -4,63 +4,7 @@
 
 use std::collections::BTreeMap;
 
-pub(super) const READING: &str = r#"
-syntax = "proto3";
-package plant.v1;
-
-import "google/protobuf/timestamp.proto";
-import "google/protobuf/wrappers.proto";
-import "google/protobuf/struct.proto";
-import "google/protobuf/any.proto";
-import "plant/v1/site.proto";
-
-message Reading {
-  string device = 1;
-  google.protobuf.Timestamp at = 2;
-  double temp_c = 3;
-  uint64 counter = 4;
-  sint32 delta = 5;
-  optional int64 seq = 6;
-  repeated string alarms = 7;
-  map<string, double> gauges = 8;
-  Status status = 9;
-  Site site = 10;
-  google.protobuf.Int64Value battery = 11;
-  google.protobuf.Struct extra = 12;
-  google.protobuf.Any payload = 13;
-  oneof source {
-    string gateway = 14;
-    int32 line = 15;
-  }
-  Inner inner = 16;
-  bytes raw = 17;
-  fixed32 code = 18;
-
-  message Inner {
-    repeated Inner children = 1;
-    string label = 2;
-  }
-}
-
-enum Status {
-  STATUS_UNKNOWN = 0;
-  STATUS_OK = 1;
-}
-
-message Other {
-  bool flag = 1;
-}
-"#;
-
-pub(super) const SITE: &str = r#"
-syntax = "proto3";
-package plant.v1;
-
-message Site {
-  string name = 1;
-  repeated double position = 2;
-}
-"#;
+pub(super) use crate::decode::fuzz::{PROTO_READING as READING, PROTO_SITE as SITE};
 
 pub(super) fn imports() -> BTreeMap<String, String> {
     BTreeMap::from([("plant/v1/site.proto".to_string(), SITE.to_string())])
