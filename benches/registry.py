@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The bench's schema registry: serves one Avro schema as id 1, the way a Confluent Schema
-Registry answers `GET /schemas/ids/1`, and `GET /subjects` with one subject. No registry server
-installs here; frazil's own tests check its client against the documented answers in detail.
+"""The bench's schema registry: serves an Avro schema as id 1 and a Protobuf schema as id 2, the
+way a Confluent Schema Registry answers `GET /schemas/ids/{id}`, and `GET /subjects` with one
+subject. No registry server installs here; frazil's own tests check its client against the
+documented answers in detail.
 
-    registry.py SCHEMA_FILE PORT_FILE     # writes the port it listens on to PORT_FILE, then serves
+    registry.py AVRO_FILE PORT_FILE [PROTO_FILE]  # writes the port it listens on to PORT_FILE, then serves
 """
 import http.server
 import json
@@ -13,12 +14,15 @@ import sys
 def main():
     schema_file, port_file = sys.argv[1], sys.argv[2]
     with open(schema_file) as f:
-        schema = f.read().strip()
+        answers = {"/schemas/ids/1": {"schema": f.read().strip()}}
+    if len(sys.argv) > 3:
+        with open(sys.argv[3]) as f:
+            answers["/schemas/ids/2"] = {"schemaType": "PROTOBUF", "schema": f.read(), "references": []}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            if self.path == "/schemas/ids/1":
-                body, code = {"schema": schema}, 200
+            if self.path in answers:
+                body, code = answers[self.path], 200
             elif self.path == "/subjects":
                 body, code = ["telemetry-value"], 200
             else:

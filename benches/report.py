@@ -41,11 +41,13 @@ def mib(b):
 
 
 fig = {"events": events, "rounds": rounds}
-for name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "ceiling_avro", "frazil_avro", "wide64", "tenth",
+for name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "ceiling_avro", "frazil_avro", "ceiling_proto", "frazil_proto",
+             "wide64", "tenth",
              "status_backlog", "drain_backlog"):
     if name in runs:
         n = len(runs[name])
-        ev = events if name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "ceiling_avro", "frazil_avro") else None
+        ev = events if name in ("ceiling", "frazil", "frazil_lean", "python_best", "python_naive", "ceiling_avro", "frazil_avro",
+                                "ceiling_proto", "frazil_proto") else None
         fig[name] = {
             "runs": n,
             "wall_s": med(name, "wall"),
@@ -75,7 +77,8 @@ print("| | wall | events/s | CPU (user+sys) | CPU per event | peak RSS |")
 print("|---|---|---|---|---|---|")
 labels = {"ceiling": "fetch-only ceiling (rskafka, discard)", "frazil": "frazil flush (decode, spool, upload, commit)",
           "python_best": "Python: confluent-kafka + pyarrow.json + pyiceberg", "python_naive": "Python: json.loads + from_pylist + pyiceberg",
-          "ceiling_avro": "Avro (~145 B): fetch-only ceiling", "frazil_avro": "Avro (~145 B): frazil flush"}
+          "ceiling_avro": "Avro (~145 B): fetch-only ceiling", "frazil_avro": "Avro (~145 B): frazil flush",
+          "ceiling_proto": "Protobuf (~185 B): fetch-only ceiling", "frazil_proto": "Protobuf (~185 B): frazil flush"}
 for name, label in labels.items():
     if name in fig:
         f = fig[name]
@@ -93,6 +96,10 @@ if "frazil" in fig and "encode" in fig:
     print(f'- frazil CPU per event / raw encode: {fig["frazil"]["cpu_us_per_event"] / raw:.2f}')
 if "frazil_avro" in fig and "ceiling_avro" in fig:
     print(f'- Avro: frazil wall throughput / fetch-only ceiling: {fig["frazil_avro"]["events_per_s"] / fig["ceiling_avro"]["events_per_s"]:.2f}')
+if "frazil_proto" in fig and "ceiling_proto" in fig:
+    print(f'- Protobuf: frazil wall throughput / fetch-only ceiling: {fig["frazil_proto"]["events_per_s"] / fig["ceiling_proto"]["events_per_s"]:.2f}')
+if "frazil_proto" in fig and "frazil_avro" in fig:
+    print(f'- Protobuf / Avro: frazil CPU per event {fig["frazil_proto"]["cpu_us_per_event"] / fig["frazil_avro"]["cpu_us_per_event"]:.2f}')
 for base in ("python_best", "python_naive"):
     if "frazil" in fig and base in fig:
         print(f'- frazil / {base}: CPU per event {fig["frazil"]["cpu_us_per_event"] / fig[base]["cpu_us_per_event"]:.2f}, '

@@ -31,7 +31,7 @@ trap '[ -z "$registry" ] || kill "$registry" 2>/dev/null; bash tests/servers/sto
 source "$work/servers/env"
 results="$work/results"
 
-produce() { # topic partitions count [--format avro]
+produce() { # topic partitions count [--format avro|protobuf]
   "$py" benches/telemetry.py --brokers "$FRAZIL_KAFKA" --topic "$1" --partitions "$2" --count "$3" "${@:4}"
 }
 # measure NAME CMD...: one line in results: name, wall, user, sys, peak RSS KiB, the command's last stdout line
@@ -49,15 +49,19 @@ baseline=("$py" benches/baseline.py --brokers "$FRAZIL_KAFKA" --topic telemetry 
   --namespace bench --commits 10 --s3-endpoint "$FRAZIL_S3_ENDPOINT" --s3-access-key "$FRAZIL_S3_ACCESS_KEY"
   --s3-secret-key "$FRAZIL_S3_SECRET_KEY" --s3-region "$FRAZIL_S3_REGION")
 
-echo "bench: producing $EVENTS events to 8 partitions, as JSON and as Avro"
+echo "bench: producing $EVENTS events to 8 partitions, as JSON, as Avro and as Protobuf"
 produce telemetry 8 "$EVENTS"
 produce telemetry_avro 8 "$EVENTS" --format avro
-# The Avro topic's writer schema, served as id 1 (benches/registry.py).
+produce telemetry_proto 8 "$EVENTS" --format protobuf
+# The writer schemas, served as ids 1 (Avro) and 2 (Protobuf) by benches/registry.py.
 "$py" benches/telemetry.py --avro-schema >"$work/telemetry.avsc"
-"$py" benches/registry.py "$work/telemetry.avsc" "$work/registry.port" &
+"$py" benches/telemetry.py --proto-schema >"$work/telemetry.proto"
+"$py" benches/registry.py "$work/telemetry.avsc" "$work/registry.port" "$work/telemetry.proto" &
 registry=$!
 until [ -s "$work/registry.port" ]; do sleep 0.05; done
-avro_toml=$'[kafka.formats]\n"telemetry_avro" = "avro"\n[schema_registry]\nurl = "http://127.0.0.1:'"$(cat "$work/registry.port")"$'"'
+registry_toml=$'[schema_registry]\nurl = "http://127.0.0.1:'"$(cat "$work/registry.port")"$'"'
+avro_toml=$'[kafka.formats]\n"telemetry_avro" = "avro"\n'"$registry_toml"
+proto_toml=$'[kafka.formats]\n"telemetry_proto" = "protobuf"\n'"$registry_toml"
 for round in $(seq "$ROUNDS"); do
   echo "bench: round $round of $ROUNDS"
   measure ceiling "$pipeline" fetch "$FRAZIL_KAFKA" telemetry
@@ -68,6 +72,9 @@ for round in $(seq "$ROUNDS"); do
   measure ceiling_avro "$pipeline" fetch "$FRAZIL_KAFKA" telemetry_avro
   config "$work/avro_r$round" telemetry_avro "avro_r$round" "$avro_toml"
   FRAZIL_LOG=warn measure frazil_avro "$frazil" flush --config "$work/avro_r$round/frazil.toml"
+  measure ceiling_proto "$pipeline" fetch "$FRAZIL_KAFKA" telemetry_proto
+  config "$work/proto_r$round" telemetry_proto "proto_r$round" "$proto_toml"
+  FRAZIL_LOG=warn measure frazil_proto "$frazil" flush --config "$work/proto_r$round/frazil.toml"
 done
 measure encode "$pipeline" encode "$FRAZIL_KAFKA" telemetry 200000
 # Memory is set by configuration, not by the backlog: the same flush with small fetches and buffers.

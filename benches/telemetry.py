@@ -6,9 +6,12 @@ deterministically from the event's number, produced to a topic across its partit
     telemetry.py --sample 3          # print three events and their mean size
     telemetry.py ... --format avro   # the same events as Confluent-framed Avro (schema id 1)
     telemetry.py --avro-schema       # print that Avro schema
+    telemetry.py ... --format protobuf  # ... as Confluent-framed Protobuf (schema id 2)
+    telemetry.py --proto-schema      # print that .proto schema
 
-The Avro form carries the same fields with their natural types (`ts` a timestamp-millis), framed
-as a Confluent producer would (magic byte 0, the schema id, fastavro's binary encoding).
+The Avro and Protobuf forms carry the same fields with their natural types (`ts` a timestamp),
+framed as a Confluent producer would (magic byte 0, the schema id, for Protobuf the message
+indexes, then fastavro's or Google's protobuf package's binary encoding).
 
 Every event: a device id, its site, two timestamps (epoch ms and RFC 3339), a sequence number,
 twelve numeric readings, a nested status object, and on every 10th event an array of alarms.
@@ -67,6 +70,62 @@ AVRO_SCHEMA = {
 }
 
 
+PROTO_SCHEMA = """syntax = "proto3";
+package bench;
+
+import "google/protobuf/timestamp.proto";
+
+message Telemetry {
+  string device = 1;
+  string site = 2;
+  google.protobuf.Timestamp ts = 3;
+  string event_time = 4;
+  int64 seq = 5;
+  double temp_c = 6;
+  double humidity = 7;
+  double pressure_hpa = 8;
+  double voltage = 9;
+  double current_a = 10;
+  int64 power_w = 11;
+  double vibration = 12;
+  int64 rpm = 13;
+  double flow_lpm = 14;
+  int64 level_pct = 15;
+  int64 battery_pct = 16;
+  int64 rssi_dbm = 17;
+  Status status = 18;
+  repeated string alarms = 19;
+
+  message Status {
+    int32 code = 1;
+    bool ok = 2;
+    string fw = 3;
+  }
+}
+"""
+
+
+def protobuf_encoder():
+    """event number -> Confluent-framed Protobuf bytes (schema id 2, the file's first message)."""
+    import os
+    from google.protobuf import message_factory
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "check"))
+    from protobuf_encode import compile_pool
+
+    Telemetry = message_factory.GetMessageClass(compile_pool(PROTO_SCHEMA, {}).FindMessageTypeByName("bench.Telemetry"))
+
+    def encode(i):
+        e = event(i)
+        m = Telemetry(**{k: v for k, v in e.items() if k not in ("ts", "status", "alarms")})
+        m.ts.FromMilliseconds(e["ts"])
+        m.status.code, m.status.ok, m.status.fw = e["status"]["code"], e["status"]["ok"], e["status"]["fw"]
+        m.alarms.extend(e.get("alarms", []))
+        return b"\0\0\0\0\2\0" + m.SerializeToString()
+
+    return encode
+
+
 def avro_encoder():
     """event number -> Confluent-framed Avro bytes."""
     import io
@@ -95,11 +154,15 @@ def main():
     ap.add_argument("--count", type=int, default=1_000_000)
     ap.add_argument("--start", type=int, default=0, help="the first event's seq")
     ap.add_argument("--sample", type=int, default=0)
-    ap.add_argument("--format", choices=["json", "avro"], default="json")
+    ap.add_argument("--format", choices=["json", "avro", "protobuf"], default="json")
     ap.add_argument("--avro-schema", action="store_true")
+    ap.add_argument("--proto-schema", action="store_true")
     a = ap.parse_args()
     if a.avro_schema:
         print(json.dumps(AVRO_SCHEMA))
+        return
+    if a.proto_schema:
+        print(PROTO_SCHEMA, end="")
         return
     if a.sample:
         sizes = [len(json.dumps(event(i), separators=(",", ":"))) for i in range(10_000)]
@@ -117,7 +180,8 @@ def main():
             f.result()
     p = Producer({"bootstrap.servers": a.brokers, "linger.ms": 50, "batch.num.messages": 10000,
                   "queue.buffering.max.messages": 500000, "compression.type": "none"})
-    encode = avro_encoder() if a.format == "avro" else lambda i: json.dumps(event(i), separators=(",", ":")).encode()
+    encoders = {"avro": avro_encoder, "protobuf": protobuf_encoder}
+    encode = encoders[a.format]() if a.format in encoders else lambda i: json.dumps(event(i), separators=(",", ":")).encode()
     for i in range(a.start, a.start + a.count):
         value = encode(i)
         while True:
