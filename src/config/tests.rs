@@ -438,7 +438,7 @@ fn bad_schema_settings_name_the_key_and_the_fix() {
 
 #[test]
 fn a_topic_whose_values_name_registered_schemas_needs_the_registry() {
-    for format in ["avro", "protobuf"] {
+    for format in ["avro", "protobuf", "json_schema"] {
         let text = MINIMAL.replace("[kafka]\n", &format!("[kafka]\nformat = \"{format}\"\n"));
         let (key, problem, fix) = err(&text);
         assert_eq!(key, "schema_registry.url", "{format}");
@@ -448,7 +448,7 @@ fn a_topic_whose_values_name_registered_schemas_needs_the_registry() {
     }
     let (key, _, fix) = err(&MINIMAL.replace("[kafka]\n", "[kafka]\nformat = \"proto\"\n"));
     assert_eq!(key, "kafka.format");
-    assert!(fix.contains("\"protobuf\""), "{fix}");
+    assert!(fix.contains("\"protobuf\"") && fix.contains("\"json_schema\""), "{fix}");
 }
 
 #[test]

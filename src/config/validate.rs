@@ -60,7 +60,11 @@ fn check_extra_is_for_json(c: &Config) -> Result<()> {
         let table = c.table_for(topic);
         let format = c.kafka.format_for(topic);
         if format.registered() && c.unknown_keys(&table) == crate::decode::UnknownKeys::Extra {
-            let what = if format == Format::Avro { "Avro" } else { "Protobuf" };
+            let what = match format {
+                Format::Avro => "Avro",
+                Format::Protobuf => "Protobuf",
+                _ => "JSON Schema",
+            };
             return Err(Error::config(
                 format!("tables.\"{table}\".unknown_keys"),
                 format!("table {table} is fed by the {what} topic {topic}, whose records have no JSON keys to keep"),
@@ -231,11 +235,12 @@ fn format(key: &str, value: &str) -> Result<Format> {
         "text" => Ok(Format::Text),
         "avro" => Ok(Format::Avro),
         "protobuf" => Ok(Format::Protobuf),
+        "json_schema" => Ok(Format::JsonSchema),
         other => Err(Error::config(
             key,
             format!("`{other}` is not a format"),
-            "use \"json\" (objects, schema inferred), \"avro\" or \"protobuf\" (Confluent wire format, with \
-             [schema_registry]), \"raw\" (bytes) or \"text\" (UTF-8)",
+            "use \"json\" (objects, schema inferred), \"avro\", \"protobuf\" or \"json_schema\" (Confluent wire \
+             format, with [schema_registry]), \"raw\" (bytes) or \"text\" (UTF-8)",
         )),
     }
 }
@@ -451,7 +456,7 @@ fn check_registry_is_set(kafka: &KafkaConfig, registry: Option<&RegistryConfig>)
     if registered && registry.is_none() {
         return Err(Error::config(
             "schema_registry.url",
-            "is not set but a topic's format is \"avro\" or \"protobuf\"",
+            "is not set but a topic's format is \"avro\", \"protobuf\" or \"json_schema\"",
             "add a [schema_registry] section with url = \"http://host:8081\"",
         ));
     }

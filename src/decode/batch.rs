@@ -194,6 +194,10 @@ impl BatchDecoder {
                         extra = Some(Value::Object(split.unknown).to_string().into_boxed_str());
                         fresh = false;
                     }
+                    UnknownKeys::Drop => {
+                        value = unknown::split(value, self.user.fields()).known;
+                        fresh = false;
+                    }
                 }
             }
             let row = Row {

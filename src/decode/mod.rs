@@ -1,5 +1,5 @@
-//! The decode stage: Kafka messages (JSON objects, Confluent-framed Avro or Protobuf, raw bytes or
-//! text) → Arrow record batches.
+//! The decode stage: Kafka messages (JSON objects, Confluent-framed Avro, Protobuf or JSON
+//! Schema values, raw bytes or text) → Arrow record batches.
 //!
 //! [`infer_schema`] derives an Iceberg schema from sample values; [`BatchDecoder`] parses each
 //! message as it arrives (so a bad one is refused at once) and turns the buffered rows into one
@@ -27,7 +27,8 @@ mod fit;
 pub mod fuzz;
 pub mod guard;
 mod infer;
-mod merge;
+pub mod json_schema;
+pub mod merge;
 mod meta;
 pub mod names;
 pub mod protobuf;
@@ -152,12 +153,15 @@ pub enum Format {
     /// body), with `.proto` schemas from a schema registry; the table follows the message types'
     /// fields.
     Protobuf,
+    /// JSON in the Confluent wire format (magic byte 0, 4-byte schema id, the JSON text), checked
+    /// against JSON Schemas from a schema registry; the table follows the schemas' properties.
+    JsonSchema,
 }
 
 impl Format {
     /// Whether values name their writer schema in a schema registry.
     pub fn registered(self) -> bool {
-        matches!(self, Format::Avro | Format::Protobuf)
+        matches!(self, Format::Avro | Format::Protobuf | Format::JsonSchema)
     }
 }
 
@@ -168,6 +172,8 @@ pub enum Decoder {
     Raw(raw::RawDecoder),
     Avro(avro::AvroDecoder),
     Protobuf(protobuf::ProtobufDecoder),
+    // Boxed like Json: it holds a JSON decoder.
+    JsonSchema(Box<json_schema::JsonSchemaDecoder>),
 }
 
 impl Decoder {
@@ -177,6 +183,9 @@ impl Decoder {
             Format::Raw | Format::Text => Decoder::Raw(raw::RawDecoder::new(schema)?),
             Format::Avro => Decoder::Avro(avro::AvroDecoder::new(schema)?),
             Format::Protobuf => Decoder::Protobuf(protobuf::ProtobufDecoder::new(schema)?),
+            Format::JsonSchema => {
+                Decoder::JsonSchema(Box::new(json_schema::JsonSchemaDecoder::new(schema, epoch_unit)?))
+            }
         })
     }
 
@@ -194,6 +203,7 @@ impl Decoder {
     pub fn with_unknown_keys(self, unknown_keys: UnknownKeys) -> crate::Result<Decoder> {
         Ok(match self {
             Decoder::Json(d) => Decoder::Json(Box::new(d.with_unknown_keys(unknown_keys)?)),
+            Decoder::JsonSchema(d) => Decoder::JsonSchema(Box::new(d.with_unknown_keys(unknown_keys)?)),
             other => other,
         })
     }
@@ -208,6 +218,7 @@ impl Decoder {
             Decoder::Raw(d) => d.push(msg, headers),
             Decoder::Avro(d) => d.push(msg),
             Decoder::Protobuf(d) => d.push(msg),
+            Decoder::JsonSchema(d) => d.push(msg),
         }
     }
 
@@ -217,6 +228,7 @@ impl Decoder {
             Decoder::Raw(d) => d.len(),
             Decoder::Avro(d) => d.len(),
             Decoder::Protobuf(d) => d.len(),
+            Decoder::JsonSchema(d) => d.len(),
         }
     }
 
@@ -232,6 +244,7 @@ impl Decoder {
             }
             Decoder::Avro(d) => d.flush(),
             Decoder::Protobuf(d) => d.flush(),
+            Decoder::JsonSchema(d) => d.flush(),
         }
     }
 
@@ -241,6 +254,7 @@ impl Decoder {
             Decoder::Raw(d) => d.arrow_schema(),
             Decoder::Avro(d) => d.arrow_schema(),
             Decoder::Protobuf(d) => d.arrow_schema(),
+            Decoder::JsonSchema(d) => d.arrow_schema(),
         }
     }
 
@@ -252,7 +266,7 @@ impl Decoder {
     pub fn fresh_samples(&self) -> Vec<&[u8]> {
         match self {
             Decoder::Json(d) => d.fresh_samples().collect(),
-            Decoder::Raw(_) | Decoder::Avro(_) | Decoder::Protobuf(_) => Vec::new(),
+            Decoder::Raw(_) | Decoder::Avro(_) | Decoder::Protobuf(_) | Decoder::JsonSchema(_) => Vec::new(),
         }
     }
 
@@ -261,6 +275,7 @@ impl Decoder {
             Decoder::Json(d) => d.grow(schema),
             Decoder::Avro(d) => d.grow(schema),
             Decoder::Protobuf(d) => d.grow(schema),
+            Decoder::JsonSchema(d) => d.grow(schema),
             Decoder::Raw(_) => Err(crate::Error::decode("growing a schema", "a raw table's schema is fixed")),
         }
     }

@@ -27,6 +27,9 @@ pub enum UnknownKeys {
     DeadLetter,
     /// The schema is fixed; the record's unknown keys are kept as JSON text in [`EXTRA`].
     Extra,
+    /// The columns are another schema's (a JSON Schema topic's registered schema): keys it does
+    /// not have are left out of the row, as the schema allows them. Not a configuration choice.
+    Drop,
 }
 
 impl UnknownKeys {

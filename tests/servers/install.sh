@@ -31,13 +31,13 @@ want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 # The independent reader: pyiceberg and DuckDB in a virtualenv of their own. Mostly downloads, so
 # it runs beside the compiles below.
 VENV="${FRAZIL_VENV:-$HOME/.cache/frazil/venv}"
-python_ready() { "$VENV/bin/python" -c 'import pyiceberg, duckdb, duckdb_ext, confluent_kafka, fastavro, grpc_tools' 2>/dev/null; }
+python_ready() { "$VENV/bin/python" -c 'import pyiceberg, duckdb, duckdb_ext, confluent_kafka, fastavro, grpc_tools, jsonschema' 2>/dev/null; }
 pip_pid=""
 if want python && ! python_ready; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet \
     "pyiceberg[pyarrow,pyiceberg-core]==0.12.*" "duckdb==1.4.4" "duckdb-ext[iceberg,avro,httpfs]==0.1.2" \
-    "confluent-kafka==2.16.*" "fastavro==1.13.*" "grpcio-tools==1.85.*" &
+    "confluent-kafka==2.16.*" "fastavro==1.13.*" "grpcio-tools==1.85.*" "jsonschema==4.*" &
   pip_pid=$!
 fi
 

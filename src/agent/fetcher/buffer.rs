@@ -8,6 +8,7 @@ use arrow_array::RecordBatch;
 
 use crate::Result;
 use crate::decode::{DeadLetter, Decoder, Message};
+use crate::source::registry::Registered;
 
 /// Rows are moved out of the decoder into batches this often. Rows on the fast path are columns
 /// already and become a batch without copying; rows on the general path are parsed JSON, which
@@ -80,16 +81,30 @@ impl PartitionBuffer {
         }
     }
 
-    /// The decoder, when the partition's topic is Avro (it is told writer schemas as they come).
-    pub fn avro(&mut self) -> Option<&mut crate::decode::avro::AvroDecoder> {
-        match &mut self.decoder {
-            Decoder::Avro(d) => Some(d),
-            _ => None,
+    /// Whether the decoder has been told about schema id `id` (always, for a format without
+    /// registered schemas).
+    pub fn knows_schema(&self, id: u32) -> bool {
+        match &self.decoder {
+            Decoder::Avro(d) => d.knows(id),
+            Decoder::Protobuf(d) => d.knows(id),
+            Decoder::JsonSchema(d) => d.knows(id),
+            Decoder::Json(_) | Decoder::Raw(_) => true,
         }
     }
 
-    /// The decoder, when the partition's topic is Protobuf (it is told schemas and message types
-    /// as they come).
+    /// Tells the decoder schema id `id`'s schema, or why its records cannot be read.
+    pub fn know_schema(&mut self, id: u32, schema: std::result::Result<&Registered, &str>) {
+        let texts = schema.map(|r| (&*r.text, &r.references));
+        match &mut self.decoder {
+            Decoder::Avro(d) => d.know(id, schema.map(|r| &r.text)),
+            Decoder::Protobuf(d) => d.know(id, texts),
+            Decoder::JsonSchema(d) => d.know(id, texts),
+            Decoder::Json(_) | Decoder::Raw(_) => {}
+        }
+    }
+
+    /// The decoder, when the partition's topic is Protobuf (it is told message types as they
+    /// come).
     pub fn protobuf(&mut self) -> Option<&mut crate::decode::protobuf::ProtobufDecoder> {
         match &mut self.decoder {
             Decoder::Protobuf(d) => Some(d),

@@ -6,14 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use iceberg::spec::Schema;
+use iceberg::spec::{NestedFieldRef, Schema};
 
 use super::Fetcher;
 use crate::Result;
+use crate::decode::json_schema::JsonSchema;
 use crate::decode::{self, Format, UnknownKeys};
 use crate::layout::{Written, rules};
 use crate::source::Record;
-use crate::source::registry::{Known, SchemaKind};
+use crate::source::registry::{Known, Registered, SchemaKind};
 use crate::topic::TopicPartition;
 
 impl Fetcher<'_> {
@@ -30,8 +31,7 @@ impl Fetcher<'_> {
         let partition = cfg.partition_fields(table, false);
         let extra = cfg.unknown_keys(table) == UnknownKeys::Extra;
         // Columns the operator gave replace inference (a raw or text table's columns are fixed).
-        let given =
-            cfg.given_schema(table).filter(|_| matches!(format, Format::Json | Format::Avro | Format::Protobuf));
+        let given = cfg.given_schema(table).filter(|_| matches!(format, Format::Json) || format.registered());
         self.shared.layouts.decide(table, false, cfg.sort_keys(table, false), || match (format, given) {
             (_, Some(user)) => rules::given(table, user, partition, extra),
             (Format::Json, None) => {
@@ -63,6 +63,15 @@ impl Fetcher<'_> {
                 let first = first.as_ref().map(decode::protobuf::table_schema);
                 rules::registered(table, first, partition, cfg.limits(table))
             }
+            (Format::JsonSchema, None) => {
+                let first = samples
+                    .iter()
+                    .filter_map(|r| r.value.as_deref().and_then(decode::avro::schema_id))
+                    .filter_map(|id| writers[&id].schema(id, SchemaKind::Json).ok())
+                    .find_map(|r| JsonSchema::parse(&r.text, &r.references).ok());
+                let first = first.as_ref().map(decode::json_schema::table_schema);
+                rules::registered(table, first, partition, cfg.limits(table))
+            }
         })
     }
 
@@ -72,59 +81,51 @@ impl Fetcher<'_> {
         self.shared.layouts.decide(table, true, &[], || rules::dead_letters(table))
     }
 
-    /// Grows an Avro topic's table by what new writer schemas add, then tells the partition's
-    /// decoder about them. A writer schema whose fields cannot fit the table (a type changed
-    /// incompatibly) leaves the table alone: its records become dead letters with the reason.
+    /// Grows the table of a topic of registered schemas by what new schema ids add, then tells
+    /// the partition's decoder about them. A schema whose fields cannot fit the table (a type
+    /// changed incompatibly) leaves the table alone: its records become dead letters with the
+    /// reason. A Protobuf schema holds several message types: the table grows for each one the
+    /// records name ([`Self::follow_messages`]).
     pub(super) fn follow_writers(
         &mut self,
         table: &str,
         tp: &TopicPartition,
+        format: Format,
         writers: &BTreeMap<u32, Known>,
     ) -> Result<()> {
+        let kind = match format {
+            Format::Avro => SchemaKind::Avro,
+            Format::Protobuf => SchemaKind::Protobuf,
+            _ => SchemaKind::Json,
+        };
         for (id, known) in writers {
-            if self.buffer(tp).avro().is_some_and(|d| d.knows(*id)) {
+            if self.buffer(tp).knows_schema(*id) {
                 continue;
             }
-            let schema = known.schema(*id, SchemaKind::Avro);
-            // A writer schema whose fields would break the table's rules is refused like one the
+            let schema = known.schema(*id, kind);
+            // A schema whose fields would break the table's rules is refused like one the
             // registry could not give: its records go to the dead-letter table with the reason.
             let mut refused = None;
             if let Ok(r) = &schema
-                && let Ok(writer) = decode::avro::parse(&r.text)
+                && let Some(Ok(fields)) = writer_fields(format, r)
                 && !self.shared.cfg.unknown_keys(table).fixed()
             {
                 let grown =
-                    |old: &Schema, last_id, known: Option<&Schema>| decode::avro::evolve(old, &writer, last_id, known);
+                    |old: &Schema, last_id, known: Option<&Schema>| decode::merge::grow(old, fields, last_id, known);
                 refused = self.grow_for(table, &format!("writer schema id {id}"), grown)?;
             }
-            let decoder = self.buffer(tp).avro().expect("an Avro topic's buffer");
+            let buffer = self.buffer(tp);
             match (schema, refused) {
-                (_, Some(why)) | (Err(why), None) => decoder.know(*id, Err(&why)),
-                (Ok(r), None) => decoder.know(*id, Ok(&r.text)),
+                (_, Some(why)) | (Err(why), None) => buffer.know_schema(*id, Err(&why)),
+                (Ok(r), None) => buffer.know_schema(*id, Ok(r)),
             }
         }
         Ok(())
     }
 
-    /// The Protobuf side of [`Self::follow_writers`]: the partition's decoder is told each new
-    /// schema id, then the table grows by what each new message type of these records adds (a
-    /// schema id and the message indexes in its file) before the decoder takes them.
-    pub(super) fn follow_messages(
-        &mut self,
-        table: &str,
-        tp: &TopicPartition,
-        records: &[Record],
-        writers: &BTreeMap<u32, Known>,
-    ) -> Result<()> {
-        for (id, known) in writers {
-            let decoder = self.buffer(tp).protobuf().expect("a Protobuf topic's buffer");
-            if !decoder.knows(*id) {
-                match known.schema(*id, SchemaKind::Protobuf) {
-                    Ok(r) => decoder.know(*id, Ok((&r.text, &r.references))),
-                    Err(why) => decoder.know(*id, Err(&why)),
-                }
-            }
-        }
+    /// The message types of a Protobuf topic's records (a schema id and the message indexes in
+    /// its file): the table grows by what each new one adds before the decoder takes them.
+    pub(super) fn follow_messages(&mut self, table: &str, tp: &TopicPartition, records: &[Record]) -> Result<()> {
         let types: BTreeSet<(u32, Vec<i32>)> = records
             .iter()
             .filter_map(|r| r.value.as_deref().and_then(|v| decode::protobuf::frame::frame(v).ok()))
@@ -226,5 +227,15 @@ impl Fetcher<'_> {
     /// The layout of a table that has a buffer (decided with its first records).
     pub(super) fn written(&self, table: &str) -> Written {
         self.shared.layouts.written(table).expect("decided with the table's first records")
+    }
+}
+
+/// The fields of a registered schema that become a table's columns as a whole (`None` for a
+/// Protobuf schema: its message types do, one by one).
+fn writer_fields(format: Format, r: &Registered) -> Option<std::result::Result<Vec<NestedFieldRef>, String>> {
+    match format {
+        Format::Avro => Some(decode::avro::parse(&r.text).and_then(|w| decode::avro::writer_fields(&w))),
+        Format::JsonSchema => Some(JsonSchema::parse(&r.text, &r.references).and_then(|s| s.fields())),
+        _ => None,
     }
 }

@@ -11,8 +11,8 @@ use crate::topic::TopicPartition;
 use crate::{Error, Result};
 
 impl Fetcher<'_> {
-    /// Takes fetched records of one partition into its hot buffer. For an Avro or Protobuf topic
-    /// the writer schemas are looked up first, and the table grows before any record is decoded;
+    /// Takes fetched records of one partition into its hot buffer. For a topic of registered
+    /// schemas (Avro, Protobuf, JSON Schema) the writer schemas are looked up first, and the table grows before any record is decoded;
     /// a registry that cannot be reached fails the call before anything is taken.
     pub(super) async fn take(&mut self, tp: &TopicPartition, records: &[Record]) -> Result<()> {
         let format = self.shared.cfg.kafka.format_for(&tp.0);
@@ -35,10 +35,11 @@ impl Fetcher<'_> {
             let max_record_bytes = self.shared.cfg.kafka.max_record_bytes;
             self.cursor(tp).buffer = Some(PartitionBuffer::new(decoder, max_record_bytes));
         }
-        match format {
-            Format::Avro => self.follow_writers(&table, tp, &writers)?,
-            Format::Protobuf => self.follow_messages(&table, tp, records, &writers)?,
-            _ => {}
+        if format.registered() {
+            self.follow_writers(&table, tp, format, &writers)?;
+        }
+        if format == Format::Protobuf {
+            self.follow_messages(&table, tp, records)?;
         }
         self.shared.report.borrow_mut().events += records.len() as u64;
         let buf = self.buffer(tp);
@@ -63,17 +64,16 @@ impl Fetcher<'_> {
         self.cursor(tp).buffer.as_mut().expect("made with the first records")
     }
 
-    /// What the schema registry says of each schema id these Avro or Protobuf records name
-    /// (cached).
+    /// What the schema registry says of each schema id these records name (cached).
     async fn writer_schemas(&self, records: &[Record]) -> Result<BTreeMap<u32, Known>> {
         let registry = self.shared.registry.clone().ok_or_else(|| {
             Error::config(
                 "schema_registry.url",
-                "is not set but a topic's format is \"avro\" or \"protobuf\"",
+                "is not set but a topic's format is \"avro\", \"protobuf\" or \"json_schema\"",
                 "add a [schema_registry] section",
             )
         })?;
-        // Avro and Protobuf frames begin alike: magic byte 0, then the 4-byte schema id.
+        // The Confluent frames begin alike: magic byte 0, then the 4-byte schema id.
         let ids: BTreeSet<u32> =
             records.iter().filter_map(|r| r.value.as_deref().and_then(decode::avro::schema_id)).collect();
         let mut out = BTreeMap::new();
