@@ -5,10 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use base64::Engine as _;
-use common::registry::Registry;
+use common::registry::{Registry, assert_dead_letters, python_frames, with_id};
 use common::*;
 use serde_json::{Value, json};
 
@@ -81,20 +79,7 @@ fn encode(dir: &std::path::Path, schemas: &BTreeMap<u32, String>, messages: &[(u
         "schemas": schemas.iter().map(|(id, s)| (id.to_string(), serde_json::from_str::<Value>(s).unwrap())).collect::<serde_json::Map<_, _>>(),
         "messages": messages.iter().map(|(id, r)| json!({"schema_id": id, "record": r})).collect::<Vec<_>>(),
     });
-    let (spec_path, out_path) = (dir.join("avro-spec.json"), dir.join("avro-frames.txt"));
-    std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let out = Command::new(venv_python())
-        .arg(repo().join("tests/check/avro_encode.py"))
-        .arg(&spec_path)
-        .arg(&out_path)
-        .output()
-        .expect("run avro_encode.py");
-    assert!(out.status.success(), "avro_encode.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read_to_string(&out_path)
-        .unwrap()
-        .lines()
-        .map(|l| base64::engine::general_purpose::STANDARD.decode(l).unwrap())
-        .collect()
+    python_frames(dir, "avro_encode.py", &spec)
 }
 
 #[test]
@@ -120,8 +105,7 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
     let frames = encode(servers.dir.path(), &schemas, &good);
     let mut truncated = frames[2].clone();
     truncated.truncate(truncated.len() - 4);
-    let mut unknown_id = frames[0].clone();
-    unknown_id[1..5].copy_from_slice(&99u32.to_be_bytes());
+    let unknown_id = with_id(&frames[0], 99);
     // Above kafka.max_record_bytes (1 MiB by default), whatever its contents, and larger than
     // one fetch (2 MiB below), so the partition's fetch size has to grow to reach it. (The test
     // broker never returns more than 5 MiB in one fetch.)
@@ -196,24 +180,7 @@ fn avro_with_two_schema_versions_lands_typed_and_bad_records_become_dead_letters
                 );
             }
         }
-        let (mut dead, _) = servers.read_columns("readings__dlq", reader, &["offset", "reason", "value"]);
-        dead.sort_by_key(|r| r["offset"].as_i64());
-        let bad: Vec<_> = offsets.iter().zip(&values).filter(|(_, (_, why))| why.is_some()).collect();
-        assert_eq!(dead.len(), bad.len(), "{reader}: {dead:?}");
-        for (d, (offset, (value, why))) in dead.iter().zip(bad) {
-            assert_eq!(d["offset"].as_i64(), Some(*offset), "{reader}");
-            let reason = d["reason"].as_str().unwrap_or_default();
-            assert!(
-                reason.contains(why.unwrap()),
-                "{reader}: offset {offset}: `{reason}` should say `{}`",
-                why.unwrap()
-            );
-            assert_eq!(
-                d["value"].as_str().map(|v| base64::engine::general_purpose::STANDARD.decode(v).unwrap()).as_ref(),
-                Some(value),
-                "{reader}: offset {offset}: the raw value, byte for byte"
-            );
-        }
+        assert_dead_letters(&servers, "readings", reader, &offsets, &values);
     }
     // `frazil status` counts them from the catalog.
     let status = status_json(&config, &[]);

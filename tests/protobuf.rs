@@ -7,10 +7,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use base64::Engine as _;
-use common::registry::Registry;
+use common::registry::{Registry, assert_dead_letters, python_frames, with_id};
 use common::*;
 use serde_json::{Value, json};
 
@@ -105,27 +103,7 @@ fn encode(dir: &std::path::Path, messages: &[(u32, &str, Value)]) -> Vec<Vec<u8>
         "schemas": {"1": {"text": READING_V1, "imports": imports}, "2": {"text": reading_v2(), "imports": imports}},
         "messages": messages.iter().map(|(id, t, v)| json!({"schema_id": id, "type": t, "value": v})).collect::<Vec<_>>(),
     });
-    let (spec_path, out_path) = (dir.join("protobuf-spec.json"), dir.join("protobuf-frames.txt"));
-    std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let out = Command::new(venv_python())
-        .arg(repo().join("tests/check/protobuf_encode.py"))
-        .arg(&spec_path)
-        .arg(&out_path)
-        .output()
-        .expect("run protobuf_encode.py");
-    assert!(out.status.success(), "protobuf_encode.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read_to_string(&out_path)
-        .unwrap()
-        .lines()
-        .map(|l| base64::engine::general_purpose::STANDARD.decode(l).unwrap())
-        .collect()
-}
-
-/// `frame` naming schema id `id` instead.
-fn with_id(frame: &[u8], id: u32) -> Vec<u8> {
-    let mut v = frame.to_vec();
-    v[1..5].copy_from_slice(&id.to_be_bytes());
-    v
+    python_frames(dir, "protobuf_encode.py", &spec)
 }
 
 const COLUMNS: [&str; 20] = [
@@ -270,20 +248,6 @@ fn protobuf_with_imports_and_two_schema_versions_lands_typed_and_bad_records_bec
                 );
             }
         }
-        let (mut dead, _) = servers.read_columns("plant__dlq", reader, &["offset", "reason", "value"]);
-        dead.sort_by_key(|r| r["offset"].as_i64());
-        let bad: Vec<_> = offsets.iter().zip(&values).filter(|(_, (_, why))| why.is_some()).collect();
-        assert_eq!(dead.len(), bad.len(), "{reader}: {dead:?}");
-        for (d, (offset, (value, why))) in dead.iter().zip(bad) {
-            assert_eq!(d["offset"].as_i64(), Some(*offset), "{reader}");
-            let reason = d["reason"].as_str().unwrap_or_default();
-            assert!(
-                reason.contains(why.unwrap()),
-                "{reader}: offset {offset}: `{reason}` should say `{}`",
-                why.unwrap()
-            );
-            let raw = d["value"].as_str().map(|v| base64::engine::general_purpose::STANDARD.decode(v).unwrap());
-            assert_eq!(raw.as_ref(), Some(value), "{reader}: offset {offset}: the raw value, byte for byte");
-        }
+        assert_dead_letters(&servers, "plant", reader, &offsets, &values);
     }
 }

@@ -19,6 +19,35 @@ pub trait Origin {
     fn key(&self) -> Option<&[u8]>;
 }
 
+/// A record's place in Kafka alone, kept for rows whose values are already in columns.
+pub struct Place {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Box<[u8]>>,
+}
+
+impl Place {
+    pub fn of(d: &DeadLetter) -> Place {
+        Place { partition: d.partition, offset: d.offset, timestamp_ms: d.timestamp_ms, key: d.key.clone() }
+    }
+}
+
+impl Origin for Place {
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+    fn timestamp_ms(&self) -> i64 {
+        self.timestamp_ms
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+}
+
 impl Origin for DeadLetter {
     fn partition(&self) -> i32 {
         self.partition
@@ -55,7 +84,12 @@ pub fn meta_column<R: Origin>(name: &str, dt: &DataType, rows: &[R]) -> Option<A
 
 /// A batch of `schema` (a table's, meta columns included) from the user columns decoded for
 /// `rows` and their meta columns, in the table's order. `what`: the format, for errors.
-pub fn assemble(schema: &SchemaRef, rows: &[DeadLetter], user: &RecordBatch, what: &str) -> crate::Result<RecordBatch> {
+pub fn assemble<R: Origin>(
+    schema: &SchemaRef,
+    rows: &[R],
+    user: &RecordBatch,
+    what: &str,
+) -> crate::Result<RecordBatch> {
     let columns = schema
         .fields()
         .iter()

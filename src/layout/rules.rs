@@ -125,10 +125,10 @@ pub fn grow_extra(table: &str, schema: &Schema, last_id: i32) -> Result<Option<S
     })
 }
 
-/// The first layout of an Avro or Protobuf topic's table: `first`, the table schema of the first
-/// writer schema that has a usable one (`decode::avro::table_schema`,
-/// `decode::protobuf::table_schema`), or the meta columns alone when there is none, it is broken,
-/// or it would break the table's rules.
+/// The first layout of the table of a topic of registered schemas (Avro, Protobuf, JSON Schema):
+/// `first`, the table schema made from the first writer schema that has a usable one (its fields,
+/// then the meta columns), or the meta columns alone when there is none, it is broken, or it
+/// would break the table's rules.
 pub fn registered(
     table: &str,
     first: Option<Result<Schema>>,

@@ -105,3 +105,52 @@ fn handle(mut conn: TcpStream, state: &State) {
     let headers = [("Content-Type".to_string(), "application/vnd.schemaregistry.v1+json".to_string())];
     let _ = answer(&mut conn, &format!("HTTP/1.1 {status} {reason}"), &headers, body.to_string().as_bytes());
 }
+
+/// Confluent frames made by an independent encoder: `script` (under tests/check/, run with the
+/// test venv) reads `spec` and writes one base64 frame per line.
+pub fn python_frames(dir: &std::path::Path, script: &str, spec: &serde_json::Value) -> Vec<Vec<u8>> {
+    let (spec_path, out_path) = (dir.join(format!("{script}.spec.json")), dir.join(format!("{script}.frames")));
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let out = std::process::Command::new(super::venv_python())
+        .arg(super::repo().join("tests/check").join(script))
+        .arg(&spec_path)
+        .arg(&out_path)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| base64::engine::general_purpose::STANDARD.decode(l).unwrap())
+        .collect()
+}
+
+/// `frame` naming schema id `id` instead.
+pub fn with_id(frame: &[u8], id: u32) -> Vec<u8> {
+    let mut v = frame.to_vec();
+    v[1..5].copy_from_slice(&id.to_be_bytes());
+    v
+}
+
+/// Checks `table`'s dead-letter table as `reader` sees it: one row per record of `values` that
+/// has a reason (in `offsets` order), at its offset, whose reason says it, with the record's
+/// value byte for byte.
+pub fn assert_dead_letters(
+    servers: &super::Servers,
+    table: &str,
+    reader: &str,
+    offsets: &[i64],
+    values: &[(Vec<u8>, Option<&str>)],
+) {
+    let (mut dead, _) = servers.read_columns(&format!("{table}__dlq"), reader, &["offset", "reason", "value"]);
+    dead.sort_by_key(|r| r["offset"].as_i64());
+    let bad: Vec<_> = offsets.iter().zip(values).filter_map(|(o, (v, why))| why.map(|w| (o, v, w))).collect();
+    assert_eq!(dead.len(), bad.len(), "{reader}: {dead:?}");
+    for (d, (offset, value, why)) in dead.iter().zip(bad) {
+        assert_eq!(d["offset"].as_i64(), Some(*offset), "{reader}");
+        let reason = d["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(why), "{reader}: offset {offset}: `{reason}` should say `{why}`");
+        let raw = d["value"].as_str().map(|v| base64::engine::general_purpose::STANDARD.decode(v).unwrap());
+        assert_eq!(raw.as_ref(), Some(value), "{reader}: offset {offset}: the raw value, byte for byte");
+    }
+}

@@ -41,14 +41,14 @@ impl Fetcher<'_> {
                 rules::infer(table, admitted, &cfg.time_fields, partition, extra)
             }
             (Format::Raw | Format::Text, None) => rules::raw(table, format == Format::Text, partition),
-            (Format::Avro, None) => {
+            (Format::Avro | Format::JsonSchema, None) => {
                 // The writer schema of the first record that has a usable one.
                 let first = samples
                     .iter()
                     .filter_map(|r| r.value.as_deref().and_then(decode::avro::schema_id))
-                    .filter_map(|id| writers[&id].schema(id, SchemaKind::Avro).ok())
-                    .find_map(|r| decode::avro::parse(&r.text).ok());
-                rules::registered(table, first.as_ref().map(decode::avro::table_schema), partition, cfg.limits(table))
+                    .find_map(|id| writer_fields(format, writers[&id].schema(id, schema_kind(format)).ok()?)?.ok());
+                let first = first.map(|f| decode::with_meta_columns(f, "a table schema from the first writer schema"));
+                rules::registered(table, first, partition, cfg.limits(table))
             }
             (Format::Protobuf, None) => {
                 // The message type of the first record that has a usable one.
@@ -61,15 +61,6 @@ impl Fetcher<'_> {
                         decode::protobuf::schema::message_at(&file, &f.indexes).ok()
                     });
                 let first = first.as_ref().map(decode::protobuf::table_schema);
-                rules::registered(table, first, partition, cfg.limits(table))
-            }
-            (Format::JsonSchema, None) => {
-                let first = samples
-                    .iter()
-                    .filter_map(|r| r.value.as_deref().and_then(decode::avro::schema_id))
-                    .filter_map(|id| writers[&id].schema(id, SchemaKind::Json).ok())
-                    .find_map(|r| JsonSchema::parse(&r.text, &r.references).ok());
-                let first = first.as_ref().map(decode::json_schema::table_schema);
                 rules::registered(table, first, partition, cfg.limits(table))
             }
         })
@@ -93,11 +84,7 @@ impl Fetcher<'_> {
         format: Format,
         writers: &BTreeMap<u32, Known>,
     ) -> Result<()> {
-        let kind = match format {
-            Format::Avro => SchemaKind::Avro,
-            Format::Protobuf => SchemaKind::Protobuf,
-            _ => SchemaKind::Json,
-        };
+        let kind = schema_kind(format);
         for (id, known) in writers {
             if self.buffer(tp).knows_schema(*id) {
                 continue;
@@ -237,5 +224,14 @@ fn writer_fields(format: Format, r: &Registered) -> Option<std::result::Result<V
         Format::Avro => Some(decode::avro::parse(&r.text).and_then(|w| decode::avro::writer_fields(&w))),
         Format::JsonSchema => Some(JsonSchema::parse(&r.text, &r.references).and_then(|s| s.fields())),
         _ => None,
+    }
+}
+
+/// The kind of registered schema a topic of `format` reads.
+fn schema_kind(format: Format) -> SchemaKind {
+    match format {
+        Format::Avro => SchemaKind::Avro,
+        Format::Protobuf => SchemaKind::Protobuf,
+        _ => SchemaKind::Json,
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! The agent tells the decoder each schema id's texts ([`ProtobufDecoder::know`]: compiled once),
 //! then each message type its records name ([`ProtobufDecoder::follow`]: a schema id and message
-//! indexes), after growing the table for it. A record is decoded when it arrives, so one that does
-//! not parse is refused alone; on flush, runs of records of one message type become columns of
-//! the table's types (`value`), fields the type lacks being nulls.
+//! indexes), after growing the table for it. A record is decoded once, when it arrives, so one
+//! that does not parse is refused alone. Decoded messages wait in a chunk of one message type;
+//! a full chunk (or another type's record, or a flush) turns them into columns of the table's
+//! types (`value`), fields the type lacks being nulls. A decoded message takes several times the
+//! memory of its bytes, so the chunk is small and the columns are what the decoder holds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use prost_reflect::{DynamicMessage, FileDescriptor, MessageDescriptor};
 
 use super::frame::frame;
 use super::{fits, schema, value};
-use crate::decode::meta::{assemble, table_arrow};
+use crate::decode::meta::{Place, assemble, table_arrow};
 use crate::decode::{DeadLetter, Flushed, Message, Rejected, names};
 use crate::{Error, Result};
 
@@ -54,12 +56,21 @@ impl Followed {
     }
 }
 
-/// A record taken, waiting for the flush.
-struct Pending {
+/// Messages decoded per chunk: what the decoder holds as `DynamicMessage`s at most.
+const CHUNK: usize = 1024;
+
+/// Records of one message type, decoded, waiting to become columns.
+struct Chunk {
     key: TypeKey,
-    /// Where the Protobuf body starts in the record's value.
-    body_at: usize,
-    record: DeadLetter,
+    messages: Vec<DynamicMessage>,
+    /// Each record whole (a dead letter if its columns cannot be built), and where its body starts.
+    records: Vec<(DeadLetter, usize)>,
+}
+
+/// Rows already in columns (the table's user columns when they were built).
+struct Converted {
+    batch: RecordBatch,
+    places: Vec<Place>,
 }
 
 pub struct ProtobufDecoder {
@@ -71,7 +82,10 @@ pub struct ProtobufDecoder {
     /// Each schema id's compiled file, or why its records cannot be read.
     files: HashMap<u32, std::result::Result<FileDescriptor, String>>,
     types: HashMap<TypeKey, Followed>,
-    pending: Vec<Pending>,
+    chunk: Option<Chunk>,
+    converted: Vec<Converted>,
+    /// Records whose columns could not be built, for the next flush.
+    rejected: Vec<DeadLetter>,
 }
 
 impl ProtobufDecoder {
@@ -83,7 +97,9 @@ impl ProtobufDecoder {
             user,
             files: HashMap::new(),
             types: HashMap::new(),
-            pending: Vec::new(),
+            chunk: None,
+            converted: Vec::new(),
+            rejected: Vec::new(),
         })
     }
 
@@ -143,20 +159,30 @@ impl ProtobufDecoder {
                 Err(e) => return refuse(e),
             },
         };
-        if let Err(e) = DynamicMessage::decode(message.clone(), framed.body) {
-            return refuse(format!("schema id {}: the body is not a {} message: {e}", key.0, message.full_name()));
-        }
+        let decoded = match DynamicMessage::decode(message.clone(), framed.body) {
+            Ok(m) => m,
+            Err(e) => {
+                return refuse(format!("schema id {}: the body is not a {} message: {e}", key.0, message.full_name()));
+            }
+        };
         let body_at = value.len() - framed.body.len();
-        self.pending.push(Pending { key, body_at, record: DeadLetter::new(msg, String::new()) });
+        if self.chunk.as_ref().is_some_and(|c| c.key != key || c.messages.len() >= CHUNK) {
+            self.convert();
+        }
+        let chunk = self.chunk.get_or_insert_with(|| Chunk { key, messages: Vec::new(), records: Vec::new() });
+        chunk.messages.push(decoded);
+        chunk.records.push((DeadLetter::new(msg, String::new()), body_at));
         Ok(())
     }
 
+    /// Records taken and not yet flushed (rows, or dead letters found when building columns).
     pub fn len(&self) -> usize {
-        self.pending.len()
+        let converted: usize = self.converted.iter().map(|c| c.places.len()).sum();
+        converted + self.chunk.as_ref().map_or(0, |c| c.messages.len()) + self.rejected.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
     }
 
     /// Moves to `table`, a grown schema of the same table: message types are checked again.
@@ -169,55 +195,60 @@ impl ProtobufDecoder {
         Ok(())
     }
 
-    /// Decodes everything taken since the last flush into one batch of the table's schema.
+    /// Everything taken since the last flush, as one batch of the table's schema.
     pub fn flush(&mut self) -> Result<Flushed> {
-        let pending = std::mem::take(&mut self.pending);
-        let (mut batches, mut kept, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
-        for run in pending.chunk_by(|a, b| a.key == b.key) {
-            match self.decode_run(run) {
-                Ok(b) => {
-                    batches.push(b);
-                    kept.extend(run.iter().map(|p| p.record.clone()));
-                }
-                // Records that parsed should all become rows; if some do not, find them one by one.
-                Err(_) => {
-                    for p in run {
-                        match self.decode_run(std::slice::from_ref(p)) {
-                            Ok(b) => {
-                                batches.push(b);
-                                kept.push(p.record.clone());
-                            }
-                            Err(e) => rejected.push(DeadLetter { reason: e, ..p.record.clone() }),
-                        }
-                    }
-                }
-            }
-        }
-        let batch = if kept.is_empty() {
+        self.convert();
+        let converted = std::mem::take(&mut self.converted);
+        let rejected = std::mem::take(&mut self.rejected);
+        let batch = if converted.is_empty() {
             None
         } else {
+            // Columns built before the table grew get its new columns (null) and wider types.
+            let batches = converted
+                .iter()
+                .map(|c| crate::decode::conform_batch(&c.batch, &self.user))
+                .collect::<Result<Vec<_>>>()?;
             let user = arrow_select::concat::concat_batches(&self.user, &batches)
                 .map_err(|e| Error::decode("joining Protobuf batches", e))?;
-            Some(assemble(&self.schema, &kept, &user, "Protobuf")?)
+            let places: Vec<Place> = converted.into_iter().flat_map(|c| c.places).collect();
+            Some(assemble(&self.schema, &places, &user, "Protobuf")?)
         };
         Ok(Flushed { batch, rejected, unknown_fields: Default::default() })
     }
 
-    /// Records of one message type as one batch of the user columns.
-    fn decode_run(&self, run: &[Pending]) -> std::result::Result<RecordBatch, String> {
-        let key = &run[0].key;
+    /// Turns the chunk's messages into columns. They should all fit (their type was checked
+    /// against the table); if they do not, the records are tried one by one and only those that
+    /// fail are dead letters.
+    fn convert(&mut self) {
+        let Some(chunk) = self.chunk.take() else { return };
+        match self.columns(&chunk.key, chunk.messages) {
+            Ok(batch) => {
+                let places = chunk.records.iter().map(|(r, _)| Place::of(r)).collect();
+                self.converted.push(Converted { batch, places });
+            }
+            Err(_) => {
+                for (record, body_at) in chunk.records {
+                    let body = &record.value.as_deref().unwrap_or_default()[body_at..];
+                    let one = self
+                        .message(chunk.key.0, &chunk.key.1)
+                        .and_then(|m| DynamicMessage::decode(m, body).map_err(|e| e.to_string()));
+                    match one.and_then(|m| self.columns(&chunk.key, vec![m])) {
+                        Ok(batch) => self.converted.push(Converted { batch, places: vec![Place::of(&record)] }),
+                        Err(e) => self.rejected.push(DeadLetter { reason: e, ..record }),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Messages of one type as one batch of the user columns.
+    fn columns(&self, key: &TypeKey, messages: Vec<DynamicMessage>) -> std::result::Result<RecordBatch, String> {
         let message = self.types.get(key).ok_or("a message type never looked up")?.usable(key)?;
-        let messages = run
-            .iter()
-            .map(|p| {
-                let body = &p.record.value.as_deref().unwrap_or_default()[p.body_at..];
-                DynamicMessage::decode(message.clone(), body).map_err(|e| e.to_string())
-            })
-            .collect::<std::result::Result<Vec<_>, String>>()?;
+        let rows = messages.len();
         let rename = |n: &str| names::escape(n).into_owned();
-        let columns = value::columns(message, &messages, self.user.fields(), &rename)
+        let columns = value::columns(message, messages, self.user.fields(), &rename)
             .map_err(|e| format!("schema id {}, message {}: {e}", key.0, message.full_name()))?;
-        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(messages.len()));
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(self.user.clone(), columns, &options).map_err(|e| e.to_string())
     }
 }

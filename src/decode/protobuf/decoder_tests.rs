@@ -119,3 +119,30 @@ fn a_type_refused_for_the_tables_rules_stays_refused_when_the_table_grows() {
     let reason = d.push(&msg(1, Some(&other))).unwrap_err().reason;
     assert!(reason.contains("too many columns"), "{reason}");
 }
+
+#[test]
+fn columns_built_before_the_table_grew_get_its_new_columns() {
+    let mut d = reading_decoder();
+    d.follow(1, &[1], None);
+    // More than a chunk: the first rows become columns of the table as it was.
+    let reading = framed(1, &[0], &hex(FULL));
+    for offset in 0..1100 {
+        d.push(&msg(offset, Some(&reading))).unwrap();
+    }
+    let file = schema::compile(READING, &imports()).unwrap();
+    let table = table_schema(&schema::message_at(&file, &[0]).unwrap()).unwrap();
+    let grown = evolve(&table, &schema::message_at(&file, &[1]).unwrap(), table.highest_field_id(), None).unwrap();
+    d.grow(&grown.unwrap()).unwrap();
+    d.push(&msg(1100, Some(&framed(1, &[2, 2], &[0x08, 0x01])))).unwrap();
+    assert_eq!(d.len(), 1101);
+    let flushed = d.flush().unwrap();
+    assert!(flushed.rejected.is_empty());
+    let batch = flushed.batch.unwrap();
+    assert_eq!(batch.num_rows(), 1101);
+    let flag = batch.column_by_name("flag").unwrap().as_boolean();
+    assert_eq!((flag.null_count(), flag.value(1100)), (1100, true));
+    let offsets = batch.column_by_name("_kafka_offset").unwrap().as_primitive::<Int64Type>();
+    assert!(offsets.values().iter().copied().eq(0..1101), "rows in the order taken");
+    let device = batch.column_by_name("device").unwrap().as_string::<i32>();
+    assert_eq!((device.value(0), device.value(1099)), ("gw-01", "gw-01"));
+}

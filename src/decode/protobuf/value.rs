@@ -21,10 +21,10 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescri
 
 /// The columns of `fields` (a table's, by name: top-level names as `rename` makes them from the
 /// message's field names) for `messages`, all of type `message`. A column the messages have no
-/// field for is all nulls.
+/// field for is all nulls. The values are moved out of the messages, never copied.
 pub fn columns(
     message: &MessageDescriptor,
-    messages: &[DynamicMessage],
+    mut messages: Vec<DynamicMessage>,
     fields: &Fields,
     rename: &dyn Fn(&str) -> String,
 ) -> Result<Vec<ArrayRef>, String> {
@@ -34,16 +34,17 @@ pub fn columns(
         .map(|field| match by_name.get(field.name()) {
             None => Ok(new_null_array(field.data_type(), messages.len())),
             Some(fd) => {
-                let rows: Vec<Option<Value>> = messages.iter().map(|m| get(m, fd)).collect();
+                let rows: Vec<Option<Value>> = messages.iter_mut().map(|m| take(m, fd)).collect();
                 field_column(rows, fd, field).map_err(|e| format!("field `{}`: {e}", fd.name()))
             }
         })
         .collect()
 }
 
-/// A field's value in `m`, or `None` when the field tracks presence and is not set.
-fn get(m: &DynamicMessage, fd: &FieldDescriptor) -> Option<Value> {
-    (!fd.supports_presence() || m.has_field(fd)).then(|| m.get_field(fd).into_owned())
+/// A field's value, taken out of `m`; `None` when the field tracks presence and is not set (one
+/// that does not and is not set is its default).
+fn take(m: &mut DynamicMessage, fd: &FieldDescriptor) -> Option<Value> {
+    m.take_field(fd).or_else(|| (!fd.supports_presence()).then(|| m.get_field(fd).into_owned()))
 }
 
 /// The column of one field (with its cardinality) across rows.
@@ -207,12 +208,12 @@ fn column(rows: Vec<Option<Value>>, kind: &Kind, field: &Field) -> Result<ArrayR
         DataType::Struct(children) => {
             let Kind::Message(desc) = kind else { return Err(format!("a {kind:?} in a struct column")) };
             let n = rows.len();
-            let messages: Vec<Option<&DynamicMessage>> = rows
-                .iter()
+            let mut messages: Vec<Option<DynamicMessage>> = rows
+                .into_iter()
                 .map(|r| match r {
                     Some(Value::Message(m)) => Ok(Some(m)),
                     None => Ok(None),
-                    Some(v) => Err(wrong(v)),
+                    Some(v) => Err(wrong(&v)),
                 })
                 .collect::<Result<_, _>>()?;
             let arrays = children
@@ -220,7 +221,8 @@ fn column(rows: Vec<Option<Value>>, kind: &Kind, field: &Field) -> Result<ArrayR
                 .map(|child: &FieldRef| match desc.get_field_by_name(child.name()) {
                     None => Ok(new_null_array(child.data_type(), n)),
                     Some(fd) => {
-                        let values: Vec<Option<Value>> = messages.iter().map(|m| m.and_then(|m| get(m, &fd))).collect();
+                        let values: Vec<Option<Value>> =
+                            messages.iter_mut().map(|m| m.as_mut().and_then(|m| take(m, &fd))).collect();
                         field_column(values, &fd, child).map_err(|e| format!("`{}`: {e}", fd.name()))
                     }
                 })

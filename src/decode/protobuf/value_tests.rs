@@ -29,7 +29,7 @@ fn batch() -> RecordBatch {
     let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap());
     let messages: Vec<DynamicMessage> =
         [FULL, SPARSE].iter().map(|h| DynamicMessage::decode(desc.clone(), hex(h).as_slice()).unwrap()).collect();
-    let cols = columns(&desc, &messages, arrow.fields(), &|name| name.to_string()).unwrap();
+    let cols = columns(&desc, messages, arrow.fields(), &|name| name.to_string()).unwrap();
     RecordBatch::try_new(arrow, cols).expect("the columns have the table's types")
 }
 
