@@ -99,21 +99,27 @@ fn agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause() 
     signal("-STOP");
     let stopped_log = read_log(&log(2)).len();
     let others = [3, 4].map(|n| (n, read_log(&log(n)).len()));
+    // Member 2's partitions, as its group state recorded them.
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(servers.dir.path().join("spool-g2/group.json")).unwrap()).unwrap();
+    let parts: Vec<String> = state["partitions"]
+        .as_array()
+        .expect("member 2's partitions")
+        .iter()
+        .map(|tp| tp.as_str().unwrap().rsplit_once('/').unwrap().1.to_string())
+        .collect();
     // tansu notices a silent member only when another one's heartbeat looks (15-25 s here with a
     // 6 s session timeout); then the group gives its partitions to the others, who commit them.
-    let taken = || others.iter().any(|(n, at)| read_log(&log(*n))[*at..].contains("assigned to this agent"));
+    let taken = || {
+        parts.iter().all(|p| {
+            let line = format!("{TOPIC}/{p}: assigned to this agent");
+            others.iter().any(|(n, at)| read_log(&log(*n))[*at..].contains(&line))
+        })
+    };
     if !p.produce_while(Duration::from_secs(45), taken) {
         // tansu sometimes keeps a silent member in the group for minutes. A standby given member
         // 2's partitions through `kafka.partitions` (same group, so fenced the same way) takes
         // them over instead, as an operator would.
-        let state: Value =
-            serde_json::from_slice(&std::fs::read(servers.dir.path().join("spool-g2/group.json")).unwrap()).unwrap();
-        let parts: Vec<String> = state["partitions"]
-            .as_array()
-            .expect("member 2's partitions")
-            .iter()
-            .map(|tp| tp.as_str().unwrap().rsplit_once('/').unwrap().1.to_string())
-            .collect();
         println!(
             "member 2's partitions did not move within 45 s (tansu kept it in the group); a standby reads {parts:?}"
         );
@@ -122,25 +128,37 @@ fn agents_in_one_group_share_a_topic_exactly_once_through_kill_join_and_pause() 
         let took_over = p.produce_while(Duration::from_secs(60), || count(&read_log(&log(5)), " data files (") > 0);
         assert!(took_over, "the standby made no commit:\n{}", tail(&read_log(&log(5)), 30));
     } else {
-        // Member 2's commit is refused only once a member that took its partitions has
-        // committed them: wait for a commit after the new assignment (a fixed time is not enough
-        // on a loaded machine).
+        // Member 2's commit is refused only once the members that took its partitions have
+        // committed rows of them: wait for two commits by each taker after it took the last of
+        // them (rows are produced to every partition all along, so the second holds some).
         let committed_after_taking = || {
-            others.iter().any(|(n, at)| {
+            others.iter().all(|(n, at)| {
                 let text = read_log(&log(*n));
                 let after = &text[*at..];
-                after.find("assigned to this agent").is_some_and(|i| after[i..].contains(" data files ("))
+                let mine: Vec<&String> =
+                    parts.iter().filter(|p| after.contains(&format!("{TOPIC}/{p}: assigned to this agent"))).collect();
+                let last =
+                    mine.iter().filter_map(|p| after.find(&format!("{TOPIC}/{p}: assigned to this agent"))).max();
+                mine.is_empty() || last.is_some_and(|i| count(&after[i..], " data files (") >= 2)
             })
         };
         let committed = p.produce_while(Duration::from_secs(60), committed_after_taking);
-        assert!(committed, "no member committed after taking member 2's partitions");
+        let logs = others.map(|(n, at)| format!("member {n}:\n{}", tail(&read_log(&log(n))[at..], 20)));
+        assert!(
+            committed,
+            "the members that took member 2's partitions {parts:?} did not commit them:\n{}",
+            logs.join("\n")
+        );
     }
     p.produce_for(Duration::from_secs(5));
     signal("-CONT");
     // Its commit of rows others took over meanwhile is refused, and it says so.
     let fenced =
         p.produce_while(Duration::from_secs(30), || read_log(&log(2))[stopped_log..].contains("commit fenced"));
-    assert!(fenced, "member 2's stale commit was not refused:\n{}", tail(&read_log(&log(2)), 40));
+    if !fenced {
+        let logs = [3, 4].map(|n| format!("member {n}:\n{}", tail(&read_log(&log(n)), 40)));
+        panic!("member 2's stale commit was not refused:\n{}\n{}", tail(&read_log(&log(2)), 40), logs.join("\n"));
+    }
     // `frazil status` beside the running member reports the group and the refusal.
     let st = status_json(&configs[1], &["--offline"]);
     let g = &st["group"];
