@@ -143,8 +143,8 @@ fn json_schema_values_land_typed_and_values_that_do_not_match_become_dead_letter
             ok("/schemas/ids/3"),
             ok("/schemas/ids/4"),
             missing("/schemas/ids/99"),
-            missing("/subjects/gone/versions/1"),
-            ok("/subjects/site/versions/1"),
+            missing("/subjects/gone/versions/1?deleted=true"),
+            ok("/subjects/site/versions/1?deleted=true"),
         ]
     );
 

@@ -216,8 +216,8 @@ fn protobuf_with_imports_and_two_schema_versions_lands_typed_and_bad_records_bec
             ok("/schemas/ids/4"),
             ok("/schemas/ids/5"),
             missing("/schemas/ids/99"),
-            missing("/subjects/gone/versions/1"),
-            ok("/subjects/plant-site/versions/1"),
+            missing("/subjects/gone/versions/1?deleted=true"),
+            ok("/subjects/plant-site/versions/1?deleted=true"),
         ]
     );
 

@@ -60,14 +60,15 @@ fn check_extra_is_for_json(c: &Config) -> Result<()> {
         let table = c.table_for(topic);
         let format = c.kafka.format_for(topic);
         if format.registered() && c.unknown_keys(&table) == crate::decode::UnknownKeys::Extra {
-            let what = match format {
-                Format::Avro => "Avro",
-                Format::Protobuf => "Protobuf",
-                _ => "JSON Schema",
-            };
+            let why = match format {
+                Format::Avro => "the Avro topic {topic}, whose records have no JSON keys to keep",
+                Format::Protobuf => "the Protobuf topic {topic}, whose records have no JSON keys to keep",
+                _ => "the JSON Schema topic {topic}, whose columns are its registered schemas' properties",
+            }
+            .replace("{topic}", topic);
             return Err(Error::config(
                 format!("tables.\"{table}\".unknown_keys"),
-                format!("table {table} is fed by the {what} topic {topic}, whose records have no JSON keys to keep"),
+                format!("table {table} is fed by {why}"),
                 "use unknown_keys = \"dead_letter\": records of a writer schema with fields the table lacks go to \
                  the dead-letter table",
             ));

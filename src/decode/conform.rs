@@ -34,7 +34,9 @@ pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBa
             None => Ok(arrow_array::new_null_array(f.data_type(), n)),
         })
         .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(target.clone(), columns)
+    // The row count given, for a table with no user columns yet.
+    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(n));
+    RecordBatch::try_new_with_options(target.clone(), columns, &options)
         .map_err(|e| Error::decode(format!("converting a batch of {n} rows to the table's schema"), e))
 }
 

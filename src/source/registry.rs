@@ -168,7 +168,9 @@ impl Registry {
                     // A version of -1 is the subject's latest (how references to "latest" are stored).
                     let (subject, version) = &key;
                     let v = if *version < 0 { "latest".to_string() } else { version.to_string() };
-                    match self.ask(&format!("/subjects/{}/versions/{v}", crate::tls::path_segment(subject)))? {
+                    // A referenced version may have been soft-deleted since; it still is the schema's.
+                    let path = format!("/subjects/{}/versions/{v}?deleted=true", crate::tls::path_segment(subject));
+                    match self.ask(&path)? {
                         Answer::Missing(body) => {
                             return Ok(Err(format!(
                                 "its reference `{name}` (subject {subject}, version {v}) is not in the schema registry ({body})"

@@ -149,15 +149,35 @@ fn drop_unless(unknown_keys: UnknownKeys) -> UnknownKeys {
     }
 }
 
+/// Refuses every URL a schema names that the registry did not give: a schema never makes the
+/// agent read a local file or the network.
+struct Nothing;
+
+impl boon::UrlLoader for Nothing {
+    fn load(&self, url: &str) -> std::result::Result<Value, Box<dyn std::error::Error>> {
+        Err(format!("{url} is not among the schema's references in the registry").into())
+    }
+}
+
 /// The schema compiled for checking values; its references are placed where its relative `$ref`s
-/// lead (a schema with an absolute `$id` must reference them by absolute URL).
+/// lead: against the schema's own `$id` when it has one (as Confluent's serializers resolve
+/// them), else against a base of our own.
 fn checker(id: u32, schema: &JsonSchema) -> std::result::Result<(boon::Schemas, boon::SchemaIndex), String> {
     let mut compiler = boon::Compiler::new();
+    compiler.use_loader(Box::new(Nothing));
     compiler.set_default_draft(boon::Draft::V7);
     let fail = |e: boon::CompileError| format!("the JSON Schema does not compile: {e}");
+    let own_id = schema.root.get("$id").and_then(Value::as_str).and_then(|i| url::Url::parse(i).ok());
     for (name, doc) in &schema.references {
-        let loc = if name.contains("://") { name.clone() } else { format!("{BASE}{name}") };
-        compiler.add_resource(&loc, doc.clone()).map_err(fail)?;
+        let mut places = vec![match url::Url::parse(name) {
+            Ok(absolute) => absolute.to_string(),
+            Err(_) => format!("{BASE}{name}"),
+        }];
+        places.extend(own_id.as_ref().and_then(|base| base.join(name).ok()).map(|u| u.to_string()));
+        places.dedup();
+        for loc in places {
+            compiler.add_resource(&loc, doc.clone()).map_err(fail)?;
+        }
     }
     let root = format!("{BASE}frazil-schema-id-{id}.json");
     compiler.add_resource(&root, schema.root.clone()).map_err(fail)?;

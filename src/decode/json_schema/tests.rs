@@ -110,3 +110,33 @@ fn a_schema_with_new_properties_waits_for_the_table_to_grow() {
     let batch = d.flush().unwrap().batch.unwrap();
     assert_eq!(batch.column_by_name("firmware").unwrap().as_string::<i32>().value(0), "1.2");
 }
+
+#[test]
+fn a_schema_never_makes_the_agent_read_a_file() {
+    // A readable schema file on this machine: loading it would make the schema compile.
+    let path = std::env::temp_dir().join(format!("frazil-schema-{}.json", std::process::id()));
+    std::fs::write(&path, r#"{"type": "integer"}"#).unwrap();
+    let mut d = decoder();
+    let schema = json!({"type": "object", "properties": {"a": {"$ref": format!("file://{}", path.display())}}});
+    d.know(5, Ok((&schema.to_string(), &BTreeMap::new())));
+    let reason = d.push(&msg(0, &framed(5, r#"{"a": 1}"#))).unwrap_err().reason;
+    std::fs::remove_file(&path).unwrap();
+    assert!(reason.contains("does not compile: error loading file://"), "{reason}");
+}
+
+#[test]
+fn references_resolve_against_the_schemas_own_id_as_confluent_resolves_them() {
+    let customer = json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]});
+    let order = json!({"$id": "http://example.com/schemas/order.json", "type": "object", "properties": {
+        "device": {"type": "string"}, "customer": {"$ref": "customer.json"}}});
+    let refs = BTreeMap::from([("customer.json".to_string(), customer.to_string())]);
+    let parsed = JsonSchema::parse(&order.to_string(), &refs).unwrap();
+    let mut d = JsonSchemaDecoder::new(&table_schema(&parsed).unwrap(), EpochUnit::Millis).unwrap();
+    d.know(7, Ok((&order.to_string(), &refs)));
+    d.push(&msg(0, &framed(7, r#"{"device": "gw", "customer": {"name": "acme"}}"#))).unwrap();
+    let reason = d.push(&msg(1, &framed(7, r#"{"device": "gw", "customer": {}}"#))).unwrap_err().reason;
+    assert!(reason.contains("missing properties 'name'"), "the reference is checked too: {reason}");
+    let batch = d.flush().unwrap().batch.unwrap();
+    let customer = batch.column_by_name("customer").unwrap().as_struct();
+    assert_eq!(customer.column_by_name("name").unwrap().as_string::<i32>().value(0), "acme");
+}

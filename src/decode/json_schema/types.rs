@@ -4,7 +4,8 @@
 //! - `string` is `string`, or `timestamptz` with `"format": "date-time"` and `date` with
 //!   `"format": "date"`; `integer` is `long`, `number` `double`, `boolean` `boolean`;
 //! - Kafka Connect's `connect.type` annotation, where a schema has it, picks the width (`int8` to
-//!   `int32` are `int`, `float32` is `float`, `bytes` is `binary`);
+//!   `int32` are `int`, `float32` is `float`); its `bytes` stay the base64 text they are written as
+//!   (`string`);
 //! - an object with `properties` is a struct, one with only `additionalProperties` a map from
 //!   string keys, any other object JSON text (`string`); an array with one `items` schema a list;
 //! - `["T", "null"]`, and `oneOf`/`anyOf` of one schema and `{"type": "null"}`, are `T`; an
@@ -20,6 +21,18 @@ use std::collections::BTreeMap;
 
 use iceberg::spec::{ListType, MapType, NestedField, NestedFieldRef, PrimitiveType, StructType, Type};
 use serde_json::Value;
+
+/// The most fields (at every depth) a schema may have as columns: `$ref`s to shared definitions,
+/// nested, could otherwise expand to billions.
+const MAX_FIELDS: i32 = 10_000;
+
+/// The next field id, unless there are too many fields.
+fn id(next_id: &mut dyn FnMut() -> i32) -> Result<i32, String> {
+    match next_id() {
+        id if id > MAX_FIELDS => Err(format!("more than {MAX_FIELDS} fields (definitions used over and over, nested)")),
+        id => Ok(id),
+    }
+}
 
 /// The Iceberg fields of `root` (a schema document, with `references` by name), numbered by
 /// `next_id` (parents first); top-level names go through `rename`.
@@ -37,7 +50,7 @@ pub fn iceberg_fields(
     properties
         .iter()
         .map(|(name, schema)| {
-            let id = next_id();
+            let id = id(next_id)?;
             let ty = walk.ty(doc, schema, next_id).map_err(|e| format!("property `{name}`: {e}"))?;
             Ok(NestedField::optional(id, rename(name), ty).into())
         })
@@ -93,7 +106,6 @@ impl<'a> Walk<'a> {
             Some("int64") => return p(PrimitiveType::Long),
             Some("float32") => return p(PrimitiveType::Float),
             Some("float64") => return p(PrimitiveType::Double),
-            Some("bytes") => return p(PrimitiveType::Binary),
             _ => {}
         }
         // A union with null is its other branch; any other union is JSON text.
@@ -127,7 +139,7 @@ impl<'a> Walk<'a> {
             Some("boolean") => p(PrimitiveType::Boolean),
             Some("array") => match node.get("items") {
                 Some(items @ Value::Object(_)) => {
-                    let id = next_id();
+                    let id = id(next_id)?;
                     let element = self.ty(doc, items, next_id)?;
                     Ok(Type::List(ListType::new(NestedField::list_element(id, element, false).into())))
                 }
@@ -138,7 +150,7 @@ impl<'a> Walk<'a> {
                     let fields = props
                         .iter()
                         .map(|(name, schema)| {
-                            let id = next_id();
+                            let id = id(next_id)?;
                             let ty = self.ty(doc, schema, next_id).map_err(|e| format!("`{name}`: {e}"))?;
                             Ok(NestedField::optional(id, name.clone(), ty).into())
                         })
@@ -146,7 +158,7 @@ impl<'a> Walk<'a> {
                     Ok(Type::Struct(StructType::new(fields)))
                 }
                 (_, Some(values @ Value::Object(_))) => {
-                    let (k, v) = (next_id(), next_id());
+                    let (k, v) = (id(next_id)?, id(next_id)?);
                     let value = self.ty(doc, values, next_id)?;
                     Ok(Type::Map(MapType::new(
                         NestedField::map_key_element(k, Type::Primitive(PrimitiveType::String)).into(),

@@ -101,3 +101,17 @@ fn a_schema_that_cannot_be_a_table_says_why() {
     let by_ref = json!({"$ref": "#/definitions/r", "definitions": {"r": {"type": "object", "properties": {"x": {"type": "integer"}}}}});
     assert_eq!(fields_of(&by_ref, &none).unwrap(), ["1:x long"]);
 }
+
+#[test]
+fn definitions_used_over_and_over_cannot_expand_without_bound() {
+    // d0 uses d1 twice, d1 uses d2 twice, ...: 2^40 fields if expanded.
+    let mut defs = serde_json::Map::new();
+    for i in 0..40 {
+        let next = json!({"$ref": format!("#/definitions/d{}", i + 1)});
+        defs.insert(format!("d{i}"), json!({"type": "object", "properties": {"a": next, "b": next}}));
+    }
+    defs.insert("d40".into(), json!({"type": "string"}));
+    let schema = json!({"type": "object", "definitions": defs, "properties": {"root": {"$ref": "#/definitions/d0"}}});
+    let err = fields_of(&schema, &BTreeMap::new()).unwrap_err();
+    assert!(err.contains("more than 10000 fields"), "{err}");
+}

@@ -146,3 +146,18 @@ fn columns_built_before_the_table_grew_get_its_new_columns() {
     let device = batch.column_by_name("device").unwrap().as_string::<i32>();
     assert_eq!((device.value(0), device.value(1099)), ("gw-01", "gw-01"));
 }
+
+#[test]
+fn a_message_type_without_fields_fills_a_table_of_meta_columns_alone() {
+    let meta_alone = crate::decode::infer_schema([b"{}".as_slice()]).unwrap();
+    let mut d = ProtobufDecoder::new(&meta_alone).unwrap();
+    d.know(1, Ok(("syntax = \"proto3\";\nmessage Tick {}\n", &imports())));
+    d.follow(1, &[0], None);
+    for offset in 0..3 {
+        d.push(&msg(offset, Some(&framed(1, &[0], b"")))).unwrap();
+    }
+    let batch = d.flush().unwrap().batch.unwrap();
+    assert_eq!(batch.num_rows(), 3);
+    let offsets = batch.column_by_name("_kafka_offset").unwrap().as_primitive::<Int64Type>();
+    assert_eq!(offsets.values().to_vec(), [0, 1, 2]);
+}

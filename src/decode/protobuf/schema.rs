@@ -23,6 +23,10 @@ use iceberg::spec::{ListType, MapType, NestedField, NestedFieldRef, PrimitiveTyp
 use prost_reflect::{FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
+/// The most fields (at every depth) a message type may have as columns: a type that uses other
+/// types over and over, nested, could otherwise expand to billions.
+const MAX_FIELDS: i32 = 10_000;
+
 /// The name the schema's own file is compiled under (registries give it none; imports name the
 /// others).
 pub const ROOT: &str = "frazil-schema.proto";
@@ -88,6 +92,9 @@ fn fields(
         .fields()
         .map(|f| {
             let id = next_id();
+            if id > MAX_FIELDS {
+                return Err(format!("more than {MAX_FIELDS} fields (message types used over and over, nested)"));
+            }
             let ty = field_type(&f, next_id, inside).map_err(|e| format!("field `{}`: {e}", f.name()))?;
             Ok(NestedField::optional(id, rename(f.name()), ty).into())
         })

@@ -87,3 +87,25 @@ fn a_schema_that_does_not_compile_says_why() {
     let broken = compile("syntax = \"proto3\";\nmessage M { string a = 1 }\n", &BTreeMap::new()).unwrap_err();
     assert!(broken.contains("does not compile"), "{broken}");
 }
+
+#[test]
+fn message_types_used_over_and_over_cannot_expand_without_bound() {
+    // M0 holds two M1s, M1 two M2s, ...: 2^40 fields if expanded.
+    let mut text = String::from("syntax = \"proto3\";\n");
+    for i in 0..40 {
+        text += &format!("message M{i} {{ M{n} a = 1; M{n} b = 2; }}\n", n = i + 1);
+    }
+    text += "message M40 { string s = 1; }\n";
+    let file = compile(&text, &BTreeMap::new()).unwrap();
+    let mut n = 0;
+    let err = iceberg_fields(
+        &message_at(&file, &[0]).unwrap(),
+        &mut || {
+            n += 1;
+            n
+        },
+        &|name| name.to_string(),
+    )
+    .unwrap_err();
+    assert!(err.contains("more than 10000 fields"), "{err}");
+}
