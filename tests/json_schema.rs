@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::registry::{Registry, assert_dead_letters, python_frames, with_id};
+use common::registry::{Registry, assert_dead_letters, python_frames, registry_config, with_id};
 use common::*;
 use serde_json::{Value, json};
 
@@ -123,10 +123,7 @@ fn json_schema_values_land_typed_and_values_that_do_not_match_become_dead_letter
     block_on(create_topic(&kafka, "plant", 1));
     let offsets = block_on(produce_raw(&kafka, "plant", 0, values.iter().map(|(v, _)| Some(v.clone())).collect()));
 
-    let config = servers.config(&["plant"], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace("[kafka]\n", "[kafka]\nformat = \"json_schema\"\n")
-        + &format!("\n[schema_registry]\nurl = \"{}\"\nusername = \"frazil\"\npassword = \"s3cret\"\n", registry.url);
-    write_config(&config, &text);
+    let config = registry_config(&servers, "plant", "json_schema", &registry.url);
     let (code, log) = servers.frazil(&["flush", "--config", path_str(&config)]);
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("(8 to dead-letter tables)"), "{log}");

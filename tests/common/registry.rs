@@ -154,3 +154,14 @@ pub fn assert_dead_letters(
         assert_eq!(raw.as_ref(), Some(value), "{reader}: offset {offset}: the raw value, byte for byte");
     }
 }
+
+/// A config reading `topic` as `format` (a registered-schema format), with the registry at `url`
+/// and the stand-in's credentials.
+pub fn registry_config(servers: &super::Servers, topic: &str, format: &str, url: &str) -> std::path::PathBuf {
+    let config = servers.config(&[topic], "");
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("[kafka]\n", &format!("[kafka]\nformat = \"{format}\"\n"))
+            + &format!("\n[schema_registry]\nurl = \"{url}\"\nusername = \"frazil\"\npassword = \"s3cret\"\n");
+    super::write_config(&config, &text);
+    config
+}
