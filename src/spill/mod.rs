@@ -1,24 +1,24 @@
 //! The spill stage: Arrow batches become Parquet files in the local spool, registered in its
 //! index (crate `frazil-spool`, which tracks them to their commit) only once they are durable.
 //!
-//! The file is written by iceberg's own Parquet writer, so it carries field ids and the column
-//! metrics that the Iceberg DataFile needs; that DataFile is kept (as JSON) in the index beside
-//! the file, and the file is later uploaded byte for byte.
+//! The file is written one column at a time (`write.rs`): the bytes iceberg's own Parquet writer
+//! would write, field ids included, with a fraction of its memory. Its Iceberg DataFile (column
+//! metrics, `metrics.rs`) is kept as JSON in the index beside the file, and the file is later
+//! uploaded byte for byte.
 
 pub mod datafile;
+mod metrics;
 pub mod retain;
+mod write;
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use async_compat::Compat;
 use frazil_spool::{FileMeta, Spool, SpoolFile, SpoolOptions};
-use iceberg::io::FileIO;
 use std::collections::HashMap;
 
 use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, NullOrder, PartitionSpec, Schema, SortDirection, SortOrder, Struct};
-use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -50,16 +50,11 @@ pub async fn spill(spool: Arc<Spool>, parts: Vec<Part>) -> Result<Vec<SpoolFile>
                     .map_err(|e| Error::partition("the partition type of the spec", e))?;
                 for (partition, batches) in split(&part)? {
                     let tmp = spool.temp_path();
-                    let path = tmp
-                        .to_str()
-                        .ok_or_else(|| Error::io("spool path", std::io::Error::other("not UTF-8")))?
-                        .to_string();
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                    written.push((tmp, FileMeta { extra: Vec::new(), rows: rows as u64, ..part.meta.clone() }));
+                    written.push((tmp.clone(), FileMeta { extra: Vec::new(), rows: rows as u64, ..part.meta.clone() }));
                     let batches = sorted(&part.schema, &part.sort, batches)?;
                     let tuple = partition.map(|p| (p, part.spec.spec_id()));
-                    let data_file =
-                        smol::block_on(Compat::new(write_parquet(&path, part.schema.clone(), &batches, tuple)))?;
+                    let data_file = write_parquet(&tmp, &part.schema, &batches, tuple)?;
                     written.last_mut().expect("pushed above").1.extra = datafile::to_json(data_file, &partition_type)?;
                 }
             }
@@ -183,29 +178,25 @@ pub fn is_disk_full(e: &Error) -> bool {
 /// Columns of few distinct values keep their dictionary.
 const DICTIONARY_PAGE_LIMIT: usize = 64 << 10;
 
-async fn write_parquet(
-    path: &str,
-    schema: Arc<Schema>,
+/// How spool files are written: zstd level 3, dictionaries capped at [`DICTIONARY_PAGE_LIMIT`].
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
+        .build()
+}
+
+fn write_parquet(
+    path: &std::path::Path,
+    schema: &Schema,
     batches: &[RecordBatch],
     partition: Option<(Struct, i32)>,
 ) -> Result<DataFile> {
-    let ctx = |e| Error::iceberg(format!("write spool file {path}"), e);
-    let out = FileIO::new_with_fs().new_output(path).map_err(ctx)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
-        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
-        .build();
-    let mut writer = ParquetWriterBuilder::new(props, schema).build(out).await.map_err(ctx)?;
-    for b in batches {
-        writer.write(b).await.map_err(ctx)?;
-    }
-    let mut builders = writer.close().await.map_err(ctx)?;
-    let mut builder =
-        builders.pop().ok_or_else(|| Error::encode(path.to_string(), "the Parquet writer produced no file"))?;
+    let mut builder = write::write_file(path, schema, batches, properties())?;
     if let Some((tuple, spec_id)) = partition {
         builder.partition(tuple).partition_spec_id(spec_id);
     }
-    builder.build().map_err(|e| Error::encode(format!("data file for {path}"), e))
+    builder.build().map_err(|e| Error::encode(format!("data file for {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -234,8 +225,8 @@ mod tests {
         let site = StringArray::from_iter_values((0..n).map(|i| format!("site-{}", i % 12)));
         let batch = RecordBatch::try_new(arrow, vec![Arc::new(seq), Arc::new(site)]).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.parquet").to_str().unwrap().to_string();
-        smol::block_on(Compat::new(write_parquet(&path, schema, &[batch], None))).unwrap();
+        let path = dir.path().join("f.parquet");
+        write_parquet(&path, &schema, &[batch], None).unwrap();
         let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
         // The encodings of each column's data pages (its dictionary page is always plain).
         let data_pages = |c: usize| -> Vec<Encoding> {
