@@ -215,3 +215,26 @@ fn a_given_schema_types_the_table_and_it_still_grows_by_the_rules() {
     at.sort();
     assert_eq!(at, [1_714_979_289_000_000, 1_715_000_000_000_000], "an RFC 3339 string and epoch milliseconds");
 }
+
+#[test]
+fn keys_first_seen_late_in_a_fetch_grow_the_table_and_every_record_lands() {
+    // Records are taken in runs of 256 and the schema grows between runs: `b` first comes in the
+    // third run and `c` in the last record, after the schema has grown once already.
+    let dir = tempfile::tempdir().unwrap();
+    let values: Vec<String> = (0..1000)
+        .map(|i| match i {
+            999 => format!(r#"{{"a":{i},"b":"x{i}","c":true}}"#),
+            600.. => format!(r#"{{"a":{i},"b":"x{i}"}}"#),
+            _ => format!(r#"{{"a":{i}}}"#),
+        })
+        .collect();
+    let cfg = flush(dir.path(), "", &values);
+    assert_eq!(user_columns(&cfg), ["a", "b", "c"]);
+    assert_eq!(offsets(&cfg), (0..1000).collect::<Vec<i64>>());
+    let (mut b, mut c) = (0, 0);
+    for batch in scan(&cfg, "events", &["b", "c"]) {
+        b += batch.num_rows() - batch.column_by_name("b").unwrap().null_count();
+        c += batch.num_rows() - batch.column_by_name("c").unwrap().null_count();
+    }
+    assert_eq!((b, c), (400, 1), "every `b` and the one `c` were kept");
+}

@@ -10,6 +10,13 @@ use crate::source::registry::Known;
 use crate::topic::TopicPartition;
 use crate::{Error, Result};
 
+/// Records are pushed in runs of this many, and a run with keys the schema lacks grows it before
+/// the next run is pushed. A JSON record the schema cannot take yet is kept parsed (a map of
+/// values, several times its size) until it is decoded; growing after each run rather than after
+/// a whole fetch answer lets a new table's records move to the fast path after a few hundred,
+/// which was the agent's peak of memory at the start.
+const GROW_EVERY: usize = 256;
+
 impl Fetcher<'_> {
     /// Takes fetched records of one partition into its hot buffer. For a topic of registered
     /// schemas (Avro, Protobuf, JSON Schema) the writer schemas are looked up first, and the table grows before any record is decoded;
@@ -42,21 +49,24 @@ impl Fetcher<'_> {
             self.follow_messages(&table, tp, records)?;
         }
         self.shared.report.borrow_mut().events += records.len() as u64;
-        let buf = self.buffer(tp);
-        for r in records {
-            let msg = Message {
-                partition: tp.1,
-                offset: r.offset,
-                timestamp_ms: r.timestamp_ms,
-                key: r.key.as_deref(),
-                value: r.value.as_deref(),
-            };
-            buf.push(&msg, &r.headers);
+        for run in records.chunks(GROW_EVERY) {
+            let buf = self.buffer(tp);
+            for r in run {
+                let msg = Message {
+                    partition: tp.1,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                };
+                buf.push(&msg, &r.headers);
+            }
+            if buf.has_fresh_keys() {
+                self.grow_schema(&table)?;
+            }
+            self.buffer(tp).settle(false)?;
         }
-        if buf.has_fresh_keys() {
-            self.grow_schema(&table)?;
-        }
-        self.buffer(tp).settle(false)
+        Ok(())
     }
 
     /// The partition's buffer, made by [`Self::take`] with its first records.
