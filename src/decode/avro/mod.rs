@@ -204,23 +204,24 @@ impl AvroDecoder {
     pub fn flush(&mut self) -> Result<Flushed> {
         let pending = std::mem::take(&mut self.pending);
         let mut batches = Vec::new();
-        let mut kept: Vec<DeadLetter> = Vec::new();
+        // The records whose rows are kept, for their meta columns (borrowed: values are not copied).
+        let mut kept: Vec<&DeadLetter> = Vec::new();
         let mut rejected = Vec::new();
         for run in pending.chunk_by(|a, b| a.id == b.id) {
             let id = run[0].id;
             let records: Vec<&[u8]> = run.iter().map(|p| p.record.value.as_deref().unwrap_or_default()).collect();
             match self.decode_run(id, &records) {
                 Ok(b) => {
-                    batches.push(b);
-                    kept.extend(run.iter().map(|p| p.record.clone()));
+                    batches.extend(b);
+                    kept.extend(run.iter().map(|p| &p.record));
                 }
                 // Checked records should all decode; if some do not, find them one by one.
                 Err(_) => {
                     for (p, bytes) in run.iter().zip(&records) {
                         match self.decode_run(id, std::slice::from_ref(bytes)) {
                             Ok(b) => {
-                                batches.push(b);
-                                kept.push(p.record.clone());
+                                batches.extend(b);
+                                kept.push(&p.record);
                             }
                             Err(e) => {
                                 rejected.push(DeadLetter { reason: format!("schema id {id}: {e}"), ..p.record.clone() })
@@ -240,8 +241,9 @@ impl AvroDecoder {
         Ok(Flushed { batch, rejected, unknown_fields: Default::default() })
     }
 
-    /// Decodes whole framed records of one schema id into one batch of the user columns.
-    fn decode_run(&mut self, id: u32, records: &[&[u8]]) -> std::result::Result<RecordBatch, String> {
+    /// Decodes whole framed records of one schema id into batches of the user columns (of up to
+    /// `BATCH_ROWS` rows: the flush joins every run's batches once).
+    fn decode_run(&mut self, id: u32, records: &[&[u8]]) -> std::result::Result<Vec<RecordBatch>, String> {
         let w = self.writers.get(&id).ok_or_else(|| format!("schema id {id} is not known"))?;
         let mut decoder = match self.decoders.remove(&id) {
             Some(d) => d,
@@ -279,19 +281,25 @@ impl AvroDecoder {
         if rows != records.len() {
             return Err(format!("{} records decoded into {rows} rows", records.len()));
         }
-        let Some(first) = out.first() else { return Err("nothing decoded".into()) };
-        let joined = arrow_select::concat::concat_batches(&first.schema(), &out).map_err(|e| e.to_string())?;
-        // Top-level names as the table has them, then the table's types.
-        let renamed = ArrowSchema::new(
-            joined
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_name(names::escape(f.name()).into_owned()))
-                .collect::<Vec<_>>(),
-        );
-        let joined = RecordBatch::try_new(Arc::new(renamed), joined.columns().to_vec()).map_err(|e| e.to_string())?;
-        super::conform_batch(&joined, &self.user).map_err(|e| e.to_string())
+        if out.is_empty() {
+            return Err("nothing decoded".into());
+        }
+        out.iter()
+            .map(|batch| {
+                // Top-level names as the table has them, then the table's types.
+                let renamed = ArrowSchema::new(
+                    batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone().with_name(names::escape(f.name()).into_owned()))
+                        .collect::<Vec<_>>(),
+                );
+                let renamed =
+                    RecordBatch::try_new(Arc::new(renamed), batch.columns().to_vec()).map_err(|e| e.to_string())?;
+                super::conform_batch(&renamed, &self.user).map_err(|e| e.to_string())
+            })
+            .collect()
     }
 }
 
