@@ -4,9 +4,10 @@
 //! The registry is the agent's business (`source::registry`); this decoder is told each writer
 //! schema's text ([`AvroDecoder::know`]) and stays pure code over bytes. A record is checked
 //! whole against its writer schema when it arrives ([`check`]), so a bad one is refused alone.
-//! On flush, runs of records with one schema id are decoded by arrow-avro with that writer
-//! schema, and the result is converted to the table's schema by field name
-//! (`decode::conform`): fields the writer lacks are nulls, narrower types widen.
+//! Every 1,024 records (and at a flush), runs of records with one schema id are decoded by
+//! arrow-avro with that writer schema, and the result is converted to the table's schema by field
+//! name (`decode::conform`): fields the writer lacks are nulls, narrower types widen. Columns
+//! decoded before the table grew are converted again at the flush.
 //!
 //! How a table follows new schema versions: [`evolve`] gives the table schema grown by what a
 //! writer schema adds (new fields anywhere, `int` → `long`, `float` → `double`, wider decimals),
@@ -26,7 +27,7 @@ use iceberg::spec::{NestedFieldRef, Schema};
 
 pub use schema::{Avro, parse};
 
-use super::meta::{assemble, table_arrow};
+use super::meta::{Place, assemble, table_arrow};
 use super::{DeadLetter, Flushed, Message, Rejected, names};
 use crate::{Error, Result};
 
@@ -91,6 +92,16 @@ struct Pending {
     record: DeadLetter,
 }
 
+/// Records taken are decoded into columns once this many wait: Avro is compact, and a record
+/// kept as bytes until the flush costs its bytes and then its columns at once.
+const CHUNK: usize = 1024;
+
+/// Rows already in columns (the table's user columns when they were decoded).
+struct Converted {
+    batches: Vec<RecordBatch>,
+    places: Vec<Place>,
+}
+
 /// Turns Confluent-framed Avro records into batches of a table's schema.
 pub struct AvroDecoder {
     table: Arc<Schema>,
@@ -104,6 +115,9 @@ pub struct AvroDecoder {
     /// One arrow-avro decoder per schema id, between flushes always at a row boundary.
     decoders: HashMap<u32, arrow_avro::reader::Decoder>,
     pending: Vec<Pending>,
+    converted: Vec<Converted>,
+    /// Records whose columns could not be built, for the next flush.
+    rejected: Vec<DeadLetter>,
 }
 
 impl AvroDecoder {
@@ -117,6 +131,8 @@ impl AvroDecoder {
             refused: HashMap::new(),
             decoders: HashMap::new(),
             pending: Vec::new(),
+            converted: Vec::new(),
+            rejected: Vec::new(),
         })
     }
 
@@ -175,15 +191,20 @@ impl AvroDecoder {
             return refuse(format!("schema id {id}: {e}"));
         }
         self.pending.push(Pending { id, record: DeadLetter::new(msg, String::new()) });
+        if self.pending.len() >= CHUNK {
+            self.convert();
+        }
         Ok(())
     }
 
+    /// Records taken and not yet flushed (rows, or dead letters found when decoding).
     pub fn len(&self) -> usize {
-        self.pending.len()
+        let converted: usize = self.converted.iter().map(|c| c.places.len()).sum();
+        self.pending.len() + converted + self.rejected.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
     }
 
     /// Moves to `table`, a grown schema of the same table: writer schemas are checked again.
@@ -192,6 +213,8 @@ impl AvroDecoder {
         next.refused = std::mem::take(&mut self.refused);
         next.decoders = std::mem::take(&mut self.decoders);
         next.pending = std::mem::take(&mut self.pending);
+        next.converted = std::mem::take(&mut self.converted);
+        next.rejected = std::mem::take(&mut self.rejected);
         for (id, w) in self.writers.drain() {
             let fit = fits(table, &w.avro);
             next.writers.insert(id, Writer { fit, ..w });
@@ -200,45 +223,55 @@ impl AvroDecoder {
         Ok(())
     }
 
-    /// Decodes everything taken since the last flush into one batch of the table's schema.
+    /// Everything taken since the last flush, as one batch of the table's schema.
     pub fn flush(&mut self) -> Result<Flushed> {
+        self.convert();
+        let converted = std::mem::take(&mut self.converted);
+        let rejected = std::mem::take(&mut self.rejected);
+        let batch = if converted.is_empty() {
+            None
+        } else {
+            // Columns decoded before the table grew get its new columns (null) and wider types.
+            let batches = converted
+                .iter()
+                .flat_map(|c| &c.batches)
+                .map(|b| super::conform_batch(b, &self.user))
+                .collect::<Result<Vec<_>>>()?;
+            let user = arrow_select::concat::concat_batches(&self.user, &batches)
+                .map_err(|e| Error::decode("joining Avro batches", e))?;
+            let places: Vec<Place> = converted.into_iter().flat_map(|c| c.places).collect();
+            Some(assemble(&self.schema, &places, &user, "Avro")?)
+        };
+        Ok(Flushed { batch, rejected, unknown_fields: Default::default() })
+    }
+
+    /// Decodes the records waiting into columns, by runs of one schema id. Checked records should
+    /// all decode; if a run does not, its records are decoded one by one and only those that
+    /// fail are dead letters.
+    fn convert(&mut self) {
         let pending = std::mem::take(&mut self.pending);
-        let mut batches = Vec::new();
-        // The records whose rows are kept, for their meta columns (borrowed: values are not copied).
-        let mut kept: Vec<&DeadLetter> = Vec::new();
-        let mut rejected = Vec::new();
         for run in pending.chunk_by(|a, b| a.id == b.id) {
             let id = run[0].id;
             let records: Vec<&[u8]> = run.iter().map(|p| p.record.value.as_deref().unwrap_or_default()).collect();
             match self.decode_run(id, &records) {
-                Ok(b) => {
-                    batches.extend(b);
-                    kept.extend(run.iter().map(|p| &p.record));
+                Ok(batches) => {
+                    let places = run.iter().map(|p| Place::of(&p.record)).collect();
+                    self.converted.push(Converted { batches, places });
                 }
-                // Checked records should all decode; if some do not, find them one by one.
                 Err(_) => {
                     for (p, bytes) in run.iter().zip(&records) {
                         match self.decode_run(id, std::slice::from_ref(bytes)) {
-                            Ok(b) => {
-                                batches.extend(b);
-                                kept.push(&p.record);
+                            Ok(batches) => {
+                                self.converted.push(Converted { batches, places: vec![Place::of(&p.record)] })
                             }
-                            Err(e) => {
-                                rejected.push(DeadLetter { reason: format!("schema id {id}: {e}"), ..p.record.clone() })
-                            }
+                            Err(e) => self
+                                .rejected
+                                .push(DeadLetter { reason: format!("schema id {id}: {e}"), ..p.record.clone() }),
                         }
                     }
                 }
             }
         }
-        let batch = if kept.is_empty() {
-            None
-        } else {
-            let user = arrow_select::concat::concat_batches(&self.user, &batches)
-                .map_err(|e| Error::decode("joining Avro batches", e))?;
-            Some(assemble(&self.schema, &kept, &user, "Avro")?)
-        };
-        Ok(Flushed { batch, rejected, unknown_fields: Default::default() })
     }
 
     /// Decodes whole framed records of one schema id into batches of the user columns (of up to

@@ -213,3 +213,33 @@ fn meta_named_fields_are_escaped() {
     let meta = b.column_by_name("_kafka_offset").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
     assert_eq!((user.value(0), meta.value(0)), (77, 5));
 }
+
+#[test]
+fn records_decoded_before_the_table_grew_take_its_new_columns_at_the_flush() {
+    let table = table_schema(&parse(V1).unwrap()).unwrap();
+    let mut d = AvroDecoder::new(&table).unwrap();
+    d.know(1, Ok(&text(V1)));
+    // More than a chunk: the first 1,024 become columns of the v1 table before it grows.
+    let n = CHUNK as i64 + 5;
+    let old: Vec<Vec<u8>> = (0..n).map(|i| v1(i, "gw-1", 1_700_000_000_000 + i, &["t"])).collect();
+    for (i, r) in old.iter().enumerate() {
+        d.push(&msg(i as i64, r)).unwrap();
+    }
+    assert_eq!((d.pending.len(), d.converted.len(), d.len()), (5, 1, n as usize));
+    let grown = evolve(&table, &parse(V2).unwrap(), table.highest_field_id(), None).unwrap().unwrap();
+    d.grow(&grown).unwrap();
+    d.know(2, Ok(&text(V2)));
+    let r = v2(1 << 40, Some(1.5), &[]);
+    d.push(&msg(n, &r)).unwrap();
+    let flushed = d.flush().unwrap();
+    assert!(flushed.rejected.is_empty());
+    let b = flushed.batch.unwrap();
+    assert_eq!((b.num_rows(), b.schema()), (n as usize + 1, d.arrow_schema()));
+    let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+    assert!(ids.values().iter().copied().eq((0..n).chain([1 << 40])), "int ids widened to long, in order");
+    let pos = b.column_by_name("pos").unwrap().as_any().downcast_ref::<StructArray>().unwrap();
+    assert_eq!(pos.null_count(), n as usize, "only the v2 row has a pos");
+    let offsets = b.column_by_name(crate::decode::META_OFFSET).unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+    assert!(offsets.values().iter().copied().eq(0..=n));
+    assert!(d.is_empty());
+}
