@@ -117,8 +117,9 @@ pub struct SpoolConfig {
     pub file_max_rows: usize,
     /// ...or when its oldest row has waited this long.
     pub file_max_age: Duration,
-    /// The hot buffers of all partitions together: past this many bytes of input, the largest
-    /// buffer rolls into a spool file. This, not the backlog, bounds the agent's memory.
+    /// The hot buffers of all partitions together: past this much memory (rows in Arrow
+    /// columns, dead letters, and the bytes of records not yet decoded), the largest buffer rolls
+    /// into a spool file. This, not the backlog, bounds the agent's memory.
     pub buffer_max_bytes: u64,
     /// Spool files of a table are merged into uploads of about this size.
     pub upload_target_bytes: u64,

@@ -23,6 +23,10 @@ pub struct PartitionBuffer {
     rows: usize,
     dead: Vec<DeadLetter>,
     bytes: usize,
+    /// Memory of `batches` and `dead`: with `unsettled`, what the agent's buffer budget counts.
+    settled: usize,
+    /// Key and value bytes of the records still in the decoder.
+    unsettled: usize,
     /// First and last offset taken into the buffer since the last roll (accepted or not).
     range: Option<(i64, i64)>,
     since: Option<Instant>,
@@ -55,6 +59,8 @@ impl PartitionBuffer {
             rows: 0,
             dead: Vec::new(),
             bytes: 0,
+            settled: 0,
+            unsettled: 0,
             range: None,
             since: None,
         }
@@ -76,8 +82,12 @@ impl PartitionBuffer {
                 self.max_record_bytes
             );
             self.dead.push(DeadLetter::new(msg, reason));
+            self.settled += dead_size(self.dead.last().expect("pushed"));
         } else if let Err(rejected) = self.decoder.push(msg, headers) {
             self.dead.push(DeadLetter::new(msg, rejected.reason));
+            self.settled += dead_size(self.dead.last().expect("pushed"));
+        } else {
+            self.unsettled += size;
         }
     }
 
@@ -124,9 +134,12 @@ impl PartitionBuffer {
         }
         if let Some(batch) = flushed.batch {
             self.rows += batch.num_rows();
+            self.settled += batch.get_array_memory_size();
             self.batches.push(batch);
         }
+        self.settled += flushed.rejected.iter().map(dead_size).sum::<usize>();
         self.dead.extend(flushed.rejected);
+        self.unsettled = 0;
         Ok(())
     }
 
@@ -149,7 +162,14 @@ impl PartitionBuffer {
         for batch in &mut self.batches {
             *batch = crate::decode::conform_batch(batch, &target)?;
         }
+        self.recount();
         Ok(())
+    }
+
+    /// Counts again the memory of what has been moved out of the decoder.
+    fn recount(&mut self) {
+        let batches: usize = self.batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        self.settled = batches + self.dead.iter().map(dead_size).sum::<usize>();
     }
 
     /// True when the buffer should become a spool file.
@@ -164,9 +184,12 @@ impl PartitionBuffer {
         self.range.is_none()
     }
 
-    /// Bytes of keys and values taken since the last roll: what the agent's buffer budget counts.
-    pub fn bytes(&self) -> usize {
-        self.bytes
+    /// The memory the buffer holds, as the agent's buffer budget counts it: its rows in Arrow
+    /// columns (their buffers' capacity), its dead letters, and the key and value bytes of the
+    /// records still in the decoder. Counting input bytes instead let Avro buffers hold 1.7x the
+    /// budget: Avro's decoded columns are larger than its compact encoding.
+    pub fn held(&self) -> usize {
+        self.settled + self.unsettled
     }
 
     /// Puts back what [`roll`](Self::roll) took, when the spool could not take it (disk full):
@@ -184,6 +207,7 @@ impl PartitionBuffer {
         let mut dead = r.dead;
         dead.append(&mut self.dead);
         self.dead = dead;
+        self.recount();
     }
 
     /// What the buffer holds for a query, without taking it: the offsets it covers, its rows (all
@@ -200,11 +224,58 @@ impl PartitionBuffer {
         let Some((first_offset, last_offset)) = self.range.take() else { return Ok(None) };
         self.since = None;
         self.bytes = 0;
+        self.settled = 0;
         let rows = std::mem::take(&mut self.rows) as u64;
         let batches = std::mem::take(&mut self.batches);
         let mut dead = std::mem::take(&mut self.dead);
         dead.sort_by_key(|d| d.offset);
         // Every taken record is a row or a dead letter, so at least one of them is non-empty.
         Ok(Some(Rolled { batches, rows, dead, first_offset, last_offset }))
+    }
+}
+
+/// What a dead letter holds in memory, near enough.
+fn dead_size(d: &DeadLetter) -> usize {
+    std::mem::size_of::<DeadLetter>()
+        + d.key.as_ref().map_or(0, |k| k.len())
+        + d.value.as_ref().map_or(0, |v| v.len())
+        + d.reason.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{EpochUnit, Format, infer_schema};
+
+    fn msg(offset: i64, value: &[u8]) -> Message<'_> {
+        Message { partition: 0, offset, timestamp_ms: 0, key: None, value: Some(value) }
+    }
+
+    #[test]
+    fn the_budget_counts_rows_by_their_arrow_memory_and_undecoded_records_by_their_bytes() {
+        let values: Vec<Vec<u8>> =
+            (0..5000).map(|i| format!(r#"{{"id":{i},"site":"s{}","v":{i}.5}}"#, i % 7).into_bytes()).collect();
+        let schema = infer_schema(values.iter().take(10).map(Vec::as_slice)).unwrap();
+        let decoder = Decoder::new(Format::Json, &schema, EpochUnit::Millis).unwrap();
+        let mut b = PartitionBuffer::new(decoder, 100);
+        let headers = Default::default();
+        for (i, v) in values.iter().take(10).enumerate() {
+            b.push(&msg(i as i64, v), &headers);
+        }
+        let taken: usize = values.iter().take(10).map(Vec::len).sum();
+        assert_eq!(b.held(), taken, "records still in the decoder count their bytes");
+        b.push(&msg(10, &[b'x'; 200]), &headers);
+        assert!(b.held() >= taken + 200, "a dead letter counts what it holds");
+        for (i, v) in values.iter().enumerate().skip(10) {
+            b.push(&msg(i as i64 + 1, v), &headers);
+        }
+        b.settle(true).unwrap();
+        let columns: usize = b.batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        assert!(columns > 0);
+        assert_eq!(b.held(), columns + b.dead.iter().map(dead_size).sum::<usize>());
+        let rolled = b.roll().unwrap().unwrap();
+        assert_eq!((rolled.rows, rolled.dead.len(), b.held()), (5000, 1, 0));
+        b.restore(rolled);
+        assert_eq!(b.held(), columns + b.dead.iter().map(dead_size).sum::<usize>(), "put back, counted again");
     }
 }

@@ -48,7 +48,7 @@ impl Fetcher<'_> {
             .iter()
             .filter_map(|(tp, c)| c.buffer.as_ref().filter(|b| !b.is_empty()).map(|b| (tp, b)))
             .partition(|(_, b)| all || b.due(s.file_max_bytes, s.file_max_rows, s.file_max_age));
-        let rest: Vec<_> = rest.into_iter().map(|(tp, b)| (tp, b.bytes() as u64)).collect();
+        let rest: Vec<_> = rest.into_iter().map(|(tp, b)| (tp, b.held() as u64)).collect();
         due.into_iter().map(|(tp, _)| tp).chain(over_budget(rest, s.buffer_max_bytes)).cloned().collect()
     }
 
