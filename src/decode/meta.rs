@@ -99,6 +99,35 @@ pub fn meta_column<R: Origin>(name: &str, dt: &DataType, rows: &[R]) -> Option<A
     })
 }
 
+/// Rows already in columns: batches of the table's user columns as they were when built, and
+/// where each row came from. The Avro and Protobuf decoders build them as records arrive.
+pub struct Converted {
+    pub batches: Vec<RecordBatch>,
+    pub places: Vec<Place>,
+}
+
+/// `converted` as one batch of the table (`schema`; its user columns `user`): columns built before
+/// the table grew get its new columns (null) and wider types. `None` when there are no rows.
+pub fn join(
+    schema: &SchemaRef,
+    user: &SchemaRef,
+    converted: Vec<Converted>,
+    what: &str,
+) -> crate::Result<Option<RecordBatch>> {
+    if converted.is_empty() {
+        return Ok(None);
+    }
+    let batches = converted
+        .iter()
+        .flat_map(|c| &c.batches)
+        .map(|b| super::conform_batch(b, user))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let joined = arrow_select::concat::concat_batches(user, &batches)
+        .map_err(|e| crate::Error::decode(format!("joining {what} batches"), e))?;
+    let places: Vec<Place> = converted.into_iter().flat_map(|c| c.places).collect();
+    assemble(schema, &places, &joined, what).map(Some)
+}
+
 /// A batch of `schema` (a table's, meta columns included) from the user columns decoded for
 /// `rows` and their meta columns, in the table's order. `what`: the format, for errors.
 pub fn assemble<R: Origin>(

@@ -27,7 +27,7 @@ use iceberg::spec::{NestedFieldRef, Schema};
 
 pub use schema::{Avro, parse};
 
-use super::meta::{Place, assemble, table_arrow};
+use super::meta::{Converted, Place, join, table_arrow};
 use super::{DeadLetter, Flushed, Message, Rejected, names};
 use crate::{Error, Result};
 
@@ -95,12 +95,6 @@ struct Pending {
 /// Records taken are decoded into columns once this many wait: Avro is compact, and a record
 /// kept as bytes until the flush costs its bytes and then its columns at once.
 const CHUNK: usize = 1024;
-
-/// Rows already in columns (the table's user columns when they were decoded).
-struct Converted {
-    batches: Vec<RecordBatch>,
-    places: Vec<Place>,
-}
 
 /// Turns Confluent-framed Avro records into batches of a table's schema.
 pub struct AvroDecoder {
@@ -226,22 +220,8 @@ impl AvroDecoder {
     /// Everything taken since the last flush, as one batch of the table's schema.
     pub fn flush(&mut self) -> Result<Flushed> {
         self.convert();
-        let converted = std::mem::take(&mut self.converted);
-        let rejected = std::mem::take(&mut self.rejected);
-        let batch = if converted.is_empty() {
-            None
-        } else {
-            // Columns decoded before the table grew get its new columns (null) and wider types.
-            let batches = converted
-                .iter()
-                .flat_map(|c| &c.batches)
-                .map(|b| super::conform_batch(b, &self.user))
-                .collect::<Result<Vec<_>>>()?;
-            let user = arrow_select::concat::concat_batches(&self.user, &batches)
-                .map_err(|e| Error::decode("joining Avro batches", e))?;
-            let places: Vec<Place> = converted.into_iter().flat_map(|c| c.places).collect();
-            Some(assemble(&self.schema, &places, &user, "Avro")?)
-        };
+        let (converted, rejected) = (std::mem::take(&mut self.converted), std::mem::take(&mut self.rejected));
+        let batch = join(&self.schema, &self.user, converted, "Avro")?;
         Ok(Flushed { batch, rejected, unknown_fields: Default::default() })
     }
 

@@ -18,9 +18,9 @@ use prost_reflect::{DynamicMessage, FileDescriptor, MessageDescriptor};
 
 use super::frame::frame;
 use super::{fits, schema, value};
-use crate::decode::meta::{Place, assemble, table_arrow};
+use crate::Result;
+use crate::decode::meta::{Converted, Place, join, table_arrow};
 use crate::decode::{DeadLetter, Flushed, Message, Rejected, names};
-use crate::{Error, Result};
 
 /// A message type: a schema id and the message indexes within its file.
 type TypeKey = (u32, Vec<i32>);
@@ -65,12 +65,6 @@ struct Chunk {
     messages: Vec<DynamicMessage>,
     /// Each record whole (a dead letter if its columns cannot be built), and where its body starts.
     records: Vec<(DeadLetter, usize)>,
-}
-
-/// Rows already in columns (the table's user columns when they were built).
-struct Converted {
-    batch: RecordBatch,
-    places: Vec<Place>,
 }
 
 pub struct ProtobufDecoder {
@@ -198,21 +192,8 @@ impl ProtobufDecoder {
     /// Everything taken since the last flush, as one batch of the table's schema.
     pub fn flush(&mut self) -> Result<Flushed> {
         self.convert();
-        let converted = std::mem::take(&mut self.converted);
-        let rejected = std::mem::take(&mut self.rejected);
-        let batch = if converted.is_empty() {
-            None
-        } else {
-            // Columns built before the table grew get its new columns (null) and wider types.
-            let batches = converted
-                .iter()
-                .map(|c| crate::decode::conform_batch(&c.batch, &self.user))
-                .collect::<Result<Vec<_>>>()?;
-            let user = arrow_select::concat::concat_batches(&self.user, &batches)
-                .map_err(|e| Error::decode("joining Protobuf batches", e))?;
-            let places: Vec<Place> = converted.into_iter().flat_map(|c| c.places).collect();
-            Some(assemble(&self.schema, &places, &user, "Protobuf")?)
-        };
+        let (converted, rejected) = (std::mem::take(&mut self.converted), std::mem::take(&mut self.rejected));
+        let batch = join(&self.schema, &self.user, converted, "Protobuf")?;
         Ok(Flushed { batch, rejected, unknown_fields: Default::default() })
     }
 
@@ -224,7 +205,7 @@ impl ProtobufDecoder {
         match self.columns(&chunk.key, chunk.messages) {
             Ok(batch) => {
                 let places = chunk.records.iter().map(|(r, _)| Place::of(r)).collect();
-                self.converted.push(Converted { batch, places });
+                self.converted.push(Converted { batches: vec![batch], places });
             }
             Err(_) => {
                 for (record, body_at) in chunk.records {
@@ -233,7 +214,9 @@ impl ProtobufDecoder {
                         .message(chunk.key.0, &chunk.key.1)
                         .and_then(|m| DynamicMessage::decode(m, body).map_err(|e| e.to_string()));
                     match one.and_then(|m| self.columns(&chunk.key, vec![m])) {
-                        Ok(batch) => self.converted.push(Converted { batch, places: vec![Place::of(&record)] }),
+                        Ok(batch) => {
+                            self.converted.push(Converted { batches: vec![batch], places: vec![Place::of(&record)] })
+                        }
                         Err(e) => self.rejected.push(DeadLetter { reason: e, ..record }),
                     }
                 }
