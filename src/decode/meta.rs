@@ -33,23 +33,6 @@ impl Place {
     }
 }
 
-/// A borrowed row is its own origin: a flush can assemble the meta columns of rows it keeps
-/// without copying them.
-impl<T: Origin> Origin for &T {
-    fn partition(&self) -> i32 {
-        (*self).partition()
-    }
-    fn offset(&self) -> i64 {
-        (*self).offset()
-    }
-    fn timestamp_ms(&self) -> i64 {
-        (*self).timestamp_ms()
-    }
-    fn key(&self) -> Option<&[u8]> {
-        (*self).key()
-    }
-}
-
 impl Origin for Place {
     fn partition(&self) -> i32 {
         self.partition
